@@ -1,0 +1,75 @@
+"""Timing integrity: where host timers around a span would under-measure the device work.
+
+For every host annotation span, compare where it ends on the host with where the device work
+launched inside it ends. An asynchronous device keeps working after the host returns; a host
+timer read at the end of the span (without synchronizing) stops too early by that gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracekit.trace.model import Trace
+
+ANNOTATION_CATS = frozenset({"user_annotation"})
+
+
+@dataclass(frozen=True)
+class HostDeviceGap:
+    name: str
+    host_start_us: float
+    host_dur_us: float
+    device_end_us: float
+    launched: int
+
+    @property
+    def gap_us(self) -> float:
+        """How long the device worked past the end of the host span."""
+        return max(0.0, self.device_end_us - (self.host_start_us + self.host_dur_us))
+
+    @property
+    def true_dur_us(self) -> float:
+        return max(self.host_dur_us, self.device_end_us - self.host_start_us)
+
+
+def host_device_gaps(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us: float = 100.0) -> list[HostDeviceGap]:
+    """Annotation spans whose launched device work ends well after the span ends on the host."""
+    host = trace.host
+    if not trace.device:
+        return []
+    ends: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    ancestors: dict[int, tuple[int, ...]] = {}
+
+    def annotated_ancestors(node: int) -> tuple[int, ...]:
+        got = ancestors.get(node)
+        if got is not None:
+            return got
+        chain = []
+        n = node
+        while n >= 0 and n not in ancestors:
+            chain.append(n)
+            n = host[n].tk_parent
+        acc = ancestors[n] if n >= 0 else ()
+        for m in reversed(chain):
+            if host[m].cat in ANNOTATION_CATS:
+                acc = (*acc, m)
+            ancestors[m] = acc
+        return ancestors[node]
+
+    for d in trace.device:
+        if d.tk_link < 0:
+            continue
+        end = d.ts + d.dur
+        for a in annotated_ancestors(d.tk_link):
+            if end > ends.get(a, float("-inf")):
+                ends[a] = end
+            counts[a] = counts.get(a, 0) + 1
+    out = []
+    for a, end in ends.items():
+        h = host[a]
+        g = HostDeviceGap(h.name, h.ts, h.dur, end, counts[a])
+        if g.gap_us >= min_gap_us and g.gap_us >= min_gap_fraction * h.dur:
+            out.append(g)
+    out.sort(key=lambda g: -g.gap_us)
+    return out

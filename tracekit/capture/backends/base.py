@@ -1,0 +1,139 @@
+"""The backend interface: one streaming generation, timed honestly, annotated for the profiler."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tracekit.errors import UserError
+
+
+@dataclass
+class CaptureOptions:
+    backend: str = "builtin"
+    preset: str = "tiny"
+    model: str | None = None
+    attn: str = "sdpa"
+    device: str = "auto"
+    dtype: str = "auto"
+    chunk: int = 512
+    seed: int = 0
+    no_graphs: bool = False
+
+
+@dataclass
+class Generation:
+    """What one streaming generation measured (seconds, synchronized unless said otherwise)."""
+
+    tokens: list[int] = field(default_factory=list)
+    prefill_s: float = 0.0
+    prefill_s_unsynced: float = 0.0
+    decode_s: list[float] = field(default_factory=list)
+
+
+StepCallback = Callable[[], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for, but CUDA is not available here (use --device cpu)")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"unknown --device {name!r}; use auto, cpu or cuda")
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if name not in _DTYPES:
+        raise UserError(f"unknown --dtype {name!r}; use auto, float32, bfloat16 or float16")
+    return _DTYPES[name]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_facts(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {
+            "kind": "cuda",
+            "name": props.name,
+            "memory_bytes": int(props.total_memory),
+            "capability": f"{props.major}.{props.minor}",
+        }
+    import platform
+
+    return {"kind": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def measure_bandwidth(device: torch.device, nbytes: int = 256 * 1024 * 1024, repeats: int = 3) -> float:
+    """Copy bandwidth in GB/s (read + write counted), the best of a few large device copies."""
+    n = nbytes // 4
+    src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    del src, dst
+    return 2 * nbytes / best / 1e9
+
+
+class Backend(ABC):
+    """A model that can stream tokens, with each phase inside tracekit's annotations."""
+
+    name: str
+    device: torch.device
+
+    @abstractmethod
+    def max_context(self) -> int:
+        """Largest prompt + generated length this model (and its cache) supports."""
+
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @abstractmethod
+    def model_facts(self) -> dict[str, Any]:
+        """layers, heads, kv_heads, head_dim, hidden, vocab, dtype, parameter_bytes (read from the engine)."""
+
+    @abstractmethod
+    def prefill_steps(self, context: int) -> int:
+        """How many profiler steps the prefill of ``context`` tokens takes (chunks)."""
+
+    @abstractmethod
+    def generate(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
+        """Stream ``max_new_tokens`` greedy tokens after ``prompt``; call ``on_step`` after each
+        prefill chunk and each decode step (the profiler's ``step``)."""
+
+    def warmup(self) -> None:
+        """Run a short generation so first-call costs do not land in the measurements."""
+        self.generate(list(range(1, 9)), 2)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Restore anything the backend patched."""

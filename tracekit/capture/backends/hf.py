@@ -1,0 +1,288 @@
+"""HF transformers backend: a local model directory (never a download) or a small random preset.
+
+Streaming goes through ``model.generate`` with a streamer that timestamps every token (after a
+device synchronization). Phases come from forward hooks on the model; the attention core is the
+attention function transformers dispatches to, wrapped in ``tracekit::attention_core`` while the
+backend lives and restored by ``close()``. transformers' own code is never edited.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.autograd.profiler import record_function
+
+from tracekit.capture import annotations as ann
+from tracekit.capture.backends.base import (
+    Backend,
+    CaptureOptions,
+    Generation,
+    StepCallback,
+    resolve_device,
+    resolve_dtype,
+    synchronize,
+)
+from tracekit.errors import UserError
+
+ATTN = {"sdpa": "sdpa", "eager": "eager", "flash_attention_2": "flash_attention_2", "math": "eager"}
+
+# Small random-weight configs built offline, for tests and for trying the pipeline without a model.
+HF_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "arch": "llama",
+        "vocab_size": 4096,
+        "hidden_size": 256,
+        "intermediate_size": 704,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+    },
+    "tiny-qwen": {
+        "arch": "qwen2",
+        "vocab_size": 4096,
+        "hidden_size": 256,
+        "intermediate_size": 704,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+    },
+}
+
+
+def _import_transformers() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import transformers
+    except ImportError:
+        raise UserError("--backend hf needs transformers: pip install 'tracekit[hf]'") from None
+    return transformers
+
+
+def preset_config(name: str) -> Any:
+    tf = _import_transformers()
+    if name not in HF_PRESETS:
+        raise UserError(f"unknown --preset {name!r} for --backend hf; use {', '.join(HF_PRESETS)} or give --model DIR")
+    spec = dict(HF_PRESETS[name])
+    arch = spec.pop("arch")
+    cls = tf.LlamaConfig if arch == "llama" else tf.Qwen2Config
+    return cls(**spec, tie_word_embeddings=False)
+
+
+def check_model_dir(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UserError(f"--model {path}: no such directory (give a local HF model folder; tracekit never downloads)")
+    if not (p / "config.json").exists():
+        raise UserError(f"--model {path}: no config.json here; a HF model folder holds config.json and *.safetensors")
+    if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
+        raise UserError(f"--model {path}: no weights (*.safetensors) here; copy the model files into it")
+    return p
+
+
+class _AttentionScope:
+    """Wraps every attention function transformers dispatches to in ``tracekit::attention_core``."""
+
+    def __init__(self) -> None:
+        from transformers import modeling_utils
+
+        self.iface = modeling_utils.ALL_ATTENTION_FUNCTIONS
+        self.original = getattr(self.iface, "get_interface", None)
+        if self.original is None:
+            raise UserError("this transformers release has no AttentionInterface.get_interface; use transformers>=4.53")
+        original = self.original
+
+        def get_interface(impl: str, default: Any) -> Any:
+            fn = original(impl, default)
+            return _wrap(fn)
+
+        setattr(self.iface, "get_interface", get_interface)  # noqa: B010 - patching a method on purpose
+
+    def restore(self) -> None:
+        if self.original is not None:
+            try:
+                del self.iface.get_interface  # back to the class method
+            except AttributeError:
+                setattr(self.iface, "get_interface", self.original)  # noqa: B010
+
+
+def _wrap(fn: Any) -> Any:
+    wrapped = getattr(fn, "_tracekit_wrapped", None)
+    if wrapped is not None:
+        return wrapped
+
+    def attention_core(*args: Any, **kwargs: Any) -> Any:
+        with record_function(ann.ATTENTION_CORE):
+            return fn(*args, **kwargs)
+
+    try:
+        fn._tracekit_wrapped = attention_core
+    except (AttributeError, TypeError):
+        pass
+    return attention_core
+
+
+class _Streamer:
+    """A transformers streamer that timestamps each token, with and without synchronizing."""
+
+    def __init__(self, device: torch.device, t0: float, gen: Generation) -> None:
+        self.device = device
+        self.t0 = t0
+        self.gen = gen
+        self.prompt_seen = False
+        self.last = t0
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate() first hands over the prompt itself
+            self.prompt_seen = True
+            return
+        unsynced = time.perf_counter()
+        synchronize(self.device)
+        now = time.perf_counter()
+        if not self.gen.tokens:
+            self.gen.prefill_s_unsynced = unsynced - self.t0
+            self.gen.prefill_s = now - self.t0
+        else:
+            self.gen.decode_s.append(now - self.last)
+        self.last = now
+        self.gen.tokens.extend(int(t) for t in value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        return
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(self, opts: CaptureOptions) -> None:
+        tf = _import_transformers()
+        if opts.attn not in ATTN:
+            raise UserError(
+                f"--attn {opts.attn!r} is not available for --backend hf; use sdpa, eager or flash_attention_2"
+            )
+        self.device = resolve_device(opts.device)
+        self.dtype = resolve_dtype(opts.dtype, self.device)
+        impl = ATTN[opts.attn]
+        if opts.model:
+            path = check_model_dir(opts.model)
+            try:
+                model = tf.AutoModelForCausalLM.from_pretrained(
+                    str(path), attn_implementation=impl, dtype=self.dtype, local_files_only=True
+                )
+            except (OSError, ValueError, ImportError) as exc:
+                raise UserError(
+                    f"--model {opts.model}: transformers could not load it offline ({str(exc).splitlines()[0]})"
+                ) from None
+            self.label = path.name
+        else:
+            config = preset_config(opts.preset)
+            config._attn_implementation = impl
+            torch.manual_seed(opts.seed)
+            model = tf.AutoModelForCausalLM.from_config(config, attn_implementation=impl, dtype=self.dtype)
+            self.label = f"random/{opts.preset}"
+        self.model = model.to(self.device).eval()
+        self.config = self.model.config
+        self.attn = impl
+        self._scope = _AttentionScope()
+        self._rf: Any = None
+        self._on_step: StepCallback | None = None
+        self._forwards = 0
+        self._ctx = 0
+        self._hooks = [
+            self.model.register_forward_pre_hook(self._pre, with_kwargs=True),
+            self.model.register_forward_hook(self._post),
+        ]
+
+    # --- annotations -----------------------------------------------------------------------------
+    def _pre(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        # The first forward of a generate() call is the prefill; each later one decodes a token.
+        # Counting tokens here is independent of how a transformers release names its cache kwargs.
+        ids = kwargs.get("input_ids")
+        if ids is None and args:
+            ids = args[0]
+        t = int(ids.shape[-1]) if ids is not None else 1
+        self._ctx += t
+        if self._forwards == 0:
+            name = ann.prefill(0, self._ctx, t)
+        else:
+            name = ann.decode(self._forwards, self._ctx)
+        self._forwards += 1
+        self._rf = record_function(name)
+        self._rf.__enter__()
+
+    def _post(self, module: Any, args: Any, output: Any) -> None:
+        if self._rf is not None:
+            self._rf.__exit__(None, None, None)
+            self._rf = None
+        if self._on_step is not None:
+            self._on_step()
+
+    # --- Backend ---------------------------------------------------------------------------------
+    def max_context(self) -> int:
+        return int(getattr(self.config, "max_position_embeddings", 2048))
+
+    def vocab_size(self) -> int:
+        return int(self.config.vocab_size)
+
+    def model_facts(self) -> dict[str, Any]:
+        c = self.config
+        heads = int(c.num_attention_heads)
+        head_dim = int(getattr(c, "head_dim", None) or c.hidden_size // heads)
+        return {
+            "name": f"hf/{self.label}",
+            "architecture": type(self.model).__name__,
+            "layers": int(c.num_hidden_layers),
+            "heads": heads,
+            "kv_heads": int(getattr(c, "num_key_value_heads", None) or heads),
+            "head_dim": head_dim,
+            "hidden": int(c.hidden_size),
+            "intermediate": int(getattr(c, "intermediate_size", 0)),
+            "vocab": int(c.vocab_size),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "dtype_bytes": torch.empty(0, dtype=self.model.dtype).element_size(),
+            "parameter_bytes": int(sum(p.numel() * p.element_size() for p in self.model.parameters())),
+            "attn": self.attn,
+            "max_context": self.max_context(),
+        }
+
+    def prefill_steps(self, context: int) -> int:
+        return 1
+
+    @torch.inference_mode()
+    def generate(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
+        ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        gen = Generation()
+        self._forwards = 0
+        self._ctx = 0
+        self._on_step = on_step
+        synchronize(self.device)
+        t0 = time.perf_counter()
+        streamer = _Streamer(self.device, t0, gen)
+        try:
+            self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens,
+                do_sample=False,
+                streamer=streamer,
+                pad_token_id=0,
+            )
+        finally:
+            self._on_step = None
+            if self._rf is not None:
+                self._rf.__exit__(None, None, None)
+                self._rf = None
+        return gen
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        self._scope.restore()

@@ -1,0 +1,78 @@
+"""Model shapes for the built-in Llama-shaped decoder (pure Python: reports read these too)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    name: str
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    max_context: int
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def parameter_count(self) -> int:
+        attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
+        mlp = 3 * self.hidden * self.intermediate
+        per_layer = attn + mlp + 2 * self.hidden
+        return self.vocab * self.hidden * 2 + self.layers * per_layer + self.hidden
+
+    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
+        """Bytes of K and V cached per token of context, over all layers."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, ModelShape] = {
+    # Small enough to run a sweep to 4k context in well under a minute on 2 CPU cores.
+    "tiny": ModelShape(
+        "tiny", vocab=8192, hidden=512, layers=4, heads=8, kv_heads=2, head_dim=64, intermediate=1408, max_context=8192
+    ),
+    # The real layer shapes of public models (random weights): for GPU users.
+    "llama2-7b": ModelShape(
+        "llama2-7b",
+        vocab=32000,
+        hidden=4096,
+        layers=32,
+        heads=32,
+        kv_heads=32,
+        head_dim=128,
+        intermediate=11008,
+        max_context=4096,
+    ),
+    "mistral-7b": ModelShape(
+        "mistral-7b",
+        vocab=32000,
+        hidden=4096,
+        layers=32,
+        heads=32,
+        kv_heads=8,
+        head_dim=128,
+        intermediate=14336,
+        max_context=32768,
+        rope_theta=1e6,
+    ),
+    "llama3-8b": ModelShape(
+        "llama3-8b",
+        vocab=128256,
+        hidden=4096,
+        layers=32,
+        heads=32,
+        kv_heads=8,
+        head_dim=128,
+        intermediate=14336,
+        max_context=8192,
+        rope_theta=500000.0,
+    ),
+}

@@ -1,0 +1,100 @@
+"""``tracekit open`` and ``tracekit export``: look at traces in Perfetto, with tracekit's attribution."""
+
+from __future__ import annotations
+
+import os
+import sys
+import webbrowser
+from pathlib import Path
+
+import typer
+
+from tracekit.cli.common import err
+from tracekit.errors import UserError
+
+
+def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
+    """(raw trace, enriched trace or None) for a trace file or a run folder."""
+    if target.is_file():
+        if context is not None:
+            raise UserError("--context applies to a run folder, not a single trace file")
+        return target, None
+    if not target.exists():
+        raise UserError(f"{target}: no such file or folder")
+    from tracekit.manifest import read_manifest
+
+    m = read_manifest(target)
+    ok = [c for c in m.contexts if c.status == "ok" and c.trace]
+    if not ok:
+        raise UserError(f"{target}: the run has no captured trace")
+    if context is None:
+        entry = max(ok, key=lambda c: c.context_tokens)
+    else:
+        match = [c for c in ok if c.context_tokens == context]
+        if not match:
+            raise UserError(f"{target}: no context {context} (has {', '.join(str(c.context_tokens) for c in ok)})")
+        entry = match[0]
+    raw = target / str(entry.trace)
+    enriched = target / (entry.enriched_trace or str(entry.trace).replace(".pt.trace.json.gz", ".enriched.json.gz"))
+    return raw, enriched
+
+
+def open_cmd(
+    target: Path = typer.Argument(..., help="A trace file or a run folder."),
+    context: int | None = typer.Option(None, help="Run folder: which context length (default: the largest)."),
+    port: int = typer.Option(9001, help="Port on 127.0.0.1. The Perfetto UI only fetches from 9001."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL instead of opening a browser."),
+    timeout: float | None = typer.Option(None, help="Stop serving after this many seconds."),
+) -> None:
+    """Open a trace in ui.perfetto.dev: serve it once from 127.0.0.1:9001 and open the UI on it.
+
+    A run folder opens the enriched trace of one context (phases, steps and attention share as
+    tracks; each kernel carries tracekit.category). The server stops after the UI has fetched it.
+    """
+    from tracekit.perfetto.export import enrich_file
+    from tracekit.perfetto.serve import TraceServer
+
+    raw, enriched = _trace_for(target, context)
+    path = raw
+    if enriched is not None:
+        if not enriched.exists():
+            err.print(f"writing the enriched trace {enriched} ...")
+            enrich_file(raw, enriched)
+        path = enriched
+    server = TraceServer(path, port)
+    url = server.url
+    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if port != 9001:
+        err.print(f"tracekit: note: ui.perfetto.dev only fetches from port 9001; port {port} suits other clients")
+    if no_browser or headless or not webbrowser.open(url):
+        print(url)
+    err.print(f"serving {path.name} on http://127.0.0.1:{server.port}/ until Perfetto fetches it (Ctrl-C stops)")
+    done = server.serve_until_fetched(timeout)
+    err.print("trace fetched; server stopped" if done else "timed out; server stopped")
+
+
+def export(
+    target: Path = typer.Argument(..., help="A trace file or a run folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Enriched trace to write (.json.gz or .json)."),
+    context: int | None = typer.Option(None, help="Run folder: which context length (default: the largest)."),
+    window: str | None = typer.Option(None, help="Keep only the span of this annotation (e.g. ProfilerStep#6)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Keep only the first N phases/steps."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+) -> None:
+    """Write an enriched trace: the original events, each kernel tagged with tracekit.category and
+    tracekit.rule, plus a 'tracekit' process with one slice per phase/step and counter tracks for
+    context tokens, step time and attention share. Trim with --window / --max-steps.
+    """
+    from tracekit.perfetto.export import enrich_file
+
+    raw, _ = _trace_for(target, context)
+    if out.exists() and not force:
+        raise UserError(f"{out} exists; tracekit never overwrites a file (use --force or another --out)")
+    st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True)
+    err.print(
+        f"{raw} -> {out}: {st.events_in} events in, {st.events_out} out; added {st.added_events} tracekit events, "
+        f"tagged {st.annotated_events} device events; {st.bytes_in:,} -> {st.bytes_out:,} bytes "
+        f"({100 * st.growth:+.1f}% vs the input file, {100 * st.enrichment_growth:+.2f}% vs the same events re-encoded "
+        "without enrichment)"
+    )
+    print(out)

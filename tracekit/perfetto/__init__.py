@@ -1,0 +1,1 @@
+"""Perfetto: enriched traces (tracekit's attribution inside the timeline) and a one-command viewer."""

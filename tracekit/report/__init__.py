@@ -1,0 +1,1 @@
+"""The attention-cost report: figures per context, growth fits, bounds, findings, renderers."""

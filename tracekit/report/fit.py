@@ -1,0 +1,42 @@
+"""Least-squares line fits (pure Python; a handful of points needs no numpy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LineFit:
+    intercept: float
+    slope: float
+    r2: float
+    n: int
+
+    def at(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+
+def fit_line(xs: list[float], ys: list[float]) -> LineFit | None:
+    """Fit y = a + b·x. Needs two distinct x values; R² is 1.0 when y is constant and fitted exactly."""
+    n = len(xs)
+    if n < 2 or n != len(ys) or len(set(xs)) < 2:
+        return None
+    mx = sum(xs) / n
+    my = sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    b = sxy / sxx
+    a = my - b * mx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - (a + b * x)) ** 2 for x, y in zip(xs, ys))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res < 1e-12 else 0.0)
+    return LineFit(a, b, r2, n)
+
+
+def crossing(att: LineFit, total: LineFit, share: float = 0.5) -> float | None:
+    """Context where ``att`` reaches ``share`` of ``total`` (None if it never does for x > 0)."""
+    denom = att.slope - share * total.slope
+    if denom <= 0:
+        return None
+    x = (share * total.intercept - att.intercept) / denom
+    return x if x > 0 else 0.0

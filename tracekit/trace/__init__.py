@@ -1,0 +1,1 @@
+"""Loading torch.profiler / Kineto Chrome-trace files into a compact typed model."""
