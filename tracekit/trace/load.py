@@ -77,9 +77,12 @@ def _decompressed_size(p: Path, gz: bool) -> int:
     with open(p, "rb") as fh:
         fh.seek(-4, os.SEEK_END)
         isize = int(struct.unpack("<I", fh.read(4))[0])
-    # ISIZE is the size modulo 2**32; a compressed file is rarely more than 40x smaller than its text.
+    # ISIZE is the size modulo 2**32. A truncated file ends in arbitrary bytes instead: trace JSON
+    # compresses 5-30x, so an ISIZE far outside that range is not trusted.
     while isize < size:
         isize += 1 << 32
+    if isize > 100 * size:
+        return 20 * size
     return isize
 
 
@@ -270,24 +273,25 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
     if first not in (b"{", b"["):
         raise TraceFormatError(name, "is not JSON (expected a Chrome trace)")
     prefix = "traceEvents.item" if first == b"{" else "item"
-    damaged = False
+    damage: str | None = None
 
     def events() -> Iterator[Event]:
-        nonlocal damaged
+        nonlocal damage
         with opener(p, "rb") as fh:
             try:
                 for obj in ijson.items(fh, prefix, use_float=True):
                     ev = event_from_obj(obj)
                     if ev is not None:
                         yield ev
-            except (ijson.JSONError, ijson.IncompleteJSONError, zlib.error, EOFError, gzip.BadGzipFile):
-                damaged = True
+            except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+                damage = f"truncated or corrupt gzip ({exc.__class__.__name__}); the profiler was probably killed mid-write"
+            except (ijson.JSONError, ijson.IncompleteJSONError):
+                damage = "invalid or truncated JSON"
 
     trace = build_trace(name, events())
+    damaged = damage is not None
     if damaged and not partial:
-        raise TraceFormatError(
-            name, "invalid or truncated JSON; use --partial to analyze the events before the damage", has_prefix=True
-        )
+        raise TraceFormatError(name, f"{damage}. Use --partial to analyze the usable prefix", has_prefix=True)
     trace.partial = damaged
     if not trace.host and not trace.device:
         raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")

@@ -1,0 +1,182 @@
+"""Loading: every source, both decode paths, and bad input that must never crash."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import CPU_ONLY, H100, V100_DDP, fixture_path, run_cli
+from tracekit.analysis.analyze import analyze_trace
+from tracekit.errors import TraceFormatError
+from tracekit.trace.load import build_trace, event_from_obj, load_trace
+
+
+def test_fixtures_load_with_links() -> None:
+    t = load_trace(fixture_path(H100))
+    assert t.kind == "gpu" and t.device_names == ["NVIDIA H100 80GB HBM3"]
+    win = next(a for a in t.gpu_annotations if a.name == "ProfilerStep#6")
+    inside = [d for d in t.device if win.ts <= d.ts < win.ts + win.dur]
+    # Every kernel of the profiled step links to its launch (those outside it ran before the CPU side was recorded).
+    assert len(inside) > 1000 and all(d.tk_link >= 0 for d in inside)
+    d = next(d for d in inside if "flash_fwd" in d.name)
+    launcher = t.host[d.tk_link]
+    assert launcher.cat == "cuda_runtime"
+    # The launch sits under the SDPA operators, which sit under HF's attention function.
+    chain = []
+    n = d.tk_link
+    while n >= 0:
+        chain.append(t.host[n].name)
+        n = t.host[n].tk_parent
+    assert "aten::_scaled_dot_product_flash_attention" in chain
+    assert any("Qwen2Attention" in c for c in chain)
+    assert "ProfilerStep#6" in chain
+
+
+def test_streaming_path_equals_in_memory_path() -> None:
+    p = fixture_path(H100)
+    a = analyze_trace(load_trace(p), "ProfilerStep#6")
+    b = analyze_trace(load_trace(p, stream_threshold=0), "ProfilerStep#6")
+    assert a.busy_us == pytest.approx(b.busy_us, rel=1e-12)
+    assert {k: v.time_us for k, v in a.categories.items()} == pytest.approx({k: v.time_us for k, v in b.categories.items()})
+
+
+def test_list_form_and_plain_json(tmp_path: Path) -> None:
+    doc = json.loads(gzip.decompress(fixture_path(H100).read_bytes()))
+    plain = tmp_path / "list.json"
+    plain.write_text(json.dumps(doc["traceEvents"]))
+    t = load_trace(plain)
+    assert len(t.device) == len(load_trace(fixture_path(H100)).device)
+
+
+def _truncate(src: Path, dst: Path, frac: float) -> Path:
+    raw = src.read_bytes()
+    dst.write_bytes(raw[: int(len(raw) * frac)])
+    return dst
+
+
+def test_truncated_gzip_is_a_clear_error_and_partial_salvages(tmp_path: Path) -> None:
+    bad = _truncate(fixture_path(H100), tmp_path / "cut.json.gz", 0.5)
+    with pytest.raises(TraceFormatError, match="truncated or corrupt gzip.*--partial"):
+        load_trace(bad)
+    t = load_trace(bad, partial=True)
+    assert t.partial and t.host
+
+
+def test_truncated_json_is_a_clear_error_and_partial_salvages(tmp_path: Path) -> None:
+    text = gzip.decompress(fixture_path(H100).read_bytes())
+    bad = tmp_path / "cut.json"
+    bad.write_bytes(text[: len(text) * 2 // 3])
+    with pytest.raises(TraceFormatError, match="invalid or truncated JSON"):
+        load_trace(bad)
+    t = load_trace(bad, partial=True)
+    assert t.partial and len(t.host) > 1000
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "is empty"),
+        (b"   \n", "is empty"),
+        (b"hello", "is not JSON"),
+        (b'{"foo": 1}', "not a Chrome trace"),
+        (b'{"traceEvents": []}', "no usable trace events"),
+        (b'{"traceEvents": [{"ph": "M", "name": "process_name"}]}', "no usable trace events"),
+        (b"[1, 2, 3]", "no usable trace events"),
+    ],
+)
+def test_foreign_files_name_the_problem(tmp_path: Path, content: bytes, problem: str) -> None:
+    f = tmp_path / "x.json"
+    f.write_bytes(content)
+    with pytest.raises(TraceFormatError, match=problem):
+        load_trace(f)
+
+
+def test_directory_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TraceFormatError, match="is a directory"):
+        load_trace(tmp_path)
+    with pytest.raises(TraceFormatError, match="no such file"):
+        load_trace(tmp_path / "nope.json")
+
+
+def test_events_with_missing_or_wrong_fields_are_skipped(tmp_path: Path) -> None:
+    events = [
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 1, "ts": 10, "dur": 5},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::add", "pid": 1, "tid": 1, "ts": "oops", "dur": 5},
+        {"ph": "X", "cat": "cpu_op", "pid": 1, "tid": 1, "ts": 20, "dur": 2},
+        {"cat": "cpu_op", "name": "no phase"},
+        "not an object",
+    ]
+    f = tmp_path / "odd.json"
+    f.write_text(json.dumps({"traceEvents": events}))
+    t = load_trace(f)
+    assert t.skipped_events == 3
+    assert [h.name for h in t.host] == ["aten::mm", ""]
+
+
+def test_cli_reports_bad_files_in_one_line(tmp_path: Path) -> None:
+    bad = _truncate(fixture_path(H100), tmp_path / "cut.json.gz", 0.3)
+    r = run_cli("analyze", str(bad))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "cut.json.gz" in r.stderr and "--partial" in r.stderr
+    r = run_cli("analyze", str(bad), "--partial")
+    assert r.returncode == 0, r.stderr
+    assert "truncated" in r.stderr
+    r = run_cli("analyze", str(tmp_path))
+    assert r.returncode == 2 and "is a directory" in r.stderr
+
+
+def test_cpu_only_fixture_loads() -> None:
+    t = load_trace(fixture_path(CPU_ONLY))
+    assert t.kind == "cpu" and t.host
+
+
+def test_v100_ddp_fixture_is_a_plain_list_and_loads() -> None:
+    t = load_trace(fixture_path(V100_DDP))
+    assert len(t.device) == 22290
+
+
+# --- property-based: malformed events never escape as anything but a TraceFormatError ---------------
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True),
+                         st.text(max_size=8))
+values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                      max_leaves=6)
+event = st.fixed_dictionaries(
+    {},
+    optional={
+        "ph": st.sampled_from(["X", "B", "E", "i", "s", "f", "M", "C"]) | values,
+        "cat": st.sampled_from(["kernel", "cpu_op", "cuda_runtime", "user_annotation", "gpu_memcpy", "ac2g",
+                                "gpu_user_annotation", "python_function"]) | values,
+        "name": st.sampled_from(["aten::mm", "flash_fwd_kernel", "tracekit::decode[step=1,ctx=9]", "ProfilerStep#1"]) | values,
+        "pid": values, "tid": values, "ts": st.floats(0, 1e6) | values, "dur": st.floats(0, 1e4) | values,
+        "id": values,
+        "args": st.fixed_dictionaries({}, optional={"correlation": values, "External id": values, "stream": values}) | values,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event | values, max_size=25))
+def test_malformed_events_never_raise_unhandled(tmp_path_factory: pytest.TempPathFactory, events: list[object]) -> None:
+    f = tmp_path_factory.mktemp("prop") / "t.json"
+    f.write_text(json.dumps({"traceEvents": events}, allow_nan=True))
+    try:
+        t = load_trace(f)
+    except TraceFormatError:
+        return
+    analyze_trace(t)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(event, max_size=25))
+def test_event_conversion_and_analysis_are_total(events: list[dict[str, object]]) -> None:
+    typed = [e for e in map(event_from_obj, events) if e is not None]
+    t = build_trace("mem", typed)
+    if t.host or t.device:
+        res = analyze_trace(t)
+        assert res.busy_us >= 0 and res.idle_us >= 0
