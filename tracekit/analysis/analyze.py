@@ -66,6 +66,7 @@ class AnalysisResult:
     categories: dict[str, CategoryTime]
     phases: list[PhaseResult]
     kernels: list[KernelRow]
+    kernels_by_phase: dict[str, list[KernelRow]] = field(default_factory=dict)
     partial: bool = False
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -196,6 +197,7 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
     categories: dict[str, CategoryTime] = {c: CategoryTime() for c in CATEGORIES}
     kernels: dict[tuple[str, str, str], KernelRow] = {}
     by_phase: dict[PhaseKey, dict[str, CategoryTime]] = {}
+    phase_kernels: dict[tuple[str, str, str, str], KernelRow] = {}
     phase_units: dict[PhaseKey, list[tuple[float, float]]] = {}
     phase_spans: dict[PhaseKey, tuple[float, float]] = {}
     busy_intervals: list[tuple[float, float]] = []
@@ -241,6 +243,12 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
             pcat.time_us += t
             pcat.count += 1
             phase_units[key].append((ts, end))
+            pk = (key.phase, *kkey)
+            prow = phase_kernels.get(pk)
+            if prow is None:
+                prow = phase_kernels[pk] = KernelRow(ev.name, att.category, att.rule, 0, 0.0)
+            prow.count += 1
+            prow.time_us += t
 
     if not gpu:
         tops = [(h.ts, h.ts + h.dur) for h in trace.host if h.cat in OP_CATS]
@@ -282,6 +290,7 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
         categories={k: v for k, v in categories.items() if v.count or k in CATEGORIES},
         phases=results,
         kernels=sorted(kernels.values(), key=lambda r: -r.time_us),
+        kernels_by_phase=_group_by_phase(phase_kernels),
         partial=trace.partial,
     )
     if trace.partial:
@@ -289,3 +298,12 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
     if trace.skipped_events:
         res.warnings.append(f"{trace.path}: skipped {trace.skipped_events} malformed events")
     return res
+
+
+def _group_by_phase(rows: dict[tuple[str, str, str, str], KernelRow]) -> dict[str, list[KernelRow]]:
+    out: dict[str, list[KernelRow]] = {}
+    for (phase, *_), row in rows.items():
+        out.setdefault(phase, []).append(row)
+    for lst in out.values():
+        lst.sort(key=lambda r: -r.time_us)
+    return out

@@ -40,6 +40,7 @@ class ContextFigures:
     bytes_per_step: int | None = None
     profiled_steps: int = 0
     top_attention_kernels: list[tuple[str, float]] = field(default_factory=list)
+    top_kernels: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # name, category, rule, count, µs
     error: str | None = None
 
 
@@ -76,7 +77,8 @@ def _decode_figures(res: AnalysisResult) -> tuple[float, dict[str, float], float
             shares[c].append((ct.time_us if ct else 0.0) / p.span_us)
         idle.append(p.idle_us / p.span_us)
     mean = {c: statistics.fmean(v) for c, v in shares.items()}
-    top = [(k.name, k.time_us / len(steps)) for k in res.kernels if k.category == "attention"][:5]
+    decode_kernels = res.kernels_by_phase.get("decode", [])
+    top = [(k.name, k.time_us / len(steps)) for k in decode_kernels if k.category == "attention"][:5]
     return mean["attention"], mean, statistics.fmean(idle), top
 
 
@@ -121,6 +123,7 @@ def context_figures(run_dir: Path, m: Manifest, bw: float | None) -> tuple[list[
             trace = load_trace(path, partial=True)
             res = analyze_trace(trace)
             gaps.extend(host_device_gaps(trace))
+            f.top_kernels = [(k.name, k.category, k.rule, k.count, k.time_us) for k in res.kernels[:12]]
             figs = _decode_figures(res)
             if figs and f.decode_ms_per_token is not None:
                 share, cats, idle, top = figs

@@ -110,17 +110,22 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 aut
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 .wrap{overflow-x:auto}table{border-collapse:collapse;font-size:.85em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}
+td:first-child,th:first-child,td.t{text-align:left}td.t{white-space:normal;word-break:break-all;min-width:8em}
 .f-error{color:#a00}.f-warning{color:#a60}.f-info{color:#225}
 .plot svg,.plot img{max-width:100%;height:auto}
 code{font-size:.85em;word-break:break-all}
 """
 
 
+def _cell(x: str) -> str:
+    numeric = x.replace(",", "").replace(".", "", 1).replace("%", "").replace("x", "").replace("-", "", 1).isdigit()
+    return f"<td>{html.escape(x)}</td>" if numeric or x == "n/a" else f'<td class="t">{html.escape(x)}</td>'
+
+
 def _table(head: list[str], rows: list[list[str]]) -> str:
     e = html.escape
     h = "".join(f"<th>{e(x)}</th>" for x in head)
-    body = "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(_cell(x) for x in r) + "</tr>" for r in rows)
     return f'<div class="wrap"><table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -160,6 +165,12 @@ def render_html(d: ReportData, svgs: dict[str, bytes]) -> str:
             "<h2>Attention kernels and ops (per decode step)</h2>",
             _table(["context", "name", "µs per step"], [[str(c), n, f"{t:.1f}"] for c, n, t in kern]),
         ]
+    ok = d.ok_contexts()
+    if ok and ok[-1].top_kernels:
+        c = ok[-1]
+        parts += [f"<h2>Largest device work in the context-{c.context_tokens} trace (all phases)</h2>",
+                  _table(["kernel / op", "category", "rule", "count", "µs"],
+                         [[n, cat, rule, str(cnt), f"{us:.1f}"] for n, cat, rule, cnt, us in c.top_kernels])]
     parts.append("<h2>Plots</h2>")
     for name, svg in svgs.items():
         text = svg.decode("utf-8")

@@ -1,0 +1,186 @@
+"""Report: fits on real sweeps, the timing-integrity findings, JSON contract, --check, HTML in a browser."""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.conftest import H100, ROOT, fixture_path, run_cli
+from tracekit.analysis.gaps import host_device_gaps
+from tracekit.report.data import build_report, to_json
+from tracekit.report.fit import crossing, fit_line
+from tracekit.report.render import render_html, write_report
+from tracekit.trace.load import load_trace
+
+SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "report.schema.json").read_text())
+
+
+def test_fit_line_recovers_a_known_line() -> None:
+    xs = [128.0, 1024.0, 2048.0, 4096.0]
+    f = fit_line(xs, [2.0 + 0.001 * x for x in xs])
+    assert f is not None
+    assert f.intercept == pytest.approx(2.0) and f.slope == pytest.approx(0.001) and f.r2 == pytest.approx(1.0)
+    assert fit_line([1.0], [1.0]) is None and fit_line([1.0, 1.0], [1.0, 2.0]) is None
+    att = fit_line(xs, [0.1 + 0.0009 * x for x in xs])
+    assert att is not None
+    # 0.1 + 0.0009x = 0.5 (2 + 0.001x)  ->  x = 0.9 / 0.0004 = 2250
+    assert crossing(att, f) == pytest.approx(2250.0)
+    assert crossing(fit_line(xs, [0.1] * 4), f) is None  # flat attention never reaches half  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("which", ["sweep_math", "sweep_sdpa"])
+def test_attention_grows_faster_than_the_rest(which: str, request: pytest.FixtureRequest) -> None:
+    run: Path = request.getfixturevalue(which)
+    d = build_report(run)
+    fits = d.fits
+    att, other, total = fits["attention"], fits["other"], fits["total"]
+    print(f"{which}: total {total.intercept:.3f} ms + {total.slope * 1000:.3f} ms/1k (R² {total.r2:.3f}); "
+          f"attention +{att.slope * 1000:.3f} ms/1k (R² {att.r2:.3f}); rest {other.slope * 1000:+.3f} ms/1k")
+    assert att.slope > 0
+    assert att.slope > other.slope
+    assert att.r2 > 0.8
+    shares = [c.attention_share for c in d.ok_contexts()]
+    assert shares[-1] > shares[0]  # attention takes a growing share of each step
+    for c in d.ok_contexts():
+        assert c.decode_ms_per_token and c.bound_ms_per_token and c.decode_ms_per_token > c.bound_ms_per_token * 0.5
+        # the fit stays within 35% of every measured point on this noisy 2-core machine
+        assert total.at(c.context_tokens) == pytest.approx(c.decode_ms_per_token, rel=0.35)
+    doc = to_json(d)
+    jsonschema.validate(doc, SCHEMA)
+    assert {f["kind"] for f in doc["findings"]} >= {"attention-growth", "decode-fit", "attention-half", "bandwidth-bound"}
+
+
+def test_diff_of_sdpa_and_math(sweep_math: Path, sweep_sdpa: Path) -> None:
+    r = run_cli("diff", str(sweep_sdpa), str(sweep_math), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [c["context_tokens"] for c in doc["contexts"]] == [128, 1024, 2048, 4096]
+    c = doc["contexts"][-1]
+    assert c["ratio_b_over_a"]["tokens_per_s"] == pytest.approx(c["b"]["tokens_per_s"] / c["a"]["tokens_per_s"])
+    r = run_cli("diff", str(sweep_sdpa), str(sweep_math))
+    assert r.returncode == 0 and "B/A" in r.stdout
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_unsynchronized_prefill_reading_is_a_finding(small_run: Path, tmp_path: Path) -> None:
+    run = _copy_run(small_run, tmp_path / "run")
+    m = json.loads((run / "manifest.json").read_text())
+    t = m["contexts"][1]["timings"]
+    t["prefill_s_unsynced"] = t["prefill_s"] / 10  # what an asynchronous GPU without synchronize() shows
+    (run / "manifest.json").write_text(json.dumps(m))
+    d = build_report(run)
+    found = [f for f in d.findings if f.kind == "unsynchronized-timer"]
+    assert len(found) == 1 and found[0].severity == "error"
+    msg = found[0].message
+    assert "160 tokens" in msg and "10.0x longer" in msg and "torch.cuda.synchronize()" in msg
+    assert f"{t['prefill_s']:.3g} s" in msg
+    # the untouched context raises nothing
+    assert "32 tokens" not in " ".join(f.message for f in found)
+
+
+def test_host_device_gap_detector_on_h100_fixture() -> None:
+    gaps = host_device_gaps(load_trace(fixture_path(H100)))
+    step = next(g for g in gaps if g.name == "ProfilerStep#6")
+    # The host span ends at ts + dur; its GPU work ends with the GPU-side annotation of the step.
+    host_end = 1428625731896.179 + 47151.395
+    gpu_end = 1428625746382.662 + 34892.421
+    assert step.gap_us == pytest.approx(gpu_end - host_end, abs=1.0)
+    assert step.launched == 1198
+
+
+def test_report_cli_writes_all_formats_and_checks_gate(small_run: Path, tmp_path: Path) -> None:
+    run = _copy_run(small_run, tmp_path / "run")
+    r = run_cli("report", str(run), "--format", "md", "--format", "html", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert (run / "report.md").exists() and (run / "report.html").exists() and (run / "report.json").exists()
+    md = (run / "report.md").read_text()
+    assert "R²" in md and "![categories](report-plots/categories.png)" in md
+    assert (run / "report-plots" / "categories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    jsonschema.validate(json.loads((run / "report.json").read_text()), SCHEMA)
+    ok = run_cli("report", str(run), "--format", "json", "--out", "-", "--check", "tokens_per_s@160>0",
+                 "--check", "attention_share@32<1")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["schema"] == "tracekit.report/1"
+    bad = run_cli("report", str(run), "--format", "json", "--out", str(tmp_path / "r.json"),
+                  "--check", "tokens_per_s@160>=1e9", "--check", "attention_share@32<1", "--check", "tokens_per_s@999>1")
+    assert bad.returncode == 1
+    lines = [ln for ln in bad.stderr.splitlines() if ln.startswith("tracekit: check failed")]
+    assert len(lines) == 2
+    assert "tokens_per_s@160>=1e9" in lines[0] and "no context 999" in lines[1]
+    assert "Traceback" not in bad.stderr
+    malformed = run_cli("report", str(run), "--check", "tokens_per_s>5")
+    assert malformed.returncode == 2 and "METRIC@CONTEXT" in malformed.stderr
+
+
+def test_report_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    r = run_cli("report", str(tmp_path))
+    assert r.returncode == 2 and "no manifest.json" in r.stderr and "Traceback" not in r.stderr
+
+
+class _Tags(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+
+def _gpu_run(tmp_path: Path, small_run: Path) -> Path:
+    """A run whose trace is the H100 fixture: real kernel names full of '<' and '>'."""
+    run = _copy_run(small_run, tmp_path / "gpurun")
+    m = json.loads((run / "manifest.json").read_text())
+    shutil.copy(fixture_path(H100), run / "h100.json.gz")
+    m["contexts"][1]["trace"] = "h100.json.gz"
+    (run / "manifest.json").write_text(json.dumps(m))
+    return run
+
+
+def test_html_escapes_kernel_names(small_run: Path, tmp_path: Path) -> None:
+    page = render_html(build_report(_gpu_run(tmp_path, small_run)), {})
+    assert "flash_fwd_kernel&lt;pytorch_flash::Flash_fwd_kernel_traits&lt;" in page
+    p = _Tags()
+    p.feed(page)
+    assert p.tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "ul", "li", "b", "div", "table",
+                      "thead", "tbody", "tr", "th", "td"}
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium is not installed ('make test' installs Debian's chromium)")
+    return exe
+
+
+def test_html_report_renders_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    exe = _chromium()
+    run = _gpu_run(tmp_path, small_run)
+    page = write_report(build_report(run), "html", run / "report.html")[0]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "shot.png"
+    r = subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=420,1600", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert shot.exists(), r.stderr[-2000:]
+    img = Image.open(shot).convert("L")
+    lo, hi = img.getextrema()
+    assert hi - lo > 100, "the screenshot is blank"
+    assert sum(1 for n in img.histogram() if n) > 20
+    # Console: no errors, no uncaught exceptions (the page has no scripts and needs no network).
+    r = subprocess.run([exe, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
+    assert console == [], console
+    assert "tracekit report" in r.stdout and "<svg" in r.stdout
