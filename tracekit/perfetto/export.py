@@ -180,14 +180,38 @@ def enrich(
         lo, hi = keep
         events = []
         for o, e in zip(raw_events, typed):
-            if e is None or e.ph == "M" or e.ph in ("X", "B", "E", "i", "I", "C", "s", "f") and (
-                lo <= e.ts <= hi or (e.ts <= lo and e.ts + e.dur >= lo)
+            if (
+                e is None
+                or e.ph == "M"
+                or e.ph in ("X", "B", "E", "i", "I", "C", "s", "f")
+                and (lo <= e.ts <= hi or (e.ts <= lo and e.ts + e.dur >= lo))
             ):
                 events.append(o)
         result.phases = [p for p in result.phases if lo <= p.start_us <= hi]
     added = tracekit_events(result)
+    if events is not raw_events:
+        events = _unbroken_flows(events, raw_events)
     doc["traceEvents"] = events + added
     return doc, result, annotated
+
+
+def _flow_key(o: Any) -> tuple[Any, Any] | None:
+    if isinstance(o, dict) and o.get("ph") in ("s", "f", "t"):
+        return (o.get("cat"), o.get("id"))
+    return None
+
+
+def _halves(events: list[Any], ph: str) -> set[tuple[Any, Any]]:
+    return {k for o in events if (k := _flow_key(o)) is not None and o["ph"] == ph}
+
+
+def _unbroken_flows(kept: list[Any], original: list[Any]) -> list[Any]:
+    """After trimming, drop flow halves whose partner the trim removed (the original's own orphans
+    stay, as everything else the original had): a trim never creates a dangling arrow."""
+    whole_before = _halves(original, "s") & _halves(original, "f")
+    whole_after = _halves(kept, "s") & _halves(kept, "f")
+    broken = whole_before - whole_after
+    return [o for o in kept if (k := _flow_key(o)) is None or k not in broken]
 
 
 def _gz_size(data: bytes) -> int:
