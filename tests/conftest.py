@@ -33,7 +33,12 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
     """Run the real ``tracekit`` command in a subprocess."""
     full_env = {**os.environ, "KINETO_LOG_LEVEL": "5", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "tracekit", *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT
+        [sys.executable, "-m", "tracekit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
     )
 
 

@@ -97,9 +97,13 @@ def test_rule_table_order_decides() -> None:
         Event(ph="X", cat="cpu_op", name="aten::bmm", pid=1, tid=1, ts=1, dur=5),
         Event(ph="X", cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=2, dur=1, args=Args(correlation=1)),
         Event(ph="X", cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=20, dur=5),
-        Event(ph="X", cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=21, dur=1, args=Args(correlation=2)),
+        Event(
+            ph="X", cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=21, dur=1, args=Args(correlation=2)
+        ),
         Event(ph="X", cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=3, dur=4, args=Args(correlation=1)),
-        Event(ph="X", cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=22, dur=4, args=Args(correlation=2)),
+        Event(
+            ph="X", cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=22, dur=4, args=Args(correlation=2)
+        ),
         Event(ph="X", cat="kernel", name="flash_fwd_kernel", pid=0, tid=7, ts=30, dur=2),  # unlinked (CUDA graph)
     ]
     t = build_trace("hand", ev)
@@ -203,7 +207,8 @@ def _hta_kernel_sums(path: Path, tmp: Path, rank_missing: bool) -> dict[str, flo
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             analysis = hta.TraceAnalysis(trace_dir=str(tmp))
             _, kdf = analysis.get_gpu_kernel_breakdown(
-                visualize=False, duration_ratio=1.0, num_kernels=1_000_000, include_memory_kernels=True)
+                visualize=False, duration_ratio=1.0, num_kernels=1_000_000, include_memory_kernels=True
+            )
     finally:
         os.environ.pop("HTA_DISABLE_NS_ROUNDING", None)
     return {str(r["name"]): float(r["sum (us)"]) for _, r in kdf.iterrows()}

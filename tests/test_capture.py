@@ -49,9 +49,16 @@ def test_traces_are_chrome_json_with_phase_step_context_and_attention(small_run:
     prefill = [n for n in names if n.startswith("tracekit::prefill[")]
     decode = [n for n in names if n.startswith("tracekit::decode[")]
     # 160 tokens in chunks of 64 -> 3 prefill chunks; --profile-steps 3 decode steps.
-    assert prefill == ["tracekit::prefill[chunk=0,ctx=64,tokens=64]", "tracekit::prefill[chunk=1,ctx=128,tokens=64]",
-                       "tracekit::prefill[chunk=2,ctx=160,tokens=32]"]
-    assert decode == ["tracekit::decode[step=1,ctx=161]", "tracekit::decode[step=2,ctx=162]", "tracekit::decode[step=3,ctx=163]"]
+    assert prefill == [
+        "tracekit::prefill[chunk=0,ctx=64,tokens=64]",
+        "tracekit::prefill[chunk=1,ctx=128,tokens=64]",
+        "tracekit::prefill[chunk=2,ctx=160,tokens=32]",
+    ]
+    assert decode == [
+        "tracekit::decode[step=1,ctx=161]",
+        "tracekit::decode[step=2,ctx=162]",
+        "tracekit::decode[step=3,ctx=163]",
+    ]
     layers = m.model["layers"]
     per_phase = len(prefill) + len(decode)
     assert names.count("tracekit::attention_core") == layers * per_phase
@@ -96,15 +103,32 @@ def test_cli_capture_prints_the_run_folder_last(tmp_path: Path) -> None:
     run = Path(r.stdout.strip().splitlines()[-1])
     assert run.parent == tmp_path and (run / "manifest.json").exists()
     assert sorted(p.name for p in run.glob("*.pt.trace.json.gz")) == [
-        "context-000016.pt.trace.json.gz", "context-000048.pt.trace.json.gz"]
+        "context-000016.pt.trace.json.gz",
+        "context-000048.pt.trace.json.gz",
+    ]
     assert not list(run.glob(".tmp*")) and not list(run.glob(".*.tmp"))
 
 
 def test_ctrl_c_keeps_finished_contexts_and_marks_the_run_partial(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tracekit", "capture", "--context", "16,2048,4096,8000", "--tokens", "64",
-         "--out", str(tmp_path), "--name", "ctrlc"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tracekit",
+            "capture",
+            "--context",
+            "16,2048,4096,8000",
+            "--tokens",
+            "64",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "ctrlc",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     manifest = tmp_path / "ctrlc" / "manifest.json"
     deadline = time.time() + 240
@@ -142,8 +166,11 @@ class OOMAt(BuiltinBackend):
 
 def test_out_of_memory_at_one_context_marks_it_failed_and_goes_on(tmp_path: Path) -> None:
     opts = CaptureOptions()
-    run = run_capture(opts, SweepOptions(contexts=[16, 64, 128], tokens=3, profile_steps=1, out=tmp_path,
-                                         measure_bandwidth=False), backend=OOMAt(opts, 64))
+    run = run_capture(
+        opts,
+        SweepOptions(contexts=[16, 64, 128], tokens=3, profile_steps=1, out=tmp_path, measure_bandwidth=False),
+        backend=OOMAt(opts, 64),
+    )
     m = read_manifest(run)
     assert [(c.context_tokens, c.status) for c in m.contexts] == [(16, "ok"), (64, "failed"), (128, "ok")]
     assert "out of memory" in (m.contexts[1].error or "")
@@ -157,4 +184,6 @@ def test_other_errors_are_not_swallowed(tmp_path: Path) -> None:
 
     opts = CaptureOptions()
     with pytest.raises(RuntimeError, match="a bug"):
-        run_capture(opts, SweepOptions(contexts=[16], tokens=2, out=tmp_path, measure_bandwidth=False), backend=Broken(opts))
+        run_capture(
+            opts, SweepOptions(contexts=[16], tokens=2, out=tmp_path, measure_bandwidth=False), backend=Broken(opts)
+        )

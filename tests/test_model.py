@@ -10,8 +10,17 @@ import torch
 from tracekit.capture.builtin_model import LlamaModel
 from tracekit.capture.presets import PRESETS
 
-SHAPE = dataclasses.replace(PRESETS["tiny"], vocab=512, hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32,
-                            intermediate=256, max_context=256)
+SHAPE = dataclasses.replace(
+    PRESETS["tiny"],
+    vocab=512,
+    hidden=128,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    head_dim=32,
+    intermediate=256,
+    max_context=256,
+)
 
 
 def reference_logits(model: LlamaModel, ids: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,9 @@ def serving(path: Path):  # type: ignore[no-untyped-def]
         t.join(10)
 
 
-def _request(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def _request(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request(method, path, headers=headers or {})
     r = conn.getresponse()
@@ -51,8 +53,9 @@ def test_serves_the_one_file_with_cors_then_stops(tmp_path: Path) -> None:
         assert server.server_address[0] == "127.0.0.1"
         port = server.port
         origin = {"Origin": PERFETTO_ORIGIN}
-        status, h, _ = _request(port, "OPTIONS", "/trace%20one.json.gz",
-                                {**origin, "Access-Control-Request-Method": "GET"})
+        status, h, _ = _request(
+            port, "OPTIONS", "/trace%20one.json.gz", {**origin, "Access-Control-Request-Method": "GET"}
+        )
         assert status == 204 and h["access-control-allow-origin"] == PERFETTO_ORIGIN
         assert "GET" in h["access-control-allow-methods"]
         for bad in ("/../trace%20one.json.gz", "/%2e%2e/etc/passwd", "/", "/other.json", "/trace%20one.json.gz/x"):
@@ -93,7 +96,8 @@ def test_busy_port_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_url_points_the_ui_at_loopback() -> None:
     assert perfetto_url(9001, "context-004096.enriched.json.gz") == (
-        "https://ui.perfetto.dev/#!/?url=http://127.0.0.1:9001/context-004096.enriched.json.gz")
+        "https://ui.perfetto.dev/#!/?url=http://127.0.0.1:9001/context-004096.enriched.json.gz"
+    )
 
 
 def test_open_cli_prints_url_and_times_out(small_run: Path) -> None:
@@ -160,8 +164,10 @@ def test_export_conforms_round_trips_and_stays_small(source: str, small_run: Pat
     src = fixture_path(H100) if source == "h100" else small_run / "context-000160.pt.trace.json.gz"
     out = tmp_path / "enriched.json.gz"
     st = enrich_file(src, out, measure_growth=True)
-    print(f"{source}: +{st.added_events} events, {st.annotated_events} tagged, {st.bytes_in:,} -> {st.bytes_out:,} bytes "
-          f"({100 * st.growth:+.1f}% vs input, {100 * st.enrichment_growth:+.2f}% vs re-encoded original)")
+    print(
+        f"{source}: +{st.added_events} events, {st.annotated_events} tagged, {st.bytes_in:,} -> {st.bytes_out:,} bytes "
+        f"({100 * st.growth:+.1f}% vs input, {100 * st.enrichment_growth:+.2f}% vs re-encoded original)"
+    )
     doc = _load(out)
     check_conformance(doc, _load(src))
     events = doc["traceEvents"]
@@ -182,8 +188,10 @@ def test_export_conforms_round_trips_and_stays_small(source: str, small_run: Pat
         assert any(e["args"]["tracekit.category"] == "attention" for e in tagged)
     else:
         flash = [e for e in tagged if "flash_fwd" in e["name"]]
-        assert flash and all(e["args"]["tracekit.category"] == "attention" and
-                             e["args"]["tracekit.rule"] == "flash-attention" for e in flash)
+        assert flash and all(
+            e["args"]["tracekit.category"] == "attention" and e["args"]["tracekit.rule"] == "flash-attention"
+            for e in flash
+        )
         assert st.enrichment_growth < 0.05
     # Same attribution from tracekit's own analyzer on the enriched file.
     assert _categories(out) == _categories(src)

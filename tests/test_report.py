@@ -40,8 +40,10 @@ def test_attention_grows_faster_than_the_rest(which: str, request: pytest.Fixtur
     d = build_report(run)
     fits = d.fits
     att, other, total = fits["attention"], fits["other"], fits["total"]
-    print(f"{which}: total {total.intercept:.3f} ms + {total.slope * 1000:.3f} ms/1k (R² {total.r2:.3f}); "
-          f"attention +{att.slope * 1000:.3f} ms/1k (R² {att.r2:.3f}); rest {other.slope * 1000:+.3f} ms/1k")
+    print(
+        f"{which}: total {total.intercept:.3f} ms + {total.slope * 1000:.3f} ms/1k (R² {total.r2:.3f}); "
+        f"attention +{att.slope * 1000:.3f} ms/1k (R² {att.r2:.3f}); rest {other.slope * 1000:+.3f} ms/1k"
+    )
     assert att.slope > 0
     assert att.slope > other.slope
     assert att.r2 > 0.8
@@ -53,7 +55,12 @@ def test_attention_grows_faster_than_the_rest(which: str, request: pytest.Fixtur
         assert total.at(c.context_tokens) == pytest.approx(c.decode_ms_per_token, rel=0.35)
     doc = to_json(d)
     jsonschema.validate(doc, SCHEMA)
-    assert {f["kind"] for f in doc["findings"]} >= {"attention-growth", "decode-fit", "attention-half", "bandwidth-bound"}
+    assert {f["kind"] for f in doc["findings"]} >= {
+        "attention-growth",
+        "decode-fit",
+        "attention-half",
+        "bandwidth-bound",
+    }
 
 
 def test_diff_of_sdpa_and_math(sweep_math: Path, sweep_sdpa: Path) -> None:
@@ -107,12 +114,34 @@ def test_report_cli_writes_all_formats_and_checks_gate(small_run: Path, tmp_path
     assert "R²" in md and "![categories](report-plots/categories.png)" in md
     assert (run / "report-plots" / "categories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     jsonschema.validate(json.loads((run / "report.json").read_text()), SCHEMA)
-    ok = run_cli("report", str(run), "--format", "json", "--out", "-", "--check", "tokens_per_s@160>0",
-                 "--check", "attention_share@32<1")
+    ok = run_cli(
+        "report",
+        str(run),
+        "--format",
+        "json",
+        "--out",
+        "-",
+        "--check",
+        "tokens_per_s@160>0",
+        "--check",
+        "attention_share@32<1",
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["schema"] == "tracekit.report/1"
-    bad = run_cli("report", str(run), "--format", "json", "--out", str(tmp_path / "r.json"),
-                  "--check", "tokens_per_s@160>=1e9", "--check", "attention_share@32<1", "--check", "tokens_per_s@999>1")
+    bad = run_cli(
+        "report",
+        str(run),
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path / "r.json"),
+        "--check",
+        "tokens_per_s@160>=1e9",
+        "--check",
+        "attention_share@32<1",
+        "--check",
+        "tokens_per_s@999>1",
+    )
     assert bad.returncode == 1
     lines = [ln for ln in bad.stderr.splitlines() if ln.startswith("tracekit: check failed")]
     assert len(lines) == 2
@@ -151,8 +180,26 @@ def test_html_escapes_kernel_names(small_run: Path, tmp_path: Path) -> None:
     assert "flash_fwd_kernel&lt;pytorch_flash::Flash_fwd_kernel_traits&lt;" in page
     p = _Tags()
     p.feed(page)
-    assert p.tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "ul", "li", "b", "div", "table",
-                      "thead", "tbody", "tr", "th", "td"}
+    assert p.tags <= {
+        "html",
+        "head",
+        "meta",
+        "title",
+        "style",
+        "body",
+        "h1",
+        "h2",
+        "ul",
+        "li",
+        "b",
+        "div",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+    }
 
 
 def _chromium() -> str:
@@ -168,19 +215,35 @@ def test_html_report_renders_in_headless_chromium(small_run: Path, tmp_path: Pat
     exe = _chromium()
     run = _gpu_run(tmp_path, small_run)
     page = write_report(build_report(run), "html", run / "report.html")[0]
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     shot = tmp_path / "shot.png"
-    r = subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=420,1600", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [exe, *flags, f"--screenshot={shot}", "--window-size=420,1600", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.exists(), r.stderr[-2000:]
     img = Image.open(shot).convert("L")
     lo, hi = img.getextrema()
     assert hi - lo > 100, "the screenshot is blank"
     assert sum(1 for n in img.histogram() if n) > 20
     # Console: no errors, no uncaught exceptions (the page has no scripts and needs no network).
-    r = subprocess.run([exe, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [exe, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
     assert console == [], console
     assert "tracekit report" in r.stdout and "<svg" in r.stdout

@@ -42,7 +42,9 @@ def test_streaming_path_equals_in_memory_path() -> None:
     a = analyze_trace(load_trace(p), "ProfilerStep#6")
     b = analyze_trace(load_trace(p, stream_threshold=0), "ProfilerStep#6")
     assert a.busy_us == pytest.approx(b.busy_us, rel=1e-12)
-    assert {k: v.time_us for k, v in a.categories.items()} == pytest.approx({k: v.time_us for k, v in b.categories.items()})
+    assert {k: v.time_us for k, v in a.categories.items()} == pytest.approx(
+        {k: v.time_us for k, v in b.categories.items()}
+    )
 
 
 def test_list_form_and_plain_json(tmp_path: Path) -> None:
@@ -142,20 +144,38 @@ def test_v100_ddp_fixture_is_a_plain_list_and_loads() -> None:
 
 # --- property-based: malformed events never escape as anything but a TraceFormatError ---------------
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True),
-                         st.text(max_size=8))
-values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                      max_leaves=6)
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True), st.text(max_size=8)
+)
+values = st.recursive(
+    json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=6
+)
 event = st.fixed_dictionaries(
     {},
     optional={
         "ph": st.sampled_from(["X", "B", "E", "i", "s", "f", "M", "C"]) | values,
-        "cat": st.sampled_from(["kernel", "cpu_op", "cuda_runtime", "user_annotation", "gpu_memcpy", "ac2g",
-                                "gpu_user_annotation", "python_function"]) | values,
-        "name": st.sampled_from(["aten::mm", "flash_fwd_kernel", "tracekit::decode[step=1,ctx=9]", "ProfilerStep#1"]) | values,
-        "pid": values, "tid": values, "ts": st.floats(0, 1e6) | values, "dur": st.floats(0, 1e4) | values,
+        "cat": st.sampled_from(
+            [
+                "kernel",
+                "cpu_op",
+                "cuda_runtime",
+                "user_annotation",
+                "gpu_memcpy",
+                "ac2g",
+                "gpu_user_annotation",
+                "python_function",
+            ]
+        )
+        | values,
+        "name": st.sampled_from(["aten::mm", "flash_fwd_kernel", "tracekit::decode[step=1,ctx=9]", "ProfilerStep#1"])
+        | values,
+        "pid": values,
+        "tid": values,
+        "ts": st.floats(0, 1e6) | values,
+        "dur": st.floats(0, 1e4) | values,
         "id": values,
-        "args": st.fixed_dictionaries({}, optional={"correlation": values, "External id": values, "stream": values}) | values,
+        "args": st.fixed_dictionaries({}, optional={"correlation": values, "External id": values, "stream": values})
+        | values,
     },
 )
 

@@ -168,9 +168,13 @@ def render_html(d: ReportData, svgs: dict[str, bytes]) -> str:
     ok = d.ok_contexts()
     if ok and ok[-1].top_kernels:
         c = ok[-1]
-        parts += [f"<h2>Largest device work in the context-{c.context_tokens} trace (all phases)</h2>",
-                  _table(["kernel / op", "category", "rule", "count", "µs"],
-                         [[n, cat, rule, str(cnt), f"{us:.1f}"] for n, cat, rule, cnt, us in c.top_kernels])]
+        parts += [
+            f"<h2>Largest device work in the context-{c.context_tokens} trace (all phases)</h2>",
+            _table(
+                ["kernel / op", "category", "rule", "count", "µs"],
+                [[n, cat, rule, str(cnt), f"{us:.1f}"] for n, cat, rule, cnt, us in c.top_kernels],
+            ),
+        ]
     parts.append("<h2>Plots</h2>")
     for name, svg in svgs.items():
         text = svg.decode("utf-8")

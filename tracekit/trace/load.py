@@ -20,6 +20,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -284,7 +285,9 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
                     if ev is not None:
                         yield ev
             except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
-                damage = f"truncated or corrupt gzip ({exc.__class__.__name__}); the profiler was probably killed mid-write"
+                damage = (
+                    f"truncated or corrupt gzip ({exc.__class__.__name__}); the profiler was probably killed mid-write"
+                )
             except (ijson.JSONError, ijson.IncompleteJSONError):
                 damage = "invalid or truncated JSON"
 
@@ -342,27 +345,32 @@ def _nest(host: list[Event]) -> None:
             lst = threads[key] = []
         lst.append(h)
     host.clear()
+    by_dur, by_ts = attrgetter("dur"), attrgetter("ts")
     for lst in threads.values():
-        lst.sort(key=_outer_first)
+        # Outer spans first: by start, and the longer of two spans that start together first
+        # (two C-level stable sorts instead of a Python key function).
+        lst.sort(key=by_dur, reverse=True)
+        lst.sort(key=by_ts)
         base = len(host)
         host.extend(lst)
-        # Stack of (end + tolerance, index); the tolerance absorbs the rounding of nanosecond
-        # clocks printed in microseconds.
-        stack: list[tuple[float, int]] = []
-        for i, h in enumerate(lst, base):
+        # Open spans as parallel stacks of (end + tolerance) and index; the tolerance absorbs the
+        # rounding of nanosecond clocks printed in microseconds.
+        ends: list[float] = []
+        idx: list[int] = []
+        i = base
+        for h in lst:
             dur = h.dur
             end = h.ts + dur
-            while stack and end > stack[-1][0]:
-                stack.pop()
-            if stack:
-                p = stack[-1][1]
+            while ends and end > ends[-1]:
+                ends.pop()
+                idx.pop()
+            if idx:
+                p = idx[-1]
                 h.tk_parent = p
                 host[p].tk_child += dur
-            stack.append((end + 1e-3, i))
-
-
-def _outer_first(h: Event) -> tuple[float, float]:
-    return (h.ts, -h.dur)
+            ends.append(end + 1e-3)
+            idx.append(i)
+            i += 1
 
 
 def _link(trace: Trace, flows: list[Event]) -> None:
