@@ -177,17 +177,19 @@ class LlamaModel(nn.Module):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> LlamaModel:
-        gen = torch.Generator().manual_seed(seed)
+        # Initialise on the target device in the target dtype: a 7B preset never exists in fp32 on
+        # the host. The values depend on the seed and the device's generator.
+        dev = torch.device(device)
+        gen = torch.Generator(device=dev).manual_seed(seed)
         with torch.device("meta"):
             model = cls(shape, impl)
-        model = model.to_empty(device="cpu")
-        for name, p in model.named_parameters():
-            with torch.no_grad():
-                if name.endswith("norm.weight") or ".attn_norm." in name or ".mlp_norm." in name:
+        model = model.to_empty(device=dev).to(dtype=dtype)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight"):
                     p.fill_(1.0)
                 else:
                     p.normal_(0.0, 0.02, generator=gen)
-        model = model.to(device=device, dtype=dtype)
         cos, sin = rotary_tables(shape, torch.device(device))
         model.cos, model.sin = cos, sin
         return model.eval()
