@@ -234,9 +234,11 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
             if pc is None:
                 pc = by_phase[key] = {}
                 phase_units[key] = []
-                if hit and not gpu:
-                    h = trace.host[hit[1]]
-                    phase_spans[key] = (h.ts, h.ts + h.dur)
+            if hit and key not in phase_spans:
+                # The host span of the phase annotation: the step as the program lived it, so host
+                # overhead between kernels (a launch-bound decode) shows up as device idle time.
+                h = trace.host[hit[1]]
+                phase_spans[key] = (h.ts, h.ts + h.dur)
             pcat = pc.get(att.category)
             if pcat is None:
                 pcat = pc[att.category] = CategoryTime()
@@ -264,7 +266,11 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
     cpu_tops = busy_intervals if not gpu else []
     for key, cats in by_phase.items():
         units = phase_units[key]
-        s, e = phase_spans.get(key, (min(a for a, _ in units), max(b for _, b in units)))
+        first, last = min(a for a, _ in units), max(b for _, b in units)
+        s, e = phase_spans.get(key, (first, last))
+        if gpu:
+            # Device work can outlast its host span (asynchronous launches): the step ends with its work.
+            s, e = min(s, first), max(e, last)
         span = e - s
         pbusy = union_length(cpu_tops if not gpu else units, s, e)
         results.append(
