@@ -200,3 +200,19 @@ def test_event_conversion_and_analysis_are_total(events: list[dict[str, object]]
     if t.host or t.device:
         res = analyze_trace(t)
         assert res.busy_us >= 0 and res.idle_us >= 0
+
+
+def test_kernels_without_correlation_link_through_ac2g_flows() -> None:
+    from tracekit.trace.model import Event
+
+    ev = [
+        Event(ph="X", cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=0, dur=10),
+        Event(ph="X", cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=2, dur=1),
+        Event(ph="s", cat="ac2g", name="ac2g", id=7, pid=1, tid=1, ts=2),
+        Event(ph="f", cat="ac2g", name="ac2g", id=7, pid=0, tid=7, ts=5),
+        Event(ph="X", cat="kernel", name="sgemm", pid=0, tid=7, ts=5, dur=3),
+    ]
+    t = build_trace("flows", ev)
+    k = t.device[0]
+    assert k.tk_link >= 0 and t.host[k.tk_link].name == "cudaLaunchKernel"
+    assert t.host[t.host[k.tk_link].tk_parent].name == "aten::mm"

@@ -18,6 +18,7 @@ import io
 import os
 import re
 import struct
+import sys
 import zlib
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
@@ -236,10 +237,12 @@ def event_from_obj(o: Any) -> Event | None:
             external_id=_int_or_none(a.get("External id")),
             stream=_id_like(a.get("stream")),
         )
+    # Names repeat (every launch of a kernel, every call of an op): one shared string each keeps
+    # the streaming path's memory to the events, not to copies of their names.
     return Event(
         ph=ph,
-        name=name if isinstance(name, str) else str(name),
-        cat=cat if isinstance(cat, str) else "",
+        name=sys.intern(name if isinstance(name, str) else str(name)),
+        cat=sys.intern(cat) if isinstance(cat, str) else "",
         pid=0 if pid is None else pid,
         tid=0 if tid is None else tid,
         ts=ts,
@@ -313,7 +316,7 @@ def build_trace(name: str, events: Iterable[Event]) -> Trace:
     host = trace.host
     device = trace.device
     gpu_ann = trace.gpu_annotations
-    flows: list[Event] = []
+    flows: list[tuple[str, str, int | str, int | str, float]] = []  # (ph, id, pid, tid, ts), compact
     py_scope = PYTHON_SCOPE_PATTERN.search
     for e in events:
         ph = e.ph
@@ -328,8 +331,8 @@ def build_trace(name: str, events: Iterable[Event]) -> Trace:
                     host.append(e)
             elif cat == GPU_ANNOTATION_CAT:
                 gpu_ann.append(e)
-        elif (ph == "s" or ph == "f") and e.cat == "ac2g":
-            flows.append(e)
+        elif (ph == "s" or ph == "f") and e.cat == "ac2g" and e.id is not None:
+            flows.append((ph, str(e.id), e.pid, e.tid, e.ts))
     _nest(host)
     _link(trace, flows)
     return trace
@@ -373,7 +376,7 @@ def _nest(host: list[Event]) -> None:
             i += 1
 
 
-def _link(trace: Trace, flows: list[Event]) -> None:
+def _link(trace: Trace, flows: list[tuple[str, str, int | str, int | str, float]]) -> None:
     """Link device events to their launching runtime call: correlation id, else ``ac2g`` flows."""
     by_corr: dict[int | str, int] = {}
     for i, h in enumerate(trace.host):
@@ -389,8 +392,8 @@ def _link(trace: Trace, flows: list[Event]) -> None:
             unlinked.append(d)
     if not unlinked or not flows:
         return
-    starts = {str(f.id): (f.pid, f.tid, f.ts) for f in flows if f.ph == "s"}
-    finishes = {(f.pid, f.tid, f.ts): str(f.id) for f in flows if f.ph == "f"}
+    starts = {fid: (pid, tid, ts) for ph, fid, pid, tid, ts in flows if ph == "s"}
+    finishes = {(pid, tid, ts): fid for ph, fid, pid, tid, ts in flows if ph == "f"}
     by_place = {(h.pid, h.tid, h.ts): i for i, h in enumerate(trace.host) if h.cat in RUNTIME_CATS}
     for d in unlinked:
         fid = finishes.get((d.pid, d.tid, d.ts))
