@@ -28,7 +28,7 @@ def test_manifest_matches_schema_and_holds_timings(small_run: Path) -> None:
     jsonschema.validate(doc, SCHEMA)
     assert doc["complete"] is True and doc["interrupted"] is False
     assert doc["device"]["kind"] == "cpu"
-    assert doc["model"]["layers"] == 4 and doc["model"]["kv_heads"] == 2
+    assert doc["model"]["layers"] == 4 and doc["model"]["kv_heads"] == 8
     assert [c["context_tokens"] for c in doc["contexts"]] == [32, 160]
     for c in doc["contexts"]:
         t = c["timings"]

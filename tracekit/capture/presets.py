@@ -37,7 +37,7 @@ class ModelShape:
 PRESETS: dict[str, ModelShape] = {
     # Small enough to run a sweep to 4k context in well under a minute on 2 CPU cores.
     "tiny": ModelShape(
-        "tiny", vocab=8192, hidden=512, layers=4, heads=8, kv_heads=2, head_dim=64, intermediate=1408, max_context=8192
+        "tiny", vocab=8192, hidden=512, layers=4, heads=8, kv_heads=8, head_dim=64, intermediate=1408, max_context=8192
     ),
     # The real layer shapes of public models (random weights): for GPU users.
     "llama2-7b": ModelShape(

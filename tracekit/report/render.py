@@ -24,7 +24,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("prefill", "prefill s (sync)"),
     ("prefill_unsync", "prefill s (no sync)"),
     ("prefill_tps", "prefill tok/s"),
-    ("decode_ms", "decode ms/token"),
+    ("decode_ms", "decode ms/token (median)"),
     ("tps", "tokens/s"),
     ("attn_ms", "attention ms/token"),
     ("attn_share", "attention share"),
