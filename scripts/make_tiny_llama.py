@@ -30,11 +30,24 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     head_dim = a.hidden // a.heads
     config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "float16",
-        "vocab_size": a.vocab, "hidden_size": a.hidden, "intermediate_size": a.intermediate,
-        "num_hidden_layers": a.layers, "num_attention_heads": a.heads, "num_key_value_heads": a.kv_heads,
-        "head_dim": head_dim, "max_position_embeddings": a.max_context, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-        "hidden_act": "silu", "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "torch_dtype": "float16",
+        "vocab_size": a.vocab,
+        "hidden_size": a.hidden,
+        "intermediate_size": a.intermediate,
+        "num_hidden_layers": a.layers,
+        "num_attention_heads": a.heads,
+        "num_key_value_heads": a.kv_heads,
+        "head_dim": head_dim,
+        "max_position_embeddings": a.max_context,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
     }
     (out / "config.json").write_text(json.dumps(config, indent=2))
     g = torch.Generator().manual_seed(0)
@@ -42,9 +55,11 @@ def main() -> None:
     def w(*shape: int) -> torch.Tensor:
         return (torch.randn(*shape, generator=g) * 0.02).to(torch.float16)
 
-    t: dict[str, torch.Tensor] = {"model.embed_tokens.weight": w(a.vocab, a.hidden),
-                                  "model.norm.weight": torch.ones(a.hidden, dtype=torch.float16),
-                                  "lm_head.weight": w(a.vocab, a.hidden)}
+    t: dict[str, torch.Tensor] = {
+        "model.embed_tokens.weight": w(a.vocab, a.hidden),
+        "model.norm.weight": torch.ones(a.hidden, dtype=torch.float16),
+        "lm_head.weight": w(a.vocab, a.hidden),
+    }
     for i in range(a.layers):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = torch.ones(a.hidden, dtype=torch.float16)
@@ -61,8 +76,16 @@ def main() -> None:
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(out / "tokenizer.json"))
-    (out / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+            }
+        )
+    )
     print(out)
 
 

@@ -14,7 +14,9 @@ from tracekit.trace.load import load_trace
 SAMPLES = sorted(p for p in (ROOT / "traces" / "samples").glob("*") if (p / "manifest.json").exists())
 
 
-@pytest.mark.skipif(not SAMPLES, reason="no real-GPU samples are committed yet (make test-gpu on a CUDA machine writes them)")
+@pytest.mark.skipif(
+    not SAMPLES, reason="no real-GPU samples are committed yet (make test-gpu on a CUDA machine writes them)"
+)
 @pytest.mark.parametrize("sample", SAMPLES, ids=[p.name for p in SAMPLES])
 def test_committed_gpu_sample(sample: Path) -> None:
     manifest = json.loads((sample / "manifest.json").read_text())
