@@ -216,3 +216,87 @@ def test_kernels_without_correlation_link_through_ac2g_flows() -> None:
     k = t.device[0]
     assert k.tk_link >= 0 and t.host[k.tk_link].name == "cudaLaunchKernel"
     assert t.host[t.host[k.tk_link].tk_parent].name == "aten::mm"
+
+
+# --- the chunked decoder (large traces) -------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every file through the chunked path, in pieces small enough to cut many times."""
+    import tracekit.trace.load as load_mod
+
+    monkeypatch.setattr(load_mod, "CHUNKED_THRESHOLD", 0)
+    monkeypatch.setattr(load_mod, "CHUNK_SIZE", 4096)
+
+
+def test_chunked_path_equals_whole_decode(tiny_chunks: None) -> None:
+    import tracekit.trace.load as load_mod
+
+    p = fixture_path(H100)
+    chunked = analyze_trace(load_trace(p), "ProfilerStep#6")
+    load_mod.CHUNKED_THRESHOLD = 1 << 60
+    whole = analyze_trace(load_trace(p), "ProfilerStep#6")
+    assert chunked.busy_us == whole.busy_us
+    assert [(k.name, k.count, k.time_us) for k in chunked.kernels] == [
+        (k.name, k.count, k.time_us) for k in whole.kernels
+    ]
+
+
+def test_chunked_cuts_only_between_events(tiny_chunks: None, tmp_path: Path) -> None:
+    # Candidate cuts inside events: objects in lists inside args, and '}, {' inside names.
+    events = []
+    for i in range(400):
+        events.append(
+            {
+                "ph": "X",
+                "cat": "cpu_op",
+                "name": f"op}}, {{weird{i}",
+                "pid": 1,
+                "tid": 1,
+                "ts": i * 10,
+                "dur": 5,
+                "args": {"nested": [{"a": i}, {"b": [{"c": "}, {"}]}], "External id": i},
+            }
+        )
+        events.append(
+            {
+                "ph": "X",
+                "cat": "kernel",
+                "name": "k<{lambda}, {x}>",
+                "pid": 0,
+                "tid": 7,
+                "ts": i * 10 + 1,
+                "dur": 2,
+                "args": {"correlation": i},
+            }
+        )
+    doc = {
+        "schemaVersion": 1,
+        "traceEvents": events,
+        "deviceProperties": [{"name": "Test GPU"}],
+        "INFO": ["a]", "b"],
+        "distributedInfo": {"rank": 3},
+    }
+    for name, text in (
+        ("doc.json", json.dumps(doc)),
+        ("pretty.json.gz", json.dumps(doc, indent=2)),
+        ("list.json", json.dumps(events)),
+    ):
+        f = tmp_path / name
+        f.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+        t = load_trace(f)
+        assert len(t.host) == 400 and len(t.device) == 400, name
+        assert [h.name for h in t.host][:2] == ["op}, {weird0", "op}, {weird1"]
+        if name != "list.json":
+            assert t.device_names == ["Test GPU"] and t.rank == 3
+
+
+def test_chunked_truncation_is_reported_and_salvaged(tiny_chunks: None, tmp_path: Path) -> None:
+    text = gzip.decompress(fixture_path(H100).read_bytes())
+    bad = tmp_path / "cut.json"
+    bad.write_bytes(text[: len(text) // 2])
+    with pytest.raises(TraceFormatError, match="truncated or corrupt.*--partial"):
+        load_trace(bad)
+    t = load_trace(bad, partial=True)
+    assert t.partial and len(t.host) > 1000

@@ -28,6 +28,7 @@ from typing import IO, Any
 import msgspec
 
 from tracekit.errors import TraceFormatError
+from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable
 from tracekit.trace.model import (
     DEVICE_CATS,
     GPU_ANNOTATION_CAT,
@@ -42,6 +43,8 @@ from tracekit.trace.model import (
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
+CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
+CHUNK_SIZE = 8 * 1024 * 1024
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
 _list_decoder = msgspec.json.Decoder(list[Event])
@@ -64,7 +67,13 @@ def load_trace(
     with open(p, "rb") as fh:
         head = fh.read(2)
     gz = head == GZIP_MAGIC
-    if _decompressed_size(p, gz) > threshold:
+    size = _decompressed_size(p, gz)
+    if size > CHUNKED_THRESHOLD:
+        # Large traces: decode chunk by chunk, so the text is never whole in memory.
+        trace = _load_chunked(p, gz, partial=partial)
+        if trace is not None:
+            return trace
+    if size > threshold:
         return _load_streaming(p, gz, partial=partial)
     data, truncated = _read_all(p, gz, partial=partial)
     trace = _decode(name, data, partial=partial or truncated)
@@ -266,6 +275,48 @@ def _salvage(stream: IO[bytes], is_doc: bool) -> Iterator[Event]:
         return
 
 
+def _lenient_events(text: bytes) -> list[Event]:
+    raw = msgspec.json.decode(text)
+    return [ev for ev in map(event_from_obj, raw if isinstance(raw, list) else []) if ev is not None]
+
+
+def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
+    """The chunked msgspec path; None when the layout is not one it handles (the caller decodes otherwise)."""
+    name = str(p)
+    opener: Any = gzip.open if gz else open
+    damage: str | None = None
+    unchunkable = False
+    with opener(p, "rb") as fh:
+        reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=_lenient_events)
+
+        def events() -> Iterator[Event]:
+            nonlocal damage, unchunkable
+            try:
+                for chunk in reader.events():
+                    yield from chunk
+            except Unchunkable:
+                unchunkable = True
+            except Damaged as exc:
+                damage = str(exc)
+
+        trace = build_trace(name, events())
+    if unchunkable:
+        return None
+    if damage is not None:
+        if not partial:
+            raise TraceFormatError(
+                name, f"truncated or corrupt ({damage}). Use --partial to analyze the usable prefix", has_prefix=True
+            )
+        trace.partial = True
+    meta = reader.metadata()
+    if meta is not None:
+        trace.device_names = [d.name for d in meta.deviceProperties]
+        trace.rank = meta.distributedInfo.rank if meta.distributedInfo else None
+    if not trace.host and not trace.device:
+        raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")
+    return trace
+
+
 def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
     import ijson
 
@@ -318,13 +369,20 @@ def build_trace(name: str, events: Iterable[Event]) -> Trace:
     gpu_ann = trace.gpu_annotations
     flows: list[tuple[str, str, int | str, int | str, float]] = []  # (ph, id, pid, tid, ts), compact
     py_scope = PYTHON_SCOPE_PATTERN.search
+    intern = sys.intern  # names repeat with every launch and call: keep one string of each
     for e in events:
         ph = e.ph
         if ph == "X":
             cat = e.cat
             if cat in HOST_CATS:
+                e.name = intern(e.name)
+                e.cat = intern(cat)
+                if cat not in RUNTIME_CATS:
+                    e.args = None  # only launches need their args (the correlation id)
                 host.append(e)
             elif cat in DEVICE_CATS:
+                e.name = intern(e.name)
+                e.cat = intern(cat)
                 device.append(e)
             elif cat == "python_function":
                 if e.pid != 0 and py_scope(e.name):
