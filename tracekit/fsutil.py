@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import tempfile
 from collections.abc import Iterator
@@ -49,11 +48,6 @@ def write_bytes_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> No
 
 def write_text_atomic(path: Path, text: str, *, overwrite: bool = True) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
-
-
-def write_gzip_atomic(path: Path, data: bytes, *, level: int = 6) -> None:
-    with atomic_open(path, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=level, mtime=0) as gz:
-        gz.write(data)
 
 
 def new_run_dir(out: Path, stem: str) -> Path:

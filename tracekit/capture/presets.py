@@ -26,10 +26,6 @@ class ModelShape:
         per_layer = attn + mlp + 2 * self.hidden
         return self.vocab * self.hidden * 2 + self.layers * per_layer + self.hidden
 
-    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
-        """Bytes of K and V cached per token of context, over all layers."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
-
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -11,11 +11,9 @@ import datetime as _dt
 import gzip
 import random
 import shutil
-import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
@@ -237,21 +235,3 @@ def _profiled_pass(
         shutil.copyfileobj(src, gz, 1 << 20)
     shutil.rmtree(tmp_dir, ignore_errors=True)
     return gen
-
-
-def summarize(manifest: Manifest) -> list[dict[str, Any]]:
-    rows = []
-    for c in manifest.contexts:
-        t = c.timings
-        rows.append(
-            {
-                "context_tokens": c.context_tokens,
-                "status": c.status,
-                "prefill_s": t.prefill_s,
-                "prefill_s_unsynced": t.prefill_s_unsynced,
-                "tokens_per_s": t.tokens_per_s,
-                "profiled_tokens_per_s": t.profiled_tokens_per_s,
-                "median_decode_ms": statistics.median(t.decode_s_per_token) * 1e3 if t.decode_s_per_token else None,
-            }
-        )
-    return rows

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tracekit.capture.backends.base import Backend, CaptureOptions
 from tracekit.errors import UserError
 
@@ -27,4 +25,4 @@ def create_backend(opts: CaptureOptions) -> Backend:
     raise UserError(f"unknown backend {opts.backend!r}; choose one of: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "CaptureOptions", "create_backend", "Any"]
+__all__ = ["BACKENDS", "Backend", "CaptureOptions", "create_backend"]
