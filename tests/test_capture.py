@@ -107,6 +107,7 @@ def test_cli_capture_prints_the_run_folder_last(tmp_path: Path) -> None:
         "context-000048.pt.trace.json.gz",
     ]
     assert not list(run.glob(".tmp*")) and not list(run.glob(".*.tmp"))
+    assert "USDT" not in r.stderr  # libkineto's start/stop chatter is held back
 
 
 def test_ctrl_c_keeps_finished_contexts_and_marks_the_run_partial(tmp_path: Path) -> None:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import gzip
+import os
 import random
 import shutil
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -196,6 +200,30 @@ def _timings(timed: Generation, profiled: Generation, steps: int) -> Timings:
     )
 
 
+@contextmanager
+def kineto_quiet() -> Iterator[None]:
+    """Hold back libkineto's ``USDT: ... profiler_start/stop`` lines, written straight to file
+    descriptor 2 whenever the profiler starts or stops; anything else it writes is passed on."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = [ln for ln in tmp.read().decode(errors="replace").splitlines(True) if not ln.startswith("USDT:")]
+            if rest:
+                sys.stderr.write("".join(rest))
+
+
 def _profiled_pass(
     be: Backend, prompt: list[int], sweep: SweepOptions, ctx: int, dest: Path, tick: Callable[[], None]
 ) -> Generation:
@@ -215,16 +243,24 @@ def _profiled_pass(
         written.append(raw)
 
     sched = schedule(wait=0, warmup=1, active=active, repeat=1)
-    with profile(activities=activities, schedule=sched, on_trace_ready=on_ready, record_shapes=False) as prof:
+    prof = profile(activities=activities, schedule=sched, on_trace_ready=on_ready, record_shapes=False)
+    with kineto_quiet():
+        prof.__enter__()
+    try:
         with record_function(ann.WARMUP):
             torch.zeros(1, device=be.device).add_(1)
-        prof.step()
+        with kineto_quiet():
+            prof.step()
 
         def step() -> None:
-            prof.step()
+            with kineto_quiet():
+                prof.step()
             tick()
 
         gen = be.generate(prompt, sweep.tokens, on_step=step)
+    finally:
+        with kineto_quiet():
+            prof.__exit__(None, None, None)
     if not written:
         raise RuntimeError("torch.profiler wrote no trace")
     with (
