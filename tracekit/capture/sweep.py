@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -244,8 +244,9 @@ def _profiled_pass(
 
     sched = schedule(wait=0, warmup=1, active=active, repeat=1)
     prof = profile(activities=activities, schedule=sched, on_trace_ready=on_ready, record_shapes=False)
+    running = ExitStack()
     with kineto_quiet():
-        prof.__enter__()
+        running.enter_context(prof)
     try:
         with record_function(ann.WARMUP):
             torch.zeros(1, device=be.device).add_(1)
@@ -260,7 +261,7 @@ def _profiled_pass(
         gen = be.generate(prompt, sweep.tokens, on_step=step)
     finally:
         with kineto_quiet():
-            prof.__exit__(None, None, None)
+            running.close()
     if not written:
         raise RuntimeError("torch.profiler wrote no trace")
     with (
