@@ -149,8 +149,9 @@ def _keep_range(result: AnalysisResult, window: str | None, max_steps: int | Non
 
 def enrich(
     doc: dict[str, Any], raw_events: list[Any], name: str, *, window: str | None = None, max_steps: int | None = None
-) -> tuple[dict[str, Any], AnalysisResult, int]:
-    """Annotate ``raw_events`` in place and append tracekit's events; return (doc, analysis, annotated)."""
+) -> tuple[dict[str, Any], AnalysisResult, int, int]:
+    """Annotate ``raw_events`` in place and append tracekit's events; return (doc, analysis, events
+    tagged, events added)."""
     typed: list[Event | None] = [event_from_obj(o) for o in raw_events]
     index = {id(e): i for i, e in enumerate(typed) if e is not None}
     trace = build_trace(name, (e for e in typed if e is not None))
@@ -192,7 +193,7 @@ def enrich(
     if events is not raw_events:
         events = _unbroken_flows(events, raw_events)
     doc["traceEvents"] = events + added
-    return doc, result, annotated
+    return doc, result, annotated, len(added)
 
 
 def _flow_key(o: Any) -> tuple[Any, Any] | None:
@@ -235,11 +236,10 @@ def enrich_file(
         raise UserError(f"{src}: no such file")
     doc, raw_events = _read_raw(src)
     n_in = len(raw_events)
-    doc, result, annotated = enrich(doc, raw_events, str(src), window=window, max_steps=max_steps)
+    doc, result, annotated, n_added = enrich(doc, raw_events, str(src), window=window, max_steps=max_steps)
     data = msgspec.json.encode(doc)
     baseline = 0
     if measure_growth:
-        n_added = len(tracekit_events(result))
         kept = doc["traceEvents"][: len(doc["traceEvents"]) - n_added]
         for o in kept:
             a = o.get("args") if isinstance(o, dict) else None
@@ -254,11 +254,10 @@ def enrich_file(
                 gz.write(data)
         else:
             fh.write(data)
-    added = len(tracekit_events(result))
     return ExportStats(
         events_in=n_in,
         events_out=len(doc["traceEvents"]),
-        added_events=added,
+        added_events=n_added,
         annotated_events=annotated,
         bytes_in=src.stat().st_size,
         bytes_out=dest.stat().st_size,

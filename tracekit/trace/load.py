@@ -246,12 +246,10 @@ def event_from_obj(o: Any) -> Event | None:
             external_id=_int_or_none(a.get("External id")),
             stream=_id_like(a.get("stream")),
         )
-    # Names repeat (every launch of a kernel, every call of an op): one shared string each keeps
-    # the streaming path's memory to the events, not to copies of their names.
     return Event(
         ph=ph,
-        name=sys.intern(name if isinstance(name, str) else str(name)),
-        cat=sys.intern(cat) if isinstance(cat, str) else "",
+        name=name if isinstance(name, str) else str(name),
+        cat=cat if isinstance(cat, str) else "",
         pid=0 if pid is None else pid,
         tid=0 if tid is None else tid,
         ts=ts,
@@ -302,18 +300,22 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
         trace = build_trace(name, events())
     if unchunkable:
         return None
-    if damage is not None:
-        if not partial:
-            raise TraceFormatError(
-                name, f"truncated or corrupt ({damage}). Use --partial to analyze the usable prefix", has_prefix=True
-            )
-        trace.partial = True
     meta = reader.metadata()
     if meta is not None:
         trace.device_names = [d.name for d in meta.deviceProperties]
         trace.rank = meta.distributedInfo.rank if meta.distributedInfo else None
+    return _finish(trace, None if damage is None else f"truncated or corrupt ({damage})", partial=partial)
+
+
+def _finish(trace: Trace, damage: str | None, *, partial: bool) -> Trace:
+    """Shared end of the incremental loaders: a damaged file is an error unless --partial; an
+    empty one always is."""
+    if damage is not None:
+        if not partial:
+            raise TraceFormatError(trace.path, f"{damage}. Use --partial to analyze the usable prefix", has_prefix=True)
+        trace.partial = True
     if not trace.host and not trace.device:
-        raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")
+        raise TraceFormatError(trace.path, "contains no usable trace events (no cpu ops, annotations or kernels)")
     return trace
 
 
@@ -345,14 +347,7 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
             except (ijson.JSONError, ijson.IncompleteJSONError):
                 damage = "invalid or truncated JSON"
 
-    trace = build_trace(name, events())
-    damaged = damage is not None
-    if damaged and not partial:
-        raise TraceFormatError(name, f"{damage}. Use --partial to analyze the usable prefix", has_prefix=True)
-    trace.partial = damaged
-    if not trace.host and not trace.device:
-        raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")
-    return trace
+    return _finish(build_trace(name, events()), damage, partial=partial)
 
 
 def _as_int(v: int | str | None) -> int | None:
