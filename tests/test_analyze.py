@@ -93,26 +93,27 @@ def test_rule_table_order_decides() -> None:
     from tracekit.trace.model import Args, Event
 
     ev = [
-        Event(ph="X", cat="user_annotation", name="tracekit::attention_core", pid=1, tid=1, ts=0, dur=10),
-        Event(ph="X", cat="cpu_op", name="aten::bmm", pid=1, tid=1, ts=1, dur=5),
-        Event(ph="X", cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=2, dur=1, args=Args(correlation=1)),
-        Event(ph="X", cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=20, dur=5),
+        Event(cat="user_annotation", name="tracekit::attention_core", pid=1, tid=1, ts=0, dur=10),
+        Event(cat="cpu_op", name="aten::bmm", pid=1, tid=1, ts=1, dur=5),
+        Event(cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=2, dur=1, args=Args(correlation=1)),
+        Event(cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=20, dur=5),
         Event(
-            ph="X", cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=21, dur=1, args=Args(correlation=2)
+            cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=21, dur=1, args=Args(correlation=2)
         ),
-        Event(ph="X", cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=3, dur=4, args=Args(correlation=1)),
+        Event(cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=3, dur=4, args=Args(correlation=1)),
         Event(
-            ph="X", cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=22, dur=4, args=Args(correlation=2)
+            cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=22, dur=4, args=Args(correlation=2)
         ),
-        Event(ph="X", cat="kernel", name="flash_fwd_kernel", pid=0, tid=7, ts=30, dur=2),  # unlinked (CUDA graph)
+        Event(cat="kernel", name="flash_fwd_kernel", pid=0, tid=7, ts=30, dur=2),  # unlinked (CUDA graph)
     ]
     t = build_trace("hand", ev)
     clf = Classifier(t)
-    got = [(clf.classify(d.name, d.tk_link).category, clf.classify(d.name, d.tk_link).rule) for d in t.device]
+    links = t.link.tolist()
+    got = [(clf.classify(d.name, n).category, clf.classify(d.name, n).rule) for d, n in zip(t.device, links)]
     assert got == [("attention", "attention-core-scope"), ("gemm", "gemm"), ("attention", "flash-attention")]
     # Without the scope rule the same kernel falls through to the GEMM family: the table is the policy.
     plain = Classifier(t, tuple(r for r in RULES if r.name != "attention-core-scope"))
-    assert plain.classify(t.device[0].name, t.device[0].tk_link).category == "gemm"
+    assert plain.classify(t.device[0].name, links[0]).category == "gemm"
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_kernel_name_rules(kernel: str, category: str) -> None:
     from tracekit.trace.load import build_trace
     from tracekit.trace.model import Event
 
-    t = build_trace("one", [Event(ph="X", cat="kernel", name=kernel, pid=0, tid=7, ts=0, dur=1)])
+    t = build_trace("one", [Event(cat="kernel", name=kernel, pid=0, tid=7, ts=0, dur=1)])
     assert Classifier(t).classify(kernel, -1).category == category
 
 
@@ -222,8 +223,8 @@ def test_per_kernel_totals_agree_with_hta(tmp_path: Path, name: str) -> None:
     # HTA counts the kernels launched by CPU work before the last ProfilerStep begins; so do we here.
     last = max(h.ts for h in trace.host if h.name.startswith("ProfilerStep#"))
     ours: dict[str, float] = defaultdict(float)
-    for d in trace.device:
-        if d.tk_link >= 0 and trace.host[d.tk_link].ts < last:
+    for d, n in zip(trace.device, trace.link.tolist()):
+        if n >= 0 and trace.host[n].ts < last:
             ours[d.name] += d.dur
     assert len(theirs) > 40
     for kernel, total in theirs.items():

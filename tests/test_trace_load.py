@@ -22,16 +22,17 @@ def test_fixtures_load_with_links() -> None:
     win = next(a for a in t.gpu_annotations if a.name == "ProfilerStep#6")
     inside = [d for d in t.device if win.ts <= d.ts < win.ts + win.dur]
     # Every kernel of the profiled step links to its launch (those outside it ran before the CPU side was recorded).
-    assert len(inside) > 1000 and all(d.tk_link >= 0 for d in inside)
+    link = dict(zip(map(id, t.device), t.link.tolist()))
+    assert len(inside) > 1000 and all(link[id(d)] >= 0 for d in inside)
     d = next(d for d in inside if "flash_fwd" in d.name)
-    launcher = t.host[d.tk_link]
+    launcher = t.host[link[id(d)]]
     assert launcher.cat == "cuda_runtime"
     # The launch sits under the SDPA operators, which sit under HF's attention function.
     chain = []
-    n = d.tk_link
+    n = link[id(d)]
     while n >= 0:
         chain.append(t.host[n].name)
-        n = t.host[n].tk_parent
+        n = int(t.parent[n])
     assert "aten::_scaled_dot_product_flash_attention" in chain
     assert any("Qwen2Attention" in c for c in chain)
     assert "ProfilerStep#6" in chain
@@ -203,19 +204,19 @@ def test_event_conversion_and_analysis_are_total(events: list[dict[str, object]]
 
 
 def test_kernels_without_correlation_link_through_ac2g_flows() -> None:
-    from tracekit.trace.model import Event
+    from tracekit.trace.model import Event, FlowEnd, FlowStart
 
     ev = [
-        Event(ph="X", cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=0, dur=10),
-        Event(ph="X", cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=2, dur=1),
-        Event(ph="s", cat="ac2g", name="ac2g", id=7, pid=1, tid=1, ts=2),
-        Event(ph="f", cat="ac2g", name="ac2g", id=7, pid=0, tid=7, ts=5),
-        Event(ph="X", cat="kernel", name="sgemm", pid=0, tid=7, ts=5, dur=3),
+        Event(cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=0, dur=10),
+        Event(cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=2, dur=1),
+        FlowStart(cat="ac2g", id=7, pid=1, tid=1, ts=2),
+        FlowEnd(cat="ac2g", id=7, pid=0, tid=7, ts=5),
+        Event(cat="kernel", name="sgemm", pid=0, tid=7, ts=5, dur=3),
     ]
     t = build_trace("flows", ev)
-    k = t.device[0]
-    assert k.tk_link >= 0 and t.host[k.tk_link].name == "cudaLaunchKernel"
-    assert t.host[t.host[k.tk_link].tk_parent].name == "aten::mm"
+    k = int(t.link[0])
+    assert k >= 0 and t.host[k].name == "cudaLaunchKernel"
+    assert t.host[int(t.parent[k])].name == "aten::mm"
 
 
 # --- the chunked decoder (large traces) -------------------------------------------------------------
@@ -300,3 +301,33 @@ def test_chunked_truncation_is_reported_and_salvaged(tiny_chunks: None, tmp_path
         load_trace(bad)
     t = load_trace(bad, partial=True)
     assert t.partial and len(t.host) > 1000
+
+
+def test_compact_loading_changes_memory_not_results() -> None:
+    from tests.conftest import V100_RESNET
+
+    p = fixture_path(V100_RESNET)
+    plain = load_trace(p, compact=False)
+    small = load_trace(p, compact=True)
+    a, b = analyze_trace(plain), analyze_trace(small)
+    assert a.to_json() == b.to_json()
+    assert [(k.name, k.count, k.time_us) for k in a.kernels] == [(k.name, k.count, k.time_us) for k in b.kernels]
+    # Compact: one string per distinct name, no args on operators (only launches keep theirs).
+    names = {}
+    for h in small.host:
+        assert names.setdefault(h.name, h.name) is h.name
+    assert all(h.args is None for h in small.host if h.cat == "cpu_op")
+    assert any(h.args is not None for h in plain.host if h.cat == "cpu_op")
+
+
+def test_phases_outside_the_typed_table_fall_back_to_lenient_decoding(tmp_path: Path) -> None:
+    events = [
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 1, "ts": 10, "dur": 5},
+        {"ph": "Z", "cat": "cpu_op", "name": "a phase nobody writes", "pid": 1, "tid": 1, "ts": 11},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::add", "pid": 1, "tid": 1, "ts": 11, "dur": 2},
+    ]
+    f = tmp_path / "odd-phase.json"
+    f.write_text(json.dumps({"traceEvents": events}))
+    t = load_trace(f)
+    assert [h.name for h in t.host] == ["aten::mm", "aten::add"]
+    assert t.skipped_events == 0 and t.parent.tolist() == [-1, 0]

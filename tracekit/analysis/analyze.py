@@ -7,16 +7,26 @@ span; on CPU-only traces the device is the CPU and the work is each operator's s
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import Any, Literal
 
-from tracekit.analysis.attribute import Classifier
-from tracekit.analysis.intervals import overlap, union_length
+import numpy as np
+from numpy.typing import NDArray
+
+from tracekit.analysis.attribute import Attribution, Classifier
+from tracekit.analysis.intervals import union_length_arrays
 from tracekit.analysis.phases import PhaseKey, parse_phase
 from tracekit.analysis.rules import CATEGORIES
 from tracekit.errors import UserError
-from tracekit.trace.model import OP_CATS, Event, Trace
+from tracekit.trace.model import OP_CATS, Trace
+from tracekit.trace.tree import nearest_marked
+
+_CPU_WINDOW_CATS = frozenset({"cpu_op", "Operator", "user_annotation"})
+_NAME = attrgetter("name")
+_TS = attrgetter("ts")
+_DUR = attrgetter("dur")
 
 SCHEMA = "tracekit.analysis/1"
 
@@ -110,49 +120,22 @@ class AnalysisResult:
         return out
 
 
-def work_items(trace: Trace) -> Iterator[tuple[Event, float, int]]:
-    """Device work as (event, device time, host span for scopes and phases).
-
-    On GPU traces: kernels, memcpy and memset with their duration and launching runtime call.
-    On CPU-only traces: every operator with its self time, scoped by itself and its ancestors.
-    """
-    if trace.device:
-        for d in trace.device:
-            yield d, d.dur, d.tk_link
-    else:
-        for i, h in enumerate(trace.host):
-            if h.cat in OP_CATS:
-                yield h, max(0.0, h.dur - h.tk_child), i
-
-
 class PhaseIndex:
-    """Finds the phase of a host span (nearest phase annotation above it), memoized per span."""
+    """The phase of each host span: the nearest phase annotation at or above it."""
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
-        self._memo: dict[int, tuple[PhaseKey, int] | None] = {}
+        n = len(trace.host)
+        _, codes, distinct = trace.host_names()
+        keys = {nm: parse_phase(nm) for nm in distinct}
+        self.key_of = keys
+        marked = np.fromiter((keys[nm] is not None for nm in distinct), bool, len(distinct))[codes]
+        node = np.full(n + 1, -1, np.int64)
+        node[:n] = nearest_marked(trace.parent, marked)
+        self.node = node  # index n (no span) reads -1
         gpu = [(a.ts, a.ts + a.dur, parse_phase(a.name)) for a in trace.gpu_annotations]
         self._gpu = sorted([(s, e, k) for s, e, k in gpu if k is not None], key=lambda t: t[0])
         self._gpu_starts = [s for s, _, _ in self._gpu]
-
-    def of_node(self, node: int) -> tuple[PhaseKey, int] | None:
-        host = self.trace.host
-        chain: list[int] = []
-        n = node
-        found: tuple[PhaseKey, int] | None = None
-        while n >= 0:
-            if n in self._memo:
-                found = self._memo[n]
-                break
-            chain.append(n)
-            key = parse_phase(host[n].name)
-            if key is not None:
-                found = (key, n)
-                break
-            n = host[n].tk_parent
-        for m in chain:
-            self._memo[m] = found
-        return found
 
     def of_time(self, ts: float) -> PhaseKey | None:
         """For unlinked device work (CUDA graphs): the GPU-side phase annotation containing ``ts``."""
@@ -170,12 +153,13 @@ class PhaseIndex:
 def find_window(trace: Trace, name: str | None) -> Window:
     if name is None:
         if trace.kind == "gpu":
-            s = min(d.ts for d in trace.device)
-            e = max(d.ts + d.dur for d in trace.device)
+            spans = trace.device
         else:
-            ops = [h for h in trace.host if h.cat in ("cpu_op", "Operator", "user_annotation")] or trace.host
-            s = min(h.ts for h in ops)
-            e = max(h.ts + h.dur for h in ops)
+            mask = trace.host_mask(_CPU_WINDOW_CATS)
+            spans = list(compress(trace.host, mask.tolist())) if mask.any() else trace.host
+        ts = np.fromiter(map(_TS, spans), np.float64, len(spans))
+        end = ts + np.fromiter(map(_DUR, spans), np.float64, len(spans))
+        s, e = float(ts.min()), float(end.max())
         return Window("whole trace", s, e - s)
     pools = [trace.gpu_annotations, trace.host] if trace.kind == "gpu" else [trace.host]
     for pool in pools:
@@ -187,106 +171,94 @@ def find_window(trace: Trace, name: str | None) -> Window:
     raise UserError(f"{trace.path}: no annotation named {name!r} for --window (available: {hint or 'none'})")
 
 
+@dataclass
+class _Work:
+    """The device work of a trace as columns: name, start, end, device time, host span."""
+
+    names: list[str]
+    ts: NDArray[np.float64]
+    end: NDArray[np.float64]
+    time: NDArray[np.float64]
+    node: NDArray[np.int64]
+
+    def select(self, keep: NDArray[np.bool_]) -> _Work:
+        return _Work(
+            list(compress(self.names, keep.tolist())), self.ts[keep], self.end[keep], self.time[keep], self.node[keep]
+        )
+
+
+def _work(trace: Trace) -> _Work:
+    """On GPU traces: kernels, memcpy and memset with their duration and launching runtime call.
+    On CPU-only traces: every operator with its self time, scoped by itself and its ancestors."""
+    if trace.device:
+        dev = trace.device
+        n = len(dev)
+        ts = np.fromiter(map(_TS, dev), np.float64, n)
+        dur = np.fromiter(map(_DUR, dev), np.float64, n)
+        return _Work(list(map(_NAME, dev)), ts, ts + dur, dur, trace.link)
+    host = trace.host
+    ops = np.flatnonzero(trace.host_mask(OP_CATS))
+    sel = list(map(host.__getitem__, ops.tolist()))
+    ts = np.fromiter(map(_TS, sel), np.float64, len(sel))
+    dur = np.fromiter(map(_DUR, sel), np.float64, len(sel))
+    return _Work(list(map(_NAME, sel)), ts, ts + dur, np.maximum(0.0, dur - trace.child[ops]), ops.astype(np.int64))
+
+
+def _sums(index: NDArray[np.int64], weights: NDArray[np.float64], size: int) -> tuple[list[float], list[int]]:
+    return (
+        np.bincount(index, weights=weights, minlength=size).tolist(),
+        np.bincount(index, minlength=size).tolist(),
+    )
+
+
 def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classifier | None = None) -> AnalysisResult:
     """Attribute the device time of ``trace`` (within ``window``, an annotation name) to categories."""
     clf = classifier or Classifier(trace)
     win = find_window(trace, window)
     lo, hi = win.start_us, win.start_us + win.dur_us
-    whole = window is None
-    phases = PhaseIndex(trace)
-    categories: dict[str, CategoryTime] = {c: CategoryTime() for c in CATEGORIES}
-    kernels: dict[tuple[str, str, str], KernelRow] = {}
-    by_phase: dict[PhaseKey, dict[str, CategoryTime]] = {}
-    phase_kernels: dict[tuple[str, str, str, str], KernelRow] = {}
-    phase_units: dict[PhaseKey, list[tuple[float, float]]] = {}
-    phase_spans: dict[PhaseKey, tuple[float, float]] = {}
-    busy_intervals: list[tuple[float, float]] = []
     gpu = trace.kind == "gpu"
+    w = _work(trace)
+    if window is not None:
+        if gpu:
+            t = np.maximum(0.0, np.minimum(w.end, hi) - np.maximum(w.ts, lo))
+            keep = (t > 0.0) | ((lo <= w.ts) & (w.ts <= hi))
+            w.time = t
+        else:
+            keep = (lo <= w.ts) & (w.ts < hi)
+        w = w.select(keep)
 
-    classify = clf.classify
-    of_node = phases.of_node
-    for ev, t, node in work_items(trace):
-        ts = ev.ts
-        end = ts + ev.dur
-        if not whole:
-            if gpu:
-                t = overlap(ts, end, lo, hi)
-                if t <= 0.0 and not (lo <= ts <= hi):
-                    continue
-            elif not (lo <= ts < hi):
-                continue
-        att = classify(ev.name, node)
-        c = categories[att.category]
-        c.time_us += t
-        c.count += 1
-        kkey = (ev.name, att.category, att.rule)
+    # Classify: one code per distinct (name, operator, scopes); a category index per code.
+    codes, atts = clf.classify_many(w.names, w.node)
+    cat_names = list(CATEGORIES) + sorted({a.category for a in atts} - set(CATEGORIES))
+    cat_ix = {c: i for i, c in enumerate(cat_names)}
+    code_cat = np.fromiter((cat_ix[a.category] for a in atts), np.int64, len(atts))
+    item_cat = code_cat[codes] if len(codes) else np.zeros(0, np.int64)
+    ncat = len(cat_names)
+    times, counts = _sums(item_cat, w.time, ncat)
+    categories = {c: CategoryTime(times[i], counts[i]) for i, c in enumerate(cat_names)}
+
+    # Per-kernel rows: codes that share (name, category, rule) merge, in order of first appearance.
+    ctimes, ccounts = _sums(codes, w.time, len(atts))
+    first_name = _first_names(codes, w.names, len(atts))
+    kernels: dict[tuple[str, str, str], KernelRow] = {}
+    for c, att in enumerate(atts):
+        kkey = (first_name[c], att.category, att.rule)
         row = kernels.get(kkey)
         if row is None:
-            row = kernels[kkey] = KernelRow(ev.name, att.category, att.rule, 0, 0.0)
-        row.count += 1
-        row.time_us += t
-        if gpu:
-            busy_intervals.append((ts, end))
-        hit = of_node(node) if node >= 0 else None
-        key = hit[0] if hit else (phases.of_time(ts) if gpu else None)
-        if key is not None:
-            pc = by_phase.get(key)
-            if pc is None:
-                pc = by_phase[key] = {}
-                phase_units[key] = []
-            if hit and key not in phase_spans:
-                # The host span of the phase annotation: the step as the program lived it, so host
-                # overhead between kernels (a launch-bound decode) shows up as device idle time.
-                h = trace.host[hit[1]]
-                phase_spans[key] = (h.ts, h.ts + h.dur)
-            pcat = pc.get(att.category)
-            if pcat is None:
-                pcat = pc[att.category] = CategoryTime()
-            pcat.time_us += t
-            pcat.count += 1
-            phase_units[key].append((ts, end))
-            pk = (key.phase, *kkey)
-            prow = phase_kernels.get(pk)
-            if prow is None:
-                prow = phase_kernels[pk] = KernelRow(ev.name, att.category, att.rule, 0, 0.0)
-            prow.count += 1
-            prow.time_us += t
-
-    if not gpu:
-        tops = [(h.ts, h.ts + h.dur) for h in trace.host if h.cat in OP_CATS]
-        busy_intervals = tops
-    busy = union_length(busy_intervals, lo, hi)
+            row = kernels[kkey] = KernelRow(kkey[0], att.category, att.rule, 0, 0.0)
+        row.count += ccounts[c]
+        row.time_us += ctimes[c]
 
     if gpu:
-        for a in trace.gpu_annotations:
-            k = parse_phase(a.name)
-            if k is not None and k in by_phase and k not in phase_spans:
-                phase_spans[k] = (a.ts, a.ts + a.dur)
-    results: list[PhaseResult] = []
-    cpu_tops = busy_intervals if not gpu else []
-    for key, cats in by_phase.items():
-        units = phase_units[key]
-        first, last = min(a for a, _ in units), max(b for _, b in units)
-        s, e = phase_spans.get(key, (first, last))
-        if gpu:
-            # Device work can outlast its host span (asynchronous launches): the step ends with its work.
-            s, e = min(s, first), max(e, last)
-        span = e - s
-        pbusy = union_length(cpu_tops if not gpu else units, s, e)
-        results.append(
-            PhaseResult(
-                phase=key.phase,
-                step=key.step,
-                context_tokens=key.context_tokens,
-                time_us=sum(c.time_us for c in cats.values()),
-                span_us=span,
-                busy_us=pbusy,
-                idle_us=max(0.0, span - pbusy),
-                start_us=s,
-                categories=cats,
-            )
-        )
-    results.sort(key=lambda p: p.start_us)
+        busy = union_length_arrays(w.ts, w.end, lo, hi)
+        cpu_s = cpu_e = np.zeros(0)
+    else:
+        # Every operator (nested ones too: the union is the same) is CPU work.
+        all_ops = _work(trace)
+        cpu_s, cpu_e = all_ops.ts, all_ops.end
+        busy = union_length_arrays(cpu_s, cpu_e, lo, hi)
+
+    results, phase_kernels = _phases(trace, clf, w, codes, atts, item_cat, cat_names, gpu, cpu_s, cpu_e)
     res = AnalysisResult(
         path=trace.path,
         device=trace.kind,
@@ -304,6 +276,127 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
     if trace.skipped_events:
         res.warnings.append(f"{trace.path}: skipped {trace.skipped_events} malformed events")
     return res
+
+
+def _first_names(codes: NDArray[np.int64], names: list[str], ncodes: int) -> list[str]:
+    """The work name of each code (a code's items all share their name)."""
+    if ncodes == 0:
+        return []
+    _, first = np.unique(codes, return_index=True)
+    return list(map(names.__getitem__, first.tolist()))
+
+
+def _phases(
+    trace: Trace,
+    clf: Classifier,
+    w: _Work,
+    codes: NDArray[np.int64],
+    atts: list[Attribution],
+    item_cat: NDArray[np.int64],
+    cat_names: list[str],
+    gpu: bool,
+    cpu_s: NDArray[np.float64],
+    cpu_e: NDArray[np.float64],
+) -> tuple[list[PhaseResult], dict[tuple[str, str, str, str], KernelRow]]:
+    """Group the work by phase (prefill chunk, decode step, profiler step) and sum each group."""
+    index = PhaseIndex(trace)
+    n_host = len(trace.host)
+    at = np.where(w.node >= 0, w.node, n_host)
+    pnode = index.node[at]
+    # Phase key per item: from the annotation above its launch, else (GPU) from the time it ran.
+    key_ids: dict[PhaseKey, int] = {}
+    node_key: dict[int, int] = {}
+    for nd in dict.fromkeys(pnode[pnode >= 0].tolist()):
+        k = index.key_of[clf.names[nd]]
+        assert k is not None
+        node_key[nd] = key_ids.setdefault(k, len(key_ids))
+    item_key = np.full(len(w.names), -1, np.int64)
+    hit = pnode >= 0
+    if node_key:
+        lut = np.full(n_host + 1, -1, np.int64)
+        lut[np.fromiter(node_key.keys(), np.int64, len(node_key))] = np.fromiter(node_key.values(), np.int64)
+        item_key[hit] = lut[pnode[hit]]
+    if gpu and index._gpu:
+        for i in np.flatnonzero(~hit).tolist():
+            k = index.of_time(float(w.ts[i]))
+            if k is not None:
+                item_key[i] = key_ids.setdefault(k, len(key_ids))
+    keys = list(key_ids)
+    nkeys = len(keys)
+    if nkeys == 0:
+        return [], {}
+    has = item_key >= 0
+    ik = item_key[has]
+    ic = item_cat[has]
+    it = w.time[has]
+    ncat = len(cat_names)
+    ptimes, pcounts = _sums(ik * ncat + ic, it, nkeys * ncat)
+    # The host span of the phase annotation (the step as the program lived it, so host overhead
+    # between kernels shows up as device idle time): the first item found through it gives it.
+    spans: dict[int, tuple[float, float]] = {}
+    hit_items = np.flatnonzero(hit & has)
+    if hit_items.size:
+        kid, first = np.unique(item_key[hit_items], return_index=True)
+        for k_, i in zip(kid.tolist(), hit_items[first].tolist()):
+            h = trace.host[int(pnode[i])]
+            spans[k_] = (h.ts, h.ts + h.dur)
+    if gpu:
+        for a in trace.gpu_annotations:
+            k = parse_phase(a.name)
+            if k is not None and k in key_ids and key_ids[k] not in spans:
+                spans[key_ids[k]] = (a.ts, a.ts + a.dur)
+    order = np.argsort(ik, kind="stable")
+    bounds = np.searchsorted(ik[order], np.arange(nkeys + 1))
+    ts_sorted = w.ts[has][order]
+    end_sorted = w.end[has][order]
+    results: list[PhaseResult] = []
+    for kid_, key in enumerate(keys):
+        lo_i, hi_i = int(bounds[kid_]), int(bounds[kid_ + 1])
+        us, ue = ts_sorted[lo_i:hi_i], end_sorted[lo_i:hi_i]
+        first_t, last_t = float(us.min()), float(ue.max())
+        s, e = spans.get(kid_, (first_t, last_t))
+        if gpu:
+            # Device work can outlast its host span (asynchronous launches): the step ends with its work.
+            s, e = min(s, first_t), max(e, last_t)
+            pbusy = union_length_arrays(us, ue, s, e)
+        else:
+            pbusy = union_length_arrays(cpu_s, cpu_e, s, e)
+        cats = {
+            cat_names[c]: CategoryTime(ptimes[kid_ * ncat + c], pcounts[kid_ * ncat + c])
+            for c in range(ncat)
+            if pcounts[kid_ * ncat + c]
+        }
+        results.append(
+            PhaseResult(
+                phase=key.phase,
+                step=key.step,
+                context_tokens=key.context_tokens,
+                time_us=sum(c.time_us for c in cats.values()),
+                span_us=e - s,
+                busy_us=pbusy,
+                idle_us=max(0.0, (e - s) - pbusy),
+                start_us=s,
+                categories=cats,
+            )
+        )
+    results.sort(key=lambda p: p.start_us)
+    # Kernel rows per phase name.
+    ncodes = len(atts)
+    combo = ik * ncodes + codes[has]
+    uniq, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
+    ktimes, kcounts = _sums(inverse.astype(np.int64), it, len(uniq))
+    names_has = list(compress(w.names, has.tolist()))
+    phase_kernels: dict[tuple[str, str, str, str], KernelRow] = {}
+    for j in np.argsort(first, kind="stable").tolist():
+        kid_, c = divmod(int(uniq[j]), ncodes)
+        att = atts[c]
+        pk = (keys[kid_].phase, names_has[int(first[j])], att.category, att.rule)
+        prow = phase_kernels.get(pk)
+        if prow is None:
+            prow = phase_kernels[pk] = KernelRow(pk[1], att.category, att.rule, 0, 0.0)
+        prow.count += kcounts[j]
+        prow.time_us += ktimes[j]
+    return results, phase_kernels
 
 
 def _group_by_phase(rows: dict[tuple[str, str, str, str], KernelRow]) -> dict[str, list[KernelRow]]:

@@ -1,18 +1,26 @@
-"""Apply the rule table to every device event of a trace, with memoization.
+"""Apply the rule table to the device work of a trace, vectorized and memoized.
 
-Scope matching is computed once per host span (a span inherits its parent's matches), and each
-distinct (kernel name, launching op, scope matches) triple is classified once, so the cost grows
-with the number of distinct kernels and scopes, not with the number of launches.
+What a rule can look at is the work's own name, the innermost operator above its launch, and the
+set of scope rules matched by any span above it. Those two facts are computed once per trace for
+every host span with array operations (nearest marked ancestor, see ``tracekit.trace.tree``); the
+rules then run once per distinct (name, operator, scope set) triple, so the cost grows with the
+number of distinct kernels and scopes, not with the number of launches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
+
+import numpy as np
+from numpy.typing import NDArray
 
 from tracekit.analysis.rules import RULES, Rule
 from tracekit.trace.model import OP_CATS, Trace
+from tracekit.trace.tree import nearest_marked
 
 _EMPTY: frozenset[int] = frozenset()
+_NAME = attrgetter("name")
 
 
 @dataclass(frozen=True)
@@ -22,68 +30,86 @@ class Attribution:
 
 
 class Classifier:
-    """Classifies device events of one trace; ``classify(event)`` returns category and rule."""
+    """Classifies the device work of one trace: ``classify(name, node)`` for one item,
+    ``classify_many(names, nodes)`` for all of them at once."""
 
     def __init__(self, trace: Trace, rules: tuple[Rule, ...] = RULES) -> None:
         self.trace = trace
         self.rules = rules
-        self._scope_rules = [(i, r.scope) for i, r in enumerate(rules) if r.scope is not None]
-        self._node_scopes: dict[int, frozenset[int]] = {}
-        self._node_op: dict[int, str] = {}
-        self._interned: dict[frozenset[int], frozenset[int]] = {}
-        self._memo: dict[tuple[str, str, frozenset[int]], Attribution] = {}
-        self._name_scopes: dict[str, frozenset[int]] = {}
+        host = trace.host
+        n = len(host)
+        parent = trace.parent
+        names, codes, distinct = trace.host_names()
+        # Host span names, plus "" at the end so that index -1 (no span) reads as "".
+        self.names: list[str] = [*names, ""]
+        scope_rules = [(i, r.scope) for i, r in enumerate(rules) if r.scope is not None]
+        own = {nm: frozenset(i for i, pat in scope_rules if pat.search(nm)) for nm in distinct}
+        own[""] = frozenset(i for i, pat in scope_rules if pat.search(""))
+        marked = np.fromiter((bool(own[nm]) for nm in distinct), bool, len(distinct))[codes]
+        self._scope_node = nearest_marked(parent, marked)
+        # The scope set of each marked span: its own matches and those of the marked spans above
+        # it. Parents sort before their children, so one pass in index order fills them all.
+        marks = np.flatnonzero(marked)
+        up = parent[marks]
+        above = np.where(up >= 0, self._scope_node[np.maximum(up, 0)], -1).tolist()
+        interned: dict[frozenset[int], int] = {_EMPTY: 0}
+        self._sets: list[frozenset[int]] = [_EMPTY]
+        set_of: dict[int, int] = {}
+        for m, a in zip(marks.tolist(), above):
+            acc = own[self.names[m]]
+            if a >= 0:
+                acc = acc | self._sets[set_of[a]]
+            sid = interned.get(acc)
+            if sid is None:
+                sid = interned[acc] = len(self._sets)
+                self._sets.append(acc)
+            set_of[m] = sid
+        # Scope-set id of every host span (and 0, the empty set, at index -1 / n).
+        sid_arr = np.zeros(n + 1, np.int64)
+        if set_of:
+            sid_arr[np.fromiter(set_of.keys(), np.int64, len(set_of))] = np.fromiter(
+                set_of.values(), np.int64, len(set_of)
+            )
+        near = self._scope_node
+        self._span_set = np.zeros(n + 1, np.int64)
+        self._span_set[:n] = np.where(near >= 0, sid_arr[np.maximum(near, 0)], 0)
+        is_op = trace.host_mask(OP_CATS)
+        op = np.full(n + 1, -1, np.int64)
+        op[:n] = nearest_marked(parent, is_op)
+        self._op_node = op
+        self._memo: dict[tuple[str, str, int], Attribution] = {}
 
     def scopes(self, node: int) -> frozenset[int]:
         """Indices of scope rules matched by span ``node`` or any of its ancestors."""
-        if node < 0:
-            return _EMPTY
-        cached = self._node_scopes.get(node)
-        if cached is not None:
-            return cached
-        # Walk up iteratively to the first memoized ancestor, then fill in downwards.
-        host = self.trace.host
-        chain: list[int] = []
-        n = node
-        while n >= 0 and n not in self._node_scopes:
-            chain.append(n)
-            n = host[n].tk_parent
-        acc = self._node_scopes[n] if n >= 0 else _EMPTY
-        for m in reversed(chain):
-            name = host[m].name
-            own = self._name_scopes.get(name)
-            if own is None:
-                own = self._name_scopes[name] = frozenset(i for i, pat in self._scope_rules if pat.search(name))
-            if own:
-                acc = acc | own
-            acc = self._interned.setdefault(acc, acc)
-            self._node_scopes[m] = acc
-        return self._node_scopes[node]
+        return self._sets[int(self._span_set[node])] if node >= 0 else _EMPTY
 
     def launching_op(self, node: int) -> str:
         """Name of the innermost ``cpu_op`` at or above ``node`` ("" if none)."""
-        if node < 0:
-            return ""
-        cached = self._node_op.get(node)
-        if cached is not None:
-            return cached
-        host = self.trace.host
-        n = node
-        while n >= 0 and host[n].cat not in OP_CATS:
-            n = host[n].tk_parent
-        op = host[n].name if n >= 0 else ""
-        self._node_op[node] = op
-        return op
+        return self.names[int(self._op_node[node])] if node >= 0 else ""
 
     def classify(self, name: str, node: int) -> Attribution:
         """Classify work named ``name`` whose innermost host span is ``node`` (-1 if unlinked)."""
-        scopes = self.scopes(node)
-        op = self.launching_op(node)
-        key = (name, op, scopes)
+        sid = int(self._span_set[node]) if node >= 0 else 0
+        return self._decide_memo((name, self.launching_op(node), sid))
+
+    def classify_many(self, names: list[str], nodes: NDArray[np.int64]) -> tuple[NDArray[np.int64], list[Attribution]]:
+        """Classify many items at once: returns a code per item and the attribution of each code.
+
+        Codes number the distinct (name, operator, scope set) triples in order of first appearance.
+        """
+        at = np.where(nodes >= 0, nodes, len(self.names) - 1)  # -1 reads the "no span" slot
+        ops = list(map(self.names.__getitem__, self._op_node[at].tolist()))
+        keys = list(zip(names, ops, self._span_set[at].tolist()))
+        codes: dict[tuple[str, str, int], int] = dict.fromkeys(keys, 0)
+        for i, k in enumerate(codes):
+            codes[k] = i
+        out = np.fromiter(map(codes.__getitem__, keys), np.int64, len(keys))
+        return out, list(map(self._decide_memo, codes))
+
+    def _decide_memo(self, key: tuple[str, str, int]) -> Attribution:
         hit = self._memo.get(key)
         if hit is None:
-            hit = self._decide(name, op, scopes)
-            self._memo[key] = hit
+            hit = self._memo[key] = self._decide(key[0], key[1], self._sets[key[2]])
         return hit
 
     def _decide(self, kernel: str, op: str, scopes: frozenset[int]) -> Attribution:

@@ -37,6 +37,7 @@ def host_device_gaps(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us
     host = trace.host
     if not trace.device:
         return []
+    parent = trace.parent.tolist()
     ends: dict[int, float] = {}
     counts: dict[int, int] = {}
     ancestors: dict[int, tuple[int, ...]] = {}
@@ -49,7 +50,7 @@ def host_device_gaps(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us
         n = node
         while n >= 0 and n not in ancestors:
             chain.append(n)
-            n = host[n].tk_parent
+            n = parent[n]
         acc = ancestors[n] if n >= 0 else ()
         for m in reversed(chain):
             if host[m].cat in ANNOTATION_CATS:
@@ -57,11 +58,11 @@ def host_device_gaps(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us
             ancestors[m] = acc
         return ancestors[node]
 
-    for d in trace.device:
-        if d.tk_link < 0:
+    for d, node in zip(trace.device, trace.link.tolist()):
+        if node < 0:
             continue
         end = d.ts + d.dur
-        for a in annotated_ancestors(d.tk_link):
+        for a in annotated_ancestors(node):
             if end > ends.get(a, float("-inf")):
                 ends[a] = end
             counts[a] = counts.get(a, 0) + 1

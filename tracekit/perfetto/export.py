@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from tracekit.analysis.analyze import AnalysisResult, PhaseResult, analyze_trace, find_window
 from tracekit.analysis.attribute import Classifier
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import atomic_open
 from tracekit.trace.load import GZIP_MAGIC, build_trace, event_from_obj
-from tracekit.trace.model import Event
+from tracekit.trace.model import OP_CATS, Event
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges
 
@@ -152,48 +153,60 @@ def enrich(
 ) -> tuple[dict[str, Any], AnalysisResult, int, int]:
     """Annotate ``raw_events`` in place and append tracekit's events; return (doc, analysis, events
     tagged, events added)."""
-    typed: list[Event | None] = [event_from_obj(o) for o in raw_events]
-    index = {id(e): i for i, e in enumerate(typed) if e is not None}
-    trace = build_trace(name, (e for e in typed if e is not None))
+    typed = [event_from_obj(o) for o in raw_events]
+    index = {id(e): i for i, e in enumerate(typed) if isinstance(e, Event)}
+    trace = build_trace(name, [e for e in typed if e is not None])
     if not trace.host and not trace.device:
         raise TraceFormatError(name, "contains no usable trace events")
     clf = Classifier(trace)
     if window is not None:
         find_window(trace, window)  # a clear error for an unknown window name
     result = analyze_trace(trace, window, classifier=clf)
-    annotated = 0
     if trace.device:
-        items = [(d, d.tk_link) for d in trace.device]
+        work = trace.device
+        nodes = trace.link
     else:
-        items = [(h, i) for i, h in enumerate(trace.host) if h.cat in ("cpu_op", "Operator")]
-    for ev, node in items:
-        att = clf.classify(ev.name, node)
+        ops = np.flatnonzero(trace.host_mask(OP_CATS))
+        work = [trace.host[i] for i in ops.tolist()]
+        nodes = ops.astype(np.int64)
+    codes, atts = clf.classify_many([ev.name for ev in work], nodes)
+    for ev, code in zip(work, codes.tolist()):
+        att = atts[code]
         raw = raw_events[index[id(ev)]]
         args = raw.get("args")
         if not isinstance(args, dict):
             args = raw["args"] = {}
         args["tracekit.category"] = att.category
         args["tracekit.rule"] = att.rule
-        annotated += 1
+    annotated = len(work)
     keep = _keep_range(result, window, max_steps)
     events = raw_events
     if keep is not None:
         lo, hi = keep
-        events = []
-        for o, e in zip(raw_events, typed):
-            if (
-                e is None
-                or e.ph == "M"
-                or e.ph in ("X", "B", "E", "i", "I", "C", "s", "f")
-                and (lo <= e.ts <= hi or (e.ts <= lo and e.ts + e.dur >= lo))
-            ):
-                events.append(o)
+        events = [o for o, e in zip(raw_events, typed) if e is None or _kept(o, lo, hi)]
         result.phases = [p for p in result.phases if lo <= p.start_us <= hi]
     added = tracekit_events(result)
     if events is not raw_events:
         events = _unbroken_flows(events, raw_events)
     doc["traceEvents"] = events + added
     return doc, result, annotated, len(added)
+
+
+_TIMED_PHASES = frozenset({"X", "B", "E", "i", "I", "C", "s", "f"})
+
+
+def _kept(o: dict[str, Any], lo: float, hi: float) -> bool:
+    """Whether a trim to ``[lo, hi]`` keeps this (well-formed) event: metadata always, timed events
+    that start inside or span ``lo``, nothing else."""
+    ph = o.get("ph")
+    if ph == "M":
+        return True
+    if ph not in _TIMED_PHASES:
+        return False
+    ts = float(o.get("ts", 0.0))
+    dur = o.get("dur", 0.0)
+    dur = float(dur) if isinstance(dur, (int, float)) and not isinstance(dur, bool) else 0.0
+    return lo <= ts <= hi or (ts <= lo and ts + dur >= lo)
 
 
 def _flow_key(o: Any) -> tuple[Any, Any] | None:

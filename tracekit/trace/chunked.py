@@ -19,11 +19,13 @@ from typing import IO
 
 import msgspec
 
-from tracekit.trace.model import Event, TraceDoc
+from tracekit.trace.gz import ERRORS as gz_errors
+from tracekit.trace.model import AnyEvent, TraceDoc
 
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
-_events = msgspec.json.Decoder(list[Event])
+_LEADING_WS = re.compile(rb"\s*")
+_events = msgspec.json.Decoder(list[AnyEvent])
 _meta = msgspec.json.Decoder(TraceDoc)
 
 
@@ -39,7 +41,7 @@ class Damaged(Exception):
 class ChunkedReader:
     stream: IO[bytes]
     chunk_size: int = 8 << 20
-    lenient: Callable[[bytes], list[Event]] | None = None
+    lenient: Callable[[bytes], list[AnyEvent]] | None = None
     head: bytes = b""
     tail: bytes = b""
     list_form: bool = False
@@ -48,12 +50,13 @@ class ChunkedReader:
     def _read(self) -> bytes:
         try:
             return self.stream.read(self.chunk_size)
-        except (EOFError, OSError) as exc:  # gzip truncated or corrupt
+        except gz_errors as exc:  # gzip truncated or corrupt
             raise Damaged(f"{exc.__class__.__name__}: {exc}") from None
 
-    def events(self) -> Iterator[list[Event]]:
+    def events(self) -> Iterator[list[AnyEvent]]:
         first = self._read()
-        start = len(first) - len(first.lstrip())
+        lead = _LEADING_WS.match(first)
+        start = lead.end() if lead else 0
         if first[start : start + 1] == b"[":
             self.list_form = True
             at = start
@@ -97,7 +100,7 @@ class ChunkedReader:
             self.chunks += 1
             yield events
 
-    def _decode(self, text: memoryview | bytes) -> list[Event]:
+    def _decode(self, text: memoryview | bytes) -> list[AnyEvent]:
         try:
             return _events.decode(text)
         except msgspec.ValidationError:
@@ -105,7 +108,7 @@ class ChunkedReader:
                 raise
             return self.lenient(bytes(text))
 
-    def _cut(self, buf: bytearray) -> tuple[list[Event], int] | None:
+    def _cut(self, buf: bytearray) -> tuple[list[AnyEvent], int] | None:
         """Decode the events before the last boundary that proves valid; return them and where the
         next event starts."""
         pos = len(buf)
@@ -131,7 +134,7 @@ class ChunkedReader:
             return events, m.end() - 1
         raise Unchunkable("no event boundary decoded in 64 tries")
 
-    def _last(self, buf: bytearray) -> list[Event]:
+    def _last(self, buf: bytearray) -> list[AnyEvent]:
         """The final piece: events up to the array's closing bracket, then the document's tail."""
         pos = len(buf)
         for _ in range(64):

@@ -1,19 +1,22 @@
 """Fast, typed loading of Chrome-trace files (``.json`` / ``.json.gz``) from any torch.profiler source.
 
-Two paths share one builder:
+Three paths share one builder (``TraceBuilder``):
 
-* in memory (the common case): gunzip, then decode with msgspec into typed ``Event`` structs that
-  keep only the fields analysis reads; unknown fields are skipped inside the C decoder;
-* streaming (files whose decompressed size passes ``stream_threshold``): ijson walks the event
-  array one event at a time, so peak memory follows the kept events, not the size of the JSON text.
+* whole (small files): inflate (ISA-L where installed), then decode with msgspec into typed
+  records that keep only the fields analysis reads; unknown fields are skipped inside the C decoder;
+* chunked (more than ``CHUNKED_THRESHOLD`` bytes of JSON): the same decoder on 8 MB pieces of the
+  event array, so the text is never whole in memory (see ``chunked``);
+* streaming (a layout the chunked reader does not handle, past ``stream_threshold``): ijson walks
+  the event array one event at a time.
 
-Malformed input never escapes as a traceback: each failure becomes a ``TraceFormatError`` naming
-the file and the problem, and ``partial=True`` salvages the events before a truncation.
+A trace whose events do not fit the typed table (a phase outside the Chrome format, a field of
+an unexpected type) is decoded leniently, event by event. Malformed input never escapes as a
+traceback: each failure becomes a ``TraceFormatError`` naming the file and the problem, and
+``partial=True`` salvages the events before a truncation.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import re
@@ -21,33 +24,44 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
+from itertools import compress, islice, repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+import numpy as np
+from numpy.typing import NDArray
 
 from tracekit.errors import TraceFormatError
 from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable
+from tracekit.trace.gz import ERRORS as gz_errors
+from tracekit.trace.gz import open_gz, read_gz
 from tracekit.trace.model import (
     DEVICE_CATS,
     GPU_ANNOTATION_CAT,
     HOST_CATS,
     PYTHON_SCOPE_PATTERN,
     RUNTIME_CATS,
+    AnyEvent,
     Args,
     Event,
+    FlowEnd,
+    FlowStart,
+    Skipped,
     Trace,
     TraceDoc,
 )
+from tracekit.trace.tree import nest
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
 CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
 CHUNK_SIZE = 8 * 1024 * 1024
+COMPACT_THRESHOLD = int(os.environ.get("TRACEKIT_COMPACT_BYTES", str(256 * 1024 * 1024)))
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
-_list_decoder = msgspec.json.Decoder(list[Event])
+_list_decoder = msgspec.json.Decoder(list[AnyEvent])
 
 
 def load_trace(
@@ -55,8 +69,13 @@ def load_trace(
     *,
     partial: bool = False,
     stream_threshold: int | None = None,
+    compact: bool | None = None,
 ) -> Trace:
-    """Load one trace file. Raises ``TraceFormatError`` (a ``UserError``) on unusable input."""
+    """Load one trace file. Raises ``TraceFormatError`` (a ``UserError``) on unusable input.
+
+    ``compact`` shares host span strings and drops their unused args (see ``TraceBuilder``); by
+    default it is on for traces of more than ``COMPACT_THRESHOLD`` bytes of JSON.
+    """
     p = Path(path)
     name = str(p)
     if p.is_dir():
@@ -68,15 +87,16 @@ def load_trace(
         head = fh.read(2)
     gz = head == GZIP_MAGIC
     size = _decompressed_size(p, gz)
+    compact = size > COMPACT_THRESHOLD if compact is None else compact
     if size > CHUNKED_THRESHOLD:
         # Large traces: decode chunk by chunk, so the text is never whole in memory.
-        trace = _load_chunked(p, gz, partial=partial)
+        trace = _load_chunked(p, gz, partial=partial, compact=compact)
         if trace is not None:
             return trace
     if size > threshold:
         return _load_streaming(p, gz, partial=partial)
     data, truncated = _read_all(p, gz, partial=partial)
-    trace = _decode(name, data, partial=partial or truncated)
+    trace = _decode(name, data, partial=partial or truncated, compact=compact)
     trace.partial = trace.partial or truncated
     return trace
 
@@ -104,8 +124,8 @@ def _read_all(p: Path, gz: bool, *, partial: bool) -> tuple[bytes, bool]:
     if not gz:
         return raw, False
     try:
-        return gzip.decompress(raw), False
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        return read_gz(p), False
+    except gz_errors as exc:
         # Salvage the decompressible prefix; the JSON decoder then decides what is usable.
         d = zlib.decompressobj(wbits=31)
         try:
@@ -124,18 +144,18 @@ def _read_all(p: Path, gz: bool, *, partial: bool) -> tuple[bytes, bool]:
         return prefix, True
 
 
-def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
+def _decode(name: str, data: bytes, *, partial: bool, compact: bool = False) -> Trace:
     first = _first_byte(data)
     if first not in (b"{", b"["):
         raise TraceFormatError(name, 'is not JSON (expected a Chrome trace: {"traceEvents": [...]})')
     try:
         if first == b"{":
             doc = _doc_decoder.decode(data)
-            trace = build_trace(name, doc.traceEvents)
+            trace = build_trace(name, doc.traceEvents, compact=compact)
             trace.device_names = [d.name for d in doc.deviceProperties]
             trace.rank = doc.distributedInfo.rank if doc.distributedInfo else None
         else:
-            trace = build_trace(name, _list_decoder.decode(data))
+            trace = build_trace(name, _list_decoder.decode(data), compact=compact)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         if "traceEvents" in msg and "missing required field" in msg.lower():
@@ -149,7 +169,7 @@ def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
                 f"invalid or truncated JSON ({exc}); use --partial to analyze the events before the damage",
                 has_prefix=True,
             ) from None
-        trace = build_trace(name, _salvage(io.BytesIO(data), first == b"{"))
+        trace = build_trace_batched(name, _salvage(io.BytesIO(data), first == b"{"))
         trace.partial = True
     if not trace.host and not trace.device:
         raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")
@@ -223,43 +243,51 @@ def _id_like(v: Any) -> int | str | None:
     return None
 
 
-def event_from_obj(o: Any) -> Event | None:
-    """Convert one decoded JSON value to an ``Event``, or ``None`` if it is unusable."""
+_SKIPPED = Skipped()
+
+
+def event_from_obj(o: Any) -> AnyEvent | None:
+    """Convert one decoded JSON value to the record the typed decoder would give, or ``None`` if
+    it is malformed: an ``Event`` (complete span), a flow end, or ``Skipped`` (any other phase)."""
     if not isinstance(o, dict):
         return None
     ph = o.get("ph")
     if not isinstance(ph, str):
         return None
     ts = _num(o.get("ts", 0.0))
-    dur = _num(o.get("dur", 0.0))
-    if ts is None or dur is None or dur != dur or ts != ts:
+    if ts is None or ts != ts:
         return None
-    name = o.get("name", "")
-    cat = o.get("cat", "")
     pid = _id_like(o.get("pid", 0))
     tid = _id_like(o.get("tid", 0))
+    cat = o.get("cat", "")
+    cat = cat if isinstance(cat, str) else ""
+    pid = 0 if pid is None else pid
+    tid = 0 if tid is None else tid
+    if ph == "s" or ph == "f":
+        flow = FlowEnd if ph == "f" else FlowStart
+        return flow(cat=cat, id=_id_like(o.get("id")), pid=pid, tid=tid, ts=ts)
+    if ph != "X":
+        return _SKIPPED
+    dur = _num(o.get("dur", 0.0))
+    if dur is None or dur != dur:
+        return None
+    name = o.get("name", "")
     a = o.get("args")
     args = None
     if isinstance(a, dict):
-        args = Args(
-            correlation=_int_or_none(a.get("correlation")),
-            external_id=_int_or_none(a.get("External id")),
-            stream=_id_like(a.get("stream")),
-        )
+        args = Args(correlation=_int_or_none(a.get("correlation")))
     return Event(
-        ph=ph,
         name=name if isinstance(name, str) else str(name),
-        cat=cat if isinstance(cat, str) else "",
-        pid=0 if pid is None else pid,
-        tid=0 if tid is None else tid,
+        cat=cat,
+        pid=pid,
+        tid=tid,
         ts=ts,
         dur=max(dur, 0.0),
-        id=_id_like(o.get("id")),
         args=args,
     )
 
 
-def _salvage(stream: IO[bytes], is_doc: bool) -> Iterator[Event]:
+def _salvage(stream: IO[bytes], is_doc: bool) -> Iterator[AnyEvent]:
     """Yield events from a damaged document until the damage; used by ``--partial``."""
     import ijson
 
@@ -269,35 +297,36 @@ def _salvage(stream: IO[bytes], is_doc: bool) -> Iterator[Event]:
             ev = event_from_obj(obj)
             if ev is not None:
                 yield ev
-    except (ijson.JSONError, ijson.IncompleteJSONError, zlib.error, EOFError, OSError):
+    except (ijson.JSONError, ijson.IncompleteJSONError, *gz_errors):
         return
 
 
-def _lenient_events(text: bytes) -> list[Event]:
+def _lenient_events(text: bytes) -> list[AnyEvent]:
     raw = msgspec.json.decode(text)
     return [ev for ev in map(event_from_obj, raw if isinstance(raw, list) else []) if ev is not None]
 
 
-def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
+def _open_binary(p: Path) -> IO[bytes]:
+    return open(p, "rb")
+
+
+def _load_chunked(p: Path, gz: bool, *, partial: bool, compact: bool) -> Trace | None:
     """The chunked msgspec path; None when the layout is not one it handles (the caller decodes otherwise)."""
     name = str(p)
-    opener: Any = gzip.open if gz else open
     damage: str | None = None
     unchunkable = False
-    with opener(p, "rb") as fh:
+    opener: Any = open_gz if gz else _open_binary
+    with opener(p) as fh:
         reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=_lenient_events)
-
-        def events() -> Iterator[Event]:
-            nonlocal damage, unchunkable
-            try:
-                for chunk in reader.events():
-                    yield from chunk
-            except Unchunkable:
-                unchunkable = True
-            except Damaged as exc:
-                damage = str(exc)
-
-        trace = build_trace(name, events())
+        builder = TraceBuilder(name, compact=compact)
+        try:
+            for chunk in reader.events():
+                builder.add(chunk)
+        except Unchunkable:
+            unchunkable = True
+        except Damaged as exc:
+            damage = str(exc)
+        trace = builder.finish()
     if unchunkable:
         return None
     meta = reader.metadata()
@@ -323,8 +352,8 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
     import ijson
 
     name = str(p)
-    opener: Any = gzip.open if gz else open
-    with opener(p, "rb") as fh:
+    opener: Any = open_gz if gz else _open_binary
+    with opener(p) as fh:
         head = fh.read(4096)
     first = head.lstrip()[:1]
     if first not in (b"{", b"["):
@@ -332,124 +361,178 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
     prefix = "traceEvents.item" if first == b"{" else "item"
     damage: str | None = None
 
-    def events() -> Iterator[Event]:
+    def events() -> Iterator[AnyEvent]:
         nonlocal damage
-        with opener(p, "rb") as fh:
+        with opener(p) as fh:
             try:
                 for obj in ijson.items(fh, prefix, use_float=True):
                     ev = event_from_obj(obj)
                     if ev is not None:
                         yield ev
-            except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+            except gz_errors as exc:
                 damage = (
                     f"truncated or corrupt gzip ({exc.__class__.__name__}); the profiler was probably killed mid-write"
                 )
             except (ijson.JSONError, ijson.IncompleteJSONError):
                 damage = "invalid or truncated JSON"
 
-    return _finish(build_trace(name, events()), damage, partial=partial)
+    return _finish(build_trace_batched(name, events(), compact=True), damage, partial=partial)
 
 
-def _as_int(v: int | str | None) -> int | None:
-    if v is None or isinstance(v, int):
-        return v
-    return _int_or_none(v)
+_CAT = attrgetter("cat")
+_NAME = attrgetter("name")
+_TS = attrgetter("ts")
+_DUR = attrgetter("dur")
+_THREAD = attrgetter("pid", "tid")
 
 
-def build_trace(name: str, events: Iterable[Event]) -> Trace:
+_PID = attrgetter("pid")
+_TID = attrgetter("tid")
+_CORR = attrgetter("args.correlation")
+
+
+def _corr_of(e: Event) -> int | str | None:
+    a = e.args
+    return None if a is None else a.correlation
+
+
+def _correlations(events: list[Event]) -> list[int | str | None]:
+    try:
+        return list(map(_CORR, events))  # fast path: every event has args
+    except AttributeError:
+        return list(map(_corr_of, events))
+
+
+def _only_events(selected: Iterable[Any]) -> list[Event]:
+    """The ``Event``s among ``selected`` (a flow or skipped record with a host or device ``cat`` is
+    not a span)."""
+    out = list(selected)
+    if not all(map(isinstance, out, repeat(Event))):
+        out = [e for e in out if type(e) is Event]
+    return out
+
+
+class TraceBuilder:
+    """Builds a ``Trace`` from decoded events, fed a list at a time (each decoded chunk).
+
+    Each list is split by category with C-level passes (``map``/``compress``); nesting and linking
+    run once at the end, vectorized. With ``compact`` (large traces, where memory matters more than
+    a tenth of a second) host spans also get one shared string per distinct name and category and
+    lose the args only launches need; device names are always shared (they are long and repeat).
+    """
+
+    def __init__(self, name: str, *, compact: bool = False) -> None:
+        self.trace = Trace(path=name)
+        self.compact = compact
+        self._py: list[Event] = []
+        self._flows: list[Any] = []
+
+    def add(self, chunk: list[Any]) -> None:
+        cats = list(map(_CAT, chunk))
+        kinds = set(cats)
+        intern = sys.intern  # names repeat with every launch and call: keep one string of each
+        tr = self.trace
+        if not kinds.isdisjoint(HOST_CATS):
+            host = _only_events(compress(chunk, map(HOST_CATS.__contains__, cats)))
+            if self.compact:
+                for e in host:
+                    e.name = intern(e.name)
+                    c = e.cat = _CANONICAL[e.cat]
+                    if c not in RUNTIME_CATS:
+                        e.args = None  # only launches need their args (the correlation id)
+            tr.host.extend(host)
+        if not kinds.isdisjoint(DEVICE_CATS):
+            device = _only_events(compress(chunk, map(DEVICE_CATS.__contains__, cats)))
+            for e in device:
+                e.name = intern(e.name)
+            tr.device.extend(device)
+        if "python_function" in kinds:
+            py_scope = PYTHON_SCOPE_PATTERN.search
+            for e in _only_events(compress(chunk, map("python_function".__eq__, cats))):
+                if e.pid != 0 and py_scope(e.name):
+                    self._py.append(e)
+        if GPU_ANNOTATION_CAT in kinds:
+            tr.gpu_annotations.extend(_only_events(compress(chunk, map(GPU_ANNOTATION_CAT.__eq__, cats))))
+        if "ac2g" in kinds:
+            # Kept as decoded; read only if some device event has no correlation id to link by.
+            self._flows.extend(compress(chunk, map("ac2g".__eq__, cats)))
+
+    def finish(self) -> Trace:
+        tr = self.trace
+        host = tr.host
+        host.extend(self._py)
+        self._py = []
+        n = len(host)
+        ts = np.fromiter(map(_TS, host), np.float64, n)
+        dur = np.fromiter(map(_DUR, host), np.float64, n)
+        order, tr.parent, tr.child = nest(_thread_codes(host), ts, dur)
+        tr.host = list(map(host.__getitem__, order.tolist()))
+        _link(tr, self._flows)
+        self._flows = []
+        return tr
+
+
+def _thread_codes(host: list[Event]) -> NDArray[np.int64]:
+    """One integer per span naming its (pid, tid) thread."""
+    n = len(host)
+    try:
+        pid = np.fromiter(map(_PID, host), np.int64, n)
+        tid = np.fromiter(map(_TID, host), np.int64, n)
+    except (TypeError, ValueError, OverflowError):
+        pass  # some ids are strings (or huge): number the threads instead
+    else:
+        if n == 0 or (pid.min() >= 0 and pid.max() < 1 << 31 and tid.min() >= -(1 << 31) and tid.max() < 1 << 31):
+            return (pid << 32) + tid
+    threads = list(map(_THREAD, host))
+    codes: dict[tuple[int | str, int | str], int] = dict.fromkeys(threads, 0)
+    for i, k in enumerate(codes):
+        codes[k] = i
+    return np.fromiter(map(codes.__getitem__, threads), np.int64, n)
+
+
+_CANONICAL = {c: c for c in HOST_CATS | DEVICE_CATS}
+
+
+def build_trace(name: str, events: Iterable[Any], *, compact: bool = False) -> Trace:
     """Keep host spans, device activity, GPU annotations and launch flows; nest and link them."""
-    trace = Trace(path=name)
+    b = TraceBuilder(name, compact=compact)
+    b.add(events if isinstance(events, list) else list(events))
+    return b.finish()
+
+
+def build_trace_batched(name: str, events: Iterable[Any], batch: int = 1 << 16, *, compact: bool = False) -> Trace:
+    """``build_trace`` for a long stream of events: memory follows the kept events, not the stream."""
+    b = TraceBuilder(name, compact=compact)
+    it = iter(events)
+    while chunk := list(islice(it, batch)):
+        b.add(chunk)
+    return b.finish()
+
+
+def _link(trace: Trace, flows: list[Any]) -> None:
+    """Link device events to their launching runtime call: correlation id, else ``ac2g`` flows."""
     host = trace.host
     device = trace.device
-    gpu_ann = trace.gpu_annotations
-    flows: list[tuple[str, str, int | str, int | str, float]] = []  # (ph, id, pid, tid, ts), compact
-    py_scope = PYTHON_SCOPE_PATTERN.search
-    intern = sys.intern  # names repeat with every launch and call: keep one string of each
-    for e in events:
-        ph = e.ph
-        if ph == "X":
-            cat = e.cat
-            if cat in HOST_CATS:
-                e.name = intern(e.name)
-                e.cat = intern(cat)
-                if cat not in RUNTIME_CATS:
-                    e.args = None  # only launches need their args (the correlation id)
-                host.append(e)
-            elif cat in DEVICE_CATS:
-                e.name = intern(e.name)
-                e.cat = intern(cat)
-                device.append(e)
-            elif cat == "python_function":
-                if e.pid != 0 and py_scope(e.name):
-                    host.append(e)
-            elif cat == GPU_ANNOTATION_CAT:
-                gpu_ann.append(e)
-        elif (ph == "s" or ph == "f") and e.cat == "ac2g" and e.id is not None:
-            flows.append((ph, str(e.id), e.pid, e.tid, e.ts))
-    _nest(host)
-    _link(trace, flows)
-    return trace
-
-
-def _nest(host: list[Event]) -> None:
-    """Sort host spans by thread and time; give each its innermost enclosing span (``tk_parent``)."""
-    threads: dict[tuple[int | str, int | str], list[Event]] = {}
-    for h in host:
-        key = (h.pid, h.tid)
-        lst = threads.get(key)
-        if lst is None:
-            lst = threads[key] = []
-        lst.append(h)
-    host.clear()
-    by_dur, by_ts = attrgetter("dur"), attrgetter("ts")
-    for lst in threads.values():
-        # Outer spans first: by start, and the longer of two spans that start together first
-        # (two C-level stable sorts instead of a Python key function).
-        lst.sort(key=by_dur, reverse=True)
-        lst.sort(key=by_ts)
-        base = len(host)
-        host.extend(lst)
-        # Open spans as parallel stacks of (end + tolerance) and index; the tolerance absorbs the
-        # rounding of nanosecond clocks printed in microseconds.
-        ends: list[float] = []
-        idx: list[int] = []
-        i = base
-        for h in lst:
-            dur = h.dur
-            end = h.ts + dur
-            while ends and end > ends[-1]:
-                ends.pop()
-                idx.pop()
-            if idx:
-                p = idx[-1]
-                h.tk_parent = p
-                host[p].tk_child += dur
-            ends.append(end + 1e-3)
-            idx.append(i)
-            i += 1
-
-
-def _link(trace: Trace, flows: list[tuple[str, str, int | str, int | str, float]]) -> None:
-    """Link device events to their launching runtime call: correlation id, else ``ac2g`` flows."""
-    by_corr: dict[int | str, int] = {}
-    for i, h in enumerate(trace.host):
-        a = h.args
-        if a is not None and a.correlation is not None and h.cat in RUNTIME_CATS:
-            by_corr[a.correlation] = i
-    unlinked: list[Event] = []
-    for d in trace.device:
-        a = d.args
-        if a is not None and a.correlation is not None:
-            d.tk_link = by_corr.get(a.correlation, -1)
-        if d.tk_link < 0:
-            unlinked.append(d)
+    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
+    by_corr: dict[int | str | None, int] = dict(zip(_correlations(list(map(host.__getitem__, runtime))), runtime))
+    by_corr.pop(None, None)
+    link = np.fromiter(map(by_corr.get, _correlations(device), repeat(-1)), np.int64, len(device))
+    trace.link = link
+    unlinked = np.flatnonzero(link < 0).tolist()
     if not unlinked or not flows:
         return
-    starts = {fid: (pid, tid, ts) for ph, fid, pid, tid, ts in flows if ph == "s"}
-    finishes = {(pid, tid, ts): fid for ph, fid, pid, tid, ts in flows if ph == "f"}
-    by_place = {(h.pid, h.tid, h.ts): i for i, h in enumerate(trace.host) if h.cat in RUNTIME_CATS}
-    for d in unlinked:
+    starts: dict[str, tuple[int | str, int | str, float]] = {}
+    finishes: dict[tuple[int | str, int | str, float], str] = {}
+    for f in flows:
+        if isinstance(f, FlowStart) and f.id is not None:
+            if type(f) is FlowEnd:
+                finishes[(f.pid, f.tid, f.ts)] = str(f.id)
+            else:
+                starts[str(f.id)] = (f.pid, f.tid, f.ts)
+    by_place = {(host[i].pid, host[i].tid, host[i].ts): i for i in runtime}
+    for k in unlinked:
+        d = device[k]
         fid = finishes.get((d.pid, d.tid, d.ts))
         src = starts.get(fid) if fid is not None else None
         if src is not None:
-            d.tk_link = by_place.get(src, -1)
+            link[k] = by_place.get(src, -1)

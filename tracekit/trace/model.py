@@ -1,18 +1,23 @@
-"""The in-memory trace model: only what analysis needs, in compact typed records.
+"""The in-memory trace model: only what analysis needs, in compact typed records and columns.
 
-Decoding produces ``Event`` structs directly (msgspec fills only the declared fields and skips
-the rest inside its C decoder); the builder then keeps references to the events analysis needs
-and drops everything else (Python frames, memory instants, shapes, stacks). No event is copied,
-which is what keeps loading fast and large traces within memory.
+Decoding produces typed records directly: msgspec reads each event's ``ph`` and builds an
+``Event`` (complete spans), a flow end, or an empty ``Skipped`` (every other phase: metadata,
+instants, counters), filling only the declared fields and skipping the rest inside its C
+decoder. The builder keeps references to the events analysis needs and drops everything else
+(Python frames, memory instants, shapes, stacks); what it derives (nesting, launch links) lives in
+numpy columns on the ``Trace``, not on the events.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from operator import attrgetter
+from typing import ClassVar, Literal, Union, cast
 
 import msgspec
+import numpy as np
+from numpy.typing import NDArray
 
 # Kinds of device activity, in Kineto's ``cat`` vocabulary (older traces capitalise them).
 DEVICE_CATS = frozenset({"kernel", "gpu_memcpy", "gpu_memset", "Kernel", "Memcpy", "Memset"})
@@ -30,31 +35,18 @@ class Args(msgspec.Struct, gc=False):
     """The few ``args`` fields analysis reads; all others are skipped by the decoder."""
 
     correlation: int | str | None = None
-    external_id: int | str | None = msgspec.field(default=None, name="External id")
-    stream: int | str | None = None
 
 
-class Event(msgspec.Struct, gc=False):
-    """One Chrome-trace event, typed; unknown fields are skipped while decoding.
+class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
+    """One complete (``"ph": "X"``) Chrome-trace event, typed; unknown fields are skipped while decoding."""
 
-    The ``tk_*`` fields are filled by the builder, not read from the file: ``tk_parent`` is the
-    index of the innermost enclosing host span on the same thread (host spans), ``tk_child`` the
-    time its direct children cover (for self time), ``tk_link`` the index of the launching
-    runtime call (device events); -1 means none.
-    """
-
-    ph: str = ""
     name: str = ""
     cat: str = ""
     pid: int | str = 0
     tid: int | str = 0
     ts: float = 0.0
     dur: float = 0.0
-    id: int | str | None = None
     args: Args | None = None
-    tk_parent: int = -1
-    tk_child: float = 0.0
-    tk_link: int = -1
 
     @property
     def end(self) -> float:
@@ -69,12 +61,6 @@ class Event(msgspec.Struct, gc=False):
         return c if isinstance(c, int) else (int(c) if c.lstrip("-").isdigit() else None)
 
     @property
-    def stream(self) -> str:
-        a = self.args
-        s = a.stream if a is not None and a.stream is not None else self.tid
-        return f"{self.pid}/{s}"
-
-    @property
     def kind(self) -> Literal["kernel", "memcpy", "memset", "cpu"]:
         c = self.cat
         if c in ("kernel", "Kernel"):
@@ -86,6 +72,41 @@ class Event(msgspec.Struct, gc=False):
         return "cpu"
 
 
+class FlowStart(msgspec.Struct, gc=False, tag_field="ph", tag="s"):
+    """The host end of a flow arrow (``ac2g``: launch to kernel)."""
+
+    cat: str = ""
+    id: int | str | None = None
+    pid: int | str = 0
+    tid: int | str = 0
+    ts: float = 0.0
+
+
+class FlowEnd(FlowStart, tag="f"):
+    """The device end of a flow arrow."""
+
+
+class Skipped(msgspec.Struct, gc=False, tag_field="ph", tag="M"):
+    """Any other phase (metadata, instants, counters, async, begin/end): decoded as nothing at all."""
+
+    cat: ClassVar[str] = ""
+
+
+# The other phases of the Chrome trace format; a phase outside this table makes the typed decode
+# fail, and the loader falls back to its lenient per-event path.
+_OTHER_PHASES = "BEiICbneTtpPONDRcSFVv()"
+SKIPPED: tuple[type[Skipped], ...] = (
+    Skipped,
+    *(
+        cast("type[Skipped]", msgspec.defstruct(f"Skipped_{ord(p)}", [], bases=(Skipped,), tag=p))
+        for p in _OTHER_PHASES
+    ),
+)
+DECODED: tuple[type, ...] = (Event, FlowStart, FlowEnd, *SKIPPED)
+# What the decoders produce for each element of ``traceEvents``: one of the ``DECODED`` types.
+AnyEvent = Union[DECODED]  # type: ignore[valid-type]  # noqa: UP007
+
+
 class DeviceProps(msgspec.Struct):
     name: str = ""
 
@@ -95,7 +116,7 @@ class DistributedInfo(msgspec.Struct):
 
 
 class TraceDoc(msgspec.Struct):
-    traceEvents: list[Event]  # noqa: N815 - Chrome trace field name
+    traceEvents: list[AnyEvent]  # noqa: N815 - Chrome trace field name
     deviceProperties: list[DeviceProps] = []  # noqa: N815
     distributedInfo: DistributedInfo | None = None  # noqa: N815
 
@@ -107,12 +128,58 @@ class Trace:
     path: str
     host: list[Event] = field(default_factory=list)
     device: list[Event] = field(default_factory=list)
+    # Columns filled by the builder: ``parent[i]`` is the innermost host span enclosing host span
+    # ``i`` on its thread, ``child[i]`` the time its direct children cover (self time = dur - child),
+    # ``link[k]`` the host span (runtime call) that launched device event ``k``; -1 means none.
+    parent: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    child: NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
+    link: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     gpu_annotations: list[Event] = field(default_factory=list)
     device_names: list[str] = field(default_factory=list)
     rank: int | None = None
     partial: bool = False
     skipped_events: int = 0
 
+    _cat_codes: tuple[int, int, NDArray[np.int64], dict[str, int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    _name_codes: tuple[int, int, list[str], NDArray[np.int64], list[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
     @property
     def kind(self) -> Literal["gpu", "cpu"]:
         return "gpu" if self.device else "cpu"
+
+    def host_names(self) -> tuple[list[str], NDArray[np.int64], list[str]]:
+        """Host span names as (names, a code per span, the distinct names in code order)."""
+        host = self.host
+        cached = self._name_codes
+        if cached is None or cached[0] != id(host) or cached[1] != len(host):
+            names = list(map(_NAME_OF, host))
+            ids: dict[str, int] = dict.fromkeys(names, 0)
+            for i, nm in enumerate(ids):
+                ids[nm] = i
+            codes = np.fromiter(map(ids.__getitem__, names), np.int64, len(names))
+            cached = self._name_codes = (id(host), len(host), names, codes, list(ids))
+        return cached[2], cached[3], cached[4]
+
+    def host_mask(self, cats: frozenset[str]) -> NDArray[np.bool_]:
+        """Which host spans have a ``cat`` in ``cats`` (the categories are coded once per trace)."""
+        host = self.host
+        cached = self._cat_codes
+        if cached is None or cached[0] != id(host) or cached[1] != len(host):
+            names = list(map(_CAT_OF, host))
+            ids: dict[str, int] = dict.fromkeys(names, 0)
+            for i, c in enumerate(ids):
+                ids[c] = i
+            codes = np.fromiter(map(ids.__getitem__, names), np.int64, len(names))
+            cached = self._cat_codes = (id(host), len(host), codes, ids)
+        _, _, codes, ids = cached
+        want = [ids[c] for c in cats if c in ids]
+        return np.isin(codes, want) if want else np.zeros(len(host), bool)
+
+
+_CAT_OF = attrgetter("cat")
+_NAME_OF = attrgetter("name")

@@ -1,0 +1,91 @@
+"""The vectorized tree work equals the plain stack walk and ancestor walk it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracekit.analysis.intervals import union_length, union_length_arrays
+from tracekit.trace import tree
+from tracekit.trace.tree import END_TOLERANCE_US, nearest_marked, nest
+
+
+def _stack_nest(thread: list[int], ts: list[float], dur: list[float]) -> tuple[list[int], list[int], list[float]]:
+    """The reference: sort, then one open-span stack per thread, walked span by span."""
+    order = sorted(range(len(ts)), key=lambda i: (thread[i], ts[i], -dur[i]))
+    parent = [-1] * len(ts)
+    child = [0.0] * len(ts)
+    ends: list[float] = []
+    idx: list[int] = []
+    prev = None
+    for pos, i in enumerate(order):
+        if thread[i] != prev:
+            ends, idx, prev = [], [], thread[i]
+        end = ts[i] + dur[i]
+        while ends and end > ends[-1]:
+            ends.pop()
+            idx.pop()
+        if idx:
+            parent[pos] = idx[-1]
+            child[idx[-1]] += dur[i]
+        ends.append(end + END_TOLERANCE_US)
+        idx.append(pos)
+    return order, parent, child
+
+
+spans = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # thread
+        st.integers(0, 60).map(float),  # start: small integers make equal starts and ends common
+        st.sampled_from([0.0, 0.0005, 1.0, 2.0, 3.0, 5.0, 8.0, 20.0, 50.0]),
+    ),
+    max_size=120,
+)
+
+
+@pytest.mark.parametrize("block", [2, 3, 8, 1 << 15])
+@settings(max_examples=300, deadline=None)
+@given(spans)
+def test_nest_equals_the_stack_walk(block: int, rows: list[tuple[int, float, float]]) -> None:
+    saved = tree._BLOCK
+    tree._BLOCK = block  # small blocks: most parents are found across a block boundary
+    try:
+        thread = [r[0] for r in rows]
+        ts = [r[1] for r in rows]
+        dur = [r[2] for r in rows]
+        order, parent, child = nest(np.array(thread, np.int64), np.array(ts), np.array(dur))
+        want_order, want_parent, want_child = _stack_nest(thread, ts, dur)
+        assert order.tolist() == want_order
+        assert parent.tolist() == want_parent
+        assert child.tolist() == pytest.approx(want_child)
+    finally:
+        tree._BLOCK = saved
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 40), st.booleans()), max_size=60))
+def test_nearest_marked_equals_walking_up(rows: list[tuple[int, bool]]) -> None:
+    # A forest where every parent comes before its child.
+    parent = [p if 0 <= p < i else -1 for i, (p, _) in enumerate(rows)]
+    marked = [m for _, m in rows]
+    got = nearest_marked(np.array(parent, np.int64), np.array(marked, bool)).tolist()
+    for i in range(len(rows)):
+        n = i
+        while n >= 0 and not marked[n]:
+            n = parent[n]
+        assert got[i] == n
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 100).map(float), st.integers(0, 30).map(float)), max_size=50),
+    st.integers(0, 60).map(float),
+    st.integers(40, 140).map(float),
+)
+def test_union_of_arrays_equals_the_loop(rows: list[tuple[float, float]], lo: float, hi: float) -> None:
+    iv = [(s, s + d) for s, d in rows]
+    s = np.array([a for a, _ in iv], np.float64)
+    e = np.array([b for _, b in iv], np.float64)
+    assert union_length_arrays(s, e, lo, hi) == pytest.approx(union_length(iv, lo, hi))
