@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracekit.analysis.intervals import union_length, union_length_arrays
-from tracekit.trace import tree
 from tracekit.trace.tree import END_TOLERANCE_US, nearest_marked, nest
 
 
@@ -45,23 +44,34 @@ spans = st.lists(
 )
 
 
-@pytest.mark.parametrize("block", [2, 3, 8, 1 << 15])
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(spans)
-def test_nest_equals_the_stack_walk(block: int, rows: list[tuple[int, float, float]]) -> None:
-    saved = tree._BLOCK
-    tree._BLOCK = block  # small blocks: most parents are found across a block boundary
-    try:
-        thread = [r[0] for r in rows]
-        ts = [r[1] for r in rows]
-        dur = [r[2] for r in rows]
-        order, parent, child = nest(np.array(thread, np.int64), np.array(ts), np.array(dur))
-        want_order, want_parent, want_child = _stack_nest(thread, ts, dur)
-        assert order.tolist() == want_order
-        assert parent.tolist() == want_parent
-        assert child.tolist() == pytest.approx(want_child)
-    finally:
-        tree._BLOCK = saved
+def test_nest_equals_the_stack_walk(rows: list[tuple[int, float, float]]) -> None:
+    thread = [r[0] for r in rows]
+    ts = [r[1] for r in rows]
+    dur = [r[2] for r in rows]
+    order, parent, child = nest(np.array(thread, np.int64), np.array(ts), np.array(dur))
+    want_order, want_parent, want_child = _stack_nest(thread, ts, dur)
+    assert order.tolist() == want_order
+    assert parent.tolist() == want_parent
+    assert child.tolist() == pytest.approx(want_child)
+
+
+def test_nest_of_a_deep_and_wide_tree() -> None:
+    """Long sibling runs and deep chains (where jumping matters) on one thread, and a second thread."""
+    rows: list[tuple[int, float, float]] = []
+    for k in range(300):  # 300 siblings under one root, each with a chain of 20 nested children
+        base = 1000.0 * k
+        rows += [(1, base + d, 900.0 - 2 * d) for d in range(20)]
+    rows.append((1, -1.0, 400_000.0))
+    rows += [(2, float(i), 0.5) for i in range(500)]
+    thread = [r[0] for r in rows]
+    ts = [r[1] for r in rows]
+    dur = [r[2] for r in rows]
+    order, parent, child = nest(np.array(thread, np.int64), np.array(ts), np.array(dur))
+    want_order, want_parent, want_child = _stack_nest(thread, ts, dur)
+    assert order.tolist() == want_order and parent.tolist() == want_parent
+    assert child.tolist() == pytest.approx(want_child)
 
 
 @settings(max_examples=200, deadline=None)

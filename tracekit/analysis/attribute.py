@@ -73,6 +73,8 @@ class Classifier:
         near = self._scope_node
         self._span_set = np.zeros(n + 1, np.int64)
         self._span_set[:n] = np.where(near >= 0, sid_arr[np.maximum(near, 0)], 0)
+        # Name code of every span, and at index -1 / n the code of "" (no operator).
+        self._name_code = np.append(codes, len(distinct))
         is_op = trace.host_mask(OP_CATS)
         op = np.full(n + 1, -1, np.int64)
         op[:n] = nearest_marked(parent, is_op)
@@ -97,14 +99,36 @@ class Classifier:
 
         Codes number the distinct (name, operator, scope set) triples in order of first appearance.
         """
+        n = len(names)
+        if n == 0:
+            return np.zeros(0, np.int64), []
         at = np.where(nodes >= 0, nodes, len(self.names) - 1)  # -1 reads the "no span" slot
-        ops = list(map(self.names.__getitem__, self._op_node[at].tolist()))
-        keys = list(zip(names, ops, self._span_set[at].tolist()))
-        codes: dict[tuple[str, str, int], int] = dict.fromkeys(keys, 0)
-        for i, k in enumerate(codes):
-            codes[k] = i
-        out = np.fromiter(map(codes.__getitem__, keys), np.int64, len(keys))
-        return out, list(map(self._decide_memo, codes))
+        # Integer codes for the three parts; their combination numbers the triples.
+        name_ids: dict[str, int] = dict.fromkeys(names, 0)
+        for i, nm in enumerate(name_ids):
+            name_ids[nm] = i
+        name_code = np.fromiter(map(name_ids.__getitem__, names), np.int64, n)
+        op_node = self._op_node[at]
+        op_code = self._name_code[op_node]  # index -1 is the "" slot at the end
+        set_code = self._span_set[at]
+        n_ops, n_sets = int(self._name_code[-1]) + 1, len(self._sets)
+        if len(name_ids) * n_ops * n_sets < 1 << 62:
+            combo = (name_code * n_ops + op_code) * n_sets + set_code
+            _, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
+        else:  # pragma: no cover - astronomically many distinct names
+            _, first, inverse = np.unique(
+                np.stack([name_code, op_code, set_code], axis=1), axis=0, return_index=True, return_inverse=True
+            )
+        # Renumber in order of first appearance.
+        rank = np.argsort(first, kind="stable")
+        renum = np.empty_like(rank)
+        renum[rank] = np.arange(rank.size)
+        codes = renum[inverse.reshape(-1)].astype(np.int64)
+        firsts = first[rank].tolist()
+        ops = self._op_node[at[first[rank]]].tolist()
+        sets = set_code[first[rank]].tolist()
+        keys = [(names[i], self.names[o], s) for i, o, s in zip(firsts, ops, sets)]
+        return codes, list(map(self._decide_memo, keys))
 
     def _decide_memo(self, key: tuple[str, str, int]) -> Attribution:
         hit = self._memo.get(key)
