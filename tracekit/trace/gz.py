@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 _impl: Any
+_isal_zlib: Any = None
 try:
     from isal import igzip as _impl
     from isal import isal_zlib as _isal_zlib
@@ -35,6 +36,34 @@ def open_gz(path: Path) -> IO[bytes]:
     """The decompressed bytes of a gzip file, as a stream."""
     fh: IO[bytes] = _impl.open(path, "rb")
     return fh
+
+
+class _RawGzip:
+    """ISA-L's gzip reader used directly: ``readinto`` inflates into the caller's buffer, with no
+    intermediate buffer per read (``isal_zlib._GzipReader``, the engine behind ``igzip.open``)."""
+
+    def __init__(self, path: Path, reader_type: Any) -> None:
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._reader = reader_type(self._fh)
+        self.readinto = self._reader.readinto
+        self.read = self._reader.read
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> _RawGzip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_gz_into(path: Path) -> IO[bytes] | _RawGzip:
+    """A decompressing stream for ``readinto``: ISA-L's own reader where present, else ``open_gz``."""
+    reader_type = getattr(_isal_zlib, "_GzipReader", None) if FAST else None
+    if reader_type is None:
+        return open_gz(path)
+    return _RawGzip(path, reader_type)
 
 
 def read_gz(path: Path) -> bytes:

@@ -17,6 +17,7 @@ traceback: each failure becomes a ``TraceFormatError`` naming the file and the p
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
@@ -36,7 +37,7 @@ from numpy.typing import NDArray
 from tracekit.errors import TraceFormatError
 from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable
 from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.gz import open_gz, read_gz
+from tracekit.trace.gz import open_gz, open_gz_into, read_gz
 from tracekit.trace.model import (
     DEVICE_CATS,
     GPU_ANNOTATION_CAT,
@@ -73,10 +74,22 @@ def load_trace(
 ) -> Trace:
     """Load one trace file. Raises ``TraceFormatError`` (a ``UserError``) on unusable input.
 
+    The cyclic garbage collector is paused meanwhile: loading makes hundreds of thousands of
+    objects and no cycles, and each collection would walk them all again.
+
     ``compact`` shares host span strings and drops their unused args (see ``TraceBuilder``); by
     default it is on for traces of more than ``COMPACT_THRESHOLD`` bytes of JSON.
     """
-    p = Path(path)
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(Path(path), partial=partial, stream_threshold=stream_threshold, compact=compact)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _load(p: Path, *, partial: bool, stream_threshold: int | None, compact: bool | None) -> Trace:
     name = str(p)
     if p.is_dir():
         raise TraceFormatError(name, "is a directory, not a trace file (give a *.json or *.json.gz file)")
@@ -315,7 +328,7 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, compact: bool) -> Trace |
     name = str(p)
     damage: str | None = None
     unchunkable = False
-    opener: Any = open_gz if gz else _open_binary
+    opener: Any = open_gz_into if gz else _open_binary
     with opener(p) as fh:
         reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=_lenient_events)
         builder = TraceBuilder(name, compact=compact)
