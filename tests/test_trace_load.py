@@ -331,3 +331,40 @@ def test_phases_outside_the_typed_table_fall_back_to_lenient_decoding(tmp_path: 
     t = load_trace(f)
     assert [h.name for h in t.host] == ["aten::mm", "aten::add"]
     assert t.skipped_events == 0 and t.parent.tolist() == [-1, 0]
+
+
+def _flow_linked_trace(n: int) -> dict[str, object]:
+    """Launches and kernels tied only by ac2g flows (no correlation ids), as some producers write."""
+    events: list[dict[str, object]] = []
+    for i in range(n):
+        t = 100.0 * i
+        events += [
+            {"ph": "X", "cat": "cpu_op", "name": f"aten::op{i % 3}", "pid": 1, "tid": 1, "ts": t, "dur": 50},
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": t + 1, "dur": 5},
+            {"ph": "s", "cat": "ac2g", "name": "ac2g", "id": i, "pid": 1, "tid": 1, "ts": t + 1},
+            {"ph": "f", "cat": "ac2g", "name": "ac2g", "id": i, "pid": 0, "tid": 7, "ts": t + 20, "bp": "e"},
+            {"ph": "X", "cat": "kernel", "name": "sgemm", "pid": 0, "tid": 7, "ts": t + 20, "dur": 10},
+        ]
+    return {"traceEvents": events}
+
+
+def test_chunked_path_reads_flows_again_only_when_ids_are_missing(tiny_chunks: None, tmp_path: Path) -> None:
+    f = tmp_path / "flows.json"
+    f.write_text(json.dumps(_flow_linked_trace(300)))
+    t = load_trace(f)
+    links = t.link.tolist()
+    assert len(t.device) == 300 and all(n >= 0 for n in links)
+    assert {t.host[int(t.parent[n])].name for n in links} == {"aten::op0", "aten::op1", "aten::op2"}
+    # The same file with correlation ids links without the flows (they are not even decoded).
+    doc = _flow_linked_trace(300)
+    evs = doc["traceEvents"]
+    assert isinstance(evs, list)
+    k = 0
+    for e in evs:
+        if e["cat"] in ("cuda_runtime", "kernel"):
+            e["args"] = {"correlation": k // 2}
+            k += 1
+    g = tmp_path / "ids.json"
+    g.write_text(json.dumps(doc))
+    u = load_trace(g)
+    assert u.link.tolist() == links

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -53,6 +53,7 @@ class ChunkedReader:
     stream: Readable
     chunk_size: int = 8 << 20
     lenient: Callable[[bytes], list[AnyEvent]] | None = None
+    decoder: msgspec.json.Decoder[Any] = field(default_factory=lambda: _events)
     head: bytes = b""
     tail: bytes = b""
     list_form: bool = False
@@ -138,7 +139,8 @@ class ChunkedReader:
 
     def _decode(self, text: memoryview | bytes) -> list[AnyEvent]:
         try:
-            return _events.decode(text)
+            events: list[AnyEvent] = self.decoder.decode(text)
+            return events
         except msgspec.ValidationError:
             if self.lenient is None:
                 raise

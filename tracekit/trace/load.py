@@ -24,11 +24,11 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, islice, repeat
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Union
 
 import msgspec
 import numpy as np
@@ -40,10 +40,12 @@ from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import open_gz, open_gz_into, read_gz
 from tracekit.trace.model import (
     DEVICE_CATS,
+    FLOWS_ONLY,
     GPU_ANNOTATION_CAT,
     HOST_CATS,
     PYTHON_SCOPE_PATTERN,
     RUNTIME_CATS,
+    SPANS_ONLY,
     AnyEvent,
     Args,
     Event,
@@ -323,30 +325,66 @@ def _open_binary(p: Path) -> IO[bytes]:
     return open(p, "rb")
 
 
+_spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
+_flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
+
+
 def _load_chunked(p: Path, gz: bool, *, partial: bool, compact: bool) -> Trace | None:
-    """The chunked msgspec path; None when the layout is not one it handles (the caller decodes otherwise)."""
-    name = str(p)
-    damage: str | None = None
-    unchunkable = False
-    opener: Any = open_gz_into if gz else _open_binary
-    with opener(p) as fh:
-        reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=_lenient_events)
-        builder = TraceBuilder(name, compact=compact)
-        try:
-            for chunk in reader.events():
-                builder.add(chunk)
-        except Unchunkable:
-            unchunkable = True
-        except Damaged as exc:
-            damage = str(exc)
-        trace = builder.finish()
+    """The chunked msgspec path; None when the layout is not one it handles (the caller decodes otherwise).
+
+    Flow events are skipped at first: launches link to their kernels by correlation id. Only when
+    some launch or device event has no correlation id is the file read a second time for flows.
+    """
+    builder = TraceBuilder(str(p), compact=compact)
+    reader, damage, unchunkable = _chunked_pass(p, gz, _spans_decoder, builder.add)
     if unchunkable:
         return None
+    trace = builder.finish()
+    if not builder.saw_flows and _needs_flows(trace):
+        flows: list[Any] = []
+
+        def keep_flows(chunk: list[Any]) -> None:
+            flows.extend(f for f in chunk if isinstance(f, FlowStart) and f.cat == "ac2g")
+
+        _chunked_pass(p, gz, _flows_decoder, keep_flows)
+        _link_flows(trace, flows)
     meta = reader.metadata()
     if meta is not None:
         trace.device_names = [d.name for d in meta.deviceProperties]
         trace.rank = meta.distributedInfo.rank if meta.distributedInfo else None
     return _finish(trace, None if damage is None else f"truncated or corrupt ({damage})", partial=partial)
+
+
+def _chunked_pass(
+    p: Path, gz: bool, decoder: msgspec.json.Decoder[Any], take: Callable[[list[Any]], None]
+) -> tuple[ChunkedReader, str | None, bool]:
+    """Decode the file chunk by chunk, handing each chunk to ``take``; return the reader (for the
+    metadata), the damage met if any, and whether the layout defeated the chunker."""
+    damage: str | None = None
+    unchunkable = False
+    opener: Any = open_gz_into if gz else _open_binary
+    with opener(p) as fh:
+        reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=_lenient_events, decoder=decoder)
+        try:
+            for chunk in reader.events():
+                take(chunk)
+        except Unchunkable:
+            unchunkable = True
+        except Damaged as exc:
+            damage = str(exc)
+    return reader, damage, unchunkable
+
+
+def _needs_flows(trace: Trace) -> bool:
+    """Whether flows could link what correlation ids did not: some device event is unlinked and
+    some device event or launch has no correlation id (a flow starts at a launch and ends at its
+    kernel under the same id, so a kernel whose id names no launch has no flow either)."""
+    if not trace.device or not (trace.link < 0).any():
+        return False
+    if any(c is None for c in _correlations(trace.device)):
+        return True
+    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
+    return any(c is None for c in _correlations(list(map(trace.host.__getitem__, runtime))))
 
 
 def _finish(trace: Trace, damage: str | None, *, partial: bool) -> Trace:
@@ -439,6 +477,7 @@ class TraceBuilder:
         self.compact = compact
         self._py: list[Event] = []
         self._flows: list[Any] = []
+        self.saw_flows = False
 
     def add(self, chunk: list[Any]) -> None:
         cats = list(map(_CAT, chunk))
@@ -480,6 +519,7 @@ class TraceBuilder:
         dur = np.fromiter(map(_DUR, host), np.float64, n)
         order, tr.parent, tr.child = nest(_thread_codes(host), ts, dur)
         tr.host = list(map(host.__getitem__, order.tolist()))
+        self.saw_flows = bool(self._flows)
         _link(tr, self._flows)
         self._flows = []
         return tr
@@ -525,15 +565,21 @@ def build_trace_batched(name: str, events: Iterable[Any], batch: int = 1 << 16, 
 def _link(trace: Trace, flows: list[Any]) -> None:
     """Link device events to their launching runtime call: correlation id, else ``ac2g`` flows."""
     host = trace.host
-    device = trace.device
     runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
     by_corr: dict[int | str | None, int] = dict(zip(_correlations(list(map(host.__getitem__, runtime))), runtime))
     by_corr.pop(None, None)
-    link = np.fromiter(map(by_corr.get, _correlations(device), repeat(-1)), np.int64, len(device))
-    trace.link = link
+    trace.link = np.fromiter(map(by_corr.get, _correlations(trace.device), repeat(-1)), np.int64, len(trace.device))
+    _link_flows(trace, flows)
+
+
+def _link_flows(trace: Trace, flows: list[Any]) -> None:
+    """Link the device events still unlinked through ``ac2g`` flows: the flow that ends where the
+    event starts begins at its launch."""
+    link = trace.link
     unlinked = np.flatnonzero(link < 0).tolist()
     if not unlinked or not flows:
         return
+    host, device = trace.host, trace.device
     starts: dict[str, tuple[int | str, int | str, float]] = {}
     finishes: dict[tuple[int | str, int | str, float], str] = {}
     for f in flows:
@@ -542,6 +588,7 @@ def _link(trace: Trace, flows: list[Any]) -> None:
                 finishes[(f.pid, f.tid, f.ts)] = str(f.id)
             else:
                 starts[str(f.id)] = (f.pid, f.tid, f.ts)
+    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
     by_place = {(host[i].pid, host[i].tid, host[i].ts): i for i in runtime}
     for k in unlinked:
         d = device[k]

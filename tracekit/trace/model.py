@@ -105,6 +105,18 @@ SKIPPED: tuple[type[Skipped], ...] = (
 DECODED: tuple[type, ...] = (Event, FlowStart, FlowEnd, *SKIPPED)
 # What the decoders produce for each element of ``traceEvents``: one of the ``DECODED`` types.
 AnyEvent = Union[DECODED]  # type: ignore[valid-type]  # noqa: UP007
+# Two passes for large traces: spans without the flows (launches link by correlation id), and,
+# only where some launch has no correlation id, the flows without the spans.
+_SKIP_FLOWS = tuple(
+    cast("type[Skipped]", msgspec.defstruct(f"Skipped_{ord(p)}", [], bases=(Skipped,), tag=p)) for p in "sf"
+)
+SPANS_ONLY: tuple[type, ...] = (Event, *_SKIP_FLOWS, *SKIPPED)
+FLOWS_ONLY: tuple[type, ...] = (
+    cast("type[Skipped]", msgspec.defstruct("Skipped_88", [], bases=(Skipped,), tag="X")),
+    FlowStart,
+    FlowEnd,
+    *SKIPPED,
+)
 
 
 class DeviceProps(msgspec.Struct):
