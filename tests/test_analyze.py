@@ -97,13 +97,9 @@ def test_rule_table_order_decides() -> None:
         Event(cat="cpu_op", name="aten::bmm", pid=1, tid=1, ts=1, dur=5),
         Event(cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=2, dur=1, args=Args(correlation=1)),
         Event(cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=20, dur=5),
-        Event(
-            cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=21, dur=1, args=Args(correlation=2)
-        ),
+        Event(cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=21, dur=1, args=Args(correlation=2)),
         Event(cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=3, dur=4, args=Args(correlation=1)),
-        Event(
-            cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=22, dur=4, args=Args(correlation=2)
-        ),
+        Event(cat="kernel", name="ampere_sgemm_128x64_nn", pid=0, tid=7, ts=22, dur=4, args=Args(correlation=2)),
         Event(cat="kernel", name="flash_fwd_kernel", pid=0, tid=7, ts=30, dur=2),  # unlinked (CUDA graph)
     ]
     t = build_trace("hand", ev)
