@@ -368,3 +368,14 @@ def test_chunked_path_reads_flows_again_only_when_ids_are_missing(tiny_chunks: N
     g.write_text(json.dumps(doc))
     u = load_trace(g)
     assert u.link.tolist() == links
+
+
+def test_without_isal_the_standard_gzip_reads_the_same(tiny_chunks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracekit.trace.gz as gz_mod
+
+    p = fixture_path(H100)
+    fast = analyze_trace(load_trace(p), "ProfilerStep#6").to_json()
+    monkeypatch.setattr(gz_mod, "FAST", False)
+    monkeypatch.setattr(gz_mod, "_impl", gzip)
+    assert not isinstance(gz_mod.open_gz_into(p), gz_mod._RawGzip)
+    assert analyze_trace(load_trace(p), "ProfilerStep#6").to_json() == fast
