@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.analysis.rules import RULES, Rule
-from tracekit.trace.model import OP_CATS, Trace
+from tracekit.trace.model import OP_CATS, Trace, factorize
 from tracekit.trace.tree import nearest_marked
 
 _EMPTY: frozenset[int] = frozenset()
@@ -104,10 +104,7 @@ class Classifier:
             return np.zeros(0, np.int64), []
         at = np.where(nodes >= 0, nodes, len(self.names) - 1)  # -1 reads the "no span" slot
         # Integer codes for the three parts; their combination numbers the triples.
-        name_ids: dict[str, int] = dict.fromkeys(names, 0)
-        for i, nm in enumerate(name_ids):
-            name_ids[nm] = i
-        name_code = np.fromiter(map(name_ids.__getitem__, names), np.int64, n)
+        name_code, name_ids = factorize(names)
         op_node = self._op_node[at]
         op_code = self._name_code[op_node]  # index -1 is the "" slot at the end
         set_code = self._span_set[at]

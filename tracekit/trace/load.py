@@ -54,6 +54,7 @@ from tracekit.trace.model import (
     Skipped,
     Trace,
     TraceDoc,
+    factorize,
 )
 from tracekit.trace.tree import nest
 
@@ -536,11 +537,7 @@ def _thread_codes(host: list[Event]) -> NDArray[np.int64]:
     else:
         if n == 0 or (pid.min() >= 0 and pid.max() < 1 << 31 and tid.min() >= -(1 << 31) and tid.max() < 1 << 31):
             return (pid << 32) + tid
-    threads = list(map(_THREAD, host))
-    codes: dict[tuple[int | str, int | str], int] = dict.fromkeys(threads, 0)
-    for i, k in enumerate(codes):
-        codes[k] = i
-    return np.fromiter(map(codes.__getitem__, threads), np.int64, n)
+    return factorize(list(map(_THREAD, host)))[0]
 
 
 _CANONICAL = {c: c for c in HOST_CATS | DEVICE_CATS}

@@ -11,9 +11,10 @@ numpy columns on the ``Trace``, not on the events.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import ClassVar, Literal, Union, cast
+from typing import ClassVar, Literal, TypeVar, Union, cast
 
 import msgspec
 import numpy as np
@@ -170,10 +171,7 @@ class Trace:
         cached = self._name_codes
         if cached is None or cached[0] != id(host) or cached[1] != len(host):
             names = list(map(_NAME_OF, host))
-            ids: dict[str, int] = dict.fromkeys(names, 0)
-            for i, nm in enumerate(ids):
-                ids[nm] = i
-            codes = np.fromiter(map(ids.__getitem__, names), np.int64, len(names))
+            codes, ids = factorize(names)
             cached = self._name_codes = (id(host), len(host), names, codes, list(ids))
         return cached[2], cached[3], cached[4]
 
@@ -182,15 +180,22 @@ class Trace:
         host = self.host
         cached = self._cat_codes
         if cached is None or cached[0] != id(host) or cached[1] != len(host):
-            names = list(map(_CAT_OF, host))
-            ids: dict[str, int] = dict.fromkeys(names, 0)
-            for i, c in enumerate(ids):
-                ids[c] = i
-            codes = np.fromiter(map(ids.__getitem__, names), np.int64, len(names))
+            codes, ids = factorize(list(map(_CAT_OF, host)))
             cached = self._cat_codes = (id(host), len(host), codes, ids)
         _, _, codes, ids = cached
         want = [ids[c] for c in cats if c in ids]
         return np.isin(codes, want) if want else np.zeros(len(host), bool)
+
+
+H = TypeVar("H", bound=Hashable)
+
+
+def factorize(values: list[H]) -> tuple[NDArray[np.int64], dict[H, int]]:
+    """A code per value (0, 1, ... in order of first appearance) and the value-to-code table."""
+    ids: dict[H, int] = dict.fromkeys(values, 0)
+    for i, v in enumerate(ids):
+        ids[v] = i
+    return np.fromiter(map(ids.__getitem__, values), np.int64, len(values)), ids
 
 
 _CAT_OF = attrgetter("cat")
