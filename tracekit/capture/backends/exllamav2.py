@@ -83,6 +83,8 @@ class ExLlamaV2Backend(Backend):
         self.device = torch.device("cuda")
         config = ExLlamaV2Config(str(path))
         config.no_flash_attn, config.no_xformers, config.no_sdpa = ATTN_FLAGS[opts.attn]
+        if opts.no_graphs:
+            config.no_graphs = True  # the config also reads EXLLAMA_NO_GRAPHS; say it outright
         self.attn = opts.attn
         self.model = ExLlamaV2(config)
         self.cache = ExLlamaV2Cache(self.model, max_seq_len=config.max_seq_len, lazy=True)
