@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,14 +23,13 @@ def test_fixtures_load_with_links() -> None:
     win = next(a for a in t.gpu_annotations if a.name == "ProfilerStep#6")
     inside = [d for d in t.device if win.ts <= d.ts < win.ts + win.dur]
     # Every kernel of the profiled step links to its launch (those outside it ran before the CPU side was recorded).
-    link = dict(zip(map(id, t.device), t.link.tolist()))
-    assert len(inside) > 1000 and all(link[id(d)] >= 0 for d in inside)
+    assert len(inside) > 1000 and all(t.link[d.index] >= 0 for d in inside)
     d = next(d for d in inside if "flash_fwd" in d.name)
-    launcher = t.host[link[id(d)]]
+    launcher = t.host[int(t.link[d.index])]
     assert launcher.cat == "cuda_runtime"
     # The launch sits under the SDPA operators, which sit under HF's attention function.
     chain = []
-    n = link[id(d)]
+    n = int(t.link[d.index])
     while n >= 0:
         chain.append(t.host[n].name)
         n = int(t.parent[n])
@@ -303,21 +303,19 @@ def test_chunked_truncation_is_reported_and_salvaged(tiny_chunks: None, tmp_path
     assert t.partial and len(t.host) > 1000
 
 
-def test_compact_loading_changes_memory_not_results() -> None:
+def test_the_model_is_columns_with_one_table_of_strings() -> None:
     from tests.conftest import V100_RESNET
 
-    p = fixture_path(V100_RESNET)
-    plain = load_trace(p, compact=False)
-    small = load_trace(p, compact=True)
-    a, b = analyze_trace(plain), analyze_trace(small)
-    assert a.to_json() == b.to_json()
-    assert [(k.name, k.count, k.time_us) for k in a.kernels] == [(k.name, k.count, k.time_us) for k in b.kernels]
-    # Compact: one string per distinct name, no args on operators (only launches keep theirs).
-    names = {}
-    for h in small.host:
-        assert names.setdefault(h.name, h.name) is h.name
-    assert all(h.args is None for h in small.host if h.cat == "cpu_op")
-    assert any(h.args is not None for h in plain.host if h.cat == "cpu_op")
+    t = load_trace(fixture_path(V100_RESNET))
+    cols = t.spans
+    assert len(cols) == len(t.host) > 10_000
+    assert {c.dtype.kind for c in (cols.name, cols.cat, cols.thread, cols.corr, cols.origin)} == {"i"}
+    # Each distinct string once: names and categories are codes into one table.
+    assert len(t.strings) == len(set(t.strings)) < 1000
+    assert t.host[0].name == t.strings[int(cols.name[0])]
+    # Host spans are sorted by thread and start, parents before children.
+    assert (np.diff(cols.ts[cols.thread == cols.thread[0]]) >= 0).all()
+    assert (t.parent < np.arange(len(cols))).all()
 
 
 def test_phases_outside_the_typed_table_fall_back_to_lenient_decoding(tmp_path: Path) -> None:

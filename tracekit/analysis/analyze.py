@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from itertools import compress
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -125,11 +124,10 @@ class PhaseIndex:
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
-        n = len(trace.host)
-        _, codes, distinct = trace.host_names()
-        keys = {nm: parse_phase(nm) for nm in distinct}
-        self.key_of = keys
-        marked = np.fromiter((keys[nm] is not None for nm in distinct), bool, len(distinct))[codes]
+        n = len(trace.spans)
+        # The phase each string denotes (most denote none).
+        self.key_of: list[PhaseKey | None] = [parse_phase(s) for s in trace.strings]
+        marked = np.fromiter((k is not None for k in self.key_of), bool, len(self.key_of))[trace.spans.name]
         node = np.full(n + 1, -1, np.int64)
         node[:n] = nearest_marked(trace.parent, marked)
         self.node = node  # index n (no span) reads -1
@@ -151,57 +149,52 @@ class PhaseIndex:
 
 
 def find_window(trace: Trace, name: str | None) -> Window:
+    spans = trace.spans
     if name is None:
         if trace.kind == "gpu":
-            spans = trace.device
+            cols = trace.kernels
         else:
             mask = trace.host_mask(_CPU_WINDOW_CATS)
-            spans = list(compress(trace.host, mask.tolist())) if mask.any() else trace.host
-        ts = np.fromiter(map(_TS, spans), np.float64, len(spans))
-        end = ts + np.fromiter(map(_DUR, spans), np.float64, len(spans))
-        s, e = float(ts.min()), float(end.max())
+            cols = spans.take(np.flatnonzero(mask)) if mask.any() else spans
+        s, e = float(cols.ts.min()), float(cols.end.max())
         return Window("whole trace", s, e - s)
-    pools = [trace.gpu_annotations, trace.host] if trace.kind == "gpu" else [trace.host]
-    for pool in pools:
-        for a in pool:
+    if trace.kind == "gpu":
+        for a in trace.gpu_annotations:
             if a.name == name:
                 return Window(name, a.ts, a.dur)
-    names = sorted({a.name for a in trace.gpu_annotations} | {h.name for h in trace.host if h.cat == "user_annotation"})
+    hit = np.flatnonzero(spans.name == trace.code(name))
+    if hit.size:
+        i = int(hit[0])
+        return Window(name, float(spans.ts[i]), float(spans.dur[i]))
+    annotations = np.unique(spans.name[trace.host_mask(frozenset({"user_annotation"}))]).tolist()
+    names = sorted({a.name for a in trace.gpu_annotations} | {trace.strings[c] for c in annotations})
     hint = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
     raise UserError(f"{trace.path}: no annotation named {name!r} for --window (available: {hint or 'none'})")
 
 
 @dataclass
 class _Work:
-    """The device work of a trace as columns: name, start, end, device time, host span."""
+    """The device work of a trace as columns: name (string code), start, end, device time, host span."""
 
-    names: list[str]
+    name: NDArray[np.int64]
     ts: NDArray[np.float64]
     end: NDArray[np.float64]
     time: NDArray[np.float64]
     node: NDArray[np.int64]
 
     def select(self, keep: NDArray[np.bool_]) -> _Work:
-        return _Work(
-            list(compress(self.names, keep.tolist())), self.ts[keep], self.end[keep], self.time[keep], self.node[keep]
-        )
+        return _Work(self.name[keep], self.ts[keep], self.end[keep], self.time[keep], self.node[keep])
 
 
 def _work(trace: Trace) -> _Work:
     """On GPU traces: kernels, memcpy and memset with their duration and launching runtime call.
     On CPU-only traces: every operator with its self time, scoped by itself and its ancestors."""
-    if trace.device:
-        dev = trace.device
-        n = len(dev)
-        ts = np.fromiter(map(_TS, dev), np.float64, n)
-        dur = np.fromiter(map(_DUR, dev), np.float64, n)
-        return _Work(list(map(_NAME, dev)), ts, ts + dur, dur, trace.link)
-    host = trace.host
+    if len(trace.kernels):
+        k = trace.kernels
+        return _Work(k.name, k.ts, k.end, k.dur, trace.link)
     ops = np.flatnonzero(trace.host_mask(OP_CATS))
-    sel = list(map(host.__getitem__, ops.tolist()))
-    ts = np.fromiter(map(_TS, sel), np.float64, len(sel))
-    dur = np.fromiter(map(_DUR, sel), np.float64, len(sel))
-    return _Work(list(map(_NAME, sel)), ts, ts + dur, np.maximum(0.0, dur - trace.child[ops]), ops.astype(np.int64))
+    c = trace.spans.take(ops)
+    return _Work(c.name, c.ts, c.end, np.maximum(0.0, c.dur - trace.child[ops]), ops.astype(np.int64))
 
 
 def _sums(index: NDArray[np.int64], weights: NDArray[np.float64], size: int) -> tuple[list[float], list[int]]:
@@ -228,7 +221,7 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
         w = w.select(keep)
 
     # Classify: one code per distinct (name, operator, scopes); a category index per code.
-    codes, atts = clf.classify_many(w.names, w.node)
+    codes, atts = clf.classify_many(w.name, w.node)
     cat_names = list(CATEGORIES) + sorted({a.category for a in atts} - set(CATEGORIES))
     cat_ix = {c: i for i, c in enumerate(cat_names)}
     code_cat = np.fromiter((cat_ix[a.category] for a in atts), np.int64, len(atts))
@@ -239,7 +232,7 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
 
     # Per-kernel rows: codes that share (name, category, rule) merge, in order of first appearance.
     ctimes, ccounts = _sums(codes, w.time, len(atts))
-    first_name = _first_names(codes, w.names, len(atts))
+    first_name = _first_names(codes, w.name, trace.strings, len(atts))
     kernels: dict[tuple[str, str, str], KernelRow] = {}
     for c, att in enumerate(atts):
         kkey = (first_name[c], att.category, att.rule)
@@ -278,12 +271,12 @@ def analyze_trace(trace: Trace, window: str | None = None, *, classifier: Classi
     return res
 
 
-def _first_names(codes: NDArray[np.int64], names: list[str], ncodes: int) -> list[str]:
+def _first_names(codes: NDArray[np.int64], names: NDArray[np.int64], strings: list[str], ncodes: int) -> list[str]:
     """The work name of each code (a code's items all share their name)."""
     if ncodes == 0:
         return []
     _, first = np.unique(codes, return_index=True)
-    return list(map(names.__getitem__, first.tolist()))
+    return list(map(strings.__getitem__, names[first].tolist()))
 
 
 def _phases(
@@ -300,17 +293,18 @@ def _phases(
 ) -> tuple[list[PhaseResult], dict[tuple[str, str, str, str], KernelRow]]:
     """Group the work by phase (prefill chunk, decode step, profiler step) and sum each group."""
     index = PhaseIndex(trace)
-    n_host = len(trace.host)
+    n_host = len(trace.spans)
     at = np.where(w.node >= 0, w.node, n_host)
     pnode = index.node[at]
     # Phase key per item: from the annotation above its launch, else (GPU) from the time it ran.
     key_ids: dict[PhaseKey, int] = {}
     node_key: dict[int, int] = {}
+    span_names = trace.spans.name
     for nd in dict.fromkeys(pnode[pnode >= 0].tolist()):
-        k = index.key_of[clf.names[nd]]
+        k = index.key_of[int(span_names[nd])]
         assert k is not None
         node_key[nd] = key_ids.setdefault(k, len(key_ids))
-    item_key = np.full(len(w.names), -1, np.int64)
+    item_key = np.full(len(w.name), -1, np.int64)
     hit = pnode >= 0
     if node_key:
         lut = np.full(n_host + 1, -1, np.int64)
@@ -338,8 +332,8 @@ def _phases(
     if hit_items.size:
         kid, first = np.unique(item_key[hit_items], return_index=True)
         for k_, i in zip(kid.tolist(), hit_items[first].tolist()):
-            h = trace.host[int(pnode[i])]
-            spans[k_] = (h.ts, h.ts + h.dur)
+            h = int(pnode[i])
+            spans[k_] = (float(trace.spans.ts[h]), float(trace.spans.end[h]))
     if gpu:
         for a in trace.gpu_annotations:
             k = parse_phase(a.name)
@@ -385,12 +379,12 @@ def _phases(
     combo = ik * ncodes + codes[has]
     uniq, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
     ktimes, kcounts = _sums(inverse.astype(np.int64), it, len(uniq))
-    names_has = list(compress(w.names, has.tolist()))
+    names_has = w.name[has]
     phase_kernels: dict[tuple[str, str, str, str], KernelRow] = {}
     for j in np.argsort(first, kind="stable").tolist():
         kid_, c = divmod(int(uniq[j]), ncodes)
         att = atts[c]
-        pk = (keys[kid_].phase, names_has[int(first[j])], att.category, att.rule)
+        pk = (keys[kid_].phase, trace.strings[int(names_has[int(first[j])])], att.category, att.rule)
         prow = phase_kernels.get(pk)
         if prow is None:
             prow = phase_kernels[pk] = KernelRow(pk[1], att.category, att.rule, 0, 0.0)

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.analysis.rules import RULES, Rule
-from tracekit.trace.model import OP_CATS, Trace, factorize
+from tracekit.trace.model import OP_CATS, Trace
 from tracekit.trace.tree import nearest_marked
 
 _EMPTY: frozenset[int] = frozenset()
@@ -36,16 +36,15 @@ class Classifier:
     def __init__(self, trace: Trace, rules: tuple[Rule, ...] = RULES) -> None:
         self.trace = trace
         self.rules = rules
-        host = trace.host
-        n = len(host)
+        spans = trace.spans
+        n = len(spans)
         parent = trace.parent
-        names, codes, distinct = trace.host_names()
-        # Host span names, plus "" at the end so that index -1 (no span) reads as "".
-        self.names: list[str] = [*names, ""]
+        # The trace's strings, plus "" at the end: the name of "no span" (index -1 / code NONE).
+        self.strings: list[str] = [*trace.strings, ""]
+        none = len(self.strings) - 1
         scope_rules = [(i, r.scope) for i, r in enumerate(rules) if r.scope is not None]
-        own = {nm: frozenset(i for i, pat in scope_rules if pat.search(nm)) for nm in distinct}
-        own[""] = frozenset(i for i, pat in scope_rules if pat.search(""))
-        marked = np.fromiter((bool(own[nm]) for nm in distinct), bool, len(distinct))[codes]
+        own = [frozenset(i for i, pat in scope_rules if pat.search(nm)) for nm in self.strings]
+        marked = np.fromiter(map(bool, own), bool, len(own))[spans.name]
         self._scope_node = nearest_marked(parent, marked)
         # The scope set of each marked span: its own matches and those of the marked spans above
         # it. Parents sort before their children, so one pass in index order fills them all.
@@ -55,8 +54,8 @@ class Classifier:
         interned: dict[frozenset[int], int] = {_EMPTY: 0}
         self._sets: list[frozenset[int]] = [_EMPTY]
         set_of: dict[int, int] = {}
-        for m, a in zip(marks.tolist(), above):
-            acc = own[self.names[m]]
+        for m, a, code in zip(marks.tolist(), above, spans.name[marks].tolist()):
+            acc = own[code]
             if a >= 0:
                 acc = acc | self._sets[set_of[a]]
             sid = interned.get(acc)
@@ -74,10 +73,9 @@ class Classifier:
         self._span_set = np.zeros(n + 1, np.int64)
         self._span_set[:n] = np.where(near >= 0, sid_arr[np.maximum(near, 0)], 0)
         # Name code of every span, and at index -1 / n the code of "" (no operator).
-        self._name_code = np.append(codes, len(distinct))
-        is_op = trace.host_mask(OP_CATS)
+        self._name_code = np.append(spans.name, none)
         op = np.full(n + 1, -1, np.int64)
-        op[:n] = nearest_marked(parent, is_op)
+        op[:n] = nearest_marked(parent, trace.host_mask(OP_CATS))
         self._op_node = op
         self._memo: dict[tuple[str, str, int], Attribution] = {}
 
@@ -87,44 +85,43 @@ class Classifier:
 
     def launching_op(self, node: int) -> str:
         """Name of the innermost ``cpu_op`` at or above ``node`` ("" if none)."""
-        return self.names[int(self._op_node[node])] if node >= 0 else ""
+        return self.strings[int(self._name_code[self._op_node[node]])] if node >= 0 else ""
 
     def classify(self, name: str, node: int) -> Attribution:
         """Classify work named ``name`` whose innermost host span is ``node`` (-1 if unlinked)."""
         sid = int(self._span_set[node]) if node >= 0 else 0
         return self._decide_memo((name, self.launching_op(node), sid))
 
-    def classify_many(self, names: list[str], nodes: NDArray[np.int64]) -> tuple[NDArray[np.int64], list[Attribution]]:
-        """Classify many items at once: returns a code per item and the attribution of each code.
-
-        Codes number the distinct (name, operator, scope set) triples in order of first appearance.
-        """
-        n = len(names)
-        if n == 0:
+    def classify_many(
+        self, names: NDArray[np.int64], nodes: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], list[Attribution]]:
+        """Classify many items at once: ``names`` are codes in the trace's strings, ``nodes`` host
+        spans (-1: none). Returns a code per item and the attribution of each code; codes number
+        the distinct (name, operator, scope set) triples in order of first appearance."""
+        if len(names) == 0:
             return np.zeros(0, np.int64), []
-        at = np.where(nodes >= 0, nodes, len(self.names) - 1)  # -1 reads the "no span" slot
-        # Integer codes for the three parts; their combination numbers the triples.
-        name_code, name_ids = factorize(names)
-        op_node = self._op_node[at]
-        op_code = self._name_code[op_node]  # index -1 is the "" slot at the end
+        at = np.where(nodes >= 0, nodes, len(self._name_code) - 1)  # -1 reads the "no span" slot
+        op_code = self._name_code[self._op_node[at]]  # index -1 is the "" slot at the end
         set_code = self._span_set[at]
-        n_ops, n_sets = int(self._name_code[-1]) + 1, len(self._sets)
-        if len(name_ids) * n_ops * n_sets < 1 << 62:
-            combo = (name_code * n_ops + op_code) * n_sets + set_code
+        n_str, n_sets = len(self.strings), len(self._sets)
+        if n_str * n_str * n_sets < 1 << 62:
+            combo = (names * n_str + op_code) * n_sets + set_code
             _, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
-        else:  # pragma: no cover - astronomically many distinct names
+        else:  # pragma: no cover - astronomically many distinct strings
             _, first, inverse = np.unique(
-                np.stack([name_code, op_code, set_code], axis=1), axis=0, return_index=True, return_inverse=True
+                np.stack([names, op_code, set_code], axis=1), axis=0, return_index=True, return_inverse=True
             )
         # Renumber in order of first appearance.
         rank = np.argsort(first, kind="stable")
         renum = np.empty_like(rank)
         renum[rank] = np.arange(rank.size)
         codes = renum[inverse.reshape(-1)].astype(np.int64)
-        firsts = first[rank].tolist()
-        ops = self._op_node[at[first[rank]]].tolist()
-        sets = set_code[first[rank]].tolist()
-        keys = [(names[i], self.names[o], s) for i, o, s in zip(firsts, ops, sets)]
+        firsts = first[rank]
+        s = self.strings
+        keys = [
+            (s[nm], s[op], sid)
+            for nm, op, sid in zip(names[firsts].tolist(), op_code[firsts].tolist(), set_code[firsts].tolist())
+        ]
         return codes, list(map(self._decide_memo, keys))
 
     def _decide_memo(self, key: tuple[str, str, int]) -> Attribution:

@@ -34,10 +34,11 @@ class HostDeviceGap:
 
 def host_device_gaps(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us: float = 100.0) -> list[HostDeviceGap]:
     """Annotation spans whose launched device work ends well after the span ends on the host."""
-    host = trace.host
-    if not trace.device:
+    spans = trace.spans
+    if not len(trace.kernels):
         return []
     parent = trace.parent.tolist()
+    is_annotation = trace.host_mask(ANNOTATION_CATS).tolist()
     ends: dict[int, float] = {}
     counts: dict[int, int] = {}
     ancestors: dict[int, tuple[int, ...]] = {}
@@ -53,24 +54,23 @@ def host_device_gaps(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us
             n = parent[n]
         acc = ancestors[n] if n >= 0 else ()
         for m in reversed(chain):
-            if host[m].cat in ANNOTATION_CATS:
+            if is_annotation[m]:
                 acc = (*acc, m)
             ancestors[m] = acc
         return ancestors[node]
 
-    for d, node in zip(trace.device, trace.link.tolist()):
+    for end, node in zip(trace.kernels.end.tolist(), trace.link.tolist()):
         if node < 0:
             continue
-        end = d.ts + d.dur
         for a in annotated_ancestors(node):
             if end > ends.get(a, float("-inf")):
                 ends[a] = end
             counts[a] = counts.get(a, 0) + 1
     out = []
     for a, end in ends.items():
-        h = host[a]
-        g = HostDeviceGap(h.name, h.ts, h.dur, end, counts[a])
-        if g.gap_us >= min_gap_us and g.gap_us >= min_gap_fraction * h.dur:
+        ts, dur = float(spans.ts[a]), float(spans.dur[a])
+        g = HostDeviceGap(trace.strings[int(spans.name[a])], ts, dur, end, counts[a])
+        if g.gap_us >= min_gap_us and g.gap_us >= min_gap_fraction * dur:
             out.append(g)
     out.sort(key=lambda g: -g.gap_us)
     return out

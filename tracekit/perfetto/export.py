@@ -22,7 +22,7 @@ from tracekit.analysis.attribute import Classifier
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import atomic_open
 from tracekit.trace.load import GZIP_MAGIC, build_trace, event_from_obj
-from tracekit.trace.model import OP_CATS, Event
+from tracekit.trace.model import OP_CATS
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges
 
@@ -154,25 +154,24 @@ def enrich(
     """Annotate ``raw_events`` in place and append tracekit's events; return (doc, analysis, events
     tagged, events added)."""
     typed = [event_from_obj(o) for o in raw_events]
-    index = {id(e): i for i, e in enumerate(typed) if isinstance(e, Event)}
-    trace = build_trace(name, [e for e in typed if e is not None])
-    if not trace.host and not trace.device:
+    # Where each event given to the builder sits among the raw events (malformed ones are left out).
+    given = [i for i, e in enumerate(typed) if e is not None]
+    trace = build_trace(name, [typed[i] for i in given])
+    if not len(trace.spans) and not len(trace.kernels):
         raise TraceFormatError(name, "contains no usable trace events")
     clf = Classifier(trace)
     if window is not None:
         find_window(trace, window)  # a clear error for an unknown window name
     result = analyze_trace(trace, window, classifier=clf)
-    if trace.device:
-        work = trace.device
-        nodes = trace.link
+    if len(trace.kernels):
+        work, nodes = trace.kernels, trace.link
     else:
         ops = np.flatnonzero(trace.host_mask(OP_CATS))
-        work = [trace.host[i] for i in ops.tolist()]
-        nodes = ops.astype(np.int64)
-    codes, atts = clf.classify_many([ev.name for ev in work], nodes)
-    for ev, code in zip(work, codes.tolist()):
+        work, nodes = trace.spans.take(ops), ops.astype(np.int64)
+    codes, atts = clf.classify_many(work.name, nodes)
+    for origin, code in zip(work.origin.tolist(), codes.tolist()):
         att = atts[code]
-        raw = raw_events[index[id(ev)]]
+        raw = raw_events[given[origin]]
         args = raw.get("args")
         if not isinstance(args, dict):
             args = raw["args"] = {}

@@ -22,8 +22,8 @@ import io
 import os
 import re
 import struct
-import sys
 import zlib
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, islice, repeat
 from operator import attrgetter
@@ -48,13 +48,15 @@ from tracekit.trace.model import (
     SPANS_ONLY,
     AnyEvent,
     Args,
+    Columns,
     Event,
     FlowEnd,
     FlowStart,
     Skipped,
     Trace,
     TraceDoc,
-    factorize,
+    code_table,
+    encode,
 )
 from tracekit.trace.tree import nest
 
@@ -62,7 +64,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
 CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
 CHUNK_SIZE = 8 * 1024 * 1024
-COMPACT_THRESHOLD = int(os.environ.get("TRACEKIT_COMPACT_BYTES", str(256 * 1024 * 1024)))
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
 _list_decoder = msgspec.json.Decoder(list[AnyEvent])
@@ -73,26 +74,23 @@ def load_trace(
     *,
     partial: bool = False,
     stream_threshold: int | None = None,
-    compact: bool | None = None,
 ) -> Trace:
     """Load one trace file. Raises ``TraceFormatError`` (a ``UserError``) on unusable input.
 
     The cyclic garbage collector is paused meanwhile: loading makes hundreds of thousands of
     objects and no cycles, and each collection would walk them all again.
 
-    ``compact`` shares host span strings and drops their unused args (see ``TraceBuilder``); by
-    default it is on for traces of more than ``COMPACT_THRESHOLD`` bytes of JSON.
     """
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(Path(path), partial=partial, stream_threshold=stream_threshold, compact=compact)
+        return _load(Path(path), partial=partial, stream_threshold=stream_threshold)
     finally:
         if paused:
             gc.enable()
 
 
-def _load(p: Path, *, partial: bool, stream_threshold: int | None, compact: bool | None) -> Trace:
+def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
     name = str(p)
     if p.is_dir():
         raise TraceFormatError(name, "is a directory, not a trace file (give a *.json or *.json.gz file)")
@@ -103,16 +101,15 @@ def _load(p: Path, *, partial: bool, stream_threshold: int | None, compact: bool
         head = fh.read(2)
     gz = head == GZIP_MAGIC
     size = _decompressed_size(p, gz)
-    compact = size > COMPACT_THRESHOLD if compact is None else compact
     if size > CHUNKED_THRESHOLD:
         # Large traces: decode chunk by chunk, so the text is never whole in memory.
-        trace = _load_chunked(p, gz, partial=partial, compact=compact)
+        trace = _load_chunked(p, gz, partial=partial)
         if trace is not None:
             return trace
     if size > threshold:
         return _load_streaming(p, gz, partial=partial)
     data, truncated = _read_all(p, gz, partial=partial)
-    trace = _decode(name, data, partial=partial or truncated, compact=compact)
+    trace = _decode(name, data, partial=partial or truncated)
     trace.partial = trace.partial or truncated
     return trace
 
@@ -160,18 +157,18 @@ def _read_all(p: Path, gz: bool, *, partial: bool) -> tuple[bytes, bool]:
         return prefix, True
 
 
-def _decode(name: str, data: bytes, *, partial: bool, compact: bool = False) -> Trace:
+def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
     first = _first_byte(data)
     if first not in (b"{", b"["):
         raise TraceFormatError(name, 'is not JSON (expected a Chrome trace: {"traceEvents": [...]})')
     try:
         if first == b"{":
             doc = _doc_decoder.decode(data)
-            trace = build_trace(name, doc.traceEvents, compact=compact)
+            trace = build_trace(name, doc.traceEvents)
             trace.device_names = [d.name for d in doc.deviceProperties]
             trace.rank = doc.distributedInfo.rank if doc.distributedInfo else None
         else:
-            trace = build_trace(name, _list_decoder.decode(data), compact=compact)
+            trace = build_trace(name, _list_decoder.decode(data))
     except msgspec.ValidationError as exc:
         msg = str(exc)
         if "traceEvents" in msg and "missing required field" in msg.lower():
@@ -330,13 +327,13 @@ _spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[v
 _flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
-def _load_chunked(p: Path, gz: bool, *, partial: bool, compact: bool) -> Trace | None:
+def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
     """The chunked msgspec path; None when the layout is not one it handles (the caller decodes otherwise).
 
     Flow events are skipped at first: launches link to their kernels by correlation id. Only when
     some launch or device event has no correlation id is the file read a second time for flows.
     """
-    builder = TraceBuilder(str(p), compact=compact)
+    builder = TraceBuilder(str(p))
     reader, damage, unchunkable = _chunked_pass(p, gz, _spans_decoder, builder.add)
     if unchunkable:
         return None
@@ -380,12 +377,11 @@ def _needs_flows(trace: Trace) -> bool:
     """Whether flows could link what correlation ids did not: some device event is unlinked and
     some device event or launch has no correlation id (a flow starts at a launch and ends at its
     kernel under the same id, so a kernel whose id names no launch has no flow either)."""
-    if not trace.device or not (trace.link < 0).any():
+    if not len(trace.kernels) or not (trace.link < 0).any():
         return False
-    if any(c is None for c in _correlations(trace.device)):
+    if (trace.kernels.corr == -1).any():
         return True
-    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
-    return any(c is None for c in _correlations(list(map(trace.host.__getitem__, runtime))))
+    return bool((trace.spans.corr[trace.host_mask(RUNTIME_CATS)] == -1).any())
 
 
 def _finish(trace: Trace, damage: str | None, *, partial: bool) -> Trace:
@@ -428,7 +424,7 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
             except (ijson.JSONError, ijson.IncompleteJSONError):
                 damage = "invalid or truncated JSON"
 
-    return _finish(build_trace_batched(name, events(), compact=True), damage, partial=partial)
+    return _finish(build_trace_batched(name, events()), damage, partial=partial)
 
 
 _CAT = attrgetter("cat")
@@ -438,8 +434,7 @@ _DUR = attrgetter("dur")
 _THREAD = attrgetter("pid", "tid")
 
 
-_PID = attrgetter("pid")
-_TID = attrgetter("tid")
+_NONE_IS_MINUS_ONE: dict[Any, Any] = {None: -1}
 _CORR = attrgetter("args.correlation")
 
 
@@ -455,141 +450,146 @@ def _correlations(events: list[Event]) -> list[int | str | None]:
         return list(map(_corr_of, events))
 
 
-def _only_events(selected: Iterable[Any]) -> list[Event]:
-    """The ``Event``s among ``selected`` (a flow or skipped record with a host or device ``cat`` is
-    not a span)."""
-    out = list(selected)
-    if not all(map(isinstance, out, repeat(Event))):
-        out = [e for e in out if type(e) is Event]
-    return out
-
-
 class TraceBuilder:
-    """Builds a ``Trace`` from decoded events, fed a list at a time (each decoded chunk).
+    """Builds a columnar ``Trace`` from decoded events, fed a list at a time (each decoded chunk).
 
-    Each list is split by category with C-level passes (``map``/``compress``); nesting and linking
-    run once at the end, vectorized. With ``compact`` (large traces, where memory matters more than
-    a tenth of a second) host spans also get one shared string per distinct name and category and
-    lose the args only launches need; device names are always shared (they are long and repeat).
+    Each list is split by category with C-level passes, and what is kept becomes columns at once
+    (strings as codes into one table): the decoded objects die with their chunk, so memory follows
+    the number of kept events at about 60 bytes each. Nesting and linking run once at the end,
+    vectorized.
     """
 
-    def __init__(self, name: str, *, compact: bool = False) -> None:
+    def __init__(self, name: str) -> None:
         self.trace = Trace(path=name)
-        self.compact = compact
-        self._py: list[Event] = []
-        self._flows: list[Any] = []
+        self._host: list[Columns] = []
+        self._py: list[Columns] = []
+        self._device: list[Columns] = []
+        self._threads: defaultdict[tuple[int | str, int | str], int] = code_table()
+        self._corrs: dict[int | str, int] = {}  # codes for ids that are not integers
+        self._flows: list[FlowStart] = []
+        self._seen = 0  # events given so far: the origin of the next chunk
         self.saw_flows = False
 
     def add(self, chunk: list[Any]) -> None:
         cats = list(map(_CAT, chunk))
         kinds = set(cats)
-        intern = sys.intern  # names repeat with every launch and call: keep one string of each
+        base = self._seen
+        self._seen += len(chunk)
         tr = self.trace
         if not kinds.isdisjoint(HOST_CATS):
-            host = _only_events(compress(chunk, map(HOST_CATS.__contains__, cats)))
-            if self.compact:
-                for e in host:
-                    e.name = intern(e.name)
-                    c = e.cat = _CANONICAL[e.cat]
-                    if c not in RUNTIME_CATS:
-                        e.args = None  # only launches need their args (the correlation id)
-            tr.host.extend(host)
+            self._host.append(self._columns(*_select(chunk, cats, HOST_CATS.__contains__), base))
         if not kinds.isdisjoint(DEVICE_CATS):
-            device = _only_events(compress(chunk, map(DEVICE_CATS.__contains__, cats)))
-            for e in device:
-                e.name = intern(e.name)
-            tr.device.extend(device)
+            self._device.append(self._columns(*_select(chunk, cats, DEVICE_CATS.__contains__), base))
         if "python_function" in kinds:
             py_scope = PYTHON_SCOPE_PATTERN.search
-            for e in _only_events(compress(chunk, map("python_function".__eq__, cats))):
-                if e.pid != 0 and py_scope(e.name):
-                    self._py.append(e)
+            index, events = _select(chunk, cats, "python_function".__eq__)
+            keep = np.fromiter((e.pid != 0 and py_scope(e.name) is not None for e in events), bool, len(events))
+            self._py.append(self._columns(index[keep], list(compress(events, keep.tolist())), base))
         if GPU_ANNOTATION_CAT in kinds:
-            tr.gpu_annotations.extend(_only_events(compress(chunk, map(GPU_ANNOTATION_CAT.__eq__, cats))))
+            tr.gpu_annotations.extend(_select(chunk, cats, GPU_ANNOTATION_CAT.__eq__)[1])
         if "ac2g" in kinds:
             # Kept as decoded; read only if some device event has no correlation id to link by.
-            self._flows.extend(compress(chunk, map("ac2g".__eq__, cats)))
+            self._flows.extend(f for f in compress(chunk, map("ac2g".__eq__, cats)) if isinstance(f, FlowStart))
+
+    def _columns(self, index: NDArray[np.int64], events: list[Event], base: int) -> Columns:
+        n = len(events)
+        ids = self.trace.string_ids
+        return Columns(
+            name=encode(map(_NAME, events), ids, n),
+            cat=encode(map(_CAT, events), ids, n),
+            thread=encode(map(_THREAD, events), self._threads, n),
+            ts=np.fromiter(map(_TS, events), np.float64, n),
+            dur=np.fromiter(map(_DUR, events), np.float64, n),
+            corr=self._corr_column(events),
+            origin=index + base,
+        )
+
+    def _corr_column(self, events: list[Event]) -> NDArray[np.int64]:
+        """Correlation ids as they are (integers), -1 for none; other ids get codes below -1."""
+        corrs = _correlations(events)
+        try:
+            return np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
+        except (TypeError, ValueError, OverflowError):
+            ids = self._corrs
+            for c in dict.fromkeys(corrs):
+                if c is not None and c not in ids:
+                    ids[c] = -2 - len(ids)
+            return np.fromiter((ids[c] if c is not None else -1 for c in corrs), np.int64, len(corrs))
 
     def finish(self) -> Trace:
         tr = self.trace
-        host = tr.host
-        host.extend(self._py)
-        self._py = []
-        n = len(host)
-        ts = np.fromiter(map(_TS, host), np.float64, n)
-        dur = np.fromiter(map(_DUR, host), np.float64, n)
-        order, tr.parent, tr.child = nest(_thread_codes(host), ts, dur)
-        tr.host = list(map(host.__getitem__, order.tolist()))
+        tr.strings = list(tr.string_ids)
+        tr.threads = list(self._threads)
+        host = Columns.concat(self._host + self._py)
+        tr.kernels = Columns.concat(self._device)
+        self._host = self._py = self._device = []
+        order, tr.parent, tr.child = nest(host.thread, host.ts, host.dur)
+        tr.spans = host.take(order)
         self.saw_flows = bool(self._flows)
         _link(tr, self._flows)
         self._flows = []
         return tr
 
 
-def _thread_codes(host: list[Event]) -> NDArray[np.int64]:
-    """One integer per span naming its (pid, tid) thread."""
-    n = len(host)
-    try:
-        pid = np.fromiter(map(_PID, host), np.int64, n)
-        tid = np.fromiter(map(_TID, host), np.int64, n)
-    except (TypeError, ValueError, OverflowError):
-        pass  # some ids are strings (or huge): number the threads instead
-    else:
-        if n == 0 or (pid.min() >= 0 and pid.max() < 1 << 31 and tid.min() >= -(1 << 31) and tid.max() < 1 << 31):
-            return (pid << 32) + tid
-    return factorize(list(map(_THREAD, host)))[0]
+def _select(chunk: list[Any], cats: list[str], wanted: Callable[[str], bool]) -> tuple[NDArray[np.int64], list[Event]]:
+    """Positions in ``chunk`` of the spans (``Event``s) whose category is ``wanted``, and the spans."""
+    index = np.flatnonzero(np.fromiter(map(wanted, cats), bool, len(cats)))
+    picked = list(map(chunk.__getitem__, index.tolist()))
+    if not all(map(isinstance, picked, repeat(Event))):
+        # A flow or skipped record with such a category is not a span.
+        keep = [type(e) is Event for e in picked]
+        index, picked = index[np.array(keep, bool)], list(compress(picked, keep))
+    return index, picked
 
 
-_CANONICAL = {c: c for c in HOST_CATS | DEVICE_CATS}
-
-
-def build_trace(name: str, events: Iterable[Any], *, compact: bool = False) -> Trace:
+def build_trace(name: str, events: Iterable[Any]) -> Trace:
     """Keep host spans, device activity, GPU annotations and launch flows; nest and link them."""
-    b = TraceBuilder(name, compact=compact)
+    b = TraceBuilder(name)
     b.add(events if isinstance(events, list) else list(events))
     return b.finish()
 
 
-def build_trace_batched(name: str, events: Iterable[Any], batch: int = 1 << 16, *, compact: bool = False) -> Trace:
+def build_trace_batched(name: str, events: Iterable[Any], batch: int = 1 << 16) -> Trace:
     """``build_trace`` for a long stream of events: memory follows the kept events, not the stream."""
-    b = TraceBuilder(name, compact=compact)
+    b = TraceBuilder(name)
     it = iter(events)
     while chunk := list(islice(it, batch)):
         b.add(chunk)
     return b.finish()
 
 
-def _link(trace: Trace, flows: list[Any]) -> None:
+def _link(trace: Trace, flows: list[FlowStart]) -> None:
     """Link device events to their launching runtime call: correlation id, else ``ac2g`` flows."""
-    host = trace.host
-    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
-    by_corr: dict[int | str | None, int] = dict(zip(_correlations(list(map(host.__getitem__, runtime))), runtime))
-    by_corr.pop(None, None)
-    trace.link = np.fromiter(map(by_corr.get, _correlations(trace.device), repeat(-1)), np.int64, len(trace.device))
+    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS))
+    corr = trace.spans.corr[runtime]
+    has = corr != -1
+    # Later launches win a repeated id, as a dict would have it.
+    by_corr = dict(zip(corr[has].tolist(), runtime[has].tolist()))
+    trace.link = np.fromiter(map(by_corr.get, trace.kernels.corr.tolist(), repeat(-1)), np.int64, len(trace.kernels))
     _link_flows(trace, flows)
 
 
-def _link_flows(trace: Trace, flows: list[Any]) -> None:
+def _link_flows(trace: Trace, flows: list[FlowStart]) -> None:
     """Link the device events still unlinked through ``ac2g`` flows: the flow that ends where the
     event starts begins at its launch."""
     link = trace.link
     unlinked = np.flatnonzero(link < 0).tolist()
     if not unlinked or not flows:
         return
-    host, device = trace.host, trace.device
     starts: dict[str, tuple[int | str, int | str, float]] = {}
     finishes: dict[tuple[int | str, int | str, float], str] = {}
     for f in flows:
-        if isinstance(f, FlowStart) and f.id is not None:
+        if f.id is not None:
             if type(f) is FlowEnd:
                 finishes[(f.pid, f.tid, f.ts)] = str(f.id)
             else:
                 starts[str(f.id)] = (f.pid, f.tid, f.ts)
+    threads = trace.threads
+    spans, kernels = trace.spans, trace.kernels
     runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
-    by_place = {(host[i].pid, host[i].tid, host[i].ts): i for i in runtime}
+    by_place = {(*threads[int(spans.thread[i])], float(spans.ts[i])): i for i in runtime}
     for k in unlinked:
-        d = device[k]
-        fid = finishes.get((d.pid, d.tid, d.ts))
+        fid = finishes.get((*threads[int(kernels.thread[k])], float(kernels.ts[k])))
         src = starts.get(fid) if fid is not None else None
         if src is not None:
             link[k] = by_place.get(src, -1)

@@ -11,10 +11,11 @@ numpy columns on the ``Trace``, not on the events.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
-from typing import ClassVar, Literal, TypeVar, Union, cast
+from itertools import count
+from typing import Any, ClassVar, Literal, TypeVar, Union, cast, overload
 
 import msgspec
 import numpy as np
@@ -134,69 +135,189 @@ class TraceDoc(msgspec.Struct):
     distributedInfo: DistributedInfo | None = None  # noqa: N815
 
 
+H = TypeVar("H", bound=Hashable)
+
+
+def code_table() -> defaultdict[Any, int]:
+    """A value-to-code table that numbers new values as it meets them (0, 1, ...): looking a
+    value up is all it takes, so a whole column is coded in one C-level pass (``encode``)."""
+    return defaultdict(count().__next__)
+
+
+def encode(values: Iterable[H], table: defaultdict[Any, int], n: int) -> NDArray[np.int64]:
+    """Codes of the ``n`` ``values`` in ``table`` (made by ``code_table``), adding new ones."""
+    return np.fromiter(map(table.__getitem__, values), np.int64, n)
+
+
+def _empty_f() -> NDArray[np.float64]:
+    return np.empty(0, np.float64)
+
+
+def _empty_i() -> NDArray[np.int64]:
+    return np.empty(0, np.int64)
+
+
+@dataclass
+class Columns:
+    """Spans as columns: codes into the trace's tables, and their times.
+
+    About 60 bytes a span, where a decoded event object with its strings takes several hundred:
+    what keeps a multi-gigabyte trace in memory.
+    """
+
+    name: NDArray[np.int64] = field(default_factory=_empty_i)  # into Trace.strings
+    cat: NDArray[np.int64] = field(default_factory=_empty_i)  # into Trace.strings
+    thread: NDArray[np.int64] = field(default_factory=_empty_i)  # into Trace.threads
+    ts: NDArray[np.float64] = field(default_factory=_empty_f)
+    dur: NDArray[np.float64] = field(default_factory=_empty_f)
+    corr: NDArray[np.int64] = field(default_factory=_empty_i)  # correlation id, -1: none
+    origin: NDArray[np.int64] = field(default_factory=_empty_i)  # index among the events given to the builder
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def end(self) -> NDArray[np.float64]:
+        return self.ts + self.dur
+
+    def take(self, index: NDArray[np.int64]) -> Columns:
+        return Columns(*(getattr(self, f)[index] for f in _COLUMNS))
+
+    @staticmethod
+    def concat(parts: list[Columns]) -> Columns:
+        if not parts:
+            return Columns()
+        return Columns(*(np.concatenate([getattr(p, f) for p in parts]) for f in _COLUMNS))
+
+
+_COLUMNS = ("name", "cat", "thread", "ts", "dur", "corr", "origin")
+
+
+class Span:
+    """One row of a trace's columns, read as an object (for code that looks at a few spans)."""
+
+    __slots__ = ("_trace", "_cols", "index")
+
+    def __init__(self, trace: Trace, cols: Columns, index: int) -> None:
+        self._trace = trace
+        self._cols = cols
+        self.index = index
+
+    @property
+    def name(self) -> str:
+        return self._trace.strings[int(self._cols.name[self.index])]
+
+    @property
+    def cat(self) -> str:
+        return self._trace.strings[int(self._cols.cat[self.index])]
+
+    @property
+    def pid(self) -> int | str:
+        return self._trace.threads[int(self._cols.thread[self.index])][0]
+
+    @property
+    def tid(self) -> int | str:
+        return self._trace.threads[int(self._cols.thread[self.index])][1]
+
+    @property
+    def ts(self) -> float:
+        return float(self._cols.ts[self.index])
+
+    @property
+    def dur(self) -> float:
+        return float(self._cols.dur[self.index])
+
+    @property
+    def end(self) -> float:
+        return self.ts + self.dur
+
+    @property
+    def kind(self) -> Literal["kernel", "memcpy", "memset", "cpu"]:
+        c = self.cat
+        if c in ("kernel", "Kernel"):
+            return "kernel"
+        if c in ("gpu_memcpy", "Memcpy"):
+            return "memcpy"
+        if c in ("gpu_memset", "Memset"):
+            return "memset"
+        return "cpu"
+
+    def __repr__(self) -> str:
+        return f"Span({self.name!r}, cat={self.cat!r}, ts={self.ts}, dur={self.dur})"
+
+
+class Spans(Sequence[Span]):
+    """The rows of one column table, as a read-only sequence of ``Span``."""
+
+    def __init__(self, trace: Trace, cols: Columns) -> None:
+        self._trace = trace
+        self._cols = cols
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    @overload
+    def __getitem__(self, i: int) -> Span: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Span]: ...
+    def __getitem__(self, i: int | slice) -> Span | list[Span]:
+        if isinstance(i, slice):
+            return [Span(self._trace, self._cols, j) for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        return Span(self._trace, self._cols, i % n)
+
+    def __iter__(self) -> Iterator[Span]:
+        return (Span(self._trace, self._cols, j) for j in range(len(self)))
+
+
 @dataclass
 class Trace:
-    """A loaded trace: host spans (nested per thread), device events, GPU-side annotations."""
+    """A loaded trace, as columns: host spans (sorted by thread and time, nested), device events
+    (kernels, memcpy, memset, in file order), and the GPU-side annotations as events.
+
+    ``parent[i]`` is the innermost host span enclosing host span ``i`` on its thread, ``child[i]``
+    the time its direct children cover (self time = dur - child), ``link[k]`` the host span
+    (runtime call) that launched device event ``k``; -1 means none.
+    """
 
     path: str
-    host: list[Event] = field(default_factory=list)
-    device: list[Event] = field(default_factory=list)
-    # Columns filled by the builder: ``parent[i]`` is the innermost host span enclosing host span
-    # ``i`` on its thread, ``child[i]`` the time its direct children cover (self time = dur - child),
-    # ``link[k]`` the host span (runtime call) that launched device event ``k``; -1 means none.
-    parent: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
-    child: NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
-    link: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    spans: Columns = field(default_factory=Columns)
+    kernels: Columns = field(default_factory=Columns)
+    strings: list[str] = field(default_factory=list)
+    threads: list[tuple[int | str, int | str]] = field(default_factory=list)
+    parent: NDArray[np.int64] = field(default_factory=_empty_i)
+    child: NDArray[np.float64] = field(default_factory=_empty_f)
+    link: NDArray[np.int64] = field(default_factory=_empty_i)
     gpu_annotations: list[Event] = field(default_factory=list)
     device_names: list[str] = field(default_factory=list)
     rank: int | None = None
     partial: bool = False
     skipped_events: int = 0
-
-    _cat_codes: tuple[int, int, NDArray[np.int64], dict[str, int]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-
-    _name_codes: tuple[int, int, list[str], NDArray[np.int64], list[str]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    string_ids: defaultdict[str, int] = field(default_factory=code_table, repr=False, compare=False)
 
     @property
     def kind(self) -> Literal["gpu", "cpu"]:
-        return "gpu" if self.device else "cpu"
+        return "gpu" if len(self.kernels) else "cpu"
 
-    def host_names(self) -> tuple[list[str], NDArray[np.int64], list[str]]:
-        """Host span names as (names, a code per span, the distinct names in code order)."""
-        host = self.host
-        cached = self._name_codes
-        if cached is None or cached[0] != id(host) or cached[1] != len(host):
-            names = list(map(_NAME_OF, host))
-            codes, ids = factorize(names)
-            cached = self._name_codes = (id(host), len(host), names, codes, list(ids))
-        return cached[2], cached[3], cached[4]
+    @property
+    def host(self) -> Spans:
+        return Spans(self, self.spans)
+
+    @property
+    def device(self) -> Spans:
+        return Spans(self, self.kernels)
+
+    def code(self, s: str) -> int:
+        """The code of string ``s`` in this trace's table, or -1."""
+        return self.string_ids.get(s, -1)
 
     def host_mask(self, cats: frozenset[str]) -> NDArray[np.bool_]:
-        """Which host spans have a ``cat`` in ``cats`` (the categories are coded once per trace)."""
-        host = self.host
-        cached = self._cat_codes
-        if cached is None or cached[0] != id(host) or cached[1] != len(host):
-            codes, ids = factorize(list(map(_CAT_OF, host)))
-            cached = self._cat_codes = (id(host), len(host), codes, ids)
-        _, _, codes, ids = cached
-        want = [ids[c] for c in cats if c in ids]
-        return np.isin(codes, want) if want else np.zeros(len(host), bool)
+        """Which host spans have a ``cat`` in ``cats``."""
+        want = [c for c in map(self.code, cats) if c >= 0]
+        return np.isin(self.spans.cat, want) if want else np.zeros(len(self.spans), bool)
 
-
-H = TypeVar("H", bound=Hashable)
-
-
-def factorize(values: list[H]) -> tuple[NDArray[np.int64], dict[H, int]]:
-    """A code per value (0, 1, ... in order of first appearance) and the value-to-code table."""
-    ids: dict[H, int] = dict.fromkeys(values, 0)
-    for i, v in enumerate(ids):
-        ids[v] = i
-    return np.fromiter(map(ids.__getitem__, values), np.int64, len(values)), ids
-
-
-_CAT_OF = attrgetter("cat")
-_NAME_OF = attrgetter("name")
+    def names(self, cols: Columns) -> list[str]:
+        """The names of the rows of ``cols``."""
+        return list(map(self.strings.__getitem__, cols.name.tolist()))
