@@ -1,11 +1,11 @@
-"""The in-memory trace model: only what analysis needs, in compact typed records and columns.
+"""The in-memory trace model: only what analysis needs, as columns.
 
-Decoding produces typed records directly: msgspec reads each event's ``ph`` and builds an
-``Event`` (complete spans), a flow end, or an empty ``Skipped`` (every other phase: metadata,
-instants, counters), filling only the declared fields and skipping the rest inside its C
-decoder. The builder keeps references to the events analysis needs and drops everything else
-(Python frames, memory instants, shapes, stacks); what it derives (nesting, launch links) lives in
-numpy columns on the ``Trace``, not on the events.
+Decoding produces typed records: msgspec reads each event's ``ph`` and builds an ``Event``
+(complete spans), a flow end, or an empty ``Skipped`` (every other phase: metadata, instants,
+counters), filling only the declared fields and skipping the rest inside its C decoder. The
+builder turns the spans analysis needs into ``Columns`` (numpy arrays; names, categories and
+threads as codes into tables) and lets the records go with their chunk, so a trace costs about
+60 bytes a kept span. ``Trace.host`` and ``Trace.device`` read the columns back as ``Span`` rows.
 """
 
 from __future__ import annotations
