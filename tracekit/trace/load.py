@@ -465,38 +465,55 @@ class TraceBuilder:
         self._py: list[Columns] = []
         self._device: list[Columns] = []
         self._threads: defaultdict[tuple[int | str, int | str], int] = code_table()
+        self._cats: defaultdict[str, int] = code_table()
+        self._cat_names: list[str] = []
+        self._cat_string = np.empty(0, np.int64)  # category code -> string table code
+        self._is_host = np.empty(0, bool)
+        self._is_device = np.empty(0, bool)
         self._corrs: dict[int | str, int] = {}  # codes for ids that are not integers
         self._flows: list[FlowStart] = []
         self._seen = 0  # events given so far: the origin of the next chunk
         self.saw_flows = False
 
     def add(self, chunk: list[Any]) -> None:
-        cats = list(map(_CAT, chunk))
-        kinds = set(cats)
+        n = len(chunk)
+        cc = encode(map(_CAT, chunk), self._cats, n)  # a category code per event
+        if len(self._cats) != len(self._cat_string):
+            self._grow_cats()
+        present = {self._cat_names[c] for c in np.unique(cc).tolist()}
         base = self._seen
-        self._seen += len(chunk)
+        self._seen += n
         tr = self.trace
-        if not kinds.isdisjoint(HOST_CATS):
-            self._host.append(self._columns(*_select(chunk, cats, HOST_CATS.__contains__), base))
-        if not kinds.isdisjoint(DEVICE_CATS):
-            self._device.append(self._columns(*_select(chunk, cats, DEVICE_CATS.__contains__), base))
-        if "python_function" in kinds:
+        if not present.isdisjoint(HOST_CATS):
+            self._host.append(self._columns(*_select(chunk, self._is_host[cc]), cc, base))
+        if not present.isdisjoint(DEVICE_CATS):
+            self._device.append(self._columns(*_select(chunk, self._is_device[cc]), cc, base))
+        if "python_function" in present:
             py_scope = PYTHON_SCOPE_PATTERN.search
-            index, events = _select(chunk, cats, "python_function".__eq__)
+            index, events = _select(chunk, cc == self._cats["python_function"])
             keep = np.fromiter((e.pid != 0 and py_scope(e.name) is not None for e in events), bool, len(events))
-            self._py.append(self._columns(index[keep], list(compress(events, keep.tolist())), base))
-        if GPU_ANNOTATION_CAT in kinds:
-            tr.gpu_annotations.extend(_select(chunk, cats, GPU_ANNOTATION_CAT.__eq__)[1])
-        if "ac2g" in kinds:
+            self._py.append(self._columns(index[keep], list(compress(events, keep.tolist())), cc, base))
+        if GPU_ANNOTATION_CAT in present:
+            tr.gpu_annotations.extend(_select(chunk, cc == self._cats[GPU_ANNOTATION_CAT])[1])
+        if "ac2g" in present:
             # Kept as decoded; read only if some device event has no correlation id to link by.
-            self._flows.extend(f for f in compress(chunk, map("ac2g".__eq__, cats)) if isinstance(f, FlowStart))
+            at = np.flatnonzero(cc == self._cats["ac2g"]).tolist()
+            self._flows.extend(f for f in map(chunk.__getitem__, at) if isinstance(f, FlowStart))
 
-    def _columns(self, index: NDArray[np.int64], events: list[Event], base: int) -> Columns:
-        n = len(events)
+    def _grow_cats(self) -> None:
+        """Refresh the per-category lookups after new categories appeared."""
+        self._cat_names = list(self._cats)
+        self._is_host = np.array([c in HOST_CATS for c in self._cat_names], bool)
+        self._is_device = np.array([c in DEVICE_CATS for c in self._cat_names], bool)
         ids = self.trace.string_ids
+        self._cat_string = np.array([ids[c] for c in self._cat_names], np.int64)
+
+    def _columns(self, index: NDArray[np.int64], events: list[Event], cc: NDArray[np.int64], base: int) -> Columns:
+        """Columns for ``events``, found at ``index`` in a chunk whose category codes are ``cc``."""
+        n = len(events)
         return Columns(
-            name=encode(map(_NAME, events), ids, n),
-            cat=encode(map(_CAT, events), ids, n),
+            name=encode(map(_NAME, events), self.trace.string_ids, n),
+            cat=self._cat_string[cc[index]],
             thread=encode(map(_THREAD, events), self._threads, n),
             ts=np.fromiter(map(_TS, events), np.float64, n),
             dur=np.fromiter(map(_DUR, events), np.float64, n),
@@ -531,9 +548,9 @@ class TraceBuilder:
         return tr
 
 
-def _select(chunk: list[Any], cats: list[str], wanted: Callable[[str], bool]) -> tuple[NDArray[np.int64], list[Event]]:
-    """Positions in ``chunk`` of the spans (``Event``s) whose category is ``wanted``, and the spans."""
-    index = np.flatnonzero(np.fromiter(map(wanted, cats), bool, len(cats)))
+def _select(chunk: list[Any], mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], list[Event]]:
+    """Positions in ``chunk`` of the spans (``Event``s) where ``mask`` is set, and the spans."""
+    index = np.flatnonzero(mask)
     picked = list(map(chunk.__getitem__, index.tolist()))
     if not all(map(isinstance, picked, repeat(Event))):
         # A flow or skipped record with such a category is not a span.
