@@ -313,6 +313,10 @@ def test_the_model_is_columns_with_one_table_of_strings() -> None:
     # Each distinct string once: names and categories are codes into one table.
     assert len(t.strings) == len(set(t.strings)) < 1000
     assert t.host[0].name == t.strings[int(cols.name[0])]
+    assert t.host[-1].ts == t.host[len(cols) - 1].ts
+    assert [h.name for h in t.host[:2]] == [t.host[0].name, t.host[1].name]
+    with pytest.raises(IndexError):
+        t.host[len(cols)]
     # Host spans are sorted by thread and start, parents before children.
     assert (np.diff(cols.ts[cols.thread == cols.thread[0]]) >= 0).all()
     assert (t.parent < np.arange(len(cols))).all()

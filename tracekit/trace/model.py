@@ -54,25 +54,6 @@ class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
     def end(self) -> float:
         return self.ts + self.dur
 
-    @property
-    def correlation(self) -> int | None:
-        a = self.args
-        if a is None or a.correlation is None:
-            return None
-        c = a.correlation
-        return c if isinstance(c, int) else (int(c) if c.lstrip("-").isdigit() else None)
-
-    @property
-    def kind(self) -> Literal["kernel", "memcpy", "memset", "cpu"]:
-        c = self.cat
-        if c in ("kernel", "Kernel"):
-            return "kernel"
-        if c in ("gpu_memcpy", "Memcpy"):
-            return "memcpy"
-        if c in ("gpu_memset", "Memset"):
-            return "memset"
-        return "cpu"
-
 
 class FlowStart(msgspec.Struct, gc=False, tag_field="ph", tag="s"):
     """The host end of a flow arrow (``ac2g``: launch to kernel)."""
@@ -230,17 +211,6 @@ class Span:
     @property
     def end(self) -> float:
         return self.ts + self.dur
-
-    @property
-    def kind(self) -> Literal["kernel", "memcpy", "memset", "cpu"]:
-        c = self.cat
-        if c in ("kernel", "Kernel"):
-            return "kernel"
-        if c in ("gpu_memcpy", "Memcpy"):
-            return "memcpy"
-        if c in ("gpu_memset", "Memset"):
-            return "memset"
-        return "cpu"
 
     def __repr__(self) -> str:
         return f"Span({self.name!r}, cat={self.cat!r}, ts={self.ts}, dur={self.dur})"
