@@ -22,7 +22,9 @@ class PhaseKey:
 _TK = re.compile(r"^tracekit::(prefill|decode)\[([^\]]*)\]$")
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^ProfilerStep#(\d+)$"), "step"),
-    # vLLM's worker and SGLang's scheduler step annotations (record_function names).
+    # vLLM v1's GPUModelRunner wraps each step's model call in "gpu_model_runner: forward" (beside
+    # ": preprocess" and ": postprocess"; upstream EngineCore.step has no enclosing annotation), so
+    # that is the step; "execute_model" covers older workers. The SGLang names are unverified.
     (re.compile(r"^(?:execute_model|gpu_model_runner: forward|vllm::execute_model)$"), "step"),
     (re.compile(r"^(?:forward_batch_generation|run_batch)$"), "step"),
 )
