@@ -287,7 +287,3 @@ class Trace:
         """Which host spans have a ``cat`` in ``cats``."""
         want = [c for c in map(self.code, cats) if c >= 0]
         return np.isin(self.spans.cat, want) if want else np.zeros(len(self.spans), bool)
-
-    def names(self, cols: Columns) -> list[str]:
-        """The names of the rows of ``cols``."""
-        return list(map(self.strings.__getitem__, cols.name.tolist()))
