@@ -194,6 +194,16 @@ def enrich(
 _TIMED_PHASES = frozenset({"X", "B", "E", "i", "I", "C", "s", "f"})
 
 
+def _number(v: Any) -> float:
+    """A time field as the loader reads it (numbers and numeric strings), else 0."""
+    if isinstance(v, bool):
+        return 0.0
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _kept(o: dict[str, Any], lo: float, hi: float) -> bool:
     """Whether a trim to ``[lo, hi]`` keeps this (well-formed) event: metadata always, timed events
     that start inside or span ``lo``, nothing else."""
@@ -202,9 +212,8 @@ def _kept(o: dict[str, Any], lo: float, hi: float) -> bool:
         return True
     if ph not in _TIMED_PHASES:
         return False
-    ts = float(o.get("ts", 0.0))
-    dur = o.get("dur", 0.0)
-    dur = float(dur) if isinstance(dur, (int, float)) and not isinstance(dur, bool) else 0.0
+    ts = _number(o.get("ts", 0.0))
+    dur = _number(o.get("dur", 0.0))
     return lo <= ts <= hi or (ts <= lo and ts + dur >= lo)
 
 
