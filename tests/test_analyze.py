@@ -89,7 +89,7 @@ def test_own_capture_attributes_attention_and_steps(small_run: Path) -> None:
 
 def test_rule_table_order_decides() -> None:
     """A generic GEMM under the attention-core scope is attention; the same GEMM elsewhere is gemm."""
-    from tracekit.trace.load import build_trace
+    from tracekit.trace.build import build_trace
     from tracekit.trace.model import Args, Event
 
     ev = [
@@ -137,7 +137,7 @@ def test_rule_table_order_decides() -> None:
     ],
 )
 def test_kernel_name_rules(kernel: str, category: str) -> None:
-    from tracekit.trace.load import build_trace
+    from tracekit.trace.build import build_trace
     from tracekit.trace.model import Event
 
     t = build_trace("one", [Event(cat="kernel", name=kernel, pid=0, tid=7, ts=0, dur=1)])

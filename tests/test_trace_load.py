@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from tests.conftest import CPU_ONLY, H100, V100_DDP, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.errors import TraceFormatError
-from tracekit.trace.load import build_trace, event_from_obj, load_trace
+from tracekit.trace.build import build_trace
+from tracekit.trace.lenient import event_from_obj
+from tracekit.trace.load import load_trace
 
 
 def test_fixtures_load_with_links() -> None:

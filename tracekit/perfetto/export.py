@@ -21,7 +21,9 @@ from tracekit.analysis.analyze import AnalysisResult, PhaseResult, analyze_trace
 from tracekit.analysis.attribute import Classifier
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import atomic_open
-from tracekit.trace.load import GZIP_MAGIC, build_trace, event_from_obj
+from tracekit.trace.build import build_trace
+from tracekit.trace.lenient import event_from_obj
+from tracekit.trace.load import GZIP_MAGIC
 from tracekit.trace.model import OP_CATS
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges

@@ -1,6 +1,7 @@
 """Fast, typed loading of Chrome-trace files (``.json`` / ``.json.gz``) from any torch.profiler source.
 
-Three paths share one builder (``TraceBuilder``):
+This module reads files and picks a decode path; the records it decodes go to one builder
+(``build.TraceBuilder``, the columnar model) on every path:
 
 * whole (small files): inflate (ISA-L where installed), then decode with msgspec into typed
   records that keep only the fields analysis reads; unknown fields are skipped inside the C decoder;
@@ -10,7 +11,7 @@ Three paths share one builder (``TraceBuilder``):
   the event array one event at a time.
 
 A trace whose events do not fit the typed table (a phase outside the Chrome format, a field of
-an unexpected type) is decoded leniently, event by event. Malformed input never escapes as a
+an unexpected type) is decoded leniently, event by event (``lenient``). Malformed input never escapes as a
 traceback: each failure becomes a ``TraceFormatError`` naming the file and the problem, and
 ``partial=True`` salvages the events before a truncation.
 """
@@ -23,42 +24,26 @@ import os
 import re
 import struct
 import zlib
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from itertools import compress, islice, repeat
-from operator import attrgetter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Union
 
 import msgspec
-import numpy as np
-from numpy.typing import NDArray
 
 from tracekit.errors import TraceFormatError
+from tracekit.trace.build import TraceBuilder, build_trace, build_trace_batched, link_flows, needs_flows
 from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import open_gz, open_gz_into, read_gz
+from tracekit.trace.lenient import event_from_obj, lenient_events, salvage
 from tracekit.trace.model import (
-    DEVICE_CATS,
     FLOWS_ONLY,
-    GPU_ANNOTATION_CAT,
-    HOST_CATS,
-    PYTHON_SCOPE_PATTERN,
-    RUNTIME_CATS,
     SPANS_ONLY,
     AnyEvent,
-    Args,
-    Columns,
-    Event,
-    FlowEnd,
     FlowStart,
-    Skipped,
     Trace,
     TraceDoc,
-    code_table,
-    encode,
 )
-from tracekit.trace.tree import nest
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
@@ -182,7 +167,7 @@ def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
                 f"invalid or truncated JSON ({exc}); use --partial to analyze the events before the damage",
                 has_prefix=True,
             ) from None
-        trace = build_trace_batched(name, _salvage(io.BytesIO(data), first == b"{"))
+        trace = build_trace_batched(name, salvage(io.BytesIO(data), first == b"{"))
         trace.partial = True
     if not trace.host and not trace.device:
         raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")
@@ -225,100 +210,6 @@ def _decode_lenient(name: str, data: bytes) -> Trace:
     return trace
 
 
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
-
-
-def _int_or_none(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str) and v.lstrip("-").isdigit():
-        return int(v)
-    return None
-
-
-def _id_like(v: Any) -> int | str | None:
-    if isinstance(v, (int, str)) and not isinstance(v, bool):
-        return v
-    return None
-
-
-_SKIPPED = Skipped()
-
-
-def event_from_obj(o: Any) -> AnyEvent | None:
-    """Convert one decoded JSON value to the record the typed decoder would give, or ``None`` if
-    it is malformed: an ``Event`` (complete span), a flow end, or ``Skipped`` (any other phase)."""
-    if not isinstance(o, dict):
-        return None
-    ph = o.get("ph")
-    if not isinstance(ph, str):
-        return None
-    ts = _num(o.get("ts", 0.0))
-    if ts is None or ts != ts:
-        return None
-    pid = _id_like(o.get("pid", 0))
-    tid = _id_like(o.get("tid", 0))
-    cat = o.get("cat", "")
-    cat = cat if isinstance(cat, str) else ""
-    pid = 0 if pid is None else pid
-    tid = 0 if tid is None else tid
-    if ph == "s" or ph == "f":
-        flow = FlowEnd if ph == "f" else FlowStart
-        return flow(cat=cat, id=_id_like(o.get("id")), pid=pid, tid=tid, ts=ts)
-    if ph != "X":
-        return _SKIPPED
-    dur = _num(o.get("dur", 0.0))
-    if dur is None or dur != dur:
-        return None
-    name = o.get("name", "")
-    a = o.get("args")
-    args = None
-    if isinstance(a, dict):
-        args = Args(correlation=_int_or_none(a.get("correlation")))
-    return Event(
-        name=name if isinstance(name, str) else str(name),
-        cat=cat,
-        pid=pid,
-        tid=tid,
-        ts=ts,
-        dur=max(dur, 0.0),
-        args=args,
-    )
-
-
-def _salvage(stream: IO[bytes], is_doc: bool) -> Iterator[AnyEvent]:
-    """Yield events from a damaged document until the damage; used by ``--partial``."""
-    import ijson
-
-    prefix = "traceEvents.item" if is_doc else "item"
-    try:
-        for obj in ijson.items(stream, prefix, use_float=True):
-            ev = event_from_obj(obj)
-            if ev is not None:
-                yield ev
-    except (ijson.JSONError, ijson.IncompleteJSONError, *gz_errors):
-        return
-
-
-def _lenient_events(text: bytes) -> list[AnyEvent]:
-    raw = msgspec.json.decode(text)
-    return [ev for ev in map(event_from_obj, raw if isinstance(raw, list) else []) if ev is not None]
-
-
 def _open_binary(p: Path) -> IO[bytes]:
     return open(p, "rb")
 
@@ -338,14 +229,14 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
     if unchunkable:
         return None
     trace = builder.finish()
-    if not builder.saw_flows and _needs_flows(trace):
+    if not builder.saw_flows and needs_flows(trace):
         flows: list[Any] = []
 
         def keep_flows(chunk: list[Any]) -> None:
             flows.extend(f for f in chunk if isinstance(f, FlowStart) and f.cat == "ac2g")
 
         _chunked_pass(p, gz, _flows_decoder, keep_flows)
-        _link_flows(trace, flows)
+        link_flows(trace, flows)
     meta = reader.metadata()
     if meta is not None:
         trace.device_names = [d.name for d in meta.deviceProperties]
@@ -362,7 +253,7 @@ def _chunked_pass(
     unchunkable = False
     opener: Any = open_gz_into if gz else _open_binary
     with opener(p) as fh:
-        reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=_lenient_events, decoder=decoder)
+        reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=lenient_events, decoder=decoder)
         try:
             for chunk in reader.events():
                 take(chunk)
@@ -371,17 +262,6 @@ def _chunked_pass(
         except Damaged as exc:
             damage = str(exc)
     return reader, damage, unchunkable
-
-
-def _needs_flows(trace: Trace) -> bool:
-    """Whether flows could link what correlation ids did not: some device event is unlinked and
-    some device event or launch has no correlation id (a flow starts at a launch and ends at its
-    kernel under the same id, so a kernel whose id names no launch has no flow either)."""
-    if not len(trace.kernels) or not (trace.link < 0).any():
-        return False
-    if (trace.kernels.corr == -1).any():
-        return True
-    return bool((trace.spans.corr[trace.host_mask(RUNTIME_CATS)] == -1).any())
 
 
 def _finish(trace: Trace, damage: str | None, *, partial: bool) -> Trace:
@@ -425,188 +305,3 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
                 damage = "invalid or truncated JSON"
 
     return _finish(build_trace_batched(name, events()), damage, partial=partial)
-
-
-_CAT = attrgetter("cat")
-_NAME = attrgetter("name")
-_TS = attrgetter("ts")
-_DUR = attrgetter("dur")
-_THREAD = attrgetter("pid", "tid")
-
-
-_NONE_IS_MINUS_ONE: dict[Any, Any] = {None: -1}
-_CORR = attrgetter("args.correlation")
-
-
-def _corr_of(e: Event) -> int | str | None:
-    a = e.args
-    return None if a is None else a.correlation
-
-
-def _correlations(events: list[Event]) -> list[int | str | None]:
-    try:
-        return list(map(_CORR, events))  # fast path: every event has args
-    except AttributeError:
-        return list(map(_corr_of, events))
-
-
-class TraceBuilder:
-    """Builds a columnar ``Trace`` from decoded events, fed a list at a time (each decoded chunk).
-
-    Each list is split by category with C-level passes, and what is kept becomes columns at once
-    (strings as codes into one table): the decoded objects die with their chunk, so memory follows
-    the number of kept events at about 60 bytes each. Nesting and linking run once at the end,
-    vectorized.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.trace = Trace(path=name)
-        self._host: list[Columns] = []
-        self._py: list[Columns] = []
-        self._device: list[Columns] = []
-        self._threads: defaultdict[tuple[int | str, int | str], int] = code_table()
-        self._cats: defaultdict[str, int] = code_table()
-        self._cat_names: list[str] = []
-        self._cat_string = np.empty(0, np.int64)  # category code -> string table code
-        self._is_host = np.empty(0, bool)
-        self._is_device = np.empty(0, bool)
-        self._corrs: dict[int | str, int] = {}  # codes for ids that are not integers
-        self._flows: list[FlowStart] = []
-        self._seen = 0  # events given so far: the origin of the next chunk
-        self.saw_flows = False
-
-    def add(self, chunk: list[Any]) -> None:
-        n = len(chunk)
-        cc = encode(map(_CAT, chunk), self._cats, n)  # a category code per event
-        if len(self._cats) != len(self._cat_string):
-            self._grow_cats()
-        present = {self._cat_names[c] for c in np.unique(cc).tolist()}
-        base = self._seen
-        self._seen += n
-        tr = self.trace
-        if not present.isdisjoint(HOST_CATS):
-            self._host.append(self._columns(*_select(chunk, self._is_host[cc]), cc, base))
-        if not present.isdisjoint(DEVICE_CATS):
-            self._device.append(self._columns(*_select(chunk, self._is_device[cc]), cc, base))
-        if "python_function" in present:
-            py_scope = PYTHON_SCOPE_PATTERN.search
-            index, events = _select(chunk, cc == self._cats["python_function"])
-            keep = np.fromiter((e.pid != 0 and py_scope(e.name) is not None for e in events), bool, len(events))
-            self._py.append(self._columns(index[keep], list(compress(events, keep.tolist())), cc, base))
-        if GPU_ANNOTATION_CAT in present:
-            tr.gpu_annotations.extend(_select(chunk, cc == self._cats[GPU_ANNOTATION_CAT])[1])
-        if "ac2g" in present:
-            # Kept as decoded; read only if some device event has no correlation id to link by.
-            at = np.flatnonzero(cc == self._cats["ac2g"]).tolist()
-            self._flows.extend(f for f in map(chunk.__getitem__, at) if isinstance(f, FlowStart))
-
-    def _grow_cats(self) -> None:
-        """Refresh the per-category lookups after new categories appeared."""
-        self._cat_names = list(self._cats)
-        self._is_host = np.array([c in HOST_CATS for c in self._cat_names], bool)
-        self._is_device = np.array([c in DEVICE_CATS for c in self._cat_names], bool)
-        ids = self.trace.string_ids
-        self._cat_string = np.array([ids[c] for c in self._cat_names], np.int64)
-
-    def _columns(self, index: NDArray[np.int64], events: list[Event], cc: NDArray[np.int64], base: int) -> Columns:
-        """Columns for ``events``, found at ``index`` in a chunk whose category codes are ``cc``."""
-        n = len(events)
-        return Columns(
-            name=encode(map(_NAME, events), self.trace.string_ids, n),
-            cat=self._cat_string[cc[index]],
-            thread=encode(map(_THREAD, events), self._threads, n),
-            ts=np.fromiter(map(_TS, events), np.float64, n),
-            dur=np.fromiter(map(_DUR, events), np.float64, n),
-            corr=self._corr_column(events),
-            origin=index + base,
-        )
-
-    def _corr_column(self, events: list[Event]) -> NDArray[np.int64]:
-        """Correlation ids as they are (integers), -1 for none; other ids get codes below -1."""
-        corrs = _correlations(events)
-        try:
-            return np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
-        except (TypeError, ValueError, OverflowError):
-            ids = self._corrs
-            for c in dict.fromkeys(corrs):
-                if c is not None and c not in ids:
-                    ids[c] = -2 - len(ids)
-            return np.fromiter((ids[c] if c is not None else -1 for c in corrs), np.int64, len(corrs))
-
-    def finish(self) -> Trace:
-        tr = self.trace
-        tr.strings = list(tr.string_ids)
-        tr.threads = list(self._threads)
-        host = Columns.concat(self._host + self._py)
-        tr.kernels = Columns.concat(self._device)
-        self._host = self._py = self._device = []
-        order, tr.parent, tr.child = nest(host.thread, host.ts, host.dur)
-        tr.spans = host.take(order)
-        self.saw_flows = bool(self._flows)
-        _link(tr, self._flows)
-        self._flows = []
-        return tr
-
-
-def _select(chunk: list[Any], mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], list[Event]]:
-    """Positions in ``chunk`` of the spans (``Event``s) where ``mask`` is set, and the spans."""
-    index = np.flatnonzero(mask)
-    picked = list(map(chunk.__getitem__, index.tolist()))
-    if not all(map(isinstance, picked, repeat(Event))):
-        # A flow or skipped record with such a category is not a span.
-        keep = [type(e) is Event for e in picked]
-        index, picked = index[np.array(keep, bool)], list(compress(picked, keep))
-    return index, picked
-
-
-def build_trace(name: str, events: Iterable[Any]) -> Trace:
-    """Keep host spans, device activity, GPU annotations and launch flows; nest and link them."""
-    b = TraceBuilder(name)
-    b.add(events if isinstance(events, list) else list(events))
-    return b.finish()
-
-
-def build_trace_batched(name: str, events: Iterable[Any], batch: int = 1 << 16) -> Trace:
-    """``build_trace`` for a long stream of events: memory follows the kept events, not the stream."""
-    b = TraceBuilder(name)
-    it = iter(events)
-    while chunk := list(islice(it, batch)):
-        b.add(chunk)
-    return b.finish()
-
-
-def _link(trace: Trace, flows: list[FlowStart]) -> None:
-    """Link device events to their launching runtime call: correlation id, else ``ac2g`` flows."""
-    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS))
-    corr = trace.spans.corr[runtime]
-    has = corr != -1
-    # Later launches win a repeated id, as a dict would have it.
-    by_corr = dict(zip(corr[has].tolist(), runtime[has].tolist()))
-    trace.link = np.fromiter(map(by_corr.get, trace.kernels.corr.tolist(), repeat(-1)), np.int64, len(trace.kernels))
-    _link_flows(trace, flows)
-
-
-def _link_flows(trace: Trace, flows: list[FlowStart]) -> None:
-    """Link the device events still unlinked through ``ac2g`` flows: the flow that ends where the
-    event starts begins at its launch."""
-    link = trace.link
-    unlinked = np.flatnonzero(link < 0).tolist()
-    if not unlinked or not flows:
-        return
-    starts: dict[str, tuple[int | str, int | str, float]] = {}
-    finishes: dict[tuple[int | str, int | str, float], str] = {}
-    for f in flows:
-        if f.id is not None:
-            if type(f) is FlowEnd:
-                finishes[(f.pid, f.tid, f.ts)] = str(f.id)
-            else:
-                starts[str(f.id)] = (f.pid, f.tid, f.ts)
-    threads = trace.threads
-    spans, kernels = trace.spans, trace.kernels
-    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
-    by_place = {(*threads[int(spans.thread[i])], float(spans.ts[i])): i for i in runtime}
-    for k in unlinked:
-        fid = finishes.get((*threads[int(kernels.thread[k])], float(kernels.ts[k])))
-        src = starts.get(fid) if fid is not None else None
-        if src is not None:
-            link[k] = by_place.get(src, -1)

@@ -1,0 +1,227 @@
+"""Building the columnar ``Trace`` from decoded events: split by kind, columns, nesting, links.
+
+Every loading path (whole, chunked, streaming, lenient) feeds decoded records here a list at a
+time; ``finish`` nests the host spans and links each device event to its launch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from itertools import compress, islice, repeat
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tracekit.trace.model import (
+    DEVICE_CATS,
+    GPU_ANNOTATION_CAT,
+    HOST_CATS,
+    PYTHON_SCOPE_PATTERN,
+    RUNTIME_CATS,
+    Columns,
+    Event,
+    FlowEnd,
+    FlowStart,
+    Trace,
+    code_table,
+    encode,
+)
+from tracekit.trace.tree import nest
+
+_CAT = attrgetter("cat")
+_NAME = attrgetter("name")
+_TS = attrgetter("ts")
+_DUR = attrgetter("dur")
+_THREAD = attrgetter("pid", "tid")
+
+
+_NONE_IS_MINUS_ONE: dict[Any, Any] = {None: -1}
+_CORR = attrgetter("args.correlation")
+
+
+def _corr_of(e: Event) -> int | str | None:
+    a = e.args
+    return None if a is None else a.correlation
+
+
+def _correlations(events: list[Event]) -> list[int | str | None]:
+    try:
+        return list(map(_CORR, events))  # fast path: every event has args
+    except AttributeError:
+        return list(map(_corr_of, events))
+
+
+class TraceBuilder:
+    """Builds a columnar ``Trace`` from decoded events, fed a list at a time (each decoded chunk).
+
+    Each list is split by category with C-level passes, and what is kept becomes columns at once
+    (strings as codes into one table): the decoded objects die with their chunk, so memory follows
+    the number of kept events at about 60 bytes each. Nesting and linking run once at the end,
+    vectorized.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.trace = Trace(path=name)
+        self._host: list[Columns] = []
+        self._py: list[Columns] = []
+        self._device: list[Columns] = []
+        self._threads: defaultdict[tuple[int | str, int | str], int] = code_table()
+        self._cats: defaultdict[str, int] = code_table()
+        self._cat_names: list[str] = []
+        self._cat_string = np.empty(0, np.int64)  # category code -> string table code
+        self._is_host = np.empty(0, bool)
+        self._is_device = np.empty(0, bool)
+        self._corrs: dict[int | str, int] = {}  # codes for ids that are not integers
+        self._flows: list[FlowStart] = []
+        self._seen = 0  # events given so far: the origin of the next chunk
+        self.saw_flows = False
+
+    def add(self, chunk: list[Any]) -> None:
+        n = len(chunk)
+        cc = encode(map(_CAT, chunk), self._cats, n)  # a category code per event
+        if len(self._cats) != len(self._cat_string):
+            self._grow_cats()
+        present = {self._cat_names[c] for c in np.unique(cc).tolist()}
+        base = self._seen
+        self._seen += n
+        tr = self.trace
+        if not present.isdisjoint(HOST_CATS):
+            self._host.append(self._columns(*_select(chunk, self._is_host[cc]), cc, base))
+        if not present.isdisjoint(DEVICE_CATS):
+            self._device.append(self._columns(*_select(chunk, self._is_device[cc]), cc, base))
+        if "python_function" in present:
+            py_scope = PYTHON_SCOPE_PATTERN.search
+            index, events = _select(chunk, cc == self._cats["python_function"])
+            keep = np.fromiter((e.pid != 0 and py_scope(e.name) is not None for e in events), bool, len(events))
+            self._py.append(self._columns(index[keep], list(compress(events, keep.tolist())), cc, base))
+        if GPU_ANNOTATION_CAT in present:
+            tr.gpu_annotations.extend(_select(chunk, cc == self._cats[GPU_ANNOTATION_CAT])[1])
+        if "ac2g" in present:
+            # Kept as decoded; read only if some device event has no correlation id to link by.
+            at = np.flatnonzero(cc == self._cats["ac2g"]).tolist()
+            self._flows.extend(f for f in map(chunk.__getitem__, at) if isinstance(f, FlowStart))
+
+    def _grow_cats(self) -> None:
+        """Refresh the per-category lookups after new categories appeared."""
+        self._cat_names = list(self._cats)
+        self._is_host = np.array([c in HOST_CATS for c in self._cat_names], bool)
+        self._is_device = np.array([c in DEVICE_CATS for c in self._cat_names], bool)
+        ids = self.trace.string_ids
+        self._cat_string = np.array([ids[c] for c in self._cat_names], np.int64)
+
+    def _columns(self, index: NDArray[np.int64], events: list[Event], cc: NDArray[np.int64], base: int) -> Columns:
+        """Columns for ``events``, found at ``index`` in a chunk whose category codes are ``cc``."""
+        n = len(events)
+        return Columns(
+            name=encode(map(_NAME, events), self.trace.string_ids, n),
+            cat=self._cat_string[cc[index]],
+            thread=encode(map(_THREAD, events), self._threads, n),
+            ts=np.fromiter(map(_TS, events), np.float64, n),
+            dur=np.fromiter(map(_DUR, events), np.float64, n),
+            corr=self._corr_column(events),
+            origin=index + base,
+        )
+
+    def _corr_column(self, events: list[Event]) -> NDArray[np.int64]:
+        """Correlation ids as they are (integers), -1 for none; other ids get codes below -1."""
+        corrs = _correlations(events)
+        try:
+            return np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
+        except (TypeError, ValueError, OverflowError):
+            ids = self._corrs
+            for c in dict.fromkeys(corrs):
+                if c is not None and c not in ids:
+                    ids[c] = -2 - len(ids)
+            return np.fromiter((ids[c] if c is not None else -1 for c in corrs), np.int64, len(corrs))
+
+    def finish(self) -> Trace:
+        tr = self.trace
+        tr.strings = list(tr.string_ids)
+        tr.threads = list(self._threads)
+        host = Columns.concat(self._host + self._py)
+        tr.kernels = Columns.concat(self._device)
+        self._host = self._py = self._device = []
+        order, tr.parent, tr.child = nest(host.thread, host.ts, host.dur)
+        tr.spans = host.take(order)
+        self.saw_flows = bool(self._flows)
+        _link(tr, self._flows)
+        self._flows = []
+        return tr
+
+
+def _select(chunk: list[Any], mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], list[Event]]:
+    """Positions in ``chunk`` of the spans (``Event``s) where ``mask`` is set, and the spans."""
+    index = np.flatnonzero(mask)
+    picked = list(map(chunk.__getitem__, index.tolist()))
+    if not all(map(isinstance, picked, repeat(Event))):
+        # A flow or skipped record with such a category is not a span.
+        keep = [type(e) is Event for e in picked]
+        index, picked = index[np.array(keep, bool)], list(compress(picked, keep))
+    return index, picked
+
+
+def build_trace(name: str, events: Iterable[Any]) -> Trace:
+    """Keep host spans, device activity, GPU annotations and launch flows; nest and link them."""
+    b = TraceBuilder(name)
+    b.add(events if isinstance(events, list) else list(events))
+    return b.finish()
+
+
+def build_trace_batched(name: str, events: Iterable[Any], batch: int = 1 << 16) -> Trace:
+    """``build_trace`` for a long stream of events: memory follows the kept events, not the stream."""
+    b = TraceBuilder(name)
+    it = iter(events)
+    while chunk := list(islice(it, batch)):
+        b.add(chunk)
+    return b.finish()
+
+
+def _link(trace: Trace, flows: list[FlowStart]) -> None:
+    """Link device events to their launching runtime call: correlation id, else ``ac2g`` flows."""
+    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS))
+    corr = trace.spans.corr[runtime]
+    has = corr != -1
+    # Later launches win a repeated id, as a dict would have it.
+    by_corr = dict(zip(corr[has].tolist(), runtime[has].tolist()))
+    trace.link = np.fromiter(map(by_corr.get, trace.kernels.corr.tolist(), repeat(-1)), np.int64, len(trace.kernels))
+    link_flows(trace, flows)
+
+
+def link_flows(trace: Trace, flows: list[FlowStart]) -> None:
+    """Link the device events still unlinked through ``ac2g`` flows: the flow that ends where the
+    event starts begins at its launch."""
+    link = trace.link
+    unlinked = np.flatnonzero(link < 0).tolist()
+    if not unlinked or not flows:
+        return
+    starts: dict[str, tuple[int | str, int | str, float]] = {}
+    finishes: dict[tuple[int | str, int | str, float], str] = {}
+    for f in flows:
+        if f.id is not None:
+            if type(f) is FlowEnd:
+                finishes[(f.pid, f.tid, f.ts)] = str(f.id)
+            else:
+                starts[str(f.id)] = (f.pid, f.tid, f.ts)
+    threads = trace.threads
+    spans, kernels = trace.spans, trace.kernels
+    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
+    by_place = {(*threads[int(spans.thread[i])], float(spans.ts[i])): i for i in runtime}
+    for k in unlinked:
+        fid = finishes.get((*threads[int(kernels.thread[k])], float(kernels.ts[k])))
+        src = starts.get(fid) if fid is not None else None
+        if src is not None:
+            link[k] = by_place.get(src, -1)
+
+
+def needs_flows(trace: Trace) -> bool:
+    """Whether flows could link what correlation ids did not: some device event is unlinked and
+    some device event or launch has no correlation id (a flow starts at a launch and ends at its
+    kernel under the same id, so a kernel whose id names no launch has no flow either)."""
+    if not len(trace.kernels) or not (trace.link < 0).any():
+        return False
+    if (trace.kernels.corr == -1).any():
+        return True
+    return bool((trace.spans.corr[trace.host_mask(RUNTIME_CATS)] == -1).any())
