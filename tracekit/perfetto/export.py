@@ -22,7 +22,7 @@ from tracekit.analysis.attribute import Classifier
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import atomic_open
 from tracekit.trace.build import build_trace
-from tracekit.trace.lenient import event_from_obj
+from tracekit.trace.lenient import as_number, event_from_obj
 from tracekit.trace.load import GZIP_MAGIC
 from tracekit.trace.model import OP_CATS
 
@@ -196,16 +196,6 @@ def enrich(
 _TIMED_PHASES = frozenset({"X", "B", "E", "i", "I", "C", "s", "f"})
 
 
-def _number(v: Any) -> float:
-    """A time field as the loader reads it (numbers and numeric strings), else 0."""
-    if isinstance(v, bool):
-        return 0.0
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def _kept(o: dict[str, Any], lo: float, hi: float) -> bool:
     """Whether a trim to ``[lo, hi]`` keeps this (well-formed) event: metadata always, timed events
     that start inside or span ``lo``, nothing else."""
@@ -214,8 +204,8 @@ def _kept(o: dict[str, Any], lo: float, hi: float) -> bool:
         return True
     if ph not in _TIMED_PHASES:
         return False
-    ts = _number(o.get("ts", 0.0))
-    dur = _number(o.get("dur", 0.0))
+    ts = as_number(o.get("ts", 0.0)) or 0.0
+    dur = as_number(o.get("dur", 0.0)) or 0.0
     return lo <= ts <= hi or (ts <= lo and ts + dur >= lo)
 
 

@@ -37,6 +37,18 @@ class Damaged(Exception):
     """The text ends or breaks inside the event array (a truncated file)."""
 
 
+def content_start(data: bytes | bytearray, end: int | None = None) -> int:
+    """Where ``data[:end]`` stops being whitespace."""
+    lead = _LEADING_WS.match(data, 0, len(data) if end is None else end)
+    return lead.end() if lead else 0
+
+
+def first_byte(data: bytes) -> bytes:
+    """The first non-whitespace byte (b"" if none), without copying the buffer."""
+    start = content_start(data)
+    return data[start : start + 1]
+
+
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -98,9 +110,8 @@ class ChunkedReader:
     def events(self) -> Iterator[list[AnyEvent]]:
         self._fill(self.chunk_size)
         buf = self._buf
-        lead = _LEADING_WS.match(buf, 0, self._hi)
-        start = lead.end() if lead else 0
-        first = buf[start : start + 1]
+        start = content_start(buf, self._hi)
+        first = bytes(buf[start : min(start + 1, self._hi)])
         if first == b"[":
             self.list_form = True
             self._lo = start

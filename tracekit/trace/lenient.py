@@ -16,7 +16,8 @@ from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.model import AnyEvent, Args, Event, FlowEnd, FlowStart, Skipped
 
 
-def _num(v: Any) -> float | None:
+def as_number(v: Any) -> float | None:
+    """A number, or a string that spells one, as a float; None for anything else."""
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
@@ -58,7 +59,7 @@ def event_from_obj(o: Any) -> AnyEvent | None:
     ph = o.get("ph")
     if not isinstance(ph, str):
         return None
-    ts = _num(o.get("ts", 0.0))
+    ts = as_number(o.get("ts", 0.0))
     if ts is None or ts != ts:
         return None
     pid = _id_like(o.get("pid", 0))
@@ -72,7 +73,7 @@ def event_from_obj(o: Any) -> AnyEvent | None:
         return flow(cat=cat, id=_id_like(o.get("id")), pid=pid, tid=tid, ts=ts)
     if ph != "X":
         return _SKIPPED
-    dur = _num(o.get("dur", 0.0))
+    dur = as_number(o.get("dur", 0.0))
     if dur is None or dur != dur:
         return None
     name = o.get("name", "")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import gc
 import io
 import os
-import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ import msgspec
 
 from tracekit.errors import TraceFormatError
 from tracekit.trace.build import TraceBuilder, build_trace, build_trace_batched, link_flows, needs_flows
-from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable
+from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable, first_byte
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import open_gz, open_gz_into, read_gz
 from tracekit.trace.lenient import event_from_obj, lenient_events, salvage
@@ -64,7 +63,6 @@ def load_trace(
 
     The cyclic garbage collector is paused meanwhile: loading makes hundreds of thousands of
     objects and no cycles, and each collection would walk them all again.
-
     """
     paused = gc.isenabled()
     gc.disable()
@@ -143,7 +141,7 @@ def _read_all(p: Path, gz: bool, *, partial: bool) -> tuple[bytes, bool]:
 
 
 def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
-    first = _first_byte(data)
+    first = first_byte(data)
     if first not in (b"{", b"["):
         raise TraceFormatError(name, 'is not JSON (expected a Chrome trace: {"traceEvents": [...]})')
     try:
@@ -172,16 +170,6 @@ def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
     if not trace.host and not trace.device:
         raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")
     return trace
-
-
-_LEADING_WS = re.compile(rb"\s*")
-
-
-def _first_byte(data: bytes) -> bytes:
-    """The first non-whitespace byte, without copying the buffer."""
-    i = _LEADING_WS.match(data)
-    start = i.end() if i else 0
-    return data[start : start + 1]
 
 
 def _decode_lenient(name: str, data: bytes) -> Trace:
@@ -283,7 +271,7 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
     opener: Any = open_gz if gz else _open_binary
     with opener(p) as fh:
         head = fh.read(4096)
-    first = head.lstrip()[:1]
+    first = first_byte(head)
     if first not in (b"{", b"["):
         raise TraceFormatError(name, "is not JSON (expected a Chrome trace)")
     prefix = "traceEvents.item" if first == b"{" else "item"

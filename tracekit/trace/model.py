@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any, ClassVar, Literal, TypeVar, Union, cast, overload
+from typing import Any, ClassVar, Literal, Union, cast, overload
 
 import msgspec
 import numpy as np
@@ -49,10 +49,6 @@ class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
     ts: float = 0.0
     dur: float = 0.0
     args: Args | None = None
-
-    @property
-    def end(self) -> float:
-        return self.ts + self.dur
 
 
 class FlowStart(msgspec.Struct, gc=False, tag_field="ph", tag="s"):
@@ -116,16 +112,13 @@ class TraceDoc(msgspec.Struct):
     distributedInfo: DistributedInfo | None = None  # noqa: N815
 
 
-H = TypeVar("H", bound=Hashable)
-
-
 def code_table() -> defaultdict[Any, int]:
     """A value-to-code table that numbers new values as it meets them (0, 1, ...): looking a
     value up is all it takes, so a whole column is coded in one C-level pass (``encode``)."""
     return defaultdict(count().__next__)
 
 
-def encode(values: Iterable[H], table: defaultdict[Any, int], n: int) -> NDArray[np.int64]:
+def encode(values: Iterable[Any], table: defaultdict[Any, int], n: int) -> NDArray[np.int64]:
     """Codes of the ``n`` ``values`` in ``table`` (made by ``code_table``), adding new ones."""
     return np.fromiter(map(table.__getitem__, values), np.int64, n)
 
@@ -207,10 +200,6 @@ class Span:
     @property
     def dur(self) -> float:
         return float(self._cols.dur[self.index])
-
-    @property
-    def end(self) -> float:
-        return self.ts + self.dur
 
     def __repr__(self) -> str:
         return f"Span({self.name!r}, cat={self.cat!r}, ts={self.ts}, dur={self.dur})"
