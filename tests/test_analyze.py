@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import CPU_ONLY, H100, MI300X, ROOT, V100_DDP, V100_RESNET, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
-from tracekit.analysis.attribute import Classifier
+from tracekit.analysis.classify import Classifier
 from tracekit.analysis.rules import RULES, Rule
 from tracekit.errors import UserError
 from tracekit.manifest import read_manifest

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import capture, run_cli
 from tracekit.analysis.analyze import analyze_trace
-from tracekit.analysis.attribute import Classifier
+from tracekit.analysis.classify import Classifier
 from tracekit.analysis.rules import RULES
 from tracekit.manifest import read_manifest
 from tracekit.trace.load import load_trace

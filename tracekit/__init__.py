@@ -8,7 +8,9 @@ capture (torch, backends) -> trace files -> ``trace`` (fast typed loader) -> ``a
 Only ``tracekit.capture`` imports torch; everything else is pure Python.
 """
 
-from tracekit.analysis.analyze import AnalysisResult, analyze_trace
+from tracekit.analysis.analyze import analyze_trace
+from tracekit.analysis.attribute import Attribution, attribute
+from tracekit.analysis.result import AnalysisResult
 from tracekit.errors import TracekitError, UserError
 from tracekit.trace.load import load_trace
 
@@ -16,9 +18,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnalysisResult",
+    "Attribution",
     "TracekitError",
     "UserError",
     "__version__",
     "analyze_trace",
+    "attribute",
     "load_trace",
 ]

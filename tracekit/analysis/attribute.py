@@ -1,142 +1,162 @@
-"""Apply the rule table to the device work of a trace, vectorized and memoized.
+"""Attribution: one table of a trace's device work, each item classified once.
 
-What a rule can look at is the work's own name, the innermost operator above its launch, and the
-set of scope rules matched by any span above it. Those two facts are computed once per trace for
-every host span with array operations (nearest marked ancestor, see ``tracekit.trace.tree``); the
-rules then run once per distinct (name, operator, scope set) triple, so the cost grows with the
-number of distinct kernels and scopes, not with the number of launches.
+Every figure tracekit gives (``analyze``, the report, the Perfetto tags) is a sum over this table,
+so they cannot disagree. "Device work" is defined here only:
+
+* on GPU traces: kernels, memcpy and memset, each with its duration and launching runtime call;
+* on CPU-only traces: every operator, with its self time (the CPU is the device), scoped by itself
+  and the spans above it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from operator import attrgetter
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tracekit.analysis.rules import RULES, Rule
+from tracekit.analysis.classify import Classifier, Decision
+from tracekit.analysis.phases import PhaseIndex
+from tracekit.analysis.rules import CATEGORIES
+from tracekit.analysis.window import Window
+from tracekit.annotations import PhaseKey
 from tracekit.trace.model import OP_CATS, Trace
-from tracekit.trace.tree import nearest_marked
-
-_EMPTY: frozenset[int] = frozenset()
-_NAME = attrgetter("name")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attribution:
-    category: str
-    rule: str
+    """The device work of one trace as columns, one row an item.
+
+    ``code`` numbers the distinct (name, launching operator, scope set) triples; ``decisions[code]``
+    is what the rule table said of each, ``category`` the index of its category in ``categories``.
+    ``phase`` indexes ``phase_keys`` (-1: no phase), through ``phase_node``, the host phase
+    annotation above the launch (-1: none; the phase then came from the GPU-side annotation the
+    work ran in). ``busy_ts``/``busy_end`` are the intervals that count as the device being busy:
+    the items themselves on GPU traces, every operator (nested ones too) on CPU traces.
+    """
+
+    trace: Trace
+    device: Literal["gpu", "cpu"]
+    origin: NDArray[np.int64]  # position of the item's event in the file
+    name: NDArray[np.int64]  # into trace.strings
+    ts: NDArray[np.float64]
+    end: NDArray[np.float64]
+    time: NDArray[np.float64]  # device time: duration (GPU), self time (CPU); clipped by ``within``
+    node: NDArray[np.int64]  # launching host span, -1: none in the trace
+    code: NDArray[np.int64]
+    category: NDArray[np.int64]
+    phase: NDArray[np.int64]
+    phase_node: NDArray[np.int64]
+    decisions: list[Decision]
+    categories: list[str]
+    phase_keys: list[PhaseKey]
+    busy_ts: NDArray[np.float64]
+    busy_end: NDArray[np.float64]
+    window: Window | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def decision(self, i: int) -> Decision:
+        """Category and rule of item ``i``."""
+        return self.decisions[int(self.code[i])]
+
+    def within(self, window: Window) -> Attribution:
+        """The items in ``window``. GPU work is clipped to it (work that merely starts on its edge
+        stays, with no time); CPU operators count when they start inside it."""
+        lo, hi = window.start_us, window.end_us
+        if self.device == "gpu":
+            clipped = np.maximum(0.0, np.minimum(self.end, hi) - np.maximum(self.ts, lo))
+            keep = (clipped > 0.0) | ((lo <= self.ts) & (self.ts <= hi))
+            time = clipped[keep]
+            busy_ts, busy_end = self.ts[keep], self.end[keep]
+        else:
+            keep = (lo <= self.ts) & (self.ts < hi)
+            time = self.time[keep]
+            busy_ts, busy_end = self.busy_ts, self.busy_end
+        return replace(
+            self,
+            origin=self.origin[keep],
+            name=self.name[keep],
+            ts=self.ts[keep],
+            end=self.end[keep],
+            time=time,
+            node=self.node[keep],
+            code=self.code[keep],
+            category=self.category[keep],
+            phase=self.phase[keep],
+            phase_node=self.phase_node[keep],
+            busy_ts=busy_ts,
+            busy_end=busy_end,
+            window=window,
+        )
 
 
-class Classifier:
-    """Classifies the device work of one trace: ``classify(name, node)`` for one item,
-    ``classify_many(names, nodes)`` for all of them at once."""
+def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution:
+    """Classify every item of device work in ``trace`` and find its phase."""
+    clf = classifier or Classifier(trace)
+    if len(trace.kernels):
+        k = trace.kernels
+        device: Literal["gpu", "cpu"] = "gpu"
+        origin, name, ts, end, time, node = k.origin, k.name, k.ts, k.end, k.dur, trace.link
+        busy_ts, busy_end = ts, end
+    else:
+        ops = np.flatnonzero(trace.host_mask(OP_CATS))
+        c = trace.spans.take(ops)
+        device = "cpu"
+        origin, name, ts, end = c.origin, c.name, c.ts, c.end
+        time = np.maximum(0.0, c.dur - trace.child[ops])
+        node = ops.astype(np.int64)
+        busy_ts, busy_end = ts, end
+    code, decisions = clf.classify_many(name, node)
+    categories = list(CATEGORIES) + sorted({d.category for d in decisions} - set(CATEGORIES))
+    index = {c: i for i, c in enumerate(categories)}
+    code_category = np.fromiter((index[d.category] for d in decisions), np.int64, len(decisions))
+    category = code_category[code] if len(code) else np.zeros(0, np.int64)
+    phase, phase_node, phase_keys = _phases(trace, node, ts, device)
+    return Attribution(
+        trace=trace,
+        device=device,
+        origin=origin,
+        name=name,
+        ts=ts,
+        end=end,
+        time=time,
+        node=node,
+        code=code,
+        category=category,
+        phase=phase,
+        phase_node=phase_node,
+        decisions=decisions,
+        categories=categories,
+        phase_keys=phase_keys,
+        busy_ts=busy_ts,
+        busy_end=busy_end,
+    )
 
-    def __init__(self, trace: Trace, rules: tuple[Rule, ...] = RULES) -> None:
-        self.trace = trace
-        self.rules = rules
-        spans = trace.spans
-        n = len(spans)
-        parent = trace.parent
-        # The trace's strings, plus "" at the end: the name of "no span" (index -1 / code NONE).
-        self.strings: list[str] = [*trace.strings, ""]
-        none = len(self.strings) - 1
-        scope_rules = [(i, r.scope) for i, r in enumerate(rules) if r.scope is not None]
-        own = [frozenset(i for i, pat in scope_rules if pat.search(nm)) for nm in self.strings]
-        marked = np.fromiter(map(bool, own), bool, len(own))[spans.name]
-        self._scope_node = nearest_marked(parent, marked)
-        # The scope set of each marked span: its own matches and those of the marked spans above
-        # it. Parents sort before their children, so one pass in index order fills them all.
-        marks = np.flatnonzero(marked)
-        up = parent[marks]
-        above = np.where(up >= 0, self._scope_node[np.maximum(up, 0)], -1).tolist()
-        interned: dict[frozenset[int], int] = {_EMPTY: 0}
-        self._sets: list[frozenset[int]] = [_EMPTY]
-        set_of: dict[int, int] = {}
-        for m, a, code in zip(marks.tolist(), above, spans.name[marks].tolist()):
-            acc = own[code]
-            if a >= 0:
-                acc = acc | self._sets[set_of[a]]
-            sid = interned.get(acc)
-            if sid is None:
-                sid = interned[acc] = len(self._sets)
-                self._sets.append(acc)
-            set_of[m] = sid
-        # Scope-set id of every host span (and 0, the empty set, at index -1 / n).
-        sid_arr = np.zeros(n + 1, np.int64)
-        if set_of:
-            sid_arr[np.fromiter(set_of.keys(), np.int64, len(set_of))] = np.fromiter(
-                set_of.values(), np.int64, len(set_of)
-            )
-        near = self._scope_node
-        self._span_set = np.zeros(n + 1, np.int64)
-        self._span_set[:n] = np.where(near >= 0, sid_arr[np.maximum(near, 0)], 0)
-        # Name code of every span, and at index -1 / n the code of "" (no operator).
-        self._name_code = np.append(spans.name, none)
-        op = np.full(n + 1, -1, np.int64)
-        op[:n] = nearest_marked(parent, trace.host_mask(OP_CATS))
-        self._op_node = op
-        self._memo: dict[tuple[str, str, int], Attribution] = {}
 
-    def scopes(self, node: int) -> frozenset[int]:
-        """Indices of scope rules matched by span ``node`` or any of its ancestors."""
-        return self._sets[int(self._span_set[node])] if node >= 0 else _EMPTY
-
-    def launching_op(self, node: int) -> str:
-        """Name of the innermost ``cpu_op`` at or above ``node`` ("" if none)."""
-        return self.strings[int(self._name_code[self._op_node[node]])] if node >= 0 else ""
-
-    def classify(self, name: str, node: int) -> Attribution:
-        """Classify work named ``name`` whose innermost host span is ``node`` (-1 if unlinked)."""
-        sid = int(self._span_set[node]) if node >= 0 else 0
-        return self._decide_memo((name, self.launching_op(node), sid))
-
-    def classify_many(
-        self, names: NDArray[np.int64], nodes: NDArray[np.int64]
-    ) -> tuple[NDArray[np.int64], list[Attribution]]:
-        """Classify many items at once: ``names`` are codes in the trace's strings, ``nodes`` host
-        spans (-1: none). Returns a code per item and the attribution of each code; codes number
-        the distinct (name, operator, scope set) triples in order of first appearance."""
-        if len(names) == 0:
-            return np.zeros(0, np.int64), []
-        at = np.where(nodes >= 0, nodes, len(self._name_code) - 1)  # -1 reads the "no span" slot
-        op_code = self._name_code[self._op_node[at]]  # index -1 is the "" slot at the end
-        set_code = self._span_set[at]
-        n_str, n_sets = len(self.strings), len(self._sets)
-        if n_str * n_str * n_sets < 1 << 62:
-            combo = (names * n_str + op_code) * n_sets + set_code
-            _, first, inverse = np.unique(combo, return_index=True, return_inverse=True)
-        else:  # pragma: no cover - astronomically many distinct strings
-            _, first, inverse = np.unique(
-                np.stack([names, op_code, set_code], axis=1), axis=0, return_index=True, return_inverse=True
-            )
-        # Renumber in order of first appearance.
-        rank = np.argsort(first, kind="stable")
-        renum = np.empty_like(rank)
-        renum[rank] = np.arange(rank.size)
-        codes = renum[inverse.reshape(-1)].astype(np.int64)
-        firsts = first[rank]
-        s = self.strings
-        keys = [
-            (s[nm], s[op], sid)
-            for nm, op, sid in zip(names[firsts].tolist(), op_code[firsts].tolist(), set_code[firsts].tolist())
-        ]
-        return codes, list(map(self._decide_memo, keys))
-
-    def _decide_memo(self, key: tuple[str, str, int]) -> Attribution:
-        hit = self._memo.get(key)
-        if hit is None:
-            hit = self._memo[key] = self._decide(key[0], key[1], self._sets[key[2]])
-        return hit
-
-    def _decide(self, kernel: str, op: str, scopes: frozenset[int]) -> Attribution:
-        for i, r in enumerate(self.rules):
-            if r.kernel is not None and not r.kernel.search(kernel):
-                continue
-            if r.op is not None and not r.op.search(op):
-                continue
-            if r.scope is not None and i not in scopes:
-                continue
-            return Attribution(r.category, r.name)
-        return Attribution("other", "fallback")
+def _phases(
+    trace: Trace, node: NDArray[np.int64], ts: NDArray[np.float64], device: str
+) -> tuple[NDArray[np.int64], NDArray[np.int64], list[PhaseKey]]:
+    """Each item's phase (an index into the returned keys, -1: none) and the host phase annotation
+    it came through (-1: none)."""
+    index = PhaseIndex(trace)
+    n_host = len(trace.spans)
+    phase_node = index.node[np.where(node >= 0, node, n_host)]
+    key_ids: dict[PhaseKey, int] = {}
+    # The phase key of every host span that is a phase annotation, as a lookup table by span.
+    lut = np.full(n_host + 1, -1, np.int64)
+    span_names = trace.spans.name
+    nodes = np.unique(phase_node[phase_node >= 0])
+    for nd in nodes.tolist():
+        k = index.key_of[int(span_names[nd])]
+        assert k is not None
+        lut[nd] = key_ids.setdefault(k, len(key_ids))
+    phase = lut[phase_node]
+    if device == "gpu":
+        loose = np.flatnonzero(phase_node < 0)
+        for i, k in zip(loose.tolist(), index.at_times(ts[loose])):
+            if k is not None:
+                phase[i] = key_ids.setdefault(k, len(key_ids))
+    return phase, phase_node, list(key_ids)

@@ -1,12 +1,14 @@
 """Optional bridge to HolisticTraceAnalysis (the ``[hta]`` extra) for GPU traces.
 
 HTA 0.5.0 wants a folder of per-rank traces with a rank, raises on CPU-only traces, and some of
-its analyzers break with pandas 3; each of those cases is reported in one line and skipped.
+its analyzers break with pandas 3; each of those cases becomes one note and is skipped. Nothing
+here prints: the notes go back to the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import shutil
@@ -14,9 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+import msgspec
 
+from tracekit.trace.gz import MAGIC
 from tracekit.trace.model import Trace
+from tracekit.trace.raw import read_document
 
 
 def _frame(df: Any, limit: int = 20) -> list[dict[str, Any]]:
@@ -24,17 +28,19 @@ def _frame(df: Any, limit: int = 20) -> list[dict[str, Any]]:
     return [{str(k): (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in records]
 
 
-def hta_summary(path: Path, trace: Trace, console: Console) -> dict[str, Any]:
-    """HTA's temporal breakdown, idle-time breakdown and kernel launch statistics, where it can run."""
+def hta_summary(path: Path, trace: Trace) -> tuple[dict[str, Any], list[str]]:
+    """HTA's temporal breakdown, idle-time breakdown and kernel launch statistics, where it can run;
+    and one note for each thing that could not."""
+    notes: list[str] = []
     if not trace.device:
-        console.print(f"tracekit: HTA skipped for {path}: CPU-only trace (HTA analyzes GPU activity only)")
-        return {"skipped": "cpu-only trace"}
+        notes.append(f"HTA skipped for {path}: CPU-only trace (HTA analyzes GPU activity only)")
+        return {"skipped": "cpu-only trace"}, notes
     try:
         import pandas as pd
         from hta.trace_analysis import TraceAnalysis
     except ImportError:
-        console.print("tracekit: HTA skipped: install the [hta] extra (pip install 'tracekit[hta]')")
-        return {"skipped": "HolisticTraceAnalysis is not installed"}
+        notes.append("HTA skipped: install the [hta] extra (pip install 'tracekit[hta]')")
+        return {"skipped": "HolisticTraceAnalysis is not installed"}, notes
     out: dict[str, Any] = {"pandas": pd.__version__}
     tmp = tempfile.mkdtemp(prefix="tracekit-hta-")
     try:
@@ -60,26 +66,21 @@ def hta_summary(path: Path, trace: Trace, console: Console) -> dict[str, Any]:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     out[key] = _frame(fn())
             except Exception as exc:  # noqa: BLE001 - one failing HTA analyzer must not end the analysis
-                console.print(f"tracekit: HTA {key} failed ({exc.__class__.__name__}: {str(exc)[:120]}); skipped")
+                notes.append(f"HTA {key} failed ({exc.__class__.__name__}: {str(exc)[:120]}); skipped")
                 out[key] = {"error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
     except Exception as exc:  # noqa: BLE001 - HTA could not load the trace at all
-        console.print(f"tracekit: HTA could not load {path} ({exc.__class__.__name__}: {str(exc)[:120]}); skipped")
+        notes.append(f"HTA could not load {path} ({exc.__class__.__name__}: {str(exc)[:120]}); skipped")
         out["error"] = f"{exc.__class__.__name__}: {str(exc)[:200]}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return out, notes
 
 
 def _add_rank(src: Path, dst: Path) -> None:
-    import gzip
-
-    import msgspec
-
-    raw = src.read_bytes()
-    gz = raw[:2] == b"\x1f\x8b"
-    doc = msgspec.json.decode(gzip.decompress(raw) if gz else raw)
-    if isinstance(doc, list):
-        doc = {"traceEvents": doc}
-    doc.setdefault("distributedInfo", {})["rank"] = 0
-    data = msgspec.json.encode(doc)
+    """Copy ``src`` to ``dst`` with ``distributedInfo.rank`` set to 0 (gzipped if ``src`` is)."""
+    raw = read_document(src)
+    raw.doc.setdefault("distributedInfo", {})["rank"] = 0
+    data = msgspec.json.encode(raw.doc)
+    with open(src, "rb") as fh:
+        gz = fh.read(2) == MAGIC
     dst.write_bytes(gzip.compress(data, compresslevel=1) if gz else data)

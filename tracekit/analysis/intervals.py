@@ -33,10 +33,6 @@ def union_length(intervals: Iterable[tuple[float, float]], lo: float | None = No
     return total
 
 
-def overlap(s: float, e: float, lo: float, hi: float) -> float:
-    return max(0.0, min(e, hi) - max(s, lo))
-
-
 def union_length_arrays(start: NDArray[np.float64], end: NDArray[np.float64], lo: float, hi: float) -> float:
     """``union_length`` over intervals given as arrays, clipped to ``[lo, hi]``."""
     s = np.maximum(start, lo)

@@ -1,57 +1,55 @@
-"""Phases and steps: which prefill chunk or decode step a piece of device work belongs to.
+"""Phases and steps: which prefill chunk, decode step or profiler step a piece of device work belongs to.
 
-tracekit's captures name their annotations ``tracekit::prefill[chunk=0,ctx=512,tokens=512]`` and
-``tracekit::decode[step=3,ctx=515]``; foreign traces have ``ProfilerStep#N`` (torch.profiler's
-schedule) and the step annotations engines write. The table is data, tried in order.
+The names are the annotation vocabulary's (``tracekit.annotations.parse_phase``). Work linked to a
+launch takes the phase annotation nearest above its launch on the host; work with no launch in
+the trace (CUDA graph replays, a previous step's tail) takes the GPU-side phase annotation it ran
+inside, if any.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from dataclasses import dataclass
+import numpy as np
+from numpy.typing import NDArray
+
+from tracekit.annotations import PhaseKey, parse_phase
+from tracekit.trace.model import Trace
+from tracekit.trace.tree import nearest_marked
 
 
-@dataclass(frozen=True)
-class PhaseKey:
-    phase: str
-    step: int | None
-    context_tokens: int | None
+class PhaseIndex:
+    """The phase annotations of one trace: for host spans (``node``) and for device times (``at_times``)."""
 
+    def __init__(self, trace: Trace) -> None:
+        n = len(trace.spans)
+        # The phase each string denotes (most denote none).
+        self.key_of: list[PhaseKey | None] = [parse_phase(s) for s in trace.strings]
+        marked = np.fromiter((k is not None for k in self.key_of), bool, len(self.key_of))[trace.spans.name]
+        node = np.full(n + 1, -1, np.int64)
+        node[:n] = nearest_marked(trace.parent, marked)
+        self.node = node  # the phase annotation at or above each host span; index n (no span) reads -1
+        gpu = [(a.ts, a.ts + a.dur, parse_phase(a.name)) for a in trace.gpu_annotations]
+        gpu = sorted([(s, e, k) for s, e, k in gpu if k is not None], key=lambda t: t[0])
+        self.gpu_starts = np.array([s for s, _, _ in gpu], np.float64)
+        self.gpu_ends = np.array([e for _, e, _ in gpu], np.float64)
+        self.gpu_keys = [k for _, _, k in gpu]
+        # The latest end among the annotations that start at or before each one: a time past it
+        # lies in none of them, so the walk in ``at_times`` stops at once.
+        self._reach = np.maximum.accumulate(self.gpu_ends) if len(gpu) else self.gpu_ends
 
-_TK = re.compile(r"^tracekit::(prefill|decode)\[([^\]]*)\]$")
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^ProfilerStep#(\d+)$"), "step"),
-    # vLLM v1's GPUModelRunner wraps each step's model call in "gpu_model_runner: forward" (beside
-    # ": preprocess" and ": postprocess"; upstream EngineCore.step has no enclosing annotation), so
-    # that is the step; "execute_model" covers older workers. The SGLang names are unverified.
-    (re.compile(r"^(?:execute_model|gpu_model_runner: forward|vllm::execute_model)$"), "step"),
-    (re.compile(r"^(?:forward_batch_generation|run_batch)$"), "step"),
-)
-
-
-def format_annotation(phase: str, **fields: int) -> str:
-    """The annotation name tracekit writes for a phase (the inverse of ``parse_phase``)."""
-    inner = ",".join(f"{k}={v}" for k, v in fields.items())
-    return f"tracekit::{phase}[{inner}]"
-
-
-@functools.lru_cache(maxsize=65536)
-def parse_phase(name: str) -> PhaseKey | None:
-    """The phase a span name denotes, or None; cached because span names repeat a lot."""
-    m = _TK.match(name)
-    if m:
-        fields: dict[str, int] = {}
-        for part in m.group(2).split(","):
-            k, _, v = part.partition("=")
-            if v.lstrip("-").isdigit():
-                fields[k.strip()] = int(v)
-        phase = m.group(1)
-        step = fields.get("step") if phase == "decode" else fields.get("chunk")
-        return PhaseKey(phase, step, fields.get("ctx"))
-    for pat, phase in _PATTERNS:
-        m = pat.match(name)
-        if m:
-            step = int(m.group(1)) if m.groups() and m.group(1) and m.group(1).isdigit() else None
-            return PhaseKey(phase, step, None)
-    return None
+    def at_times(self, ts: NDArray[np.float64]) -> list[PhaseKey | None]:
+        """For each device time, the GPU-side phase annotation containing it (the latest-starting
+        one when they nest), or None."""
+        out: list[PhaseKey | None] = [None] * len(ts)
+        if not self.gpu_keys or not len(ts):
+            return out
+        last = np.searchsorted(self.gpu_starts, ts, side="right") - 1
+        inside = last >= 0
+        inside[inside] = self._reach[last[inside]] > ts[inside]
+        starts, ends = self.gpu_starts, self.gpu_ends
+        for i in np.flatnonzero(inside).tolist():
+            t = float(ts[i])
+            j = int(last[i])
+            while not (starts[j] <= t < ends[j]):  # ends once j reaches the annotation that holds t
+                j -= 1
+            out[i] = self.gpu_keys[j]
+        return out

@@ -4,7 +4,9 @@ Each rule names a category and up to three regular expressions, all of which mus
 
 * ``kernel``: the device event's name (a CUDA/HIP kernel, ``Memcpy ...``; on CPU-only traces the op);
 * ``op``: the name of the host op that launched it (innermost ``cpu_op``);
-* ``scope``: any enclosing host span (user annotations, ``nn.Module`` scopes, tracekit's own).
+* ``scope``: any enclosing host span (user annotations, ``nn.Module`` scopes, tracekit's own), by a
+  pattern of the annotation vocabulary (``tracekit.annotations.SCOPES``): the loader keeps the Python
+  frames those patterns can match, so a scope rule never needs a second edit.
 
 Rules are tried in order; the first match decides, and ``--explain`` prints its name. The order is
 the policy: specific attention kernels first, then scopes (a generic GEMM or softmax inside an
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from tracekit.annotations import scope as _scope
 
 CATEGORIES: tuple[str, ...] = (
     "attention",
@@ -45,9 +49,6 @@ class Rule:
 def _r(p: str) -> re.Pattern[str]:
     return re.compile(p)
 
-
-# Scope names tracekit's own captures write (see tracekit.capture.annotations).
-TK_ATTENTION_CORE = "tracekit::attention_core"
 
 RULES: tuple[Rule, ...] = (
     # --- attention kernels recognised by name, on any vendor -------------------------------------
@@ -99,49 +100,49 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "attention-core-scope",
         "attention",
-        scope=_r(r"^tracekit::attention_core"),
+        scope=_scope("tracekit_attention_core"),
         note="tracekit's annotation around scores, softmax and the weighted sum over the cache",
     ),
     Rule(
         "sdpa-op-scope",
         "attention",
-        scope=_r(r"^aten::_?scaled_dot_product|^aten::_flash_attention|^aten::_efficient_attention"),
+        scope=_scope("sdpa_op"),
         note="kernels launched by an SDPA operator",
     ),
     Rule(
         "attention-fn-layout-copy",
         "kv_cache",
         kernel=_r(r"(?i)copy|CatArray|index"),
-        scope=_r(r"(eager|sdpa|flash|flex)_attention_forward|_attn_(flash|xformers|torch)\b"),
+        scope=_scope("attention_function"),
         note="K/V layout copies (contiguous, repeat_kv) inside an attention function: cache traffic",
     ),
     Rule(
         "hf-attention-fn-scope",
         "attention",
-        scope=_r(r"(eager|sdpa|flash|flex)_attention_forward|_attn_(flash|xformers|torch)\b"),
+        scope=_scope("attention_function"),
         note="HF transformers / exllamav2 attention functions (eager matmuls, softmax, masking)",
     ),
-    Rule("kv-cache-scope", "kv_cache", scope=_r(r"^tracekit::kv_cache"), note="tracekit's KV-cache write annotation"),
+    Rule("kv-cache-scope", "kv_cache", scope=_scope("tracekit_kv_cache"), note="tracekit's KV-cache write annotation"),
     Rule(
         "eager-softmax-in-attention-module",
         "attention",
         kernel=_r(r"(?i)softmax"),
-        scope=_r(r"^nn\.Module: \w*Attention"),
+        scope=_scope("attention_module"),
         note="eager attention: softmax inside an attention module",
     ),
     Rule(
         "norm-scope",
         "norm",
-        scope=_r(r"^tracekit::norm|^nn\.Module: \w*(RMSNorm|LayerNorm)|(?i:rms_?norm)"),
+        scope=_scope("norm"),
         note="RMSNorm/LayerNorm module or tracekit norm annotation",
     ),
     Rule(
         "rope-scope",
         "rope",
-        scope=_r(r"^tracekit::rope|apply_rotary|RotaryEmbedding|rotary_emb"),
+        scope=_scope("rope"),
         note="rotary embedding helpers",
     ),
-    Rule("sampling-scope", "sampling", scope=_r(r"^tracekit::sampling"), note="tracekit's sampling annotation"),
+    Rule("sampling-scope", "sampling", scope=_scope("tracekit_sampling"), note="tracekit's sampling annotation"),
     Rule(
         "sampling-op",
         "sampling",

@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from tracekit.capture import annotations as ann
+from tracekit import annotations as ann
 from tracekit.capture.presets import ModelShape
 
 AttnImpl = Literal["sdpa", "math"]

@@ -23,7 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 import tracekit
-from tracekit.capture import annotations as ann
+from tracekit import annotations as ann
 from tracekit.capture.backends import create_backend
 from tracekit.capture.backends.base import Backend, CaptureOptions, Generation, device_facts, measure_bandwidth
 from tracekit.errors import UserError

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 
-from tracekit.analysis.analyze import AnalysisResult, PhaseResult, analyze_trace, find_window
-from tracekit.analysis.attribute import Classifier
-from tracekit.errors import TraceFormatError, UserError
+from tracekit.analysis.analyze import analyze_trace
+from tracekit.analysis.attribute import attribute
+from tracekit.analysis.result import AnalysisResult, PhaseResult
+from tracekit.errors import UserError
 from tracekit.fsutil import atomic_open
-from tracekit.trace.build import build_trace
-from tracekit.trace.lenient import as_number, event_from_obj
-from tracekit.trace.load import GZIP_MAGIC
-from tracekit.trace.model import OP_CATS
+from tracekit.trace.lenient import as_number
+from tracekit.trace.load import decode_bytes
+from tracekit.trace.model import Trace
+from tracekit.trace.raw import read_document
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges
 
@@ -47,20 +47,6 @@ class ExportStats:
     @property
     def growth(self) -> float:
         return self.bytes_out / self.bytes_in - 1.0 if self.bytes_in else 0.0
-
-
-def _read_raw(path: Path) -> tuple[dict[str, Any], list[Any]]:
-    raw = path.read_bytes()
-    try:
-        data = gzip.decompress(raw) if raw[:2] == GZIP_MAGIC else raw
-        doc = msgspec.json.decode(data)
-    except Exception as exc:  # noqa: BLE001 - any decode failure is a user-facing format error
-        raise TraceFormatError(str(path), f"cannot be read as a Chrome trace ({exc.__class__.__name__})") from None
-    if isinstance(doc, list):
-        doc = {"traceEvents": doc}
-    if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
-        raise TraceFormatError(str(path), "is JSON but not a Chrome trace (no traceEvents array)")
-    return doc, doc["traceEvents"]
 
 
 def _phase_label(p: PhaseResult) -> str:
@@ -151,61 +137,54 @@ def _keep_range(result: AnalysisResult, window: str | None, max_steps: int | Non
 
 
 def enrich(
-    doc: dict[str, Any], raw_events: list[Any], name: str, *, window: str | None = None, max_steps: int | None = None
+    doc: dict[str, Any], trace: Trace, *, window: str | None = None, max_steps: int | None = None
 ) -> tuple[dict[str, Any], AnalysisResult, int, int]:
-    """Annotate ``raw_events`` in place and append tracekit's events; return (doc, analysis, events
-    tagged, events added)."""
-    typed = [event_from_obj(o) for o in raw_events]
-    # Where each event given to the builder sits among the raw events (malformed ones are left out).
-    given = [i for i, e in enumerate(typed) if e is not None]
-    trace = build_trace(name, [typed[i] for i in given])
-    if not len(trace.spans) and not len(trace.kernels):
-        raise TraceFormatError(name, "contains no usable trace events")
-    clf = Classifier(trace)
-    if window is not None:
-        find_window(trace, window)  # a clear error for an unknown window name
-    result = analyze_trace(trace, window, classifier=clf)
-    if len(trace.kernels):
-        work, nodes = trace.kernels, trace.link
-    else:
-        ops = np.flatnonzero(trace.host_mask(OP_CATS))
-        work, nodes = trace.spans.take(ops), ops.astype(np.int64)
-    codes, atts = clf.classify_many(work.name, nodes)
-    for origin, code in zip(work.origin.tolist(), codes.tolist()):
-        att = atts[code]
-        raw = raw_events[given[origin]]
+    """Tag the device events of ``doc`` (the document ``trace`` was decoded from) in place and append
+    tracekit's events; return (doc, analysis, events tagged, events added).
+
+    The tags and the analysis come from one attribution, so they always agree."""
+    att = attribute(trace)
+    result = analyze_trace(trace, window, attribution=att)
+    raw_events: list[Any] = doc["traceEvents"]
+    for origin, code in zip(att.origin.tolist(), att.code.tolist()):
+        d = att.decisions[code]
+        raw = raw_events[origin]
         args = raw.get("args")
         if not isinstance(args, dict):
             args = raw["args"] = {}
-        args["tracekit.category"] = att.category
-        args["tracekit.rule"] = att.rule
-    annotated = len(work)
+        args["tracekit.category"] = d.category
+        args["tracekit.rule"] = d.rule
     keep = _keep_range(result, window, max_steps)
     events = raw_events
     if keep is not None:
         lo, hi = keep
-        events = [o for o, e in zip(raw_events, typed) if e is None or _kept(o, lo, hi)]
+        events = [o for o in raw_events if _kept(o, lo, hi)]
         result.phases = [p for p in result.phases if lo <= p.start_us <= hi]
-    added = tracekit_events(result)
-    if events is not raw_events:
         events = _unbroken_flows(events, raw_events)
+    added = tracekit_events(result)
     doc["traceEvents"] = events + added
-    return doc, result, annotated, len(added)
+    return doc, result, len(att), len(added)
 
 
 _TIMED_PHASES = frozenset({"X", "B", "E", "i", "I", "C", "s", "f"})
 
 
-def _kept(o: dict[str, Any], lo: float, hi: float) -> bool:
-    """Whether a trim to ``[lo, hi]`` keeps this (well-formed) event: metadata always, timed events
-    that start inside or span ``lo``, nothing else."""
+def _kept(o: Any, lo: float, hi: float) -> bool:
+    """Whether a trim to ``[lo, hi]`` keeps this event: metadata and malformed events (which the
+    analysis skipped, so cannot place) always, timed events that start inside or span ``lo``,
+    nothing else."""
+    if not isinstance(o, dict):
+        return True
     ph = o.get("ph")
+    ts = as_number(o.get("ts", 0.0))
+    dur = as_number(o.get("dur", 0.0))
+    if not isinstance(ph, str) or ts is None or ts != ts or (ph == "X" and (dur is None or dur != dur)):
+        return True
     if ph == "M":
         return True
     if ph not in _TIMED_PHASES:
         return False
-    ts = as_number(o.get("ts", 0.0)) or 0.0
-    dur = as_number(o.get("dur", 0.0)) or 0.0
+    dur = dur or 0.0
     return lo <= ts <= hi or (ts <= lo and ts + dur >= lo)
 
 
@@ -247,9 +226,10 @@ def enrich_file(
         raise UserError(f"{src}: is a directory; give a trace file or a run directory")
     if not src.exists():
         raise UserError(f"{src}: no such file")
-    doc, raw_events = _read_raw(src)
-    n_in = len(raw_events)
-    doc, result, annotated, n_added = enrich(doc, raw_events, str(src), window=window, max_steps=max_steps)
+    raw = read_document(src)
+    n_in = len(raw.events)
+    trace = decode_bytes(str(src), raw.text)
+    doc, result, annotated, n_added = enrich(raw.doc, trace, window=window, max_steps=max_steps)
     data = msgspec.json.encode(doc)
     baseline = 0
     if measure_growth:

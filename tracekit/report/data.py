@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracekit.analysis.analyze import AnalysisResult, analyze_trace
+from tracekit.analysis.analyze import analyze_trace
+from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.gaps import HostDeviceGap, host_device_gaps
 from tracekit.analysis.rules import CATEGORIES
 from tracekit.errors import UserError

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tracekit.annotations import python_frame_filter
 from tracekit.trace.model import (
     DEVICE_CATS,
     GPU_ANNOTATION_CAT,
     HOST_CATS,
-    PYTHON_SCOPE_PATTERN,
+    MALFORMED_CAT,
     RUNTIME_CATS,
     Columns,
     Event,
@@ -93,12 +94,15 @@ class TraceBuilder:
         if not present.isdisjoint(DEVICE_CATS):
             self._device.append(self._columns(*_select(chunk, self._is_device[cc]), cc, base))
         if "python_function" in present:
-            py_scope = PYTHON_SCOPE_PATTERN.search
+            # Python frames are dropped, except those a scope pattern of the vocabulary can match.
+            py_scope = python_frame_filter().search
             index, events = _select(chunk, cc == self._cats["python_function"])
             keep = np.fromiter((e.pid != 0 and py_scope(e.name) is not None for e in events), bool, len(events))
             self._py.append(self._columns(index[keep], list(compress(events, keep.tolist())), cc, base))
         if GPU_ANNOTATION_CAT in present:
             tr.gpu_annotations.extend(_select(chunk, cc == self._cats[GPU_ANNOTATION_CAT])[1])
+        if MALFORMED_CAT in present:
+            tr.skipped_events += int(np.count_nonzero(cc == self._cats[MALFORMED_CAT]))
         if "ac2g" in present:
             # Kept as decoded; read only if some device event has no correlation id to link by.
             at = np.flatnonzero(cc == self._cats["ac2g"]).tolist()

@@ -13,6 +13,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, cast
 
+MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
+
 _impl: Any
 _isal_zlib: Any = None
 try:

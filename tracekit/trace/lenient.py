@@ -13,7 +13,7 @@ from typing import IO, Any
 import msgspec
 
 from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.model import AnyEvent, Args, Event, FlowEnd, FlowStart, Skipped
+from tracekit.trace.model import MALFORMED, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
 
 
 def as_number(v: Any) -> float | None:
@@ -92,20 +92,29 @@ def event_from_obj(o: Any) -> AnyEvent | None:
     )
 
 
-def salvage(stream: IO[bytes], is_doc: bool) -> Iterator[AnyEvent]:
-    """Yield events from a damaged document until the damage; used by ``--partial``."""
+def record_of(o: Any) -> AnyEvent | Malformed:
+    """``event_from_obj``, with ``MALFORMED`` in place of None: the record keeps its event's position."""
+    ev = event_from_obj(o)
+    return MALFORMED if ev is None else ev
+
+
+def records(raw_events: list[Any]) -> list[AnyEvent | Malformed]:
+    """One record per raw event, in order (``MALFORMED`` for the unusable ones)."""
+    return list(map(record_of, raw_events))
+
+
+def salvage(stream: IO[bytes], is_doc: bool) -> Iterator[AnyEvent | Malformed]:
+    """Yield records from a damaged document until the damage; used by ``--partial``."""
     import ijson
 
     prefix = "traceEvents.item" if is_doc else "item"
     try:
         for obj in ijson.items(stream, prefix, use_float=True):
-            ev = event_from_obj(obj)
-            if ev is not None:
-                yield ev
+            yield record_of(obj)
     except (ijson.JSONError, ijson.IncompleteJSONError, *gz_errors):
         return
 
 
-def lenient_events(text: bytes) -> list[AnyEvent]:
+def lenient_events(text: bytes) -> list[AnyEvent | Malformed]:
     raw = msgspec.json.decode(text)
-    return [ev for ev in map(event_from_obj, raw if isinstance(raw, list) else []) if ev is not None]
+    return records(raw if isinstance(raw, list) else [])

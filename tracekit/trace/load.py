@@ -33,18 +33,19 @@ from tracekit.errors import TraceFormatError
 from tracekit.trace.build import TraceBuilder, build_trace, build_trace_batched, link_flows, needs_flows
 from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable, first_byte
 from tracekit.trace.gz import ERRORS as gz_errors
+from tracekit.trace.gz import MAGIC as GZIP_MAGIC
 from tracekit.trace.gz import open_gz, open_gz_into, read_gz
-from tracekit.trace.lenient import event_from_obj, lenient_events, salvage
+from tracekit.trace.lenient import lenient_events, record_of, records, salvage
 from tracekit.trace.model import (
     FLOWS_ONLY,
     SPANS_ONLY,
     AnyEvent,
     FlowStart,
+    Malformed,
     Trace,
     TraceDoc,
 )
 
-GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
 CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -73,16 +74,39 @@ def load_trace(
             gc.enable()
 
 
-def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
+def _check_file(p: Path) -> bool:
+    """Refuse what is not a readable file; say whether it is gzipped."""
     name = str(p)
     if p.is_dir():
         raise TraceFormatError(name, "is a directory, not a trace file (give a *.json or *.json.gz file)")
     if not p.exists():
         raise TraceFormatError(name, "no such file")
-    threshold = DEFAULT_STREAM_THRESHOLD if stream_threshold is None else stream_threshold
     with open(p, "rb") as fh:
-        head = fh.read(2)
-    gz = head == GZIP_MAGIC
+        return fh.read(2) == GZIP_MAGIC
+
+
+def read_text(path: str | os.PathLike[str]) -> bytes:
+    """The whole (decompressed) JSON text of a trace file, for code that rewrites the file."""
+    p = Path(path)
+    return _read_all(p, _check_file(p), partial=False)[0]
+
+
+def decode_bytes(name: str, data: bytes) -> Trace:
+    """A trace from its JSON text (as ``read_text`` gives it). Each span's ``origin`` is the
+    position of its event in the document's event array."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _decode(name, data, partial=False)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
+    name = str(p)
+    gz = _check_file(p)
+    threshold = DEFAULT_STREAM_THRESHOLD if stream_threshold is None else stream_threshold
     size = _decompressed_size(p, gz)
     if size > CHUNKED_THRESHOLD:
         # Large traces: decode chunk by chunk, so the text is never whole in memory.
@@ -185,9 +209,7 @@ def _decode_lenient(name: str, data: bytes) -> Trace:
         raw_events = obj
     if not isinstance(raw_events, list):
         raise TraceFormatError(name, "traceEvents is not a list")
-    events = [ev for ev in map(event_from_obj, raw_events) if ev is not None]
-    trace = build_trace(name, events)
-    trace.skipped_events = len(raw_events) - len(events)
+    trace = build_trace(name, records(raw_events))
     if isinstance(obj, dict):
         props = obj.get("deviceProperties")
         if isinstance(props, list):
@@ -277,14 +299,12 @@ def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
     prefix = "traceEvents.item" if first == b"{" else "item"
     damage: str | None = None
 
-    def events() -> Iterator[AnyEvent]:
+    def events() -> Iterator[AnyEvent | Malformed]:
         nonlocal damage
         with opener(p) as fh:
             try:
                 for obj in ijson.items(fh, prefix, use_float=True):
-                    ev = event_from_obj(obj)
-                    if ev is not None:
-                        yield ev
+                    yield record_of(obj)
             except gz_errors as exc:
                 damage = (
                     f"truncated or corrupt gzip ({exc.__class__.__name__}); the profiler was probably killed mid-write"

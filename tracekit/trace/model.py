@@ -10,7 +10,6 @@ threads as codes into tables) and lets the records go with their chunk, so a tra
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +27,6 @@ HOST_CATS = frozenset({"cpu_op", "user_annotation", "cuda_runtime", "cuda_driver
 OP_CATS = frozenset({"cpu_op", "Operator"})
 RUNTIME_CATS = frozenset({"cuda_runtime", "cuda_driver", "Runtime"})
 GPU_ANNOTATION_CAT = "gpu_user_annotation"
-# Python frames are dropped, except those that name a scope analysis can use: ``nn.Module``
-# scopes (from ``with_modules``) and the attention / rotary / norm helpers of HF models.
-PYTHON_SCOPE_PATTERN = re.compile(r"^nn\.Module: |attention_forward|apply_rotary|rotary_emb|rms_?norm", re.I)
 
 
 class Args(msgspec.Struct, gc=False):
@@ -70,6 +66,18 @@ class Skipped(msgspec.Struct, gc=False, tag_field="ph", tag="M"):
 
     cat: ClassVar[str] = ""
 
+
+MALFORMED_CAT = "\x00malformed"  # a category no real event has
+
+
+class Malformed(msgspec.Struct, gc=False):
+    """Stands in for an event the lenient converter could not use, so every record keeps the position
+    of its event in the file (``Columns.origin``); the builder counts these as skipped."""
+
+    cat: ClassVar[str] = MALFORMED_CAT
+
+
+MALFORMED = Malformed()
 
 # The other phases of the Chrome trace format; a phase outside this table makes the typed decode
 # fail, and the loader falls back to its lenient per-event path.

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.autograd.profiler import record_function
 
-from tracekit.capture import annotations as ann
+from tracekit import annotations as ann
 from tracekit.capture.backends.base import Backend, CaptureOptions, Generation, StepCallback, synchronize
 from tracekit.errors import UserError
 

@@ -1,0 +1,92 @@
+"""What an analysis returns: typed results, and their JSON form (``tracekit.analysis/1``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tracekit.analysis.window import Window
+
+SCHEMA = "tracekit.analysis/1"
+
+
+@dataclass
+class CategoryTime:
+    time_us: float = 0.0
+    count: int = 0
+
+
+@dataclass
+class PhaseResult:
+    phase: str
+    step: int | None
+    context_tokens: int | None
+    time_us: float  # device time of its work
+    span_us: float  # from the start of its host span (or first work) to the end of its last work
+    busy_us: float
+    idle_us: float
+    start_us: float
+    categories: dict[str, CategoryTime]
+
+
+@dataclass
+class KernelRow:
+    name: str
+    category: str
+    rule: str
+    count: int
+    time_us: float
+
+
+@dataclass
+class AnalysisResult:
+    path: str
+    device: Literal["gpu", "cpu"]
+    window: Window
+    busy_us: float
+    idle_us: float
+    categories: dict[str, CategoryTime]
+    phases: list[PhaseResult]
+    kernels: list[KernelRow]
+    kernels_by_phase: dict[str, list[KernelRow]] = field(default_factory=dict)
+    partial: bool = False
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_us(self) -> float:
+        return sum(c.time_us for c in self.categories.values())
+
+    def to_json(self) -> dict[str, Any]:
+        def cats(d: dict[str, CategoryTime]) -> dict[str, Any]:
+            return {k: {"time_us": round(v.time_us, 3), "count": v.count} for k, v in d.items()}
+
+        out: dict[str, Any] = {
+            "path": self.path,
+            "device": self.device,
+            "window": {
+                "name": self.window.name,
+                "start_us": self.window.start_us,
+                "dur_us": round(self.window.dur_us, 3),
+            },
+            "busy_us": round(self.busy_us, 3),
+            "idle_us": round(self.idle_us, 3),
+            "categories": cats(self.categories),
+            "phases": [
+                {
+                    "phase": p.phase,
+                    "step": p.step,
+                    "context_tokens": p.context_tokens,
+                    "time_us": round(p.time_us, 3),
+                    "span_us": round(p.span_us, 3),
+                    "busy_us": round(p.busy_us, 3),
+                    "idle_us": round(p.idle_us, 3),
+                    "categories": cats(p.categories),
+                }
+                for p in self.phases
+            ],
+            "partial": self.partial,
+        }
+        if self.extra:
+            out.update(self.extra)
+        return out

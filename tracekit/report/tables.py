@@ -1,0 +1,107 @@
+"""The outputs of ``tracekit analyze``: rows by category, phase, step or kernel, as a table, CSV or
+JSON, and the ``--explain`` table. Plain data in, text or rich renderables out; nothing prints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+from rich.table import Table
+
+from tracekit.analysis.breakdown import merge_phases
+from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
+from tracekit.analysis.rules import RULE_INDEX
+
+GROUPINGS = ("category", "phase", "step", "kernel")
+FORMATS = ("table", "json", "csv")
+
+
+def _phases(r: AnalysisResult, by: str) -> list[PhaseResult]:
+    return r.phases if by == "step" else merge_phases(r.phases)
+
+
+def phase_categories(results: list[AnalysisResult], by: str) -> list[str]:
+    """The category columns of a phase or step table: every category any phase of any result has."""
+    return sorted({c for r in results for p in _phases(r, by) for c in p.categories})
+
+
+def rows(r: AnalysisResult, by: str, categories: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one result grouped ``by`` category, phase, step or kernel. Phase and step
+    rows have one column per category in ``categories`` (default: the result's own)."""
+    if by == "category":
+        total = r.total_us or 1.0
+        body = [
+            [k, f"{v.time_us:.1f}", str(v.count), f"{100 * v.time_us / total:.1f}"]
+            for k, v in sorted(r.categories.items(), key=lambda kv: -kv[1].time_us)
+            if v.count
+        ]
+        return ["category", "time_us", "count", "percent"], body
+    if by == "kernel":
+        return ["kernel", "category", "rule", "count", "time_us"], [
+            [k.name, k.category, k.rule, str(k.count), f"{k.time_us:.1f}"] for k in r.kernels
+        ]
+    phases = _phases(r, by)
+    cats = categories if categories is not None else phase_categories([r], by)
+    head = ["phase", "step", "context_tokens", "time_us", "span_us", "idle_us", *cats]
+    body = [
+        [
+            p.phase,
+            "" if p.step is None else str(p.step),
+            "" if p.context_tokens is None else str(p.context_tokens),
+            f"{p.time_us:.1f}",
+            f"{p.span_us:.1f}",
+            f"{p.idle_us:.1f}",
+            *[f"{p.categories[c].time_us:.1f}" if c in p.categories else "0" for c in cats],
+        ]
+        for p in phases
+    ]
+    return head, body
+
+
+def to_csv(results: list[AnalysisResult], by: str) -> str:
+    """One CSV for all results, a ``trace`` column first; phase and step columns are the union of
+    every result's categories, so the columns line up whatever each trace holds."""
+    cats = phase_categories(results, by) if by in ("phase", "step") else None
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    for i, r in enumerate(results):
+        head, body = rows(r, by, cats)
+        if i == 0:
+            w.writerow(["trace", *head])
+        for row in body:
+            w.writerow([r.path, *row])
+    return buf.getvalue()
+
+
+def to_json(results: list[AnalysisResult]) -> str:
+    return json.dumps({"schema": SCHEMA, "traces": [r.to_json() for r in results]}, indent=2)
+
+
+def table(r: AnalysisResult, by: str) -> Table:
+    head, body = rows(r, by)
+    busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
+    t = Table(
+        title=f"{r.path} [{r.device}] window {r.window.name}: {r.window.dur_us / 1000:.3f} ms, "
+        f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms"
+    )
+    for h in head:
+        t.add_column(h, overflow="fold", justify="left" if h in ("category", "kernel", "phase", "rule") else "right")
+    for row in body:
+        t.add_row(*row)
+    return t
+
+
+def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:
+    """Which rule classified each kernel whose name matches ``pattern``, and why (None: no match)."""
+    t = Table(title=f"{r.path}: rules for kernels matching {pattern.pattern!r}")
+    for col in ("kernel", "count", "time µs", "category", "rule", "why"):
+        t.add_column(col, overflow="fold")
+    n = 0
+    for k in r.kernels:
+        if pattern.search(k.name):
+            rule = RULE_INDEX.get(k.rule)
+            t.add_row(k.name, str(k.count), f"{k.time_us:.1f}", k.category, k.rule, rule.note if rule else "")
+            n += 1
+    return t if n else None
