@@ -44,11 +44,13 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
 
 def capture(out: Path, contexts: list[int], tokens: int, **kw: object) -> Path:
     from tracekit.capture.backends.base import CaptureOptions
-    from tracekit.capture.sweep import SweepOptions, run_capture
+    from tracekit.capture.sweep import SweepOptions
+    from tracekit.pipeline import capture_run
 
     opts = CaptureOptions(**{k: v for k, v in kw.items() if k in CaptureOptions.__dataclass_fields__})  # type: ignore[arg-type]
     sweep_kw = {k: v for k, v in kw.items() if k in SweepOptions.__dataclass_fields__}
-    return run_capture(opts, SweepOptions(contexts=contexts, tokens=tokens, out=out, **sweep_kw))  # type: ignore[arg-type]
+    sweep = SweepOptions(contexts=contexts, tokens=tokens, out=out, **sweep_kw)  # type: ignore[arg-type]
+    return capture_run(opts, sweep, enrich=bool(kw.get("enrich", True)))
 
 
 @pytest.fixture(scope="session")

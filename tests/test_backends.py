@@ -25,9 +25,9 @@ def hf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_hf_sweep_manifest_and_phases(hf_run: Path) -> None:
     m = read_manifest(hf_run)
     assert m.backend == "hf" and m.complete
-    assert m.model["architecture"] == "LlamaForCausalLM"
-    assert (m.model["layers"], m.model["heads"], m.model["kv_heads"], m.model["head_dim"]) == (2, 4, 2, 64)
-    assert m.model["parameter_bytes"] > 0
+    assert m.model.architecture == "LlamaForCausalLM"
+    assert (m.model.layers, m.model.heads, m.model.kv_heads, m.model.head_dim) == (2, 4, 2, 64)
+    assert m.model.parameter_bytes > 0
     for c in m.contexts:
         assert c.status == "ok" and len(c.timings.decode_s_per_token) == 7
         res = analyze_trace(load_trace(hf_run / str(c.trace)))
@@ -66,7 +66,7 @@ def test_attention_scopes_cover_exactly_what_the_name_rules_call_attention(hf_ru
 def test_hf_eager_attention_is_found_by_scope(tmp_path: Path) -> None:
     run = capture(tmp_path, [128], 4, backend="hf", preset="tiny-qwen", attn="eager", profile_steps=2)
     m = read_manifest(run)
-    assert m.model["architecture"] == "Qwen2ForCausalLM" and m.model["attn"] == "eager"
+    assert m.model.architecture == "Qwen2ForCausalLM" and m.model.attn == "eager"
     res = analyze_trace(load_trace(run / str(m.contexts[0].trace)))
     att = [k for k in res.kernels if k.category == "attention"]
     names = {k.name for k in att}

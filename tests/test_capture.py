@@ -59,7 +59,7 @@ def test_traces_are_chrome_json_with_phase_step_context_and_attention(small_run:
         "tracekit::decode[step=2,ctx=162]",
         "tracekit::decode[step=3,ctx=163]",
     ]
-    layers = m.model["layers"]
+    layers = m.model.layers
     per_phase = len(prefill) + len(decode)
     assert names.count("tracekit::attention_core") == layers * per_phase
     assert names.count("tracekit::kv_cache_write") == layers * per_phase

@@ -46,7 +46,7 @@ def scope(key: str) -> re.Pattern[str]:
     return _compiled(key)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(key: str) -> re.Pattern[str]:
     return re.compile(SCOPES[key])
 

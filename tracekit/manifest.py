@@ -1,6 +1,7 @@
-"""The run manifest: what a capture recorded, per context length (pure Python, no torch).
+"""The run folder and its manifest: what a capture recorded, per context length (pure Python, no torch).
 
-Contract: fields may be added, never renamed. ``schema`` names the version.
+Contract: fields may be added, never renamed. ``schema`` names the version. The names of the
+files in a run folder are decided here only (``trace_file``, ``enriched_file``, ``report_file``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,62 @@ from tracekit.fsutil import write_text_atomic
 
 SCHEMA = "tracekit.manifest/1"
 MANIFEST = "manifest.json"
+REPORT_STEM = "report"
+
+
+def trace_file(context_tokens: int) -> str:
+    """The raw trace of one context length (opens in Perfetto as is)."""
+    return f"context-{context_tokens:06d}.pt.trace.json.gz"
+
+
+def enriched_file(trace: str) -> str:
+    """The Perfetto-enriched twin of a raw trace."""
+    return trace.replace(".pt.trace.json.gz", ".enriched.json.gz")
+
+
+def report_file(fmt: str) -> str:
+    return f"{REPORT_STEM}.{fmt}"
+
+
+class ModelFacts(msgspec.Struct, omit_defaults=True):
+    """What the engine says about the model: shapes, precision, weight bytes (each backend fills it)."""
+
+    name: str = ""
+    architecture: str | None = None
+    engine_version: str | None = None
+    layers: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    hidden: int | None = None
+    intermediate: int | None = None
+    vocab: int | None = None
+    dtype: str | None = None
+    dtype_bytes: int | None = None
+    parameter_bytes: int | None = None
+    attn: str | None = None
+    max_context: int | None = None
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of keys and values one token adds to the cache (0 where a shape is unknown)."""
+        parts = (self.layers, self.kv_heads, self.head_dim)
+        if any(not x for x in parts):
+            return 0
+        return (
+            2 * int(self.layers or 0) * int(self.kv_heads or 0) * int(self.head_dim or 0) * int(self.dtype_bytes or 2)
+        )
+
+
+class DeviceFacts(msgspec.Struct, omit_defaults=True):
+    """The device a run was captured on."""
+
+    kind: str = ""  # "cuda" | "cpu"
+    name: str = ""
+    memory_bytes: int | None = None
+    capability: str | None = None
+    threads: int | None = None
+    measured_bandwidth_gbps: float | None = None
+    measured_bandwidth_error: str | None = None
 
 
 class Timings(msgspec.Struct):
@@ -42,9 +99,9 @@ class Manifest(msgspec.Struct):
     tracekit_version: str
     torch_version: str
     created: str
-    device: dict[str, Any]
+    device: DeviceFacts
     backend: str
-    model: dict[str, Any]
+    model: ModelFacts
     settings: dict[str, Any]
     contexts: list[ContextEntry] = []
     complete: bool = False

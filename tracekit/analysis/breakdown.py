@@ -37,9 +37,7 @@ def _in_first_order(values: NDArray[np.int64]) -> tuple[list[int], list[int]]:
 def category_totals(att: Attribution) -> dict[str, CategoryTime]:
     """Device time and item count per category (every standard category, even when empty)."""
     times, counts = _sums(att.category, att.time, len(att.categories))
-    return {
-        c: CategoryTime(times[i], counts[i]) for i, c in enumerate(att.categories) if counts[i] or c in CATEGORIES
-    }
+    return {c: CategoryTime(times[i], counts[i]) for i, c in enumerate(att.categories) if counts[i] or c in CATEGORIES}
 
 
 def busy_time(att: Attribution, lo: float, hi: float) -> float:
@@ -108,9 +106,7 @@ def phase_results(att: Attribution) -> list[PhaseResult]:
             busy = union_length_arrays(att.busy_ts, att.busy_end, s, e)
         row = i * ncat
         cats = {
-            att.categories[c]: CategoryTime(ptimes[row + c], pcounts[row + c])
-            for c in range(ncat)
-            if pcounts[row + c]
+            att.categories[c]: CategoryTime(ptimes[row + c], pcounts[row + c]) for c in range(ncat) if pcounts[row + c]
         }
         results.append(
             PhaseResult(
@@ -142,12 +138,12 @@ def _phase_spans(
         h = int(through[hit[i]])
         spans[k] = (float(host.ts[h]), float(host.end[h]))
     if att.device == "gpu":
-        local_of = {att.phase_keys[g]: i for i, g in enumerate(keys)}
+        local_of = {att.phase_keys[g]: n for n, g in enumerate(keys)}
         for a in att.trace.gpu_annotations:
-            k = parse_phase(a.name)
-            i = local_of.get(k) if k is not None else None
-            if i is not None and i not in spans:
-                spans[i] = (a.ts, a.ts + a.dur)
+            key = parse_phase(a.name)
+            local_id = local_of.get(key) if key is not None else None
+            if local_id is not None and local_id not in spans:
+                spans[local_id] = (a.ts, a.ts + a.dur)
     return spans
 
 

@@ -28,7 +28,7 @@ from tracekit.capture.backends import create_backend
 from tracekit.capture.backends.base import Backend, CaptureOptions, Generation, device_facts, measure_bandwidth
 from tracekit.errors import UserError
 from tracekit.fsutil import atomic_open, new_run_dir
-from tracekit.manifest import SCHEMA, ContextEntry, Manifest, Timings, write_manifest
+from tracekit.manifest import SCHEMA, ContextEntry, Manifest, Timings, trace_file, write_manifest
 
 
 @dataclass
@@ -39,10 +39,12 @@ class SweepOptions:
     out: Path = Path("traces")
     name: str | None = None
     measure_bandwidth: bool = True
-    enrich: bool = True
 
 
 ProgressFn = Callable[[str, int, int], None]  # (description, done, total)
+# Called once a context's trace and manifest entry are on disk (the pipeline writes the enriched
+# twin here); it may update the entry, which is written again afterwards.
+AfterContext = Callable[[Path, ContextEntry], None]
 
 
 def synthetic_prompt(length: int, vocab: int, seed: int) -> list[int]:
@@ -84,8 +86,12 @@ def run_capture(
     progress: ProgressFn | None = None,
     *,
     backend: Backend | None = None,
+    after_context: AfterContext | None = None,
 ) -> Path:
-    """Capture a sweep and return the new run directory. Never overwrites an existing run."""
+    """Capture a sweep and return the new run directory. Never overwrites an existing run.
+
+    Each finished context is in the manifest before ``after_context`` runs, so an interruption
+    there loses nothing that was measured."""
     validate(sweep)
     be = backend or create_backend(opts)
     validate(sweep, be.max_context())
@@ -96,9 +102,9 @@ def run_capture(
     device = device_facts(be.device)
     if sweep.measure_bandwidth:
         try:
-            device["measured_bandwidth_gbps"] = round(measure_bandwidth(be.device), 2)
+            device.measured_bandwidth_gbps = round(measure_bandwidth(be.device), 2)
         except Exception as exc:  # noqa: BLE001 - a failed measurement only loses the figure
-            device["measured_bandwidth_error"] = str(exc)
+            device.measured_bandwidth_error = str(exc)
     manifest = Manifest(
         schema=SCHEMA,
         tracekit_version=tracekit.__version__,
@@ -126,6 +132,14 @@ def run_capture(
             entry = _capture_context(be, opts, sweep, ctx, run_dir, tick)
             manifest.contexts.append(entry)
             write_manifest(run_dir, manifest)
+            if after_context is not None and entry.status == "ok":
+                try:
+                    after_context(run_dir, entry)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the captured context stands whatever happens after
+                    entry.error = f"after capture: {exc}"
+                write_manifest(run_dir, manifest)
             done = (contexts.index(ctx) + 1) * 2 * sweep.tokens
             if progress is not None:
                 progress(desc, done, total)
@@ -157,7 +171,7 @@ def _capture_context(
         timed = be.generate(prompt, sweep.tokens, on_step=None)
         for _ in range(sweep.tokens):
             tick()
-        trace_name = f"context-{ctx:06d}.pt.trace.json.gz"
+        trace_name = trace_file(ctx)
         profiled = _profiled_pass(be, prompt, sweep, ctx, run_dir / trace_name, tick)
     except KeyboardInterrupt:
         raise
@@ -168,23 +182,13 @@ def _capture_context(
             torch.cuda.empty_cache()
         return ContextEntry(context_tokens=ctx, status="failed", error=f"out of memory: {str(exc).splitlines()[0]}")
     steps = min(sweep.profile_steps, max(0, sweep.tokens - 1))
-    entry = ContextEntry(
+    return ContextEntry(
         context_tokens=ctx,
         status="ok",
         trace=trace_name,
         timings=_timings(timed, profiled, steps),
         profiled_steps=steps,
     )
-    if sweep.enrich:
-        from tracekit.perfetto.export import enrich_file
-
-        enriched = trace_name.replace(".pt.trace.json.gz", ".enriched.json.gz")
-        try:
-            enrich_file(run_dir / trace_name, run_dir / enriched)
-            entry.enriched_trace = enriched
-        except Exception as exc:  # noqa: BLE001 - enrichment is a convenience; the raw trace stands
-            entry.error = f"enrichment failed: {exc}"
-    return entry
 
 
 def _timings(timed: Generation, profiled: Generation, steps: int) -> Timings:

@@ -51,16 +51,16 @@ def capture(
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     from tracekit.capture.backends import BACKENDS
     from tracekit.capture.backends.base import CaptureOptions
-    from tracekit.capture.sweep import SweepOptions, run_capture, validate
+    from tracekit.capture.sweep import SweepOptions, validate
+    from tracekit.pipeline import capture_run
 
-    check_choice(backend, BACKENDS, "--backend")
+    check_choice(backend, tuple(BACKENDS), "--backend")
     sweep = SweepOptions(
         contexts=parse_int_list(context, "--context"),
         tokens=tokens,
         profile_steps=profile_steps,
         out=out,
         name=name,
-        enrich=not no_enrich,
     )
     validate(sweep)
     opts = CaptureOptions(
@@ -90,7 +90,7 @@ def capture(
             progress.update(task, description=desc, completed=done, total=total)
 
         try:
-            run_dir = run_capture(opts, sweep, on_progress)
+            run_dir = capture_run(opts, sweep, on_progress, enrich=not no_enrich)
         except KeyboardInterrupt:
             progress.stop()
             err.print("tracekit: interrupted; finished contexts are kept and the manifest says the run is partial")

@@ -34,7 +34,3 @@ def check_choice(value: str, choices: tuple[str, ...] | list[str], flag: str) ->
     if value not in choices:
         raise UserError(f"{flag} {value!r} is not one of: {', '.join(choices)}")
     return value
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

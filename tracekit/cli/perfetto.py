@@ -11,6 +11,7 @@ import typer
 
 from tracekit.cli.common import err
 from tracekit.errors import UserError
+from tracekit.perfetto.serve import DEFAULT_PORT
 
 
 def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
@@ -21,7 +22,7 @@ def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
         return target, None
     if not target.exists():
         raise UserError(f"{target}: no such file or folder")
-    from tracekit.manifest import read_manifest
+    from tracekit.manifest import enriched_file, read_manifest
 
     m = read_manifest(target)
     ok = [c for c in m.contexts if c.status == "ok" and c.trace]
@@ -35,18 +36,20 @@ def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
             raise UserError(f"{target}: no context {context} (has {', '.join(str(c.context_tokens) for c in ok)})")
         entry = match[0]
     raw = target / str(entry.trace)
-    enriched = target / (entry.enriched_trace or str(entry.trace).replace(".pt.trace.json.gz", ".enriched.json.gz"))
+    enriched = target / (entry.enriched_trace or enriched_file(str(entry.trace)))
     return raw, enriched
 
 
 def open_cmd(
     target: Path = typer.Argument(..., help="A trace file or a run folder."),
     context: int | None = typer.Option(None, help="Run folder: which context length (default: the largest)."),
-    port: int = typer.Option(9001, help="Port on 127.0.0.1. The Perfetto UI only fetches from 9001."),
+    port: int = typer.Option(
+        DEFAULT_PORT, help=f"Port on 127.0.0.1. The Perfetto UI only fetches from {DEFAULT_PORT}."
+    ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL instead of opening a browser."),
     timeout: float | None = typer.Option(None, help="Stop serving after this many seconds."),
 ) -> None:
-    """Open a trace in ui.perfetto.dev: serve it once from 127.0.0.1:9001 and open the UI on it.
+    """Open a trace in ui.perfetto.dev: serve it once from 127.0.0.1 (port 9001) and open the UI on it.
 
     A run folder opens the enriched trace of one context (phases, steps and attention share as
     tracks; each kernel carries tracekit.category). The server stops after the UI has fetched it.
@@ -64,8 +67,10 @@ def open_cmd(
     server = TraceServer(path, port)
     url = server.url
     headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if port != 9001:
-        err.print(f"tracekit: note: ui.perfetto.dev only fetches from port 9001; port {port} suits other clients")
+    if port != DEFAULT_PORT:
+        err.print(
+            f"tracekit: note: ui.perfetto.dev only fetches from port {DEFAULT_PORT}; port {port} suits other clients"
+        )
     if no_browser or headless or not webbrowser.open(url):
         print(url)
     err.print(f"serving {path.name} on http://127.0.0.1:{server.port}/ until Perfetto fetches it (Ctrl-C stops)")

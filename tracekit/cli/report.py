@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -37,9 +36,11 @@ def report(
       tracekit report traces/RUN --format html --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
     """
+    from tracekit.manifest import report_file
     from tracekit.report.checks import evaluate, parse_check
-    from tracekit.report.data import build_report, to_json
-    from tracekit.report.render import render_markdown, write_report
+    from tracekit.report.data import build_report
+    from tracekit.report.renderers import render, write_report
+    from tracekit.report.renderers.json import to_json
 
     for f in fmt:
         check_choice(f, ("md", "html", "json"), "--format")
@@ -51,16 +52,13 @@ def report(
     data = build_report(run_dir, peak_bandwidth=peak_bandwidth)
     for f in fmt:
         if out is not None and str(out) == "-":
-            if f == "json":
-                sys.stdout.write(json.dumps(to_json(data), indent=2) + "\n")
-            elif f == "md":
-                sys.stdout.write(render_markdown(data, {}))
-            else:
+            if f == "html":
                 from tracekit.errors import UserError
 
                 raise UserError("--out - works with --format json or md; HTML needs a file")
+            sys.stdout.write(render(data, f, attachments=False).text)
             continue
-        target = out if out is not None else Path(run_dir) / f"report.{f}"
+        target = out if out is not None else Path(run_dir) / report_file(f)
         for p in write_report(data, f, target):
             if p.suffix in (".md", ".html", ".json"):
                 print(p)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tracekit.manifest import DeviceFacts
+
 
 @dataclass(frozen=True)
 class PeakBandwidth:
@@ -41,14 +43,14 @@ def lookup(device_name: str) -> PeakBandwidth | None:
     return None
 
 
-def choose(device: dict[str, object], override_gbps: float | None) -> tuple[float | None, str]:
+def choose(device: DeviceFacts, override_gbps: float | None) -> tuple[float | None, str]:
     """The bandwidth to use for bounds, and a sentence naming its source."""
     if override_gbps is not None:
         return override_gbps, "given with --peak-bandwidth"
-    known = lookup(str(device.get("name", "")))
+    known = lookup(device.name)
     if known is not None:
         return known.gbps, known.source
-    measured = device.get("measured_bandwidth_gbps")
-    if isinstance(measured, (int, float)) and measured > 0:
+    measured = device.measured_bandwidth_gbps
+    if measured is not None and measured > 0:
         return float(measured), "measured during capture (best of 3 device copies of 256 MiB)"
     return None, "unknown (pass --peak-bandwidth GBPS)"

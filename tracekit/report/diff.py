@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracekit.report.data import ReportData, build_report
+from tracekit.report.data import build_report
+from tracekit.report.model import ReportData
 
 FIELDS = ("tokens_per_s", "decode_ms_per_token", "attention_ms_per_token", "attention_share", "prefill_s", "idle_share")
 

@@ -1,30 +1,19 @@
-"""Findings: plain-language statements the report makes, each with a kind and a severity."""
+"""Findings: plain-language statements the report makes about the facts, each with a kind and a severity."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tracekit.report.data import ReportData
+from tracekit.report.model import Finding, ReportFacts
 
 UNSYNCED_RATIO = 2.0  # synchronized prefill this many times the unsynchronized reading: a finding
 OVERHEAD_LIMIT = 1.10
 LAUNCH_BOUND_IDLE = 0.30
 
 
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    severity: str  # "info" | "warning" | "error"
-    message: str
-
-
 def _ms(x: float) -> str:
     return f"{x:.3g} ms" if x < 1000 else f"{x / 1000:.3g} s"
 
 
-def findings_for(d: ReportData) -> list[Finding]:
+def findings_for(d: ReportFacts) -> list[Finding]:
     out: list[Finding] = []
     if not d.complete:
         out.append(
@@ -45,7 +34,7 @@ def findings_for(d: ReportData) -> list[Finding]:
     return out
 
 
-def _timing_integrity(d: ReportData) -> list[Finding]:
+def _timing_integrity(d: ReportFacts) -> list[Finding]:
     out = []
     for c in d.contexts:
         s, u = c.prefill_s, c.prefill_s_unsynced
@@ -78,7 +67,7 @@ def _timing_integrity(d: ReportData) -> list[Finding]:
     return out
 
 
-def _growth(d: ReportData) -> list[Finding]:
+def _growth(d: ReportFacts) -> list[Finding]:
     out = []
     att, other, total = d.fits.get("attention"), d.fits.get("other"), d.fits.get("total")
     if att and other:
@@ -91,7 +80,7 @@ def _growth(d: ReportData) -> list[Finding]:
             )
         )
     if total:
-        preds = ", ".join(f"{v:.1f} tokens/s at {k.split('@')[1]}" for k, v in d.predictions.items())
+        preds = ", ".join(f"{v:.1f} tokens/s at {k.split('@')[1]}" for k, v in d.growth.predictions.items())
         out.append(
             Finding(
                 "decode-fit",
@@ -101,8 +90,8 @@ def _growth(d: ReportData) -> list[Finding]:
             )
         )
     if att and total:
-        limit = int(d.model.get("max_context") or 0)
-        if d.attention_half_at is None or (limit and d.attention_half_at > limit):
+        limit = int(d.model.max_context or 0)
+        if d.growth.attention_half_at is None or (limit and d.growth.attention_half_at > limit):
             where = f"beyond {limit} tokens (the model's maximum)" if limit else "at no context length"
             out.append(Finding("attention-half", "info", f"Attention becomes half of a decode step {where}."))
         else:
@@ -110,13 +99,13 @@ def _growth(d: ReportData) -> list[Finding]:
                 Finding(
                     "attention-half",
                     "info",
-                    f"Attention becomes half of a decode step at about {d.attention_half_at:,.0f} tokens of context.",
+                    f"Attention becomes half of a decode step at about {d.growth.attention_half_at:,.0f} tokens of context.",
                 )
             )
     return out
 
 
-def _overheads(d: ReportData) -> list[Finding]:
+def _overheads(d: ReportFacts) -> list[Finding]:
     out = []
     worst = max((c for c in d.contexts if c.profiler_overhead), key=lambda c: c.profiler_overhead or 0.0, default=None)
     if worst and worst.profiler_overhead and worst.profiler_overhead > OVERHEAD_LIMIT:
@@ -128,7 +117,7 @@ def _overheads(d: ReportData) -> list[Finding]:
                 "Shares come from the trace; absolute times come from the unprofiled pass.",
             )
         )
-    gpu = str(d.device.get("kind")) == "cuda"
+    gpu = d.device.kind == "cuda"
     for c in d.contexts:
         if gpu and c.idle_share is not None and c.idle_share > LAUNCH_BOUND_IDLE:
             out.append(

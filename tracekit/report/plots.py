@@ -6,7 +6,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tracekit.report.data import ReportData
+    from tracekit.report.model import ReportData
 
 # A fixed color per category so every plot and run reads the same way.
 COLORS = {
@@ -122,12 +122,12 @@ def attention_share(d: ReportData) -> Any:
 PLOTS = {"categories": stacked_categories, "tokens_vs_bound": tokens_vs_bound, "attention_share": attention_share}
 
 
-def render(d: ReportData, fmt: str) -> dict[str, bytes]:
-    """Every plot as ``fmt`` ("png" or "svg") bytes, by name."""
+def render(d: ReportData, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
+    """The plots named (default: all) as ``fmt`` ("png" or "svg") bytes, by name."""
     plt = _plt()
     out = {}
-    for name, fn in PLOTS.items():
-        fig = fn(d)
+    for name in names if names is not None else list(PLOTS):
+        fig = PLOTS[name](d)
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=110)
         plt.close(fig)

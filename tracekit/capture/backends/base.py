@@ -6,11 +6,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from tracekit.errors import UserError
+from tracekit.manifest import DeviceFacts, ModelFacts
 
 
 @dataclass
@@ -74,18 +74,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def device_facts(device: torch.device) -> dict[str, Any]:
+def device_facts(device: torch.device) -> DeviceFacts:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return {
-            "kind": "cuda",
-            "name": props.name,
-            "memory_bytes": int(props.total_memory),
-            "capability": f"{props.major}.{props.minor}",
-        }
+        return DeviceFacts(
+            kind="cuda",
+            name=props.name,
+            memory_bytes=int(props.total_memory),
+            capability=f"{props.major}.{props.minor}",
+        )
     import platform
 
-    return {"kind": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    return DeviceFacts(kind="cpu", name=platform.processor() or platform.machine(), threads=torch.get_num_threads())
 
 
 def measure_bandwidth(device: torch.device, nbytes: int = 256 * 1024 * 1024, repeats: int = 3) -> float:
@@ -119,7 +119,7 @@ class Backend(ABC):
     def vocab_size(self) -> int: ...
 
     @abstractmethod
-    def model_facts(self) -> dict[str, Any]:
+    def model_facts(self) -> ModelFacts:
         """layers, heads, kv_heads, head_dim, hidden, vocab, dtype, parameter_bytes (read from the engine)."""
 
     @abstractmethod

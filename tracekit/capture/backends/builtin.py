@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch.autograd.profiler import record_function
@@ -22,6 +21,7 @@ from tracekit.capture.backends.base import (
 from tracekit.capture.builtin_model import KVCache, LlamaModel
 from tracekit.capture.presets import PRESETS
 from tracekit.errors import UserError
+from tracekit.manifest import ModelFacts
 
 
 class BuiltinBackend(Backend):
@@ -48,23 +48,23 @@ class BuiltinBackend(Backend):
     def vocab_size(self) -> int:
         return self.shape.vocab
 
-    def model_facts(self) -> dict[str, Any]:
+    def model_facts(self) -> ModelFacts:
         s = self.shape
-        return {
-            "name": f"builtin/{s.name}",
-            "layers": s.layers,
-            "heads": s.heads,
-            "kv_heads": s.kv_heads,
-            "head_dim": s.head_dim,
-            "hidden": s.hidden,
-            "intermediate": s.intermediate,
-            "vocab": s.vocab,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "dtype_bytes": torch.empty(0, dtype=self.dtype).element_size(),
-            "parameter_bytes": self.model.parameter_bytes(),
-            "attn": self.attn,
-            "max_context": s.max_context,
-        }
+        return ModelFacts(
+            name=f"builtin/{s.name}",
+            layers=s.layers,
+            heads=s.heads,
+            kv_heads=s.kv_heads,
+            head_dim=s.head_dim,
+            hidden=s.hidden,
+            intermediate=s.intermediate,
+            vocab=s.vocab,
+            dtype=str(self.dtype).removeprefix("torch."),
+            dtype_bytes=torch.empty(0, dtype=self.dtype).element_size(),
+            parameter_bytes=self.model.parameter_bytes(),
+            attn=self.attn,
+            max_context=s.max_context,
+        )
 
     def prefill_steps(self, context: int) -> int:
         return -(-context // self.chunk)

@@ -21,6 +21,7 @@ from torch.autograd.profiler import record_function
 from tracekit import annotations as ann
 from tracekit.capture.backends.base import Backend, CaptureOptions, Generation, StepCallback, synchronize
 from tracekit.errors import UserError
+from tracekit.manifest import ModelFacts
 
 # --attn value -> (no_flash_attn, no_xformers, no_sdpa)
 ATTN_FLAGS = {
@@ -120,27 +121,27 @@ class ExLlamaV2Backend(Backend):
     def vocab_size(self) -> int:
         return int(self.config.vocab_size)
 
-    def model_facts(self) -> dict[str, Any]:
+    def model_facts(self) -> ModelFacts:
         c = self.config
         weight_bytes = 0
         for f in Path(c.model_dir).glob("*.safetensors"):
             weight_bytes += f.stat().st_size  # quantized sizes as stored: what a decode step reads
-        return {
-            "name": f"exllamav2/{self.label}",
-            "engine_version": self.version,
-            "layers": int(c.num_hidden_layers),
-            "heads": int(c.num_attention_heads),
-            "kv_heads": int(c.num_key_value_heads),
-            "head_dim": int(c.head_dim),
-            "hidden": int(c.hidden_size),
-            "intermediate": int(getattr(c, "intermediate_size", 0)),
-            "vocab": int(c.vocab_size),
-            "dtype": "float16",
-            "dtype_bytes": 2,  # the FP16 KV cache
-            "parameter_bytes": weight_bytes,
-            "attn": self.attn,
-            "max_context": int(c.max_seq_len),
-        }
+        return ModelFacts(
+            name=f"exllamav2/{self.label}",
+            engine_version=self.version,
+            layers=int(c.num_hidden_layers),
+            heads=int(c.num_attention_heads),
+            kv_heads=int(c.num_key_value_heads),
+            head_dim=int(c.head_dim),
+            hidden=int(c.hidden_size),
+            intermediate=int(getattr(c, "intermediate_size", 0)),
+            vocab=int(c.vocab_size),
+            dtype="float16",
+            dtype_bytes=2,  # the FP16 KV cache
+            parameter_bytes=weight_bytes,
+            attn=self.attn,
+            max_context=int(c.max_seq_len),
+        )
 
     def prefill_steps(self, context: int) -> int:
         return 2  # begin_stream_ex, then the first stream_ex that consumes the last prompt token

@@ -27,6 +27,7 @@ from tracekit.capture.backends.base import (
     synchronize,
 )
 from tracekit.errors import UserError
+from tracekit.manifest import ModelFacts
 
 ATTN = {"sdpa": "sdpa", "eager": "eager", "flash_attention_2": "flash_attention_2", "math": "eager"}
 
@@ -230,26 +231,26 @@ class HFBackend(Backend):
     def vocab_size(self) -> int:
         return int(self.config.vocab_size)
 
-    def model_facts(self) -> dict[str, Any]:
+    def model_facts(self) -> ModelFacts:
         c = self.config
         heads = int(c.num_attention_heads)
         head_dim = int(getattr(c, "head_dim", None) or c.hidden_size // heads)
-        return {
-            "name": f"hf/{self.label}",
-            "architecture": type(self.model).__name__,
-            "layers": int(c.num_hidden_layers),
-            "heads": heads,
-            "kv_heads": int(getattr(c, "num_key_value_heads", None) or heads),
-            "head_dim": head_dim,
-            "hidden": int(c.hidden_size),
-            "intermediate": int(getattr(c, "intermediate_size", 0)),
-            "vocab": int(c.vocab_size),
-            "dtype": str(self.model.dtype).removeprefix("torch."),
-            "dtype_bytes": torch.empty(0, dtype=self.model.dtype).element_size(),
-            "parameter_bytes": int(sum(p.numel() * p.element_size() for p in self.model.parameters())),
-            "attn": self.attn,
-            "max_context": self.max_context(),
-        }
+        return ModelFacts(
+            name=f"hf/{self.label}",
+            architecture=type(self.model).__name__,
+            layers=int(c.num_hidden_layers),
+            heads=heads,
+            kv_heads=int(getattr(c, "num_key_value_heads", None) or heads),
+            head_dim=head_dim,
+            hidden=int(c.hidden_size),
+            intermediate=int(getattr(c, "intermediate_size", 0)),
+            vocab=int(c.vocab_size),
+            dtype=str(self.model.dtype).removeprefix("torch."),
+            dtype_bytes=torch.empty(0, dtype=self.model.dtype).element_size(),
+            parameter_bytes=int(sum(p.numel() * p.element_size() for p in self.model.parameters())),
+            attn=self.attn,
+            max_context=self.max_context(),
+        )
 
     def prefill_steps(self, context: int) -> int:
         return 1

@@ -1,0 +1,85 @@
+"""The report's data: plain dataclasses, computed once (``report.data.build_report``) and read by
+every renderer. Findings are computed from the facts before ``ReportData`` exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tracekit.analysis.gaps import HostDeviceGap
+from tracekit.manifest import DeviceFacts, ModelFacts
+from tracekit.report.fit import LineFit
+
+
+@dataclass
+class ContextFigures:
+    context_tokens: int
+    status: str
+    prefill_s: float | None = None
+    prefill_s_unsynced: float | None = None
+    prefill_tokens_per_s: float | None = None
+    decode_ms_per_token: float | None = None
+    tokens_per_s: float | None = None
+    profiled_tokens_per_s: float | None = None
+    attention_ms_per_token: float | None = None
+    attention_share: float | None = None
+    categories_ms_per_token: dict[str, float] = field(default_factory=dict)
+    idle_share: float | None = None
+    profiler_overhead: float | None = None
+    bound_ms_per_token: float | None = None
+    attention_bound_ms_per_token: float | None = None
+    bytes_per_step: int | None = None
+    profiled_steps: int = 0
+    top_attention_kernels: list[tuple[str, float]] = field(default_factory=list)
+    top_kernels: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # name, category, rule, count, µs
+    error: str | None = None
+
+
+@dataclass
+class Growth:
+    """How decode cost grows with context: line fits, predictions, where attention is half a step."""
+
+    fits: dict[str, LineFit] = field(default_factory=dict)
+    predictions: dict[str, float] = field(default_factory=dict)
+    attention_half_at: float | None = None
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: str  # "info" | "warning" | "error"
+    message: str
+
+
+@dataclass
+class ReportFacts:
+    """Everything measured or derived for a run, before any judgement on it."""
+
+    run: str
+    device: DeviceFacts
+    model: ModelFacts
+    settings: dict[str, Any]
+    contexts: list[ContextFigures]
+    growth: Growth
+    bandwidth_gbps: float | None
+    bandwidth_source: str
+    complete: bool
+    gaps: list[HostDeviceGap] = field(default_factory=list)
+
+    def ok_contexts(self) -> list[ContextFigures]:
+        return [c for c in self.contexts if c.status == "ok" and c.decode_ms_per_token is not None]
+
+    @property
+    def fits(self) -> dict[str, LineFit]:
+        return self.growth.fits
+
+
+@dataclass
+class ReportData(ReportFacts):
+    """The facts and the findings drawn from them: what renderers show."""
+
+    findings: list[Finding] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, facts: ReportFacts, findings: list[Finding]) -> ReportData:
+        return cls(**{f.name: getattr(facts, f.name) for f in fields(ReportFacts)}, findings=findings)

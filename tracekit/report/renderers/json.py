@@ -1,0 +1,69 @@
+"""The report as JSON (``tracekit.report/1``): every figure, for machines and ``--check``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from tracekit.report.model import ReportData
+from tracekit.report.renderers.base import Output
+
+EXTENSION = "json"
+SCHEMA = "tracekit.report/1"
+
+
+def to_json(d: ReportData) -> dict[str, Any]:
+    def r(x: float | None, n: int = 4) -> float | None:
+        return None if x is None else round(x, n)
+
+    return {
+        "schema": SCHEMA,
+        "run": d.run,
+        "device": {
+            **msgspec.to_builtins(d.device),
+            "peak_bandwidth_gbps": d.bandwidth_gbps,
+            "peak_bandwidth_source": d.bandwidth_source,
+        },
+        "model": msgspec.to_builtins(d.model),
+        "complete": d.complete,
+        "contexts": [
+            {
+                "context_tokens": c.context_tokens,
+                "status": c.status,
+                "error": c.error,
+                "prefill_s": r(c.prefill_s, 6),
+                "prefill_s_unsynced": r(c.prefill_s_unsynced, 6),
+                "prefill_tokens_per_s": r(c.prefill_tokens_per_s, 2),
+                "decode_ms_per_token": r(c.decode_ms_per_token),
+                "tokens_per_s": r(c.tokens_per_s, 3),
+                "profiled_tokens_per_s": r(c.profiled_tokens_per_s, 3),
+                "attention_ms_per_token": r(c.attention_ms_per_token),
+                "attention_share": r(c.attention_share),
+                "categories_ms_per_token": {k: round(v, 4) for k, v in c.categories_ms_per_token.items()},
+                "idle_share": r(c.idle_share),
+                "profiler_overhead": r(c.profiler_overhead),
+                "bound_ms_per_token": r(c.bound_ms_per_token, 6),
+                "attention_bound_ms_per_token": r(c.attention_bound_ms_per_token, 6),
+                "bytes_per_step": c.bytes_per_step,
+            }
+            for c in d.contexts
+        ],
+        "fit": {
+            k: {
+                "intercept_ms": round(f.intercept, 6),
+                "slope_ms_per_1k_tokens": round(f.slope * 1000, 6),
+                "r2": round(f.r2, 6),
+                "points": f.n,
+            }
+            for k, f in d.fits.items()
+        },
+        "predictions": {k: round(v, 3) for k, v in d.growth.predictions.items()},
+        "attention_half_at_context": None if d.growth.attention_half_at is None else round(d.growth.attention_half_at),
+        "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in d.findings],
+    }
+
+
+def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+    return Output(json.dumps(to_json(data), indent=2) + "\n")

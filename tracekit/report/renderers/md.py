@@ -1,0 +1,60 @@
+"""The report as Markdown, with the plots as PNG files beside it (``<stem>-plots/``).
+
+Every piece of text is HTML-escaped as in the HTML report (trace names can carry markup), and
+table cells escape ``|``."""
+
+from __future__ import annotations
+
+import html
+
+from tracekit.report import plots
+from tracekit.report.model import ReportData
+from tracekit.report.renderers.base import Output
+from tracekit.report.sections import Bullets, Plots, Table, sections
+
+EXTENSION = "md"
+
+
+def _text(s: str) -> str:
+    return html.escape(s, quote=False)
+
+
+def _cell(s: str) -> str:
+    return _text(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(t: Table) -> list[str]:
+    out = ["| " + " | ".join(_cell(h) for h in t.head) + " |", "|" + "---|" * len(t.head)]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows]
+    return out
+
+
+def _bullets(b: Bullets) -> list[str]:
+    if not b.items:
+        return [f"- {b.empty}"]
+    out = []
+    for item in b.items:
+        lead = f"**{_text(item.label)}** " if item.label else ""
+        tag = f"({_text(item.tag)}): " if item.tag else ""
+        out.append(f"- {lead}{tag}{_text(item.text)}")
+    return out
+
+
+def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+    files: dict[str, bytes] = {}
+    out: list[str] = []
+    for i, sec in enumerate(sections(data, with_plots=attachments)):
+        out += [f"{'#' if i == 0 else '##'} {_text(sec.title)}", ""]
+        for block in sec.blocks:
+            if isinstance(block, Bullets):
+                out += _bullets(block)
+            elif isinstance(block, Table):
+                out += _table(block)
+            elif isinstance(block, Plots):
+                pngs = plots.render(data, "png", block.names)
+                for name, png in pngs.items():
+                    rel = f"{stem}-plots/{name}.png"
+                    files[rel] = png
+                    out.append(f"![{name}]({rel})")
+            out.append("")
+    return Output("\n".join(out), files)
