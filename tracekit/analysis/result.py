@@ -49,6 +49,12 @@ class AnalysisResult:
     phases: list[PhaseResult]
     kernels: list[KernelRow]
     kernels_by_phase: dict[str, list[KernelRow]] = field(default_factory=dict)
+    # Device work whose launch is not in the trace (a previous step's tail, work launched before the
+    # profiler started), and work replayed from CUDA/HIP graphs: counted in the categories too.
+    unlinked_us: float = 0.0
+    unlinked_count: int = 0
+    graph_us: float = 0.0
+    graph_count: int = 0
     partial: bool = False
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -68,10 +74,15 @@ class AnalysisResult:
                 "name": self.window.name,
                 "start_us": self.window.start_us,
                 "dur_us": round(self.window.dur_us, 3),
+                "source": self.window.source,
             },
             "busy_us": round(self.busy_us, 3),
             "idle_us": round(self.idle_us, 3),
             "categories": cats(self.categories),
+            "unlinked_us": round(self.unlinked_us, 3),
+            "unlinked_count": self.unlinked_count,
+            "graph_us": round(self.graph_us, 3),
+            "graph_count": self.graph_count,
             "phases": [
                 {
                     "phase": p.phase,

@@ -18,6 +18,7 @@ class Window:
     name: str
     start_us: float
     dur_us: float
+    source: str = "trace"  # "trace" (the whole trace), "device" (a GPU-side annotation), "host" (a host span)
 
     @property
     def end_us(self) -> float:
@@ -39,11 +40,11 @@ def find_window(trace: Trace, name: str | None) -> Window:
     if trace.kind == "gpu":
         for a in trace.gpu_annotations:
             if a.name == name:
-                return Window(name, a.ts, a.dur)
+                return Window(name, a.ts, a.dur, "device")
     hit = np.flatnonzero(spans.name == trace.code(name))
     if hit.size:
         i = int(hit[0])
-        return Window(name, float(spans.ts[i]), float(spans.dur[i]))
+        return Window(name, float(spans.ts[i]), float(spans.dur[i]), "host")
     annotations = np.unique(spans.name[trace.host_mask(frozenset({"user_annotation"}))]).tolist()
     names = sorted({a.name for a in trace.gpu_annotations} | {trace.strings[c] for c in annotations})
     hint = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
