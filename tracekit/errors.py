@@ -29,3 +29,12 @@ class CheckFailed(TracekitError):
     """A --check expression of the report did not hold (exit code 1)."""
 
     exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a capture, once the finished contexts are saved: carries the run folder, so
+    the command line can still print its path."""
+
+    def __init__(self, run_dir: object) -> None:
+        super().__init__()
+        self.run_dir = run_dir

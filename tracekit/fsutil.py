@@ -1,8 +1,21 @@
-"""Atomic file writes and never-overwriting run directories."""
+"""The file-system policy, in one place: what tracekit may read, where it may write, and how.
+
+Input: only regular files are read (a FIFO would hang, ``/dev/zero`` never ends), and each
+failure to reach one is named (missing, symbolic-link loop, permission).
+
+Output: every write is atomic (a temporary file beside the target, renamed into place; removed on
+any failure, Ctrl-C included). A user-named output (``--out``) must pass ``claim_output``: never a
+folder, never inside a run folder except the report's own files, and never an existing file that
+is not the command's own earlier output unless ``--force``. A device such as ``/dev/null`` is
+written as a stream, never replaced.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,31 +27,103 @@ from tracekit.errors import UserError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# What a command may write inside a run folder: the report's own files, nothing else.
+REPORT_FILES = ("report.md", "report.html", "report.json")
+REPORT_PLOTS = "report-plots"
+MAX_NAME_BYTES = 200  # a run name, leaving room for "-9999" within the 255 bytes a file name may have
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError as a short phrase ('no space left on device')."""
+    return (exc.strerror or exc.__class__.__name__).lower()
+
+
+def _hint(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "; free some space or choose another --out"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "; choose a folder you can write to (--out)"
+    return ""
+
+
+class OutputError(UserError):
+    """A write failed (disk full, read-only, permission): one line naming the target."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write {path}: {os_problem(exc)}{_hint(exc)}")
+
+
+# -- input ------------------------------------------------------------------------------------
+
+
+def regular_file(path: Path, what: str = "file") -> os.stat_result:
+    """Stat ``path`` and refuse anything but a readable regular file, with the reason."""
+    name = str(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{name}: is a symbolic link loop, not a {what}") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise UserError(f"{name}: no such file") from None
+        raise UserError(f"{name}: cannot read it ({os_problem(exc)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{name}: is a directory, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise UserError(f"{name}: is {kind}, not a regular {what}; tracekit reads files only")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{name}: cannot read it (permission denied)")
+    return st
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _is_stream(path: Path) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
 
 @contextmanager
 def atomic_open(path: Path, mode: str = "wb", *, overwrite: bool = True) -> Iterator[IO[bytes]]:
     """Write to a temporary file beside ``path`` and rename it into place only on success.
 
-    A crash or Ctrl-C leaves either the old file or no file, never a torn one.
+    A crash, a full disk or Ctrl-C leaves either the old file or no file, never a torn one, and
+    no temporary file. An OS failure becomes an ``OutputError`` naming ``path``.
     """
     path = Path(path)
     if not overwrite and path.exists():
         raise UserError(f"{path} exists; tracekit never overwrites a file (choose another --out)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+    if _is_stream(path):  # /dev/null, /dev/stdout, a FIFO: write through, never replace the node
+        try:
+            with open(path, mode) as fh:
+                yield fh
+        except OSError as exc:
+            raise OutputError(path, exc) from None
+        return
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        tmp = None
+    except OSError as exc:
+        raise OutputError(path, exc) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
@@ -50,14 +135,126 @@ def write_text_atomic(path: Path, text: str, *, overwrite: bool = True) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
 
 
+def write_files_atomic(files: dict[Path, bytes]) -> None:
+    """Write several files as one: each goes to a temporary file first, and only when all are
+    written are they renamed into place (a failure leaves the old files and no temporary ones)."""
+    tmps: dict[Path, str] = {}
+    target = Path()
+    try:
+        for target, data in files.items():
+            if _is_stream(target):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp", dir=target.parent)
+            tmps[target] = tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for target, data in files.items():
+            if target not in tmps:
+                with open(target, "wb") as fh:
+                    fh.write(data)
+        for target, tmp in list(tmps.items()):
+            os.replace(tmp, target)
+            del tmps[target]
+    except OSError as exc:
+        raise OutputError(target, exc) from None
+    finally:
+        for tmp in tmps.values():
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder (a folder holding a tracekit manifest) that ``path`` lies in, if any."""
+    from tracekit.manifest import is_run_folder
+
+    for d in Path(os.path.abspath(path)).resolve().parents:
+        if is_run_folder(d):
+            return d
+    return None
+
+
+def _starts_with(path: Path, signature: re.Pattern[bytes]) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return False
+    return signature.match(head) is not None
+
+
+def claim_output(path: Path, *, force: bool, signature: re.Pattern[bytes] | None = None, flag: str = "--out") -> Path:
+    """Check a user-named output file against the output policy; return it.
+
+    Refused: a folder; a file inside a run folder other than the report's own (even with
+    ``force``: a run is the user's measurement); an existing regular file whose first bytes do not
+    match ``signature`` (the command's own earlier output), unless ``force``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"{flag} {path}: {parent} is not a folder")
+    run = run_folder_of(path)
+    if run is not None:
+        rel = Path(os.path.abspath(path)).resolve().relative_to(run)
+        if not (str(rel) in REPORT_FILES or rel.parts[0] == REPORT_PLOTS):
+            raise UserError(
+                f"{flag} {path} is inside the run folder {run}; tracekit writes only its report there "
+                f"({', '.join(REPORT_FILES)}, {REPORT_PLOTS}/): choose a path outside the run"
+            )
+    if _is_stream(path) or not path.exists():
+        return path
+    if force or (signature is not None and _starts_with(path, signature)):
+        return path
+    what = "is not tracekit's own output" if signature is not None else "exists"
+    raise UserError(f"{flag} {path} {what}; tracekit never overwrites a file: use --force or another {flag}")
+
+
+def check_run_name(name: str) -> str:
+    """A run folder name: one plain path component, printable, short enough for any file system."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+        raise UserError(f"--name {name!r}: give a plain folder name (no '/', not '.' or '..')")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UserError(f"--name {name!r}: control characters are not allowed in a run name")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise UserError(f"--name is {len(name.encode('utf-8'))} bytes long; a run name has at most {MAX_NAME_BYTES}")
+    return name
+
+
+def check_out_folder(out: Path) -> None:
+    """Make sure ``out`` is (or can become) a folder tracekit can create runs in, before any work."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (each run gets a new folder inside)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tracekit-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create a run there ({os_problem(exc)}){_hint(exc)}") from None
+
+
 def new_run_dir(out: Path, stem: str) -> Path:
     """Create a fresh directory ``out/stem`` (``stem-2``, ``stem-3``... if taken); never reuse one."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_run_name(stem)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(out, exc) from None
     for i in range(1, 10_000):
         candidate = out / (stem if i == 1 else f"{stem}-{i}")
         try:
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OutputError(candidate, exc) from None
         return candidate
     raise UserError(f"{out}: too many runs named {stem}; choose another --out")

@@ -7,17 +7,20 @@ files in a run folder are decided here only (``trace_file``, ``enriched_file``, 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import math
+import os
+from pathlib import Path, PurePath
 from typing import Any
 
 import msgspec
 
 from tracekit.errors import UserError
-from tracekit.fsutil import write_text_atomic
+from tracekit.fsutil import regular_file, write_text_atomic
 
 SCHEMA = "tracekit.manifest/1"
 MANIFEST = "manifest.json"
 REPORT_STEM = "report"
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
 
 
 def trace_file(context_tokens: int) -> str:
@@ -113,6 +116,52 @@ def write_manifest(run_dir: Path, m: Manifest) -> None:
     write_text_atomic(run_dir / MANIFEST, json.dumps(data, indent=2) + "\n")
 
 
+def is_run_folder(d: Path) -> bool:
+    """Whether ``d`` holds a tracekit manifest (what makes a folder a run)."""
+    try:
+        with open(Path(d) / MANIFEST, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return False
+    return b'"tracekit.manifest/' in head
+
+
+def run_file(run_dir: Path, name: str) -> Path:
+    """The path policy: a file named in a manifest, resolved inside its run folder, or refused.
+
+    Names are plain file names; one that is absolute, climbs out with ``..``, or is a link that
+    resolves outside the run folder is refused, so a manifest can never make tracekit read or
+    serve a file elsewhere."""
+    run_dir = Path(run_dir)
+    pure = PurePath(name)
+    if not name or pure.is_absolute() or ".." in pure.parts or "\\" in name or "\x00" in name:
+        raise UserError(f"{run_dir / MANIFEST}: names {name!r}, a path outside the run folder; refused")
+    p = run_dir / pure
+    real_run = Path(os.path.realpath(run_dir))
+    if not Path(os.path.realpath(p)).is_relative_to(real_run):
+        raise UserError(f"{run_dir / MANIFEST}: {name!r} resolves outside the run folder (a link); refused")
+    return p
+
+
+def _bad_numbers(m: Manifest) -> str | None:
+    """Where the manifest holds a number no capture writes (negative, not finite), or None."""
+    for struct, where in ((m.model, "model"), (m.device, "device")):
+        for k in struct.__struct_fields__:
+            v = getattr(struct, k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and v >= 0):
+                return f"{where}.{k} = {v!r}"
+    for c in m.contexts:
+        if c.context_tokens <= 0 or c.profiled_steps < 0:
+            return f"context {c.context_tokens}"
+        t = c.timings
+        for k in t.__struct_fields__:
+            v = getattr(t, k)
+            for x in v if isinstance(v, list) else [v]:
+                if x is not None and not (math.isfinite(x) and x >= 0):
+                    return f"context {c.context_tokens} timings.{k} = {x!r}"
+    return None
+
+
 def read_manifest(run_dir: Path) -> Manifest:
     p = Path(run_dir)
     if p.is_file() and p.name == MANIFEST:
@@ -120,12 +169,23 @@ def read_manifest(run_dir: Path) -> Manifest:
     f = p / MANIFEST
     if not p.is_dir():
         raise UserError(f"{p}: not a run directory (expected a folder written by 'tracekit capture')")
-    if not f.exists():
+    if not f.exists() and not f.is_symlink():
         raise UserError(f"{p}: no {MANIFEST} here; is this a folder written by 'tracekit capture'?")
+    if regular_file(f, "manifest").st_size > MAX_MANIFEST_BYTES:
+        raise UserError(f"{f}: {f.stat().st_size:,} bytes is far too large for a manifest; refused")
     try:
         m = msgspec.json.decode(f.read_bytes(), type=Manifest)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UserError(f"{f}: unreadable manifest ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{f}: unreadable manifest (nested too deeply)") from None
     if not m.schema.startswith("tracekit.manifest/"):
         raise UserError(f"{f}: unknown manifest schema {m.schema!r}")
+    bad = _bad_numbers(m)
+    if bad is not None:
+        raise UserError(f"{f}: unreadable manifest ({bad} is not a finite, non-negative number)")
+    for c in m.contexts:
+        for name in (c.trace, c.enriched_trace):
+            if name is not None:
+                run_file(p, name)
     return m

@@ -38,4 +38,9 @@ def analyze_trace(trace: Trace, window: str | None = None, *, attribution: Attri
         res.warnings.append(f"{trace.path}: trace is truncated; analyzed the usable prefix only")
     if trace.skipped_events:
         res.warnings.append(f"{trace.path}: skipped {trace.skipped_events} malformed events")
+    if trace.out_of_range:
+        res.warnings.append(
+            f"{trace.path}: skipped {trace.out_of_range} events whose times are missing, not finite, negative or "
+            "far outside the trace's span"
+        )
     return res

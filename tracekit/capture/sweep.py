@@ -26,7 +26,7 @@ import tracekit
 from tracekit import annotations as ann
 from tracekit.capture.backends import create_backend
 from tracekit.capture.backends.base import Backend, CaptureOptions, Generation, device_facts, measure_bandwidth
-from tracekit.errors import UserError
+from tracekit.errors import Interrupted, UserError
 from tracekit.fsutil import atomic_open, new_run_dir
 from tracekit.manifest import SCHEMA, ContextEntry, Manifest, Timings, trace_file, write_manifest
 
@@ -146,8 +146,13 @@ def run_capture(
         manifest.complete = True
     except KeyboardInterrupt:
         manifest.interrupted = True
-        write_manifest(run_dir, manifest)
-        _clean_temp(run_dir)
+        try:
+            write_manifest(run_dir, manifest)
+        finally:
+            _clean_temp(run_dir)
+        raise Interrupted(run_dir) from None
+    except BaseException:
+        _clean_temp(run_dir)  # a full disk or any failure leaves no temporary files behind
         raise
     finally:
         be.close()

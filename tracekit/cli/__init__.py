@@ -1,12 +1,22 @@
 """The ``tracekit`` command line: a thin layer over the library, one module per command.
 
-Errors a user can fix (bad flags, unreadable traces) print one line and exit 2; a failed
-``--check`` exits 1; Ctrl-C exits 130. No traceback reaches the user for any of them.
+The error policy lives here: every failure prints one line (``tracekit: error: ...``, control
+characters escaped) and exits 2, whether tracekit raised it (bad flags, unreadable traces), the
+operating system did (disk full, permission, a vanished file) or the interpreter did (out of
+memory); a failed ``--check`` exits 1; Ctrl-C exits 130, and a second Ctrl-C while tracekit saves
+what is finished is acknowledged, not obeyed (a third quits at once). No traceback reaches the
+user, unless ``TRACEKIT_DEBUG=1`` asks for one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import typer
 
@@ -21,6 +31,8 @@ from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
 from tracekit.errors import TracekitError
+from tracekit.fsutil import os_problem
+from tracekit.sanitize import printable
 
 app = typer.Typer(
     name="tracekit",
@@ -42,12 +54,64 @@ app.command("export")(_perfetto.export)
 app.command("open")(_perfetto.open_cmd)
 
 
+def _say(line: str) -> None:
+    print(printable(" ".join(line.split("\n"))), file=sys.stderr)
+
+
+def _os_error(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else None
+    return f"{where}: {os_problem(exc)}" if where else os_problem(exc)
+
+
+@contextmanager
+def _interrupts() -> Iterator[None]:
+    """First Ctrl-C: KeyboardInterrupt, as usual. While tracekit then saves what is finished, a
+    second one only says so; a third quits at once."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    presses = 0
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            raise KeyboardInterrupt
+        if presses == 2:
+            os.write(2, b"tracekit: still saving what is finished; press Ctrl-C again to quit at once\n")
+            return
+        os.write(2, b"tracekit: interrupted again; quitting without saving\n")
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        # After an interrupt the process is on its way out: later presses stay acknowledged.
+        if presses == 0:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (``sys.exit(main())``)."""
+    debug = os.environ.get("TRACEKIT_DEBUG") == "1"
+    try:
+        with _interrupts():
+            return _run(argv, debug)
+    except KeyboardInterrupt:  # pressed between the command's end and the handler's removal
+        _say("tracekit: interrupted")
+        return 130
+
+
+def _run(argv: list[str] | None, debug: bool) -> int:
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="tracekit")
     except TracekitError as exc:
-        print(f"tracekit: error: {exc}", file=sys.stderr)
+        if debug:
+            raise
+        _say(f"tracekit: error: {exc}")
         return exc.exit_code
     except cx.NoArgsIsHelpError as exc:
         if exc.ctx is not None:
@@ -56,19 +120,42 @@ def main(argv: list[str] | None = None) -> int:
     except cx.UsageError as exc:
         msg = exc.format_message().replace("\n", " ")
         cmd = f" {exc.ctx.info_name}" if exc.ctx and exc.ctx.info_name and exc.ctx.info_name != "tracekit" else ""
-        print(f"tracekit: error: {msg} (see 'tracekit{cmd} --help')", file=sys.stderr)
+        _say(f"tracekit: error: {msg} (see 'tracekit{cmd} --help')")
         return 2
-    except typer.Abort:
-        print("tracekit: interrupted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("tracekit: interrupted", file=sys.stderr)
+    except (typer.Abort, KeyboardInterrupt):
+        _say("tracekit: interrupted")
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
     except cx.ClickException as exc:
-        print(f"tracekit: error: {exc.format_message()}", file=sys.stderr)
+        _say(f"tracekit: error: {exc.format_message()}")
         return exc.exit_code
+    except OSError as exc:
+        if debug:
+            raise
+        _say(f"tracekit: error: {_os_error(exc)}")
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        _say(
+            "tracekit: error: out of memory; the input is too large for this machine (or set TRACEKIT_MAX_INFLATE lower)"
+        )
+        return 2
+    except RecursionError:
+        if debug:
+            raise
+        _say("tracekit: error: the input is nested too deeply to read")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of the error policy: never a traceback
+        if debug:
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _say(
+            f"tracekit: error: internal error ({exc.__class__.__name__}{': ' + detail if detail else ''}); "
+            "a bug in tracekit: rerun with TRACEKIT_DEBUG=1 for the traceback and report it"
+        )
+        return 2
     return int(rv) if isinstance(rv, int) else 0
 
 

@@ -9,6 +9,7 @@ import typer
 
 from tracekit.cli.common import check_choice, err, out
 from tracekit.errors import UserError
+from tracekit.sanitize import printable
 
 
 def analyze(
@@ -48,17 +49,17 @@ def analyze(
         trace = load_trace(path, partial=partial)
         res = analyze_trace(trace, window)
         for w in res.warnings:
-            err.print(f"tracekit: warning: {w}")
+            err.print(f"tracekit: warning: {printable(w)}")
         if hta:
             from tracekit.analysis.hta_bridge import hta_summary
 
             res.extra["hta"], notes = hta_summary(path, trace)
             for note in notes:
-                err.print(f"tracekit: {note}")
+                err.print(f"tracekit: {printable(note)}")
         if pattern is not None:
             shown = tables.explain(res, pattern)
             if shown is None:
-                err.print(f"tracekit: no kernel in {res.path} matches {pattern.pattern!r}")
+                err.print(printable(f"tracekit: no kernel in {res.path} matches {pattern.pattern!r}"))
             else:
                 out.print(shown)
             continue

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tracekit.cli.common import check_choice, err, parse_int_list
+from tracekit.sanitize import printable
 
 
 def capture(
@@ -52,9 +53,12 @@ def capture(
     from tracekit.capture.backends import BACKENDS
     from tracekit.capture.backends.base import CaptureOptions
     from tracekit.capture.sweep import SweepOptions, validate
+    from tracekit.fsutil import check_out_folder, check_run_name
     from tracekit.pipeline import capture_run
 
     check_choice(backend, tuple(BACKENDS), "--backend")
+    if name is not None:
+        check_run_name(name)
     sweep = SweepOptions(
         contexts=parse_int_list(context, "--context"),
         tokens=tokens,
@@ -63,6 +67,7 @@ def capture(
         name=name,
     )
     validate(sweep)
+    check_out_folder(out)
     opts = CaptureOptions(
         backend=backend,
         preset=preset,
@@ -91,9 +96,14 @@ def capture(
 
         try:
             run_dir = capture_run(opts, sweep, on_progress, enrich=not no_enrich)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             progress.stop()
+            run = getattr(exc, "run_dir", None)
+            if run is None:
+                err.print("tracekit: interrupted before the run folder was made; nothing was captured")
+                raise
             err.print("tracekit: interrupted; finished contexts are kept and the manifest says the run is partial")
+            print(printable(str(run)))
             raise
     from tracekit.manifest import read_manifest
 
@@ -107,4 +117,4 @@ def capture(
             )
         else:
             err.print(f"  context {c.context_tokens:>6}: {c.status} {c.error or ''}")
-    print(run_dir)
+    print(printable(str(run_dir)))

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tracekit.cli.common import check_choice, out
 from tracekit.errors import UserError
+from tracekit.sanitize import printable
 
 
 def diff(
@@ -30,7 +31,7 @@ def diff(
     if fmt == "json":
         print(json.dumps(diff_json(a, b, rows), indent=2))
         return
-    t = Table(title=f"A = {a.run}\nB = {b.run}")
+    t = Table(title=f"A = {printable(a.run)}\nB = {printable(b.run)}")
     t.add_column("context", justify="right")
     for f in FIELDS:
         t.add_column(f"{f} A", justify="right")

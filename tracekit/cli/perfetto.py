@@ -16,13 +16,14 @@ from tracekit.perfetto.serve import DEFAULT_PORT
 
 def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
     """(raw trace, enriched trace or None) for a trace file or a run folder."""
-    if target.is_file():
+    if not target.is_dir():
+        from tracekit.fsutil import regular_file
+
+        regular_file(target, "trace file")
         if context is not None:
             raise UserError("--context applies to a run folder, not a single trace file")
         return target, None
-    if not target.exists():
-        raise UserError(f"{target}: no such file or folder")
-    from tracekit.manifest import enriched_file, read_manifest
+    from tracekit.manifest import enriched_file, read_manifest, run_file
 
     m = read_manifest(target)
     ok = [c for c in m.contexts if c.status == "ok" and c.trace]
@@ -35,8 +36,8 @@ def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
         if not match:
             raise UserError(f"{target}: no context {context} (has {', '.join(str(c.context_tokens) for c in ok)})")
         entry = match[0]
-    raw = target / str(entry.trace)
-    enriched = target / (entry.enriched_trace or enriched_file(str(entry.trace)))
+    raw = run_file(target, str(entry.trace))
+    enriched = run_file(target, entry.enriched_trace or enriched_file(str(entry.trace)))
     return raw, enriched
 
 
@@ -44,7 +45,7 @@ def open_cmd(
     target: Path = typer.Argument(..., help="A trace file or a run folder."),
     context: int | None = typer.Option(None, help="Run folder: which context length (default: the largest)."),
     port: int = typer.Option(
-        DEFAULT_PORT, help=f"Port on 127.0.0.1. The Perfetto UI only fetches from {DEFAULT_PORT}."
+        DEFAULT_PORT, min=1, max=65535, help=f"Port on 127.0.0.1. The Perfetto UI only fetches from {DEFAULT_PORT}."
     ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL instead of opening a browser."),
     timeout: float | None = typer.Option(None, help="Stop serving after this many seconds."),
@@ -90,11 +91,13 @@ def export(
     tracekit.rule, plus a 'tracekit' process with one slice per phase/step and counter tracks for
     context tokens, step time and attention share. Trim with --window / --max-steps.
     """
+    from tracekit.fsutil import claim_output
     from tracekit.perfetto.export import enrich_file
 
     raw, _ = _trace_for(target, context)
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; tracekit never overwrites a file (use --force or another --out)")
+    claim_output(out, force=force)
+    if out.exists() and os.path.samefile(out, raw):
+        raise UserError(f"--out {out} is the trace being exported; choose another --out")
     st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True)
     err.print(
         f"{raw} -> {out}: {st.events_in} events in, {st.events_out} out; added {st.added_events} tracekit events, "

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from pathlib import Path
 
 import typer
 
 from tracekit.cli.common import check_choice, err
-from tracekit.errors import CheckFailed
+from tracekit.errors import CheckFailed, UserError
+from tracekit.sanitize import printable
+
+# The first bytes of tracekit's own reports, by format: such a file is replaced without --force.
+SIGNATURES = {
+    "md": re.compile(rb"\s*# tracekit report"),
+    "html": re.compile(rb"<!doctype html>.{0,400}<title>tracekit report</title>", re.DOTALL),
+    "json": re.compile(rb'\s*\{\s*"schema":\s*"tracekit\.report/'),
+}
 
 
 def report(
@@ -23,6 +33,10 @@ def report(
     peak_bandwidth: float | None = typer.Option(
         None, "--peak-bandwidth", help="Device memory bandwidth in GB/s for the bound."
     ),
+    partial: bool = typer.Option(
+        False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
+    ),
+    force: bool = typer.Option(False, help="Replace --out even if it is not a tracekit report."),
 ) -> None:
     """Explain how decode cost grows with context: per-context figures, fits, bounds, findings, plots.
 
@@ -36,8 +50,9 @@ def report(
       tracekit report traces/RUN --format html --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
     """
+    from tracekit.fsutil import claim_output
     from tracekit.manifest import report_file
-    from tracekit.report.checks import evaluate, parse_check
+    from tracekit.report.checks import evaluate, parse_check, unknown_metrics
     from tracekit.report.data import build_report
     from tracekit.report.renderers import render, write_report
     from tracekit.report.renderers.json import to_json
@@ -45,25 +60,34 @@ def report(
     for f in fmt:
         check_choice(f, ("md", "html", "json"), "--format")
     checks = [parse_check(c) for c in check]
+    if peak_bandwidth is not None and not (math.isfinite(peak_bandwidth) and peak_bandwidth > 0):
+        raise UserError(f"--peak-bandwidth {peak_bandwidth:g}: give the device's bandwidth in GB/s, a positive number")
     if out is not None and len(fmt) > 1:
-        from tracekit.errors import UserError
-
         raise UserError("--out names one file; with several --format values leave it out (files go into RUN_DIR)")
-    data = build_report(run_dir, peak_bandwidth=peak_bandwidth)
+    to_stdout = out is not None and str(out) == "-"
+    if to_stdout and "html" in fmt:
+        raise UserError("--out - works with --format json or md; HTML needs a file")
+    targets = {f: out if out is not None else Path(run_dir) / report_file(f) for f in fmt}
+    if not to_stdout:
+        for f, target in targets.items():
+            claim_output(target, force=force, signature=SIGNATURES[f])
+    data = build_report(run_dir, peak_bandwidth=peak_bandwidth, partial=partial)
+    for finding in data.findings:
+        if finding.kind == "trace-problem":
+            err.print(f"tracekit: warning: {printable(finding.message)}")
+    report = to_json(data)
+    bad = unknown_metrics(checks, report)
+    if bad:
+        raise UserError(bad)
     for f in fmt:
-        if out is not None and str(out) == "-":
-            if f == "html":
-                from tracekit.errors import UserError
-
-                raise UserError("--out - works with --format json or md; HTML needs a file")
+        if to_stdout:
             sys.stdout.write(render(data, f, attachments=False).text)
             continue
-        target = out if out is not None else Path(run_dir) / report_file(f)
-        for p in write_report(data, f, target):
+        for p in write_report(data, f, targets[f], force=force):
             if p.suffix in (".md", ".html", ".json"):
                 print(p)
-    failures = evaluate(checks, to_json(data))
+    failures = evaluate(checks, report)
     for line in failures:
-        err.print(f"tracekit: check failed: {line}")
+        err.print(f"tracekit: check failed: {printable(line)}")
     if failures:
         raise CheckFailed(f"{len(failures)} of {len(checks)} checks failed")

@@ -137,7 +137,12 @@ def _keep_range(result: AnalysisResult, window: str | None, max_steps: int | Non
 
 
 def enrich(
-    doc: dict[str, Any], trace: Trace, *, window: str | None = None, max_steps: int | None = None
+    doc: dict[str, Any],
+    trace: Trace,
+    *,
+    window: str | None = None,
+    max_steps: int | None = None,
+    pid: int = TRACEKIT_PID,
 ) -> tuple[dict[str, Any], AnalysisResult, int, int]:
     """Tag the device events of ``doc`` (the document ``trace`` was decoded from) in place and append
     tracekit's events; return (doc, analysis, events tagged, events added).
@@ -155,13 +160,14 @@ def enrich(
         args["tracekit.category"] = d.category
         args["tracekit.rule"] = d.rule
     keep = _keep_range(result, window, max_steps)
-    events = raw_events
+    # An enriched trace exported again: tracekit's earlier events make way for the new ones.
+    events = [o for o in raw_events if not (isinstance(o, dict) and o.get("pid") == pid)]
     if keep is not None:
         lo, hi = keep
-        events = [o for o in raw_events if _kept(o, lo, hi)]
+        events = [o for o in events if _kept(o, lo, hi)]
         result.phases = [p for p in result.phases if lo <= p.start_us <= hi]
         events = _unbroken_flows(events, raw_events)
-    added = tracekit_events(result)
+    added = tracekit_events(result, pid)
     doc["traceEvents"] = events + added
     return doc, result, len(att), len(added)
 

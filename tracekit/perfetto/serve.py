@@ -3,30 +3,90 @@
 The UI's content-security policy lets it fetch from http://127.0.0.1:9001 only, so that is the
 default port; the server answers CORS for https://ui.perfetto.dev, serves exactly one path, and
 stops once the UI has fetched the whole file (or on Ctrl-C).
+
+Hostile clients: a request whose ``Host`` is not ``127.0.0.1`` or ``localhost`` (with this port)
+is refused, which defeats DNS rebinding (a page on evil.example whose name now points at
+127.0.0.1); a client that resets or stalls costs one bounded thread for at most ``IDLE_S`` seconds
+and prints nothing; at most ``MAX_CLIENTS`` connections are served at once; and the file counts
+as fetched only once every byte reached the client: a download aborted half-way keeps the server
+running.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import http.server
+import socket
+import struct
+import termios
 import threading
+import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 from tracekit.errors import UserError
+from tracekit.fsutil import regular_file
 
 PERFETTO_ORIGIN = "https://ui.perfetto.dev"
 DEFAULT_PORT = 9001
 HOST = "127.0.0.1"  # loopback only, never configurable
+IDLE_S = 10.0  # a connection that sends nothing for this long is closed
+MAX_CLIENTS = 32
+DELIVERY_S = 30.0  # how long to wait for the client to take the last bytes of the file
+SETTLE_S = 0.2  # after the last byte is acknowledged, how long a reset would still count as an abort
 
 
 def perfetto_url(port: int, name: str) -> str:
     return f"{PERFETTO_ORIGIN}/#!/?url=http://{HOST}:{port}/{urllib.parse.quote(name)}"
 
 
+def _unsent(sock: socket.socket) -> int:
+    """Bytes the kernel still holds for the peer (not yet acknowledged); 0 where unknown."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except (OSError, AttributeError):
+        return 0
+
+
+def delivered(sock: socket.socket, idle_s: float) -> bool:
+    """After the body is written: whether the client took all of it. It did once the kernel has
+    no unacknowledged bytes left and the client neither reset the connection nor closed it with
+    data unread (which resets it) for ``SETTLE_S``; a next request or a clean close also says so."""
+    deadline = time.monotonic() + DELIVERY_S
+    settled: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            sock.settimeout(0.05)
+            try:
+                sock.recv(1, socket.MSG_PEEK)
+                return True  # a clean close (b"") or the next request: everything was read
+            except TimeoutError:
+                pass
+            except OSError:
+                return False  # reset: the client went away before reading everything
+            if _unsent(sock):
+                settled = None
+                continue
+            settled = settled or time.monotonic() + SETTLE_S
+            if time.monotonic() >= settled:
+                return True
+        return False
+    finally:
+        try:
+            sock.settimeout(idle_s)
+        except OSError:
+            pass
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: TraceServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_s)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         return
@@ -46,11 +106,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _host_ok(self) -> bool:
+        """Only our own names: a DNS-rebinding page sends its own host name here."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        port = str(self.server.port)
+        return host in (HOST, "localhost", f"{HOST}:{port}", f"localhost:{port}")
+
     def _is_ours(self) -> bool:
         path = urllib.parse.urlsplit(self.path).path
         return urllib.parse.unquote(path) == "/" + self.server.file.name
 
+    def _checked(self) -> bool:
+        if not self._host_ok():
+            self._refuse(403, "forbidden: this server answers to 127.0.0.1 and localhost only\n")
+            return False
+        return True
+
     def do_OPTIONS(self) -> None:  # noqa: N802 - http.server naming
+        if not self._checked():
+            return
         self.send_response(204)
         self._cors()
         self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
@@ -66,6 +140,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(body=True)
 
     def _send(self, *, body: bool) -> None:
+        if not self._checked():
+            return
         if not self._is_ours():
             self._refuse(404, "not found: this server serves one trace file only\n")
             return
@@ -79,21 +155,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if body:
             self.wfile.write(data)
             self.wfile.flush()
-            self.server.fetched.set()
+            if delivered(self.connection, self.server.idle_s):
+                self.server.fetched.set()
+            else:
+                self.close_connection = True
 
     def _other(self) -> None:
-        self._refuse(405, "method not allowed\n")
+        if self._checked():
+            self._refuse(405, "method not allowed\n")
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _other  # noqa: N815
 
 
 class TraceServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
 
-    def __init__(self, file: Path, port: int) -> None:
+    def __init__(self, file: Path, port: int, *, idle_s: float = IDLE_S) -> None:
+        self.idle_s = idle_s
+        if not 0 <= port <= 65535:
+            raise UserError(f"--port {port}: a port is a number from 1 to 65535")
         self.file = Path(file)
+        regular_file(self.file, "trace file")
         self.data = self.file.read_bytes()
         self.fetched = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         try:
             super().__init__((HOST, port), _Handler)
         except OSError as exc:
@@ -102,7 +188,12 @@ class TraceServer(http.server.ThreadingHTTPServer):
                     f"port {port} on {HOST} is in use (Perfetto's 'trace_processor --httpd' or another "
                     f"'tracekit open' uses it too); stop that process (find it with 'lsof -i :{port}') and retry"
                 ) from None
-            raise
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise UserError(
+                    f"port {port} on {HOST}: permission denied (ports below 1024 need privileges); "
+                    f"use --port {DEFAULT_PORT}, the port the Perfetto UI fetches from"
+                ) from None
+            raise UserError(f"cannot listen on {HOST}:{port} ({exc.strerror or exc})") from None
 
     @property
     def port(self) -> int:
@@ -111,6 +202,27 @@ class TraceServer(http.server.ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return perfetto_url(self.port, self.file.name)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """At most ``MAX_CLIENTS`` connections at once; others are closed at once."""
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets, stalls or sends garbage ends its own connection, silently."""
+        return
 
     def serve_until_fetched(self, timeout: float | None = None) -> bool:
         """Serve until the file has been fetched once (True) or ``timeout`` seconds pass (False)."""

@@ -41,6 +41,22 @@ def parse_check(text: str) -> Check:
     return Check(m.group(1), int(m.group(2)), m.group(3), value, text.strip())
 
 
+def _metrics(report: dict[str, Any]) -> list[str]:
+    """The names a check can gate on: every numeric figure of a context row."""
+    rows = report["contexts"]
+    names = {k for row in rows for k, v in row.items() if not isinstance(v, (dict, list, str, bool))}
+    return sorted(names - {"context_tokens"})
+
+
+def unknown_metrics(checks: list[Check], report: dict[str, Any]) -> str | None:
+    """A usage error (exit 2, not a failed gate) for checks naming no figure of the report."""
+    known = _metrics(report)
+    bad = [ch for ch in checks if ch.metric not in known]
+    if not bad:
+        return None
+    return f"--check {bad[0].text!r}: unknown metric {bad[0].metric!r} (one of {', '.join(known)})"
+
+
 def evaluate(checks: list[Check], report: dict[str, Any]) -> list[str]:
     """One line per violated check (empty when all hold)."""
     by_ctx = {c["context_tokens"]: c for c in report["contexts"]}

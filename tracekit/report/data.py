@@ -12,13 +12,13 @@ from tracekit.report.findings import findings_for
 from tracekit.report.model import ReportData, ReportFacts
 
 
-def build_report(run_dir: Path, *, peak_bandwidth: float | None = None) -> ReportData:
+def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial: bool = False) -> ReportData:
     run_dir = Path(run_dir)
     m = read_manifest(run_dir)
     if not m.contexts:
         raise UserError(f"{run_dir}: the run holds no finished context yet; capture again")
     bw, bw_source = bandwidth.choose(m.device, peak_bandwidth)
-    contexts, gaps = context_figures(run_dir, m, bw)
+    contexts, gaps = context_figures(run_dir, m, bw, partial=partial)
     facts = ReportFacts(
         run=str(run_dir),
         device=m.device,

@@ -9,7 +9,8 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.gaps import HostDeviceGap, host_device_gaps
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.rules import CATEGORIES
-from tracekit.manifest import ContextEntry, Manifest
+from tracekit.errors import TraceFormatError
+from tracekit.manifest import ContextEntry, Manifest, run_file
 from tracekit.report.fit import crossing, fit_line
 from tracekit.report.model import ContextFigures, Growth
 from tracekit.trace.load import load_trace
@@ -49,7 +50,9 @@ def _timing_figures(f: ContextFigures, e: ContextEntry) -> None:
         f.profiler_overhead = f.tokens_per_s / t.profiled_tokens_per_s
 
 
-def context_figures(run_dir: Path, m: Manifest, bw: float | None) -> tuple[list[ContextFigures], list[HostDeviceGap]]:
+def context_figures(
+    run_dir: Path, m: Manifest, bw: float | None, *, partial: bool = False
+) -> tuple[list[ContextFigures], list[HostDeviceGap]]:
     kv_per_token = m.model.kv_bytes_per_token()
     weight_bytes = int(m.model.parameter_bytes or 0)
     out: list[ContextFigures] = []
@@ -70,11 +73,19 @@ def context_figures(run_dir: Path, m: Manifest, bw: float | None) -> tuple[list[
                 f.bound_ms_per_token = f.bytes_per_step / (bw * 1e9) * 1e3
                 f.attention_bound_ms_per_token = kv_per_token * ctx_mid / (bw * 1e9) * 1e3
         if e.trace:
-            path = run_dir / e.trace
+            path = run_file(run_dir, e.trace)
             if not path.exists():
-                f.error = f"trace file {e.trace} is missing"
+                f.error = f"trace file {e.trace} is missing; its trace figures are left out"
                 continue
-            trace = load_trace(path, partial=True)
+            try:
+                trace = load_trace(path, partial=partial)
+            except TraceFormatError as exc:
+                f.error = f"trace file {e.trace}: {exc.problem}; its trace figures are left out"
+                if exc.has_prefix and not partial:
+                    f.error += " (report --partial uses the usable prefix)"
+                continue
+            if trace.partial:
+                f.error = f"trace file {e.trace} is truncated; its figures come from the usable prefix only"
             res = analyze_trace(trace)
             gaps.extend(host_device_gaps(trace))
             f.top_kernels = [(k.name, k.category, k.rule, k.count, k.time_us) for k in res.kernels[:12]]

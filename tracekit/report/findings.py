@@ -28,6 +28,8 @@ def findings_for(d: ReportFacts) -> list[Finding]:
             out.append(
                 Finding("failed-context", "error", f"Context {c.context_tokens} failed: {c.error or 'unknown error'}.")
             )
+        elif c.error:
+            out.append(Finding("trace-problem", "warning", f"Context {c.context_tokens}: {c.error}."))
     out.extend(_timing_integrity(d))
     out.extend(_growth(d))
     out.extend(_overheads(d))

@@ -1,5 +1,6 @@
 """The outputs of ``tracekit analyze``: rows by category, phase, step or kernel, as a table, CSV or
-JSON, and the ``--explain`` table. Plain data in, text or rich renderables out; nothing prints."""
+JSON, and the ``--explain`` table. Plain data in, text or rich renderables out; nothing prints.
+Every string from a trace goes out through ``sanitize.printable`` (tables, CSV) or JSON escaping."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from tracekit.analysis.breakdown import merge_phases
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
 from tracekit.analysis.rules import RULE_INDEX
+from tracekit.sanitize import printable
 
 GROUPINGS = ("category", "phase", "step", "kernel")
 FORMATS = ("table", "json", "csv")
@@ -69,9 +71,9 @@ def to_csv(results: list[AnalysisResult], by: str) -> str:
     for i, r in enumerate(results):
         head, body = rows(r, by, cats)
         if i == 0:
-            w.writerow(["trace", *head])
+            w.writerow(["trace", *map(printable, head)])
         for row in body:
-            w.writerow([r.path, *row])
+            w.writerow([printable(r.path), *map(printable, row)])
     return buf.getvalue()
 
 
@@ -83,25 +85,27 @@ def table(r: AnalysisResult, by: str) -> Table:
     head, body = rows(r, by)
     busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
     t = Table(
-        title=f"{r.path} [{r.device}] window {r.window.name}: {r.window.dur_us / 1000:.3f} ms, "
+        title=f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
         f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms"
     )
     for h in head:
         t.add_column(h, overflow="fold", justify="left" if h in ("category", "kernel", "phase", "rule") else "right")
     for row in body:
-        t.add_row(*row)
+        t.add_row(*map(printable, row))
     return t
 
 
 def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:
     """Which rule classified each kernel whose name matches ``pattern``, and why (None: no match)."""
-    t = Table(title=f"{r.path}: rules for kernels matching {pattern.pattern!r}")
+    t = Table(title=printable(f"{r.path}: rules for kernels matching {pattern.pattern!r}"))
     for col in ("kernel", "count", "time µs", "category", "rule", "why"):
         t.add_column(col, overflow="fold")
     n = 0
     for k in r.kernels:
         if pattern.search(k.name):
             rule = RULE_INDEX.get(k.rule)
-            t.add_row(k.name, str(k.count), f"{k.time_us:.1f}", k.category, k.rule, rule.note if rule else "")
+            t.add_row(
+                printable(k.name), str(k.count), f"{k.time_us:.1f}", k.category, k.rule, rule.note if rule else ""
+            )
             n += 1
     return t if n else None

@@ -30,6 +30,7 @@ from tracekit.trace.model import (
     code_table,
     encode,
 )
+from tracekit.trace.policy import in_range, span_bounds
 from tracekit.trace.tree import nest
 
 _CAT = attrgetter("cat")
@@ -146,14 +147,39 @@ class TraceBuilder:
         tr.strings = list(tr.string_ids)
         tr.threads = list(self._threads)
         host = Columns.concat(self._host + self._py)
-        tr.kernels = Columns.concat(self._device)
+        kernels = Columns.concat(self._device)
         self._host = self._py = self._device = []
+        host, tr.kernels = _keep_in_range(tr, host, kernels)
         order, tr.parent, tr.child = nest(host.thread, host.ts, host.dur)
         tr.spans = host.take(order)
         self.saw_flows = bool(self._flows)
         _link(tr, self._flows)
         self._flows = []
         return tr
+
+
+def _keep_in_range(tr: Trace, host: Columns, kernels: Columns) -> tuple[Columns, Columns]:
+    """The input policy's number check, vectorized over the columns: drop (and count in
+    ``tr.out_of_range``) spans whose times are not finite, whose duration is negative, or that lie
+    outside the trace's span (``policy.span_bounds``); the GPU annotations likewise."""
+    ok_h, ok_k = in_range(host.ts, host.dur), in_range(kernels.ts, kernels.dur)
+    lo, hi = span_bounds(np.concatenate([host.ts[ok_h], kernels.ts[ok_k]]))
+    for cols, ok in ((host, ok_h), (kernels, ok_k)):
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok &= (cols.ts >= lo) & (cols.ts + cols.dur <= hi)
+    bad = len(host) - int(np.count_nonzero(ok_h)) + len(kernels) - int(np.count_nonzero(ok_k))
+    if tr.gpu_annotations:
+        kept = [e for e in tr.gpu_annotations if lo <= e.ts and e.dur >= 0 and e.ts + e.dur <= hi]
+        bad += len(tr.gpu_annotations) - len(kept)
+        tr.gpu_annotations = kept
+    if not bad:
+        return host, kernels
+    tr.out_of_range += bad
+    if not ok_h.all():
+        host = host.take(np.flatnonzero(ok_h))
+    if not ok_k.all():
+        kernels = kernels.take(np.flatnonzero(ok_k))
+    return host, kernels
 
 
 def _select(chunk: list[Any], mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], list[Event]]:

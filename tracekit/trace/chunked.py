@@ -4,10 +4,16 @@ The decompressed text is read in pieces of ``chunk_size`` bytes; each piece is c
 event that is complete in it and decoded as ``[...]`` into typed events. A cut is only a candidate
 (the bytes ``}``, ``,``, ``{`` with optional whitespace between two objects); it is accepted when
 the piece decodes, which proves it: a piece that ends inside an object, a nested list or a string
-is not valid JSON. The text around the event array (``deviceProperties``, ``distributedInfo``) is
-decoded on its own at the end.
+is not valid JSON. Where 64 candidates in a row fall inside one event, a structural scan
+(``scan.event_ends``) finds the real ends. The text around the event array
+(``deviceProperties``, ``distributedInfo``) is decoded on its own at the end.
 
-Anything this reader does not expect raises ``Unchunkable`` and the caller decodes another way.
+Every JSON layout goes through here: a document whose event array is not found is handed back
+whole (``NoEventArray``), for the whole-document decoder to name what it is. Damage raises
+``Damaged`` with the decoder's own words and the byte offset in the whole text, once the events
+before it are out, so the message is the one the whole-document path gives for the same file.
+The text read is counted against the inflate budget (``policy.BudgetExceeded``); a run of
+whitespace between events is skipped, not buffered.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import msgspec
 
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.model import AnyEvent, TraceDoc
+from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
+from tracekit.trace.scan import TRUNCATED, error_byte, event_ends, real_damage, shift_error
 
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
@@ -29,18 +37,32 @@ _events = msgspec.json.Decoder(list[AnyEvent])
 _meta = msgspec.json.Decoder(TraceDoc)
 
 
-class Unchunkable(Exception):
-    """The document's layout is not one this reader handles; decode it whole instead."""
-
-
 class Damaged(Exception):
-    """The text ends or breaks inside the event array (a truncated file)."""
+    """The text ends or breaks inside the event array (a truncated or corrupt file)."""
+
+
+class GzipDamaged(Damaged):
+    """The gzip stream is truncated or corrupt (the message is the error's class name)."""
+
+
+class EmptyText(Exception):
+    """The text is whitespace only."""
+
+
+class NoEventArray(Exception):
+    """A JSON object with no ``"traceEvents": [`` in it; ``text`` is the whole document."""
+
+    def __init__(self, text: bytes) -> None:
+        super().__init__("no traceEvents array")
+        self.text = text
 
 
 def content_start(data: bytes | bytearray, end: int | None = None) -> int:
-    """Where ``data[:end]`` stops being whitespace."""
-    lead = _LEADING_WS.match(data, 0, len(data) if end is None else end)
-    return lead.end() if lead else 0
+    """Where ``data[:end]`` stops being whitespace (a UTF-8 byte-order mark counts as such)."""
+    stop = len(data) if end is None else end
+    start = 3 if data[:3] == BOM else 0
+    lead = _LEADING_WS.match(data, start, stop)
+    return lead.end() if lead else start
 
 
 def first_byte(data: bytes) -> bytes:
@@ -69,13 +91,17 @@ class ChunkedReader:
     head: bytes = b""
     tail: bytes = b""
     list_form: bool = False
+    budget: int = 1 << 62
     chunks: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._buf = bytearray(2 * self.chunk_size + 1)
         self._lo = 0  # the valid text is _buf[_lo:_hi]
         self._hi = 0
+        self._offset = 0  # where _buf[0] lies in the text (after a byte-order mark), for error offsets
+        self._total = 0
         self._eof = False
+        self._damage: str | None = None  # met while cutting; raised once the events before it are out
         self._readinto = getattr(self.stream, "readinto", None)
 
     def _fill(self, want: int) -> None:
@@ -92,10 +118,13 @@ class ChunkedReader:
                     n = len(data)
                     self._buf[self._hi : self._hi + n] = data
             except gz_errors as exc:  # gzip truncated or corrupt
-                raise Damaged(f"{exc.__class__.__name__}: {exc}") from None
+                raise GzipDamaged(exc.__class__.__name__) from None
             if not n:
                 self._eof = True
             self._hi += n
+            self._total += n
+            if self._total > self.budget:
+                raise BudgetExceeded
 
     def _make_room(self, want: int) -> None:
         """Move the valid text to the front; grow the buffer if it still cannot take ``want`` more."""
@@ -103,89 +132,142 @@ class ChunkedReader:
         if self._lo:
             with memoryview(self._buf) as mv:
                 mv[:n] = mv[self._lo : self._hi]
+            self._offset += self._lo
             self._lo, self._hi = 0, n
         if n >= len(self._buf) or want >= len(self._buf):
             self._buf.extend(bytes(max(len(self._buf), want - len(self._buf) + 1)))
 
-    def events(self) -> Iterator[list[AnyEvent]]:
+    def _skip_whitespace(self) -> int:
+        """Skip leading whitespace (and a byte-order mark) however long it runs; return where the
+        content starts."""
         self._fill(self.chunk_size)
-        buf = self._buf
-        start = content_start(buf, self._hi)
-        first = bytes(buf[start : min(start + 1, self._hi)])
+        if self._buf[:3] == BOM:
+            self._lo, self._offset = 3, -3
+        while True:
+            lead = _LEADING_WS.match(self._buf, self._lo, self._hi)
+            start = lead.end() if lead else self._lo
+            if start < self._hi:
+                return start
+            if self._eof:
+                raise EmptyText
+            self._lo = self._hi  # all whitespace: let the next fill reuse the buffer
+            self._fill(self.chunk_size)
+
+    def _blank_run(self) -> bool:
+        """Whether all that follows the '[' at ``_lo`` is whitespace; if so, move the '[' to the
+        end of it, so a flood of whitespace is never buffered (offsets stay exact)."""
+        if self._hi - self._lo <= 1:
+            return False
+        lead = _LEADING_WS.match(self._buf, self._lo + 1, self._hi)
+        if lead is None or lead.end() < self._hi:
+            return False
+        self._buf[self._hi - 1] = 0x5B
+        self._lo = self._hi - 1
+        return True
+
+    def _find_array(self, start: int) -> None:
+        """Put ``_lo`` on the event array's '[' (keeping the document's head)."""
+        first = bytes(self._buf[start : start + 1])
+        self._lo = start
         if first == b"[":
             self.list_form = True
-            self._lo = start
-        elif first == b"{":
-            while True:
-                m = _EVENTS_KEY.search(buf, 0, self._hi)
-                if m is not None:
-                    break
-                if self._eof or self._hi > 8 * self.chunk_size:
-                    raise Unchunkable("no traceEvents array near the start")
-                self._fill(self._hi + self.chunk_size)
-                buf = self._buf
-            self.head = bytes(buf[: m.end() - 1])
-            self._lo = m.end() - 1
-        else:
-            raise Unchunkable("not a JSON object or array")
+            return
+        if first != b"{":
+            raise NoEventArray(bytes(self._buf[start : self._hi]))
+        while (m := _EVENTS_KEY.search(self._buf, self._lo, self._hi)) is None:
+            if self._eof:
+                raise NoEventArray(bytes(self._buf[self._lo : self._hi]))
+            self._fill(self._hi - self._lo + self.chunk_size)
+        self.head = bytes(self._buf[self._lo : m.end() - 1])
+        self._lo = m.end() - 1
+
+    def events(self) -> Iterator[list[AnyEvent]]:
+        self._find_array(self._skip_whitespace())
         # _buf[_lo] is always the array's '[' (or a '[' written over the separator before the
         # next event), so each piece decodes in place: no copy of the text is made to decode it.
         while True:
             self._fill(self.chunk_size)
             if self._eof:
                 yield self._last()
-                return
+                break
             cut = self._cut()
-            if cut is None:  # one event longer than a chunk: read on
-                self._fill(self._hi - self._lo + self.chunk_size)
-                if self._eof:
-                    yield self._last()
-                    return
+            if cut is None:
+                if self._damage is not None:
+                    break
+                # One event longer than a chunk, or a run of whitespace: read on.
+                if not self._blank_run():
+                    self._fill(self._hi - self._lo + self.chunk_size)
                 continue
             events, rest = cut
             self._buf[rest - 1] = 0x5B  # '[' over the separator before the next event
             self._lo = rest - 1
             self.chunks += 1
             yield events
+            if self._damage is not None:
+                break
+        if self._damage is not None:
+            raise Damaged(self._damage)
 
     def _decode(self, text: memoryview | bytes) -> list[AnyEvent]:
         try:
-            events: list[AnyEvent] = self.decoder.decode(text)
-            return events
-        except msgspec.ValidationError:
-            if self.lenient is None:
-                raise
-            return self.lenient(bytes(text))
+            try:
+                events: list[AnyEvent] = self.decoder.decode(text)
+                return events
+            except msgspec.ValidationError:
+                if self.lenient is None:
+                    raise
+                return self.lenient(bytes(text))
+        except RecursionError:
+            raise TooDeep from None
+
+    def _try(self, end: int) -> list[AnyEvent] | None:
+        """Decode ``_buf[_lo:end+1]`` with a ']' after the '}' at ``end``; None if that fails (and
+        note the damage if the text itself is at fault)."""
+        buf, lo = self._buf, self._lo
+        saved = buf[end + 1]
+        buf[end + 1] = 0x5D  # ']' over the separator (a ',' or whitespace) just after the '}'
+        try:
+            with memoryview(buf) as mv:
+                return self._decode(mv[lo : end + 2])
+        except msgspec.DecodeError as exc:
+            if self._damage is None and real_damage(exc, end - lo):
+                self._damage = shift_error(exc, self._offset + lo)
+            return None
+        finally:
+            buf[end + 1] = saved
 
     def _cut(self) -> tuple[list[AnyEvent], int] | None:
         """Decode the events before the last boundary that proves valid; return them and where the
-        next event starts."""
-        buf, lo = self._buf, self._lo
-        pos = self._hi
-        tries = 0
+        next event starts (None: no complete event here, or none before the damage)."""
+        buf, lo, hi = self._buf, self._lo, self._hi
+        pos, tries = hi, 0
         while tries < 64:
             i = buf.rfind(b"}", lo, pos)
             if i < 0:
                 return None
-            m = _BOUNDARY.match(buf, i, self._hi)
             pos = i
+            m = _BOUNDARY.match(buf, i, hi)
             if m is None:
                 continue
             tries += 1
-            saved = buf[i + 1]
-            buf[i + 1] = 0x5D  # ']' over the separator (a ',' or whitespace) just after the '}'
-            try:
-                with memoryview(buf) as mv:
-                    events = self._decode(mv[lo : i + 2])
-            except msgspec.DecodeError:
-                continue  # the candidate sat inside an event: try an earlier one
-            finally:
-                buf[i + 1] = saved
-            return events, m.end() - 1
-        raise Unchunkable("no event boundary decoded in 64 tries")
+            if self._damage is not None and error_byte_in(self._damage, self._offset + i):
+                continue  # after the damage: only a cut before it can decode
+            events = self._try(i)
+            if events is not None:
+                return events, m.end() - 1
+        with memoryview(buf) as mv:  # 64 candidates inside one event: find the real ends
+            ends = event_ends(mv[lo:hi])
+        for e in ends[::-1].tolist():
+            m = _BOUNDARY.match(buf, lo + e, hi)
+            if m is not None:
+                events = self._try(lo + e)
+                if events is not None:
+                    return events, m.end() - 1
+        return None
 
     def _last(self) -> list[AnyEvent]:
-        """The final piece: events up to the array's closing bracket, then the document's tail."""
+        """The final piece: events up to the array's closing bracket, then the document's tail.
+        If it is damaged, the events before the damage (and the damage is noted)."""
         buf, lo = self._buf, self._lo
         pos = self._hi
         for _ in range(64):
@@ -209,7 +291,36 @@ class ChunkedReader:
                 continue
             self.tail = tail
             return events
-        raise Damaged("the event array is not closed (truncated JSON)")
+        self._damage, events = self._diagnose()
+        if events is not None:
+            return events
+        cut = self._cut()
+        return [] if cut is None else cut[0]
+
+    def _diagnose(self) -> tuple[str, list[AnyEvent] | None]:
+        """The decoder's own words for what is wrong with the last piece and the document's tail,
+        with the offset in the whole text (as decoding the whole document would say); and the
+        piece's events when the damage lies after the array."""
+        lo, hi = self._lo, self._hi
+        try:
+            with memoryview(self._buf) as mv:
+                return TRUNCATED, self._decode(mv[lo:hi])
+        except msgspec.DecodeError as exc:
+            at = error_byte(exc)
+            if at is None or "trailing characters" not in str(exc):
+                return shift_error(exc, self._offset + lo), None
+            # The array closed before ``at`` (msgspec names the byte after the first one that
+            # follows a value): the damage is in the rest of the document.
+            rest = lo + at - 1
+            with memoryview(self._buf) as mv:
+                events = self._decode(mv[lo:rest])
+            if self.list_form:
+                return shift_error(exc, self._offset + lo), events
+            try:
+                msgspec.json.decode(b'{"_":0' + bytes(self._buf[rest:hi]))
+            except msgspec.DecodeError as tail_exc:
+                return shift_error(tail_exc, self._offset + rest - 6), events
+            return TRUNCATED, events
 
     def metadata(self) -> TraceDoc | None:
         if self.list_form:
@@ -218,3 +329,9 @@ class ChunkedReader:
             return _meta.decode(self.head + b"[]" + self.tail)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
+
+
+def error_byte_in(message: str, at: int) -> bool:
+    """Whether a damage ``message`` names a byte before ``at`` (a cut after it cannot decode)."""
+    m = re.search(r"\(byte (\d+)\)", message)
+    return m is not None and int(m.group(1)) < at

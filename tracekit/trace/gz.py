@@ -13,6 +13,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, cast
 
+from tracekit.trace.policy import BudgetExceeded
+
 MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
 
 _impl: Any
@@ -68,10 +70,13 @@ def open_gz_into(path: Path) -> IO[bytes] | _RawGzip:
     return _RawGzip(path, reader_type)
 
 
-def read_gz(path: Path) -> bytes:
-    """The whole decompressed content (raises one of ``ERRORS`` on a damaged file)."""
+def read_gz(path: Path, limit: int = 1 << 62) -> bytes:
+    """The whole decompressed content (raises one of ``ERRORS`` on a damaged file, and
+    ``policy.BudgetExceeded`` past ``limit`` bytes, having inflated at most 16 MB more)."""
     out = bytearray()
     with open_gz(path) as fh:
         while block := fh.read(1 << 24):
             out += block
+            if len(out) > limit:
+                raise BudgetExceeded
     return bytes(out)

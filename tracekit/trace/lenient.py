@@ -1,19 +1,24 @@
 """Lenient, event-by-event conversion for input the typed decoder refuses.
 
-A field of an unexpected type, a phase outside the Chrome format, or a damaged document (read
-up to the damage with ijson for ``--partial``): each JSON value becomes the record the typed
-decoder would have made, or ``None`` when it is malformed.
+A field of an unexpected type or a phase outside the Chrome format: each JSON value becomes the
+record the typed decoder would have made, or ``None`` when it is malformed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 
-from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.model import MALFORMED, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
+
+# Untyped decoding for the lenient path: a float too large for a double reads as infinity (and is
+# then dropped by the range check) instead of failing the whole document.
+_untyped = msgspec.json.Decoder(float_hook=float)
+
+
+def decode_untyped(text: bytes | memoryview) -> Any:
+    return _untyped.decode(text)
 
 
 def as_number(v: Any) -> float | None:
@@ -21,11 +26,14 @@ def as_number(v: Any) -> float | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an integer literal too large for a double
+            return None
     if isinstance(v, str):
         try:
             return float(v)
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
     return None
 
@@ -49,6 +57,7 @@ def _id_like(v: Any) -> int | str | None:
 
 
 _SKIPPED = Skipped()
+_MISSING_TS = float("nan")  # as the typed decoder reads a missing ts: dropped later by the range check
 
 
 def event_from_obj(o: Any) -> AnyEvent | None:
@@ -59,8 +68,8 @@ def event_from_obj(o: Any) -> AnyEvent | None:
     ph = o.get("ph")
     if not isinstance(ph, str):
         return None
-    ts = as_number(o.get("ts", 0.0))
-    if ts is None or ts != ts:
+    ts = as_number(o.get("ts", _MISSING_TS))
+    if ts is None or (ts != ts and "ts" in o):
         return None
     pid = _id_like(o.get("pid", 0))
     tid = _id_like(o.get("tid", 0))
@@ -70,7 +79,7 @@ def event_from_obj(o: Any) -> AnyEvent | None:
     tid = 0 if tid is None else tid
     if ph == "s" or ph == "f":
         flow = FlowEnd if ph == "f" else FlowStart
-        return flow(cat=cat, id=_id_like(o.get("id")), pid=pid, tid=tid, ts=ts)
+        return flow(cat=cat, id=_id_like(o.get("id")), pid=pid, tid=tid, ts=ts if "ts" in o else 0.0)
     if ph != "X":
         return _SKIPPED
     dur = as_number(o.get("dur", 0.0))
@@ -87,7 +96,7 @@ def event_from_obj(o: Any) -> AnyEvent | None:
         pid=pid,
         tid=tid,
         ts=ts,
-        dur=max(dur, 0.0),
+        dur=dur,
         args=args,
     )
 
@@ -103,18 +112,6 @@ def records(raw_events: list[Any]) -> list[AnyEvent | Malformed]:
     return list(map(record_of, raw_events))
 
 
-def salvage(stream: IO[bytes], is_doc: bool) -> Iterator[AnyEvent | Malformed]:
-    """Yield records from a damaged document until the damage; used by ``--partial``."""
-    import ijson
-
-    prefix = "traceEvents.item" if is_doc else "item"
-    try:
-        for obj in ijson.items(stream, prefix, use_float=True):
-            yield record_of(obj)
-    except (ijson.JSONError, ijson.IncompleteJSONError, *gz_errors):
-        return
-
-
 def lenient_events(text: bytes) -> list[AnyEvent | Malformed]:
-    raw = msgspec.json.decode(text)
+    raw = decode_untyped(text)
     return records(raw if isinstance(raw, list) else [])

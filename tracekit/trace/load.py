@@ -5,15 +5,17 @@ This module reads files and picks a decode path; the records it decodes go to on
 
 * whole (small files): inflate (ISA-L where installed), then decode with msgspec into typed
   records that keep only the fields analysis reads; unknown fields are skipped inside the C decoder;
-* chunked (more than ``CHUNKED_THRESHOLD`` bytes of JSON): the same decoder on 8 MB pieces of the
-  event array, so the text is never whole in memory (see ``chunked``);
-* streaming (a layout the chunked reader does not handle, past ``stream_threshold``): ijson walks
-  the event array one event at a time.
+* chunked (more than ``CHUNKED_THRESHOLD`` bytes of JSON, or ``stream_threshold``): the same
+  decoder on 8 MB pieces of the event array, so the text is never whole in memory (see
+  ``chunked``); it reads every layout, and salvages the events before damage for ``--partial``
+  on both paths. ``TRACEKIT_LOADER=whole|chunked`` forces one path (to compare them).
 
 A trace whose events do not fit the typed table (a phase outside the Chrome format, a field of
 an unexpected type) is decoded leniently, event by event (``lenient``). Malformed input never escapes as a
-traceback: each failure becomes a ``TraceFormatError`` naming the file and the problem, and
-``partial=True`` salvages the events before a truncation.
+traceback: each failure becomes a ``TraceFormatError`` naming the file and the problem, in the same
+words on every path (``policy``), and ``partial=True`` salvages the events before a truncation.
+Every path keeps to the input policy (``policy``): regular files only, the inflate budget, bounded
+nesting, range-checked numbers.
 """
 
 from __future__ import annotations
@@ -23,32 +25,36 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Union
 
 import msgspec
 
-from tracekit.errors import TraceFormatError
-from tracekit.trace.build import TraceBuilder, build_trace, build_trace_batched, link_flows, needs_flows
-from tracekit.trace.chunked import ChunkedReader, Damaged, Unchunkable, first_byte
+from tracekit.errors import TraceFormatError, UserError
+from tracekit.fsutil import regular_file
+from tracekit.trace import policy
+from tracekit.trace.build import TraceBuilder, build_trace, link_flows, needs_flows
+from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamaged, NoEventArray, first_byte
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import MAGIC as GZIP_MAGIC
 from tracekit.trace.gz import open_gz, open_gz_into, read_gz
-from tracekit.trace.lenient import lenient_events, record_of, records, salvage
+from tracekit.trace.lenient import decode_untyped, lenient_events, records
 from tracekit.trace.model import (
     FLOWS_ONLY,
     SPANS_ONLY,
     AnyEvent,
     FlowStart,
-    Malformed,
     Trace,
     TraceDoc,
 )
+from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
 
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
 CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
 CHUNK_SIZE = 8 * 1024 * 1024
+# Which reader to use: auto (by size), whole or chunked (to compare them, or to debug).
+LOADER_ENV = "TRACEKIT_LOADER"
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
 _list_decoder = msgspec.json.Decoder(list[AnyEvent])
@@ -74,21 +80,31 @@ def load_trace(
             gc.enable()
 
 
-def _check_file(p: Path) -> bool:
-    """Refuse what is not a readable file; say whether it is gzipped."""
-    name = str(p)
-    if p.is_dir():
-        raise TraceFormatError(name, "is a directory, not a trace file (give a *.json or *.json.gz file)")
-    if not p.exists():
-        raise TraceFormatError(name, "no such file")
+def _check_file(p: Path) -> tuple[int, bool]:
+    """Refuse what is not a readable regular file (``fsutil.regular_file``); return its size and
+    whether it is gzipped."""
+    try:
+        st = regular_file(p, "trace file")
+    except UserError as exc:
+        problem = str(exc).removeprefix(f"{p}: ")
+        if "is a directory" in problem:
+            problem = "is a directory, not a trace file (give a *.json or *.json.gz file)"
+        raise TraceFormatError(str(p), problem) from None
     with open(p, "rb") as fh:
-        return fh.read(2) == GZIP_MAGIC
+        return st.st_size, fh.read(2) == GZIP_MAGIC
 
 
 def read_text(path: str | os.PathLike[str]) -> bytes:
-    """The whole (decompressed) JSON text of a trace file, for code that rewrites the file."""
+    """The whole (decompressed) JSON text of a trace file, for code that rewrites the file; at
+    most the inflate budget."""
     p = Path(path)
-    return _read_all(p, _check_file(p), partial=False)[0]
+    _, gz = _check_file(p)
+    _check_head(p, gz)
+    budget, source = policy.inflate_budget()
+    try:
+        return _read_all(p, gz, partial=False, limit=budget)[0]
+    except BudgetExceeded:
+        raise policy.over_budget(str(p), budget, source) from None
 
 
 def decode_bytes(name: str, data: bytes) -> Trace:
@@ -105,24 +121,50 @@ def decode_bytes(name: str, data: bytes) -> Trace:
 
 def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
     name = str(p)
-    gz = _check_file(p)
+    file_size, gz = _check_file(p)
+    _check_head(p, gz)
+    budget, source = policy.inflate_budget()
     threshold = DEFAULT_STREAM_THRESHOLD if stream_threshold is None else stream_threshold
-    size = _decompressed_size(p, gz)
-    if size > CHUNKED_THRESHOLD:
+    size = _decompressed_size(p, gz, file_size)
+    loader = os.environ.get(LOADER_ENV, "auto")
+    try:
+        if loader == "whole":
+            return _load_whole(p, gz, partial=partial, limit=budget)
+        if loader != "chunked" and size <= min(CHUNKED_THRESHOLD, threshold):
+            # The whole text in memory, up to twice the size that sends a file to the chunked
+            # reader: a gzip whose size field lies is read in chunks from there on.
+            try:
+                return _load_whole(p, gz, partial=partial, limit=min(budget, 2 * CHUNKED_THRESHOLD))
+            except BudgetExceeded:
+                if budget <= 2 * CHUNKED_THRESHOLD:
+                    raise
         # Large traces: decode chunk by chunk, so the text is never whole in memory.
-        trace = _load_chunked(p, gz, partial=partial)
-        if trace is not None:
-            return trace
-    if size > threshold:
-        return _load_streaming(p, gz, partial=partial)
-    data, truncated = _read_all(p, gz, partial=partial)
-    trace = _decode(name, data, partial=partial or truncated)
+        return _load_chunked(p, gz, partial=partial, budget=budget)
+    except BudgetExceeded:
+        raise policy.over_budget(name, budget, source) from None
+    except TooDeep:
+        raise policy.too_deep(name) from None
+
+
+def _check_head(p: Path, gz: bool) -> None:
+    """Refuse text that does not start like JSON from its first bytes, before inflating more."""
+    try:
+        with open_gz(p) if gz else _open_binary(p) as fh:
+            head = fh.read(4096)
+    except gz_errors:
+        return  # damaged from the start: each path says so in its own place
+    if head.strip() and first_byte(head) not in (b"{", b"["):
+        raise policy.not_json(str(p), head[:64])
+
+
+def _load_whole(p: Path, gz: bool, *, partial: bool, limit: int) -> Trace:
+    data, truncated = _read_all(p, gz, partial=partial, limit=limit)
+    trace = _decode(str(p), data, partial=partial or truncated)
     trace.partial = trace.partial or truncated
     return trace
 
 
-def _decompressed_size(p: Path, gz: bool) -> int:
-    size = p.stat().st_size
+def _decompressed_size(p: Path, gz: bool, size: int) -> int:
     if not gz or size < 18:
         return size
     with open(p, "rb") as fh:
@@ -137,70 +179,94 @@ def _decompressed_size(p: Path, gz: bool) -> int:
     return isize
 
 
-def _read_all(p: Path, gz: bool, *, partial: bool) -> tuple[bytes, bool]:
-    raw = p.read_bytes()
-    if not raw.strip():
-        raise TraceFormatError(str(p), "is empty (0 trace events); was the profiler stopped before it wrote?")
+def _read_all(p: Path, gz: bool, *, partial: bool, limit: int) -> tuple[bytes, bool]:
+    """The whole text (at most ``limit`` bytes, else ``BudgetExceeded``), and whether it is the
+    salvaged prefix of a damaged gzip."""
     if not gz:
-        return raw, False
-    try:
-        return read_gz(p), False
-    except gz_errors as exc:
-        # Salvage the decompressible prefix; the JSON decoder then decides what is usable.
-        d = zlib.decompressobj(wbits=31)
+        if p.stat().st_size > limit:
+            raise BudgetExceeded
+        data = p.read_bytes()
+        truncated = False
+    else:
         try:
-            prefix = d.decompress(raw)
-        except zlib.error:
-            prefix = b""
-        if not partial:
-            raise TraceFormatError(
-                str(p),
-                f"truncated or corrupt gzip ({exc.__class__.__name__}); "
-                "the profiler was probably killed mid-write. Use --partial to analyze the usable prefix",
-                has_prefix=bool(prefix),
-            ) from None
-        if not prefix:
-            raise TraceFormatError(str(p), "corrupt gzip with no usable prefix") from None
-        return prefix, True
+            data, truncated = read_gz(p, limit), False
+        except gz_errors as exc:
+            data, truncated = _gzip_prefix(p, exc, partial=partial, limit=limit), True
+    if not data.strip():
+        raise TraceFormatError(str(p), "is empty (0 trace events); was the profiler stopped before it wrote?")
+    return data, truncated
+
+
+def _gzip_prefix(p: Path, exc: BaseException, *, partial: bool, limit: int) -> bytes:
+    """The decompressible prefix of a damaged gzip, for ``--partial``; the error otherwise."""
+    d = zlib.decompressobj(wbits=31)
+    try:
+        prefix = d.decompress(p.read_bytes(), limit + 1)
+    except zlib.error:
+        prefix = b""
+    if len(prefix) > limit:
+        raise BudgetExceeded
+    if not partial:
+        raise policy.gzip_damaged(str(p), exc.__class__.__name__, has_prefix=bool(prefix))
+    if not prefix:
+        raise TraceFormatError(str(p), "corrupt gzip with no usable prefix")
+    return prefix
 
 
 def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
+    text: bytes | memoryview = memoryview(data)[3:] if data[:3] == BOM else data
     first = first_byte(data)
     if first not in (b"{", b"["):
-        raise TraceFormatError(name, 'is not JSON (expected a Chrome trace: {"traceEvents": [...]})')
+        raise policy.not_json(name, bytes(data[:64]))
+    damage: msgspec.DecodeError | None = None
     try:
-        if first == b"{":
-            doc = _doc_decoder.decode(data)
-            trace = build_trace(name, doc.traceEvents)
-            trace.device_names = [d.name for d in doc.deviceProperties]
-            trace.rank = doc.distributedInfo.rank if doc.distributedInfo else None
-        else:
-            trace = build_trace(name, _list_decoder.decode(data))
-    except msgspec.ValidationError as exc:
-        msg = str(exc)
-        if "traceEvents" in msg and "missing required field" in msg.lower():
-            raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)") from None
-        # Some events have fields of unexpected types: decode leniently, event by event.
-        trace = _decode_lenient(name, data)
+        try:
+            trace = _decode_typed(name, text, first)
+        except msgspec.ValidationError as exc:
+            _refuse_layout(name, str(exc))
+            # Some events have fields of unexpected types: decode leniently, event by event.
+            trace = _decode_lenient(name, text)
     except msgspec.DecodeError as exc:
+        damage = exc
+    except RecursionError:
+        raise policy.too_deep(name) from None
+    if damage is not None:
         if not partial:
-            raise TraceFormatError(
-                name,
-                f"invalid or truncated JSON ({exc}); use --partial to analyze the events before the damage",
-                has_prefix=True,
-            ) from None
-        trace = build_trace_batched(name, salvage(io.BytesIO(data), first == b"{"))
+            raise policy.damaged(name, str(damage))
+        # The events before the damage, as the chunked reader finds them on every path.
+        builder = TraceBuilder(name)
+        try:
+            for chunk in ChunkedReader(io.BytesIO(text), chunk_size=CHUNK_SIZE, lenient=lenient_events).events():
+                builder.add(chunk)
+        except (Damaged, NoEventArray):
+            pass
+        except TooDeep:
+            raise policy.too_deep(name) from None
+        trace = builder.finish()
         trace.partial = True
-    if not trace.host and not trace.device:
-        raise TraceFormatError(name, "contains no usable trace events (no cpu ops, annotations or kernels)")
-    return trace
+    return _usable(trace)
 
 
-def _decode_lenient(name: str, data: bytes) -> Trace:
-    try:
-        obj = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:  # pragma: no cover - typed decode already parsed it
-        raise TraceFormatError(name, f"invalid JSON ({exc})") from None
+def _decode_typed(name: str, text: bytes | memoryview, first: bytes) -> Trace:
+    if first == b"{":
+        doc = _doc_decoder.decode(text)
+        trace = build_trace(name, doc.traceEvents)
+        trace.device_names = [d.name for d in doc.deviceProperties]
+        trace.rank = doc.distributedInfo.rank if doc.distributedInfo else None
+        return trace
+    return build_trace(name, _list_decoder.decode(text))
+
+
+def _refuse_layout(name: str, msg: str) -> None:
+    """A typed-decode failure that no event-by-event decode can fix: the document's shape."""
+    if "missing required field `traceEvents`" in msg:
+        raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
+    if msg.endswith("- at `$.traceEvents`") or msg.endswith("- at `$`"):
+        raise TraceFormatError(name, "is JSON but not a Chrome trace (traceEvents is not a list of events)")
+
+
+def _decode_lenient(name: str, text: bytes | memoryview) -> Trace:
+    obj = decode_untyped(text)
     if isinstance(obj, dict):
         if "traceEvents" not in obj:
             raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
@@ -208,7 +274,7 @@ def _decode_lenient(name: str, data: bytes) -> Trace:
     else:
         raw_events = obj
     if not isinstance(raw_events, list):
-        raise TraceFormatError(name, "traceEvents is not a list")
+        raise TraceFormatError(name, "is JSON but not a Chrome trace (traceEvents is not a list of events)")
     trace = build_trace(name, records(raw_events))
     if isinstance(obj, dict):
         props = obj.get("deviceProperties")
@@ -220,6 +286,13 @@ def _decode_lenient(name: str, data: bytes) -> Trace:
     return trace
 
 
+def _usable(trace: Trace) -> Trace:
+    if not trace.host and not trace.device:
+        why = f" ({trace.skipped_events} malformed events skipped)" if trace.skipped_events else ""
+        raise TraceFormatError(trace.path, f"contains no usable trace events (no cpu ops, annotations or kernels){why}")
+    return trace
+
+
 def _open_binary(p: Path) -> IO[bytes]:
     return open(p, "rb")
 
@@ -228,16 +301,16 @@ _spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[v
 _flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
-def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
-    """The chunked msgspec path; None when the layout is not one it handles (the caller decodes otherwise).
+def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int) -> Trace:
+    """The chunked msgspec path.
 
     Flow events are skipped at first: launches link to their kernels by correlation id. Only when
     some launch or device event has no correlation id is the file read a second time for flows.
     """
     builder = TraceBuilder(str(p))
-    reader, damage, unchunkable = _chunked_pass(p, gz, _spans_decoder, builder.add)
-    if unchunkable:
-        return None
+    reader, damage = _chunked_pass(p, gz, _spans_decoder, builder.add, budget)
+    if reader is None:  # no event array: the whole-document decoder names what the file is
+        return _decode(str(p), damage, partial=partial)
     trace = builder.finish()
     if not builder.saw_flows and needs_flows(trace):
         flows: list[Any] = []
@@ -245,71 +318,46 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
         def keep_flows(chunk: list[Any]) -> None:
             flows.extend(f for f in chunk if isinstance(f, FlowStart) and f.cat == "ac2g")
 
-        _chunked_pass(p, gz, _flows_decoder, keep_flows)
+        _chunked_pass(p, gz, _flows_decoder, keep_flows, budget)
         link_flows(trace, flows)
     meta = reader.metadata()
     if meta is not None:
         trace.device_names = [d.name for d in meta.deviceProperties]
         trace.rank = meta.distributedInfo.rank if meta.distributedInfo else None
-    return _finish(trace, None if damage is None else f"truncated or corrupt ({damage})", partial=partial)
+    return _finish(trace, damage, partial=partial)
 
 
 def _chunked_pass(
-    p: Path, gz: bool, decoder: msgspec.json.Decoder[Any], take: Callable[[list[Any]], None]
-) -> tuple[ChunkedReader, str | None, bool]:
-    """Decode the file chunk by chunk, handing each chunk to ``take``; return the reader (for the
-    metadata), the damage met if any, and whether the layout defeated the chunker."""
-    damage: str | None = None
-    unchunkable = False
+    p: Path, gz: bool, decoder: msgspec.json.Decoder[Any], take: Callable[[list[Any]], None], budget: int
+) -> Any:
+    """Decode the file chunk by chunk, handing each chunk to ``take``. Returns the reader (for the
+    metadata) and the damage met if any; or, for a document with no event array, None and its
+    whole text."""
+    damage: TraceFormatError | None = None
     opener: Any = open_gz_into if gz else _open_binary
     with opener(p) as fh:
-        reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=lenient_events, decoder=decoder)
+        reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=lenient_events, decoder=decoder, budget=budget)
         try:
             for chunk in reader.events():
                 take(chunk)
-        except Unchunkable:
-            unchunkable = True
+        except NoEventArray as exc:
+            return None, exc.text
+        except GzipDamaged as exc:
+            damage = policy.gzip_damaged(str(p), str(exc), has_prefix=True)
         except Damaged as exc:
-            damage = str(exc)
-    return reader, damage, unchunkable
+            damage = policy.damaged(str(p), str(exc))
+        except EmptyText:
+            raise TraceFormatError(
+                str(p), "is empty (0 trace events); was the profiler stopped before it wrote?"
+            ) from None
+    return reader, damage
 
 
-def _finish(trace: Trace, damage: str | None, *, partial: bool) -> Trace:
+def _finish(trace: Trace, damage: TraceFormatError | None, *, partial: bool) -> Trace:
     """Shared end of the incremental loaders: a damaged file is an error unless --partial; an
     empty one always is."""
     if damage is not None:
         if not partial:
-            raise TraceFormatError(trace.path, f"{damage}. Use --partial to analyze the usable prefix", has_prefix=True)
+            raise damage
         trace.partial = True
-    if not trace.host and not trace.device:
-        raise TraceFormatError(trace.path, "contains no usable trace events (no cpu ops, annotations or kernels)")
-    return trace
-
-
-def _load_streaming(p: Path, gz: bool, *, partial: bool) -> Trace:
-    import ijson
-
-    name = str(p)
-    opener: Any = open_gz if gz else _open_binary
-    with opener(p) as fh:
-        head = fh.read(4096)
-    first = first_byte(head)
-    if first not in (b"{", b"["):
-        raise TraceFormatError(name, "is not JSON (expected a Chrome trace)")
-    prefix = "traceEvents.item" if first == b"{" else "item"
-    damage: str | None = None
-
-    def events() -> Iterator[AnyEvent | Malformed]:
-        nonlocal damage
-        with opener(p) as fh:
-            try:
-                for obj in ijson.items(fh, prefix, use_float=True):
-                    yield record_of(obj)
-            except gz_errors as exc:
-                damage = (
-                    f"truncated or corrupt gzip ({exc.__class__.__name__}); the profiler was probably killed mid-write"
-                )
-            except (ijson.JSONError, ijson.IncompleteJSONError):
-                damage = "invalid or truncated JSON"
-
-    return _finish(build_trace_batched(name, events()), damage, partial=partial)
+    return _usable(trace)

@@ -42,7 +42,7 @@ class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
     cat: str = ""
     pid: int | str = 0
     tid: int | str = 0
-    ts: float = 0.0
+    ts: float = float("nan")  # missing: not a time (the range check drops it), never time 0
     dur: float = 0.0
     args: Args | None = None
 
@@ -262,6 +262,7 @@ class Trace:
     rank: int | None = None
     partial: bool = False
     skipped_events: int = 0
+    out_of_range: int = 0  # events dropped by the input policy's number check
     string_ids: defaultdict[str, int] = field(default_factory=code_table, repr=False, compare=False)
 
     @property

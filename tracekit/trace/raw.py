@@ -1,5 +1,6 @@
 """The raw document: a trace file as generic JSON, for code that rewrites the file (the Perfetto
-export, the HTA bridge) rather than analyzes it. Read through the same reader as ``load``."""
+export, the HTA bridge) rather than analyzes it. Read through the same reader as ``load``, under
+the same input policy and in the same words (``policy``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 import msgspec
 
 from tracekit.errors import TraceFormatError
+from tracekit.trace import policy
+from tracekit.trace.chunked import first_byte
+from tracekit.trace.lenient import decode_untyped
 from tracekit.trace.load import read_text
+from tracekit.trace.policy import BOM
 
 
 @dataclass
@@ -25,13 +30,25 @@ class RawDocument:
 
 
 def read_document(path: str | os.PathLike[str]) -> RawDocument:
+    name = str(path)
     text = read_text(path)
+    body: bytes | memoryview = memoryview(text)[3:] if text[:3] == BOM else text
+    first = first_byte(text)
+    if first not in (b"{", b"["):
+        raise policy.not_json(name, bytes(body[:64]))
     try:
-        doc = msgspec.json.decode(text)
+        try:
+            doc = msgspec.json.decode(body)
+        except msgspec.ValidationError:  # a number out of range for a double: read it as infinity
+            doc = decode_untyped(body)
     except msgspec.DecodeError as exc:
-        raise TraceFormatError(str(path), f"invalid or truncated JSON ({exc})") from None
+        raise policy.damaged(name, str(exc)) from None
+    except RecursionError:
+        raise policy.too_deep(name) from None
     if isinstance(doc, list):
         doc = {"traceEvents": doc}
-    if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
-        raise TraceFormatError(str(path), "is JSON but not a Chrome trace (no traceEvents array)")
+    if not isinstance(doc, dict) or "traceEvents" not in doc:
+        raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
+    if not isinstance(doc["traceEvents"], list):
+        raise TraceFormatError(name, "is JSON but not a Chrome trace (traceEvents is not a list of events)")
     return RawDocument(text, doc)

@@ -9,7 +9,9 @@ backend lives and restored by ``close()``. transformers' own code is never edite
 from __future__ import annotations
 
 import os
+import pickle
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,20 @@ def check_model_dir(path: str) -> Path:
     if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
         raise UserError(f"--model {path}: no weights (*.safetensors) here; copy the model files into it")
     return p
+
+
+def _weights_problem(model: str, exc: Exception) -> str:
+    """Why the weights did not load: a pickle torch refused to run (no code ran), damaged
+    safetensors, or what transformers said."""
+    first = (str(exc).splitlines() or [""])[0]
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            f"--model {model}: its *.bin weights are a pickle that is not plain tensors; torch refused to run it "
+            "(nothing in it ran). Use *.safetensors weights"
+        )
+    if exc.__class__.__name__ == "SafetensorError":
+        return f"--model {model}: the *.safetensors weights are damaged ({first[:160]})"
+    return f"--model {model}: transformers could not load it ({exc.__class__.__name__}: {first[:160]})"
 
 
 class _AttentionScope:
@@ -173,13 +189,17 @@ class HFBackend(Backend):
         if opts.model:
             path = check_model_dir(opts.model)
             try:
-                model = tf.AutoModelForCausalLM.from_pretrained(
-                    str(path), attn_implementation=impl, dtype=self.dtype, local_files_only=True
-                )
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                    model = tf.AutoModelForCausalLM.from_pretrained(
+                        str(path), attn_implementation=impl, dtype=self.dtype, local_files_only=True
+                    )
             except (OSError, ValueError, ImportError) as exc:
                 raise UserError(
                     f"--model {opts.model}: transformers could not load it offline ({str(exc).splitlines()[0]})"
                 ) from None
+            except Exception as exc:  # noqa: BLE001 - damaged or unsafe weights: one line, never a traceback
+                raise UserError(_weights_problem(opts.model, exc)) from None
             self.label = path.name
         else:
             config = preset_config(opts.preset)

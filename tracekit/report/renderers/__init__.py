@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracekit.fsutil import write_bytes_atomic, write_text_atomic
+from tracekit.errors import UserError
+from tracekit.fsutil import write_files_atomic
 from tracekit.report.model import ReportData
 from tracekit.report.renderers import html, json, md
 from tracekit.report.renderers.base import Output, Renderer
@@ -17,17 +18,19 @@ def render(data: ReportData, fmt: str, *, stem: str = "report", attachments: boo
     return RENDERERS[fmt].render(data, stem=stem, attachments=attachments)
 
 
-def write_report(data: ReportData, fmt: str, out: Path) -> list[Path]:
-    """Write the report in ``fmt`` to ``out`` (its attachments beside it); return every file written."""
+def write_report(data: ReportData, fmt: str, out: Path, *, force: bool = False) -> list[Path]:
+    """Write the report in ``fmt`` to ``out`` (its attachments beside it) as one atomic set;
+    return every file written. A new report does not replace attachment files someone else left
+    there unless ``force``."""
     rendered = render(data, fmt, stem=out.stem)
-    written = []
-    for rel, content in rendered.attachments.items():
-        p = out.parent / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(p, content)
-        written.append(p)
-    write_text_atomic(out, rendered.text)
-    return [out, *written]
+    files = {out.parent / rel: content for rel, content in rendered.attachments.items()}
+    if not force and not out.exists():
+        taken = [p for p in files if p.exists()]
+        if taken:
+            raise UserError(f"{taken[0]} exists and is not part of a tracekit report; use --force or another --out")
+    files[out] = rendered.text.encode("utf-8")
+    write_files_atomic(files)
+    return [out, *(p for p in files if p != out)]
 
 
 __all__ = ["RENDERERS", "Output", "Renderer", "render", "write_report"]

@@ -9,6 +9,7 @@ import msgspec
 
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
+from tracekit.sanitize import finite
 
 EXTENSION = "json"
 SCHEMA = "tracekit.report/1"
@@ -66,4 +67,4 @@ def to_json(d: ReportData) -> dict[str, Any]:
 
 
 def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
-    return Output(json.dumps(to_json(data), indent=2) + "\n")
+    return Output(json.dumps(finite(to_json(data)), indent=2, allow_nan=False) + "\n")

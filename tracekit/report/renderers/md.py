@@ -1,7 +1,7 @@
 """The report as Markdown, with the plots as PNG files beside it (``<stem>-plots/``).
 
-Every piece of text is HTML-escaped as in the HTML report (trace names can carry markup), and
-table cells escape ``|``."""
+Every piece of text is HTML-escaped as in the HTML report (trace names can carry markup), with
+link brackets and control characters escaped too, and table cells escape ``|``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from tracekit.report import plots
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
 from tracekit.report.sections import Bullets, Plots, Table, sections
+from tracekit.sanitize import printable
 
 EXTENSION = "md"
 
 
 def _text(s: str) -> str:
-    return html.escape(s, quote=False)
+    # Markup, link and image syntax from a trace name stay text (an image would be fetched when
+    # the report is viewed); control characters become visible escapes.
+    return html.escape(printable(s), quote=False).replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
 
 
 def _cell(s: str) -> str:

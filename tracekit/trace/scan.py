@@ -1,0 +1,57 @@
+"""Byte-level helpers for the chunked reader: where events end, what a decode error points at.
+
+``event_ends`` finds, with numpy over a whole piece at once, the ``}`` that close the top-level
+objects of a JSON array: strings are tracked by their quotes (a quote is escaped after an odd
+run of backslashes) and brackets count only outside strings. The reader uses it only where its
+cheap candidate cuts keep landing inside one large event.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+TRUNCATED = "Input data was truncated"
+_AT_BYTE = re.compile(r"\(byte (\d+)\)")
+
+
+def error_byte(exc: Exception) -> int | None:
+    """The byte offset a msgspec decode error names, if any."""
+    m = _AT_BYTE.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
+def shift_error(exc: Exception, by: int) -> str:
+    """A msgspec error message with its byte offset moved by ``by`` (piece -> whole text)."""
+    return _AT_BYTE.sub(lambda m: f"(byte {int(m.group(1)) + by})", str(exc))
+
+
+def real_damage(exc: msgspec.DecodeError, cut: int) -> bool:
+    """Whether decoding a piece cut after byte ``cut`` failed because of the text itself rather
+    than the cut: an error at or before the cut, or one no cut can cause (invalid UTF-8). A cut
+    inside an event fails just after it, or as truncated input (a cut inside a string)."""
+    if str(exc) == TRUNCATED:
+        return False
+    at = error_byte(exc)
+    return at is None or at <= cut
+
+
+def event_ends(piece: bytes | bytearray | memoryview) -> NDArray[np.int64]:
+    """Offsets of the ``}`` that end the array's elements, for a piece starting at its ``[``."""
+    a = np.frombuffer(piece, np.uint8)
+    n = len(a)
+    if n == 0:
+        return np.empty(0, np.int64)
+    idx = np.arange(n)
+    last_other = np.maximum.accumulate(np.where(a != 92, idx, -1))  # last non-backslash at or before i
+    run = np.zeros(n, np.int64)  # backslashes just before position i
+    run[1:] = idx[:-1] - last_other[:-1]
+    quotes = (a == 34) & (run % 2 == 0)
+    outside = np.cumsum(quotes) % 2 == 0
+    opens = ((a == 123) | (a == 91)) & outside
+    closes = ((a == 125) | (a == 93)) & outside
+    depth = np.cumsum(opens.astype(np.int64) - closes)
+    return np.flatnonzero((a == 125) & closes & (depth == 1))
