@@ -233,6 +233,23 @@ def kineto_quiet() -> Iterator[None]:
                 sys.stderr.write("".join(rest))
 
 
+def _check_written(written: list[Path], where: Path) -> None:
+    """Kineto reports nothing when it cannot write (a full disk): the trace must be there and end
+    like JSON, or the capture stops with one line saying why."""
+    ok = False
+    if written:
+        try:
+            with open(written[-1], "rb") as fh:
+                fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
+                ok = fh.read().rstrip().endswith((b"}", b"]"))
+        except OSError:
+            ok = False
+    if not ok:
+        full = shutil.disk_usage(where).free < (1 << 20)
+        why = "no space left on device" if full else "the file is missing or incomplete"
+        raise UserError(f"torch.profiler could not write its trace into {where} ({why})")
+
+
 def _profiled_pass(
     be: Backend, prompt: list[int], sweep: SweepOptions, ctx: int, dest: Path, tick: Callable[[], None]
 ) -> Generation:
@@ -271,8 +288,7 @@ def _profiled_pass(
     finally:
         with kineto_quiet():
             running.close()
-    if not written:
-        raise RuntimeError("torch.profiler wrote no trace")
+    _check_written(written, dest.parent)
     with (
         open(written[-1], "rb") as src,
         atomic_open(dest) as fh,

@@ -30,7 +30,7 @@ from tracekit.cli import capture as _capture
 from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
-from tracekit.errors import TracekitError
+from tracekit.errors import Interrupted, TracekitError
 from tracekit.fsutil import os_problem
 from tracekit.sanitize import printable
 
@@ -63,23 +63,28 @@ def _os_error(exc: OSError) -> str:
     return f"{where}: {os_problem(exc)}" if where else os_problem(exc)
 
 
+class _Presses:
+    """How many times Ctrl-C was pressed during the command."""
+
+    count = 0
+
+
 @contextmanager
-def _interrupts() -> Iterator[None]:
+def _interrupts() -> Iterator[_Presses]:
     """First Ctrl-C: KeyboardInterrupt, as usual. While tracekit then saves what is finished, a
     second one only says so; a third quits at once."""
+    presses = _Presses()
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
-        yield
+        yield presses
         return
-    presses = 0
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
+        presses.count += 1
+        if presses.count == 1:
             raise KeyboardInterrupt
-        if presses == 2:
+        if presses.count == 2:
             os.write(2, b"tracekit: still saving what is finished; press Ctrl-C again to quit at once\n")
             return
         os.write(2, b"tracekit: interrupted again; quitting without saving\n")
@@ -87,19 +92,21 @@ def _interrupts() -> Iterator[None]:
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield
+        yield presses
     finally:
-        # After an interrupt the process is on its way out: later presses stay acknowledged.
-        if presses == 0:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        # After an interrupt the process is on its way out: later presses change nothing.
+        signal.signal(signal.SIGINT, signal.default_int_handler if presses.count == 0 else signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (``sys.exit(main())``)."""
     debug = os.environ.get("TRACEKIT_DEBUG") == "1"
     try:
-        with _interrupts():
-            return _run(argv, debug)
+        with _interrupts() as presses:
+            code = _run(argv, debug)
+            if code == 130 and presses.count:  # typer turns Ctrl-C into a silent exit 130
+                _say("tracekit: interrupted")
+            return code
     except KeyboardInterrupt:  # pressed between the command's end and the handler's removal
         _say("tracekit: interrupted")
         return 130
@@ -126,6 +133,9 @@ def _run(argv: list[str] | None, debug: bool) -> int:
         _say("tracekit: interrupted")
         return 130
     except typer.Exit as exc:
+        cause = exc.__cause__
+        if isinstance(cause, KeyboardInterrupt) and not isinstance(cause, Interrupted):
+            _say("tracekit: interrupted")  # typer turns Ctrl-C into a silent exit 130
         return int(exc.exit_code)
     except cx.ClickException as exc:
         _say(f"tracekit: error: {exc.format_message()}")
@@ -160,4 +170,8 @@ def _run(argv: list[str] | None, debug: bool) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    # The interpreter resets Python's own handlers while it shuts down (torch takes a while):
+    # a Ctrl-C then would kill the process with no exit code of ours. Ignored ones stay ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

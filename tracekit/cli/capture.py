@@ -102,7 +102,7 @@ def capture(
             if run is None:
                 err.print("tracekit: interrupted before the run folder was made; nothing was captured")
                 raise
-            err.print("tracekit: interrupted; finished contexts are kept and the manifest says the run is partial")
+            err.print("tracekit: the finished contexts are kept; the manifest marks the run as interrupted")
             print(printable(str(run)))
             raise
     from tracekit.manifest import read_manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def context_figures(
             try:
                 trace = load_trace(path, partial=partial)
             except TraceFormatError as exc:
-                f.error = f"trace file {e.trace}: {exc.problem}; its trace figures are left out"
+                problem = re.split(r"[.;] [Uu]se --partial", exc.problem)[0]
+                f.error = f"trace file {e.trace}: {problem}; its trace figures are left out"
                 if exc.has_prefix and not partial:
                     f.error += " (report --partial uses the usable prefix)"
                 continue

@@ -291,9 +291,9 @@ class ChunkedReader:
                 continue
             self.tail = tail
             return events
-        self._damage, events = self._diagnose()
-        if events is not None:
-            return events
+        self._damage, before = self._diagnose()
+        if before is not None:
+            return before
         cut = self._cut()
         return [] if cut is None else cut[0]
 
