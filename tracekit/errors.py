@@ -18,11 +18,12 @@ class UserError(TracekitError):
 class TraceFormatError(UserError):
     """A file that is not a usable trace (truncated, foreign, empty)."""
 
-    def __init__(self, path: str, problem: str, *, has_prefix: bool = False) -> None:
+    def __init__(self, path: str, problem: str, *, has_prefix: bool = False, kind: str = "") -> None:
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
         self.has_prefix = has_prefix
+        self.kind = kind  # "json", "gzip", "depth", "budget" for damage the loaders name alike
 
 
 class CheckFailed(TracekitError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -118,8 +119,11 @@ def write_manifest(run_dir: Path, m: Manifest) -> None:
 
 def is_run_folder(d: Path) -> bool:
     """Whether ``d`` holds a tracekit manifest (what makes a folder a run)."""
+    f = Path(d) / MANIFEST
     try:
-        with open(Path(d) / MANIFEST, "rb") as fh:
+        if not stat.S_ISREG(os.stat(f).st_mode):
+            return False  # a FIFO would block the read
+        with open(f, "rb") as fh:
             head = fh.read(256)
     except OSError:
         return False

@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,28 @@ def hta_summary(path: Path, trace: Trace) -> tuple[dict[str, Any], list[str]]:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     out[key] = _frame(fn())
             except Exception as exc:  # noqa: BLE001 - one failing HTA analyzer must not end the analysis
-                notes.append(f"HTA {key} failed ({exc.__class__.__name__}: {str(exc)[:120]}); skipped")
-                out[key] = {"error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
+                notes.append(f"HTA {key} failed ({_why(exc)}); skipped")
+                out[key] = {"error": _why(exc)}
     except Exception as exc:  # noqa: BLE001 - HTA could not load the trace at all
         notes.append(f"HTA could not load {path} ({exc.__class__.__name__}: {str(exc)[:120]}); skipped")
         out["error"] = f"{exc.__class__.__name__}: {str(exc)[:200]}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out, notes
+
+
+def _why(exc: BaseException) -> str:
+    """One line on why HTA failed; for a bare ``assert`` (no message), the check that failed and
+    where (HTA 0.5.0's temporal breakdown asserts its own figures are consistent)."""
+    text = " ".join(str(exc).split())[:160]
+    if text:
+        return f"{exc.__class__.__name__}: {text}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return exc.__class__.__name__
+    last = frames[-1]
+    where = "/".join(Path(last.filename).parts[-3:])
+    return f"{exc.__class__.__name__} at {where}:{last.lineno}: {(last.line or '').strip()[:120]}"
 
 
 def _add_rank(src: Path, dst: Path) -> None:

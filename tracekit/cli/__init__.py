@@ -172,6 +172,11 @@ def _run(argv: list[str] | None, debug: bool) -> int:
 def entry() -> None:
     code = main()
     # The interpreter resets Python's own handlers while it shuts down (torch takes a while):
-    # a Ctrl-C then would kill the process with no exit code of ours. Ignored ones stay ignored.
+    # a Ctrl-C then would kill the process with no exit code of ours. Ignored ones stay ignored,
+    # and after an interrupt, with everything saved and said, the process leaves at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     sys.exit(code)

@@ -26,13 +26,14 @@ from typing import Any, Protocol
 import msgspec
 
 from tracekit.trace.gz import ERRORS as gz_errors
+from tracekit.trace.lenient import loose_doc
 from tracekit.trace.model import AnyEvent, TraceDoc
-from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
-from tracekit.trace.scan import TRUNCATED, error_byte, event_ends, real_damage, shift_error
+from tracekit.trace.policy import BOM, TRUNCATED, BudgetExceeded, TooDeep
+from tracekit.trace.scan import error_byte, event_ends, real_damage, shift_error
 
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
-_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
-_LEADING_WS = re.compile(rb"\s*")
+_BOUNDARY = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
+_LEADING_WS = re.compile(rb"[ \t\n\r]*")  # JSON whitespace only (not \\v, \\f)
 _events = msgspec.json.Decoder(list[AnyEvent])
 _meta = msgspec.json.Decoder(TraceDoc)
 
@@ -179,7 +180,20 @@ class ChunkedReader:
                 raise NoEventArray(bytes(self._buf[self._lo : self._hi]))
             self._fill(self._hi - self._lo + self.chunk_size)
         self.head = bytes(self._buf[self._lo : m.end() - 1])
+        self._check_head(self._offset + self._lo)
         self._lo = m.end() - 1
+
+    def _check_head(self, at: int) -> None:
+        """Damage before the event array is damage too (the whole-document decoder meets it
+        first): decode the head closed with an empty array, as that decoder would."""
+        try:
+            frame(self.head + b"[]}")
+        except msgspec.DecodeError as exc:
+            where = error_byte(exc)
+            if where is None or where <= len(self.head):
+                raise Damaged(shift_error(exc, at)) from None
+        except RecursionError:
+            raise TooDeep from None
 
     def events(self) -> Iterator[list[AnyEvent]]:
         self._find_array(self._skip_whitespace())
@@ -277,7 +291,7 @@ class ChunkedReader:
             pos = j
             tail = bytes(buf[j + 1 : self._hi])
             if self.list_form:
-                if tail.strip():
+                if tail.strip(b" \t\n\r"):
                     continue
             else:
                 try:
@@ -322,13 +336,27 @@ class ChunkedReader:
                 return shift_error(tail_exc, self._offset + rest - 6), events
             return TRUNCATED, events
 
-    def metadata(self) -> TraceDoc | None:
+    def metadata(self) -> tuple[list[str], int | None] | None:
+        """Device names and rank from the text around the event array (None for a bare array);
+        raises ``Damaged`` where the whole-document decoder would."""
         if self.list_form:
             return None
         try:
-            return _meta.decode(self.head + b"[]" + self.tail)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+            return frame(self.head + b"[]" + self.tail)
+        except msgspec.DecodeError as exc:
+            raise Damaged(str(exc)) from None
+        except RecursionError:
+            raise TooDeep from None
+
+
+def frame(text: bytes) -> tuple[list[str], int | None]:
+    """The metadata of a document with its events left out, read typed and, where the types do
+    not fit, loosely (``DecodeError`` on damage either way)."""
+    try:
+        doc = _meta.decode(text)
+        return [d.name for d in doc.deviceProperties], doc.distributedInfo.rank if doc.distributedInfo else None
+    except msgspec.ValidationError:
+        return loose_doc.decode(text).metadata()
 
 
 def error_byte_in(message: str, at: int) -> bool:

@@ -2,6 +2,11 @@
 
 A field of an unexpected type or a phase outside the Chrome format: each JSON value becomes the
 record the typed decoder would have made, or ``None`` when it is malformed.
+
+The text is split into events as raw JSON first (``msgspec.Raw``), then each event is read with
+the fields analysis needs as whatever JSON they hold and every other field skipped, exactly as
+the typed decoder skips them. So the lenient path finds damage where the typed one does and
+nowhere else: a syntax error anywhere, invalid UTF-8 only in a field tracekit reads.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, Raw, UnsetType
 
 from tracekit.trace.model import MALFORMED, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
 
@@ -19,6 +25,87 @@ _untyped = msgspec.json.Decoder(float_hook=float)
 
 def decode_untyped(text: bytes | memoryview) -> Any:
     return _untyped.decode(text)
+
+
+class _LooseArgs(msgspec.Struct):
+    correlation: Any = None
+
+
+class _Loose(msgspec.Struct):
+    """An event's fields that analysis reads, as any JSON; the others skipped (unvalidated, as the
+    typed decoder leaves them)."""
+
+    ph: Any | UnsetType = UNSET
+    name: Any | UnsetType = UNSET
+    cat: Any | UnsetType = UNSET
+    pid: Any | UnsetType = UNSET
+    tid: Any | UnsetType = UNSET
+    ts: Any | UnsetType = UNSET
+    dur: Any | UnsetType = UNSET
+    id: Any | UnsetType = UNSET
+    args: Raw | UnsetType = UNSET
+
+
+class _LooseDevice(msgspec.Struct):
+    name: Any = ""
+
+
+class _LooseDist(msgspec.Struct):
+    rank: Any = None
+
+
+class LooseDoc(msgspec.Struct):
+    """A document read loosely: its events and metadata as raw JSON."""
+
+    traceEvents: list[Raw] | UnsetType = UNSET  # noqa: N815 - Chrome trace field name
+    deviceProperties: Raw | UnsetType = UNSET  # noqa: N815
+    distributedInfo: Raw | UnsetType = UNSET  # noqa: N815
+
+    def metadata(self) -> tuple[list[str], int | None]:
+        """Device names and rank, as far as they make sense (``DecodeError`` where the typed
+        decoder would raise one)."""
+        names: list[str] = []
+        rank = None
+        if isinstance(self.deviceProperties, Raw):
+            try:
+                names = [str(d.name) for d in _loose_devices.decode(self.deviceProperties)]
+            except msgspec.ValidationError:
+                pass
+        if isinstance(self.distributedInfo, Raw):
+            try:
+                r = _loose_dist.decode(self.distributedInfo).rank
+                rank = r if isinstance(r, int) and not isinstance(r, bool) else None
+            except msgspec.ValidationError:
+                pass
+        return names, rank
+
+
+_raw_list = msgspec.json.Decoder(list[Raw])
+_loose = msgspec.json.Decoder(_Loose, float_hook=float)
+_loose_args = msgspec.json.Decoder(_LooseArgs, float_hook=float)
+loose_doc = msgspec.json.Decoder(LooseDoc, float_hook=float)
+_loose_devices = msgspec.json.Decoder(list[_LooseDevice], float_hook=float)
+_loose_dist = msgspec.json.Decoder(_LooseDist, float_hook=float)
+
+
+def _loose_record(raw: Raw) -> AnyEvent | Malformed:
+    """One raw event as its record; raises ``msgspec.DecodeError`` where the typed decoder would
+    (invalid UTF-8 in a field tracekit reads)."""
+    try:
+        ev = _loose.decode(raw)
+    except msgspec.ValidationError:  # not an object
+        return MALFORMED
+    fields = {k: v for k in ev.__struct_fields__ if (v := getattr(ev, k)) is not UNSET}
+    if isinstance(ev.args, Raw):
+        try:
+            fields["args"] = {"correlation": _loose_args.decode(ev.args).correlation}
+        except msgspec.ValidationError:
+            fields["args"] = None
+    return record_of(fields)
+
+
+def loose_records(raws: list[Raw]) -> list[AnyEvent | Malformed]:
+    return list(map(_loose_record, raws))
 
 
 def as_number(v: Any) -> float | None:
@@ -113,5 +200,8 @@ def records(raw_events: list[Any]) -> list[AnyEvent | Malformed]:
 
 
 def lenient_events(text: bytes) -> list[AnyEvent | Malformed]:
-    raw = decode_untyped(text)
-    return records(raw if isinstance(raw, list) else [])
+    """The records of a JSON array of events (raises ``msgspec.DecodeError`` on damage)."""
+    try:
+        return loose_records(_raw_list.decode(text))
+    except msgspec.ValidationError:  # not an array
+        return []

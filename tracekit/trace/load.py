@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Union
 
 import msgspec
+from msgspec import UnsetType
 
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import regular_file
@@ -39,7 +40,7 @@ from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamage
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import MAGIC as GZIP_MAGIC
 from tracekit.trace.gz import open_gz, open_gz_into, read_gz
-from tracekit.trace.lenient import decode_untyped, lenient_events, records
+from tracekit.trace.lenient import lenient_events, loose_doc, loose_records
 from tracekit.trace.model import (
     FLOWS_ONLY,
     SPANS_ONLY,
@@ -49,14 +50,17 @@ from tracekit.trace.model import (
     TraceDoc,
 )
 from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
+from tracekit.trace.scan import error_byte
 
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
 CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
 CHUNK_SIZE = 8 * 1024 * 1024
 # Which reader to use: auto (by size), whole or chunked (to compare them, or to debug).
 LOADER_ENV = "TRACEKIT_LOADER"
+WS = b" \t\n\r"  # JSON's whitespace (bytes.strip() would take \v and \f too)
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
+lenient_list = msgspec.json.Decoder(list[msgspec.Raw])
 _list_decoder = msgspec.json.Decoder(list[AnyEvent])
 
 
@@ -102,9 +106,14 @@ def read_text(path: str | os.PathLike[str]) -> bytes:
     _check_head(p, gz)
     budget, source = policy.inflate_budget()
     try:
-        return _read_all(p, gz, partial=False, limit=budget)[0]
+        data, gz_error = _read_all(p, gz, limit=budget)
     except BudgetExceeded:
         raise policy.over_budget(str(p), budget, source) from None
+    if gz_error is not None:
+        raise policy.gzip_damaged(str(p), gz_error, has_prefix=bool(data.strip(WS)))
+    if not data.strip(WS):
+        raise TraceFormatError(str(p), "is empty (0 trace events); was the profiler stopped before it wrote?")
+    return data
 
 
 def decode_bytes(name: str, data: bytes) -> Trace:
@@ -153,14 +162,32 @@ def _check_head(p: Path, gz: bool) -> None:
             head = fh.read(4096)
     except gz_errors:
         return  # damaged from the start: each path says so in its own place
-    if head.strip() and first_byte(head) not in (b"{", b"["):
+    if head.strip(WS) and first_byte(head) not in (b"{", b"["):
         raise policy.not_json(str(p), head[:64])
 
 
 def _load_whole(p: Path, gz: bool, *, partial: bool, limit: int) -> Trace:
-    data, truncated = _read_all(p, gz, partial=partial, limit=limit)
-    trace = _decode(str(p), data, partial=partial or truncated)
-    trace.partial = trace.partial or truncated
+    name = str(p)
+    data, gz_error = _read_all(p, gz, limit=limit)
+    if gz_error is not None:
+        if not data.strip(WS):
+            if partial:
+                raise TraceFormatError(name, "corrupt gzip with no usable prefix")
+            raise policy.gzip_damaged(name, gz_error, has_prefix=False)
+        if not partial:
+            # Damage in the text well before the gzip breaks comes first, as a streaming reader
+            # meets it (damage at the very end is the cut itself: a number or word cut short).
+            try:
+                _decode(name, data, partial=False)
+            except TraceFormatError as exc:
+                at = error_byte(exc)
+                if exc.kind == "depth" or (exc.kind == "json" and at is not None and at < len(data) - 64):
+                    raise
+            raise policy.gzip_damaged(name, gz_error, has_prefix=True)
+    elif not data.strip(WS):
+        raise TraceFormatError(name, "is empty (0 trace events); was the profiler stopped before it wrote?")
+    trace = _decode(name, data, partial=partial or gz_error is not None)
+    trace.partial = trace.partial or gz_error is not None
     return trace
 
 
@@ -179,38 +206,24 @@ def _decompressed_size(p: Path, gz: bool, size: int) -> int:
     return isize
 
 
-def _read_all(p: Path, gz: bool, *, partial: bool, limit: int) -> tuple[bytes, bool]:
-    """The whole text (at most ``limit`` bytes, else ``BudgetExceeded``), and whether it is the
-    salvaged prefix of a damaged gzip."""
+def _read_all(p: Path, gz: bool, *, limit: int) -> tuple[bytes, str | None]:
+    """The whole text (at most ``limit`` bytes, else ``BudgetExceeded``); for a damaged gzip,
+    the prefix that inflates and the error's name."""
     if not gz:
         if p.stat().st_size > limit:
             raise BudgetExceeded
-        data = p.read_bytes()
-        truncated = False
-    else:
-        try:
-            data, truncated = read_gz(p, limit), False
-        except gz_errors as exc:
-            data, truncated = _gzip_prefix(p, exc, partial=partial, limit=limit), True
-    if not data.strip():
-        raise TraceFormatError(str(p), "is empty (0 trace events); was the profiler stopped before it wrote?")
-    return data, truncated
-
-
-def _gzip_prefix(p: Path, exc: BaseException, *, partial: bool, limit: int) -> bytes:
-    """The decompressible prefix of a damaged gzip, for ``--partial``; the error otherwise."""
-    d = zlib.decompressobj(wbits=31)
+        return p.read_bytes(), None
     try:
-        prefix = d.decompress(p.read_bytes(), limit + 1)
-    except zlib.error:
-        prefix = b""
-    if len(prefix) > limit:
-        raise BudgetExceeded
-    if not partial:
-        raise policy.gzip_damaged(str(p), exc.__class__.__name__, has_prefix=bool(prefix))
-    if not prefix:
-        raise TraceFormatError(str(p), "corrupt gzip with no usable prefix")
-    return prefix
+        return read_gz(p, limit), None
+    except gz_errors as exc:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            prefix = d.decompress(p.read_bytes(), limit + 1)
+        except zlib.error:
+            prefix = b""
+        if len(prefix) > limit:
+            raise BudgetExceeded from None
+        return prefix, exc.__class__.__name__
 
 
 def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
@@ -266,23 +279,19 @@ def _refuse_layout(name: str, msg: str) -> None:
 
 
 def _decode_lenient(name: str, text: bytes | memoryview) -> Trace:
-    obj = decode_untyped(text)
-    if isinstance(obj, dict):
-        if "traceEvents" not in obj:
-            raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
-        raw_events = obj["traceEvents"]
-    else:
-        raw_events = obj
-    if not isinstance(raw_events, list):
-        raise TraceFormatError(name, "is JSON but not a Chrome trace (traceEvents is not a list of events)")
-    trace = build_trace(name, records(raw_events))
-    if isinstance(obj, dict):
-        props = obj.get("deviceProperties")
-        if isinstance(props, list):
-            trace.device_names = [str(d.get("name", "")) for d in props if isinstance(d, dict)]
-        dist = obj.get("distributedInfo")
-        if isinstance(dist, dict) and isinstance(dist.get("rank"), int):
-            trace.rank = dist["rank"]
+    try:
+        doc = loose_doc.decode(text)
+    except msgspec.ValidationError as exc:
+        if not str(exc).startswith("Expected `object`"):
+            raise TraceFormatError(
+                name, "is JSON but not a Chrome trace (traceEvents is not a list of events)"
+            ) from None
+        return build_trace(name, loose_records(lenient_list.decode(text)))
+    if isinstance(doc.traceEvents, UnsetType):
+        raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
+    names, rank = doc.metadata()
+    trace = build_trace(name, loose_records(doc.traceEvents))
+    trace.device_names, trace.rank = names, rank
     return trace
 
 
@@ -311,6 +320,10 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int) -> Trace:
     reader, damage = _chunked_pass(p, gz, _spans_decoder, builder.add, budget)
     if reader is None:  # no event array: the whole-document decoder names what the file is
         return _decode(str(p), damage, partial=partial)
+    if damage is not None and damage.kind == "gzip":
+        # A broken gzip stream loses the output of its last read; the whole-text reader keeps all
+        # that inflates (up to the budget), so both paths salvage and name the same.
+        return _load_whole(p, gz, partial=partial, limit=budget)
     trace = builder.finish()
     if not builder.saw_flows and needs_flows(trace):
         flows: list[Any] = []
@@ -320,10 +333,16 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int) -> Trace:
 
         _chunked_pass(p, gz, _flows_decoder, keep_flows, budget)
         link_flows(trace, flows)
-    meta = reader.metadata()
-    if meta is not None:
-        trace.device_names = [d.name for d in meta.deviceProperties]
-        trace.rank = meta.distributedInfo.rank if meta.distributedInfo else None
+    if damage is None:
+        try:
+            meta = reader.metadata()
+        except Damaged as exc:
+            damage = policy.damaged(str(p), str(exc))
+        except TooDeep:
+            raise policy.too_deep(str(p)) from None
+        else:
+            if meta is not None:
+                trace.device_names, trace.rank = meta
     return _finish(trace, damage, partial=partial)
 
 

@@ -111,11 +111,14 @@ def over_budget(name: str, budget: int, source: str) -> TraceFormatError:
         name,
         f"inflates past the {human(budget)} inflate budget ({source}); if the trace is genuine and the "
         f"machine has the memory, raise it, e.g. {ENV_BUDGET}={suggest}G",
+        kind="budget",
     )
 
 
 def too_deep(name: str) -> TraceFormatError:
-    return TraceFormatError(name, f"JSON nested more than about {MAX_DEPTH} levels deep; not a trace tracekit can read")
+    return TraceFormatError(
+        name, f"JSON nested more than about {MAX_DEPTH} levels deep; not a trace tracekit can read", kind="depth"
+    )
 
 
 def damaged(name: str, detail: str) -> TraceFormatError:
@@ -124,6 +127,7 @@ def damaged(name: str, detail: str) -> TraceFormatError:
         name,
         f"invalid or truncated JSON ({detail}); use --partial to analyze the events before the damage",
         has_prefix=True,
+        kind="truncated" if detail == TRUNCATED else "json",
     )
 
 
@@ -133,6 +137,7 @@ def gzip_damaged(name: str, error: str, *, has_prefix: bool) -> TraceFormatError
         f"truncated or corrupt gzip ({error}); the profiler was probably killed mid-write. "
         "Use --partial to analyze the usable prefix",
         has_prefix=has_prefix,
+        kind="gzip",
     )
 
 
@@ -140,13 +145,14 @@ def not_json(name: str, head: bytes) -> TraceFormatError:
     """The first bytes are not a JSON object or array: say what they look like."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return TraceFormatError(name, "is UTF-16 text; tracekit reads UTF-8 JSON (save the trace as UTF-8)")
-    stripped = head.lstrip()
+    stripped = head.lstrip(b" \t\n\r")
     if stripped[:1].isdigit() or stripped[:1] in (b"-", b'"') or stripped.startswith((b"null", b"true", b"false")):
         return TraceFormatError(name, 'is JSON but a single value, not a Chrome trace ({"traceEvents": [...]})')
     return TraceFormatError(name, 'is not JSON (expected a Chrome trace: {"traceEvents": [...]})')
 
 
 BOM = b"\xef\xbb\xbf"
+TRUNCATED = "Input data was truncated"  # msgspec's words for text that ends too soon
 
 
 class BudgetExceeded(Exception):

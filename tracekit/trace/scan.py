@@ -14,7 +14,8 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-TRUNCATED = "Input data was truncated"
+from tracekit.trace.policy import TRUNCATED
+
 _AT_BYTE = re.compile(r"\(byte (\d+)\)")
 
 
