@@ -138,6 +138,38 @@ def test_dropped_events_are_a_warning_and_leave_the_window_alone(
     assert window["dur_us"] < 10_000  # 60 steps of 100 µs, not 59 days
 
 
+def test_past_the_chunked_threshold_a_file_is_named_as_when_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Size picks the path (32 MB by default; 64 kB here, so the files stay small): damage,
+    malformed events and numbers out of range read the same either way."""
+    monkeypatch.setattr(load_mod, "CHUNKED_THRESHOLD", 64 << 10)
+    monkeypatch.setattr(load_mod, "CHUNK_SIZE", 16 << 10)
+    evs = [json.dumps(e).encode() for e in events(600)]
+    odd = [b'{"ph":"X","cat":"cpu_op","name":"x","ts":"oops"}', b'{"ph":"X","cat":"cpu_op","dur":1e400,"ts":5.1e12}']
+    cases = {
+        "ok": evs[:1200] + odd + evs[1200:],
+        "invalid character": evs[:1200] + [b'{"ph":"X","cat":"cpu_op","ts":NaN}'] + evs[1200:],
+        "Invalid UTF-8": evs[:1200] + [b'{"ph":"X","cat":"cpu_op","name":"\xff"}'] + evs[1200:],
+    }
+    for expected, parts in cases.items():
+        for tail in (b"]}", b"]} garbage"):
+            f = write(tmp_path / "big.json", b'{"traceEvents": [' + b",\n".join(parts) + tail)
+            assert f.stat().st_size > 64 << 10
+            seen = {}
+            for loader in ("auto", "whole"):
+                monkeypatch.setenv("TRACEKIT_LOADER", loader)
+                try:
+                    t = load_trace(f)
+                    seen[loader] = f"ok skipped={t.skipped_events} out_of_range={t.out_of_range} host={len(t.host)}"
+                except TraceFormatError as exc:
+                    seen[loader] = exc.problem
+            want = "trailing characters" if b"garbage" in tail and expected == "ok" else expected
+            assert seen["auto"] == seen["whole"] and want in seen["auto"], seen
+            if want == "ok":
+                assert "skipped=1 out_of_range=1" in seen["auto"]
+
+
 def test_partial_salvages_the_same_events_on_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("truncated", "NaN literal", "trailing garbage", "invalid UTF-8"):
         seen = _load_all(write(tmp_path / "bad.json", _BAD[name][0]), monkeypatch, partial=True)
@@ -159,14 +191,15 @@ def test_fuzz_damage_anywhere_gives_one_outcome_on_every_path(
 # -- input policy: special files, links, budget -------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["fifo", "char device", "symlink loop", "directory", "missing"])
+@pytest.mark.parametrize("kind", ["fifo", "char device", "random device", "symlink loop", "directory", "missing"])
 def test_what_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_path: Path) -> None:
     p = tmp_path / "trace.json"
-    expected = {"fifo": "is a FIFO", "char device": "is a device", "symlink loop": "symbolic link loop"}
+    expected = {"fifo": "is a FIFO", "symlink loop": "symbolic link loop", "char device": "is a device"}
+    expected["random device"] = "is a device"
     if kind == "fifo":
         os.mkfifo(p)
-    elif kind == "char device":
-        p = Path("/dev/zero")
+    elif kind.endswith("device"):
+        p = Path("/dev/zero" if kind == "char device" else "/dev/urandom")
     elif kind == "symlink loop":
         os.symlink(tmp_path / "other", p)
         os.symlink(p, tmp_path / "other")
@@ -254,6 +287,20 @@ def test_terminal_escapes_in_kernel_names_never_reach_the_terminal(
         assert json.loads(out)["traces"][0]["path"].endswith("t\x1b[31m.json")
     else:
         assert "\\x1b]0;owned\\x07" in out
+
+
+def test_markdown_report_escapes_markup_links_and_controls_from_trace_names(run: Path) -> None:
+    from tracekit.analysis.gaps import HostDeviceGap
+    from tracekit.report.data import build_report
+    from tracekit.report.findings import findings_for
+    from tracekit.report.model import ReportData
+    from tracekit.report.renderers import render
+
+    d = build_report(run)
+    d.gaps.append(HostDeviceGap(HOSTILE_NAME, host_start_us=0.0, host_dur_us=10.0, device_end_us=50.0, launched=1))
+    md = render(ReportData.of(d, findings_for(d)), "md", attachments=False).text
+    assert "<script>" not in md and "&lt;script&gt;" in md and "!\\[x\\](http" in md and "![x](http" not in md
+    assert "\x1b" not in md and "\u202e" not in md and "\\\\x1b\\]0;owned" in md  # shown as \x1b]0;owned
 
 
 @given(st.text())
@@ -485,6 +532,27 @@ def test_export_refuses_what_is_not_its_to_replace(
     shutil.copy(raw, outside)
     one_line_error(tk(capsys, "export", outside, "--out", outside, "--force"), "is the trace being exported")
     assert mine.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("case", ["truncated", "NaN literal", "args nested 5000 deep", "42", "no ph anywhere"])
+def test_export_names_a_bad_trace_as_analyze_does(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = write(tmp_path / "bad.json", _BAD[case][0])
+    analyzed = one_line_error(tk(capsys, "analyze", f))
+    assert one_line_error(tk(capsys, "export", f, "--out", tmp_path / "out.json")) == analyzed
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("case", ["dur 1 and 400 zeros", "dur 1e400", "negative dur", "missing ts"])
+def test_export_keeps_odd_events_and_writes_strict_json(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = write(tmp_path / "odd.json", doc(events(), raw=_ODD[case][0], at=100))
+    code, _, err = tk(capsys, "export", f, "--out", tmp_path / "out.json")
+    assert code == 0, err
+    kept = json.loads((tmp_path / "out.json").read_text(), parse_constant=lambda c: pytest.fail(c))["traceEvents"]
+    assert len([e for e in kept if e.get("pid") != 2_000_000_000]) == 241  # every original event, none lost
 
 
 def test_exporting_an_enriched_trace_adds_tracekit_events_once(
