@@ -123,3 +123,50 @@ def as_nobody() -> list[str]:
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv is needed to run a command without root")
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+# Trace files that must be refused, each with the words every loader path uses.
+BAD = {
+    "truncated": (doc(events())[:-700], "invalid or truncated JSON (Input data was truncated)"),
+    "NaN literal": (doc(events(), raw=[b'{"ph":"X","ts":NaN}'], at=120), "invalid character (byte 1"),
+    "trailing garbage": (doc(events(), tail=b" }garbage"), "trailing characters (byte"),
+    "invalid UTF-8": (doc(events(), raw=[b'{"ph":"X","name":"\xff\xfe"}'], at=200), "Invalid UTF-8"),
+    "42": (b"42", "a single value, not a Chrome trace"),
+    "null": (b"null\n", "a single value, not a Chrome trace"),
+    "string": (b'"traceEvents"', "a single value, not a Chrome trace"),
+    "UTF-16": ('{"traceEvents": []}'.encode("utf-16"), "is UTF-16 text"),
+    "binary": (bytes(range(256)) * 8, "is not JSON"),
+    "no traceEvents": (b'{"traceEvent": []}', "no traceEvents array"),
+    "traceEvents an object": (b'{"traceEvents": {"ph": "X"}}', "traceEvents is not a list of events"),
+    "no ph anywhere": (doc([{k: v for k, v in e.items() if k != "ph"} for e in events()]), "240 malformed events"),
+    "empty": (b"", "is empty"),
+    "whitespace": (b" \n\t" * 5000, "is empty"),
+    "args nested 5000 deep": (doc(events(), raw=[b'{"ph":"X","args":' + b"[" * 5000 + b"]" * 5000 + b"}"]), "nested"),
+    "objects nested 5000 deep": (
+        doc(events(), raw=[b'{"ph":"X","a":' + b'{"a":' * 5000 + b"1" + b"}" * 5001]),
+        "nested",
+    ),
+    "array nested 5000 deep": (b"[" * 5000 + b"]" * 5000, "nested more than about 1000 levels"),
+}
+
+# Events that must be dropped and counted, not trusted: (raw events, expected counts).
+ODD = {
+    # (events inserted among 240 good ones, expected outcome)
+    "missing ph": ([b'{"cat":"cpu_op","name":"x","ts":5.1e12,"dur":1}'], "skipped=1 out_of_range=0"),
+    "missing ts": ([b'{"ph":"X","cat":"cpu_op","name":"x","pid":1,"tid":1,"dur":1}'], "skipped=0 out_of_range=1"),
+    "ts 1e30": ([b'{"ph":"X","cat":"cpu_op","name":"x","pid":1,"tid":1,"ts":1e30,"dur":1}'], "out_of_range=1"),
+    "negative dur": ([b'{"ph":"X","cat":"kernel","name":"k","pid":0,"tid":7,"ts":5.1e12,"dur":-5}'], "out_of_range=1"),
+    "dur 1e400": ([b'{"ph":"X","cat":"cpu_op","name":"x","pid":1,"tid":1,"ts":5.1e12,"dur":1e400}'], "out_of_range=1"),
+    "dur 1 and 400 zeros": (
+        [b'{"ph":"X","cat":"cpu_op","name":"x","ts":5.1e12,"dur":1' + b"0" * 400 + b"}"],
+        "skipped=1",
+    ),
+    "ts -inf string": (
+        [b'{"ph":"X","cat":"cpu_op","name":"x","pid":1,"tid":1,"ts":"-1e999","dur":1}'],
+        "out_of_range=1",
+    ),
+    "UTF-8 byte-order mark": ([], "skipped=0 out_of_range=0"),
+}
+
+# A kernel name that would retitle and clear a terminal, reorder text, run script and fetch an image.
+HOSTILE_NAME = "\x1b]0;owned\x07\x1b[2Jflash_attn_\u202ekernel<script>alert(1)</script>![x](http://evil.example/p.png)"
