@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import webbrowser
@@ -58,6 +59,8 @@ def open_cmd(
     from tracekit.perfetto.export import enrich_file
     from tracekit.perfetto.serve import TraceServer
 
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout {timeout:g}: give a number of seconds above 0")
     raw, enriched = _trace_for(target, context)
     path = raw
     if enriched is not None:

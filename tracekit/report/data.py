@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tracekit.errors import UserError
-from tracekit.manifest import read_manifest
+from tracekit.manifest import MANIFEST, read_manifest
 from tracekit.report import bandwidth
 from tracekit.report.figures import context_figures, growth
 from tracekit.report.findings import findings_for
@@ -14,6 +14,8 @@ from tracekit.report.model import ReportData, ReportFacts
 
 def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial: bool = False) -> ReportData:
     run_dir = Path(run_dir)
+    if run_dir.name == MANIFEST and run_dir.is_file():  # the manifest named instead of its folder
+        run_dir = run_dir.parent
     m = read_manifest(run_dir)
     if not m.contexts:
         raise UserError(f"{run_dir}: the run holds no finished context yet; capture again")

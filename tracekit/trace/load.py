@@ -52,8 +52,8 @@ from tracekit.trace.model import (
 from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
 from tracekit.trace.scan import error_byte
 
-DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
-CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
+DEFAULT_STREAM_THRESHOLD = policy.env_size("TRACEKIT_STREAM_BYTES", 768 << 20)
+CHUNKED_THRESHOLD = policy.env_size("TRACEKIT_CHUNKED_BYTES", 32 << 20)
 CHUNK_SIZE = 8 * 1024 * 1024
 # Which reader to use: auto (by size), whole or chunked (to compare them, or to debug).
 LOADER_ENV = "TRACEKIT_LOADER"
@@ -130,6 +130,7 @@ def decode_bytes(name: str, data: bytes) -> Trace:
 
 def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
     name = str(p)
+    policy.check_env("TRACEKIT_STREAM_BYTES", "TRACEKIT_CHUNKED_BYTES")
     file_size, gz = _check_file(p)
     _check_head(p, gz)
     budget, source = policy.inflate_budget()
@@ -297,7 +298,9 @@ def _decode_lenient(name: str, text: bytes | memoryview) -> Trace:
 
 def _usable(trace: Trace) -> Trace:
     if not trace.host and not trace.device:
-        why = f" ({trace.skipped_events} malformed events skipped)" if trace.skipped_events else ""
+        dropped = [f"{trace.skipped_events} malformed events"] if trace.skipped_events else []
+        dropped += [f"{trace.out_of_range} events with times out of range"] if trace.out_of_range else []
+        why = f" (skipped {' and '.join(dropped)})" if dropped else ""
         raise TraceFormatError(trace.path, f"contains no usable trace events (no cpu ops, annotations or kernels){why}")
     return trace
 

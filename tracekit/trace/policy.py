@@ -49,6 +49,26 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def env_size(name: str, default: int) -> int:
+    """A size from the environment, read at import; ``check_env`` reports a bad one when used."""
+    try:
+        return parse_size(os.environ.get(name) or str(default))
+    except ValueError:
+        return default
+
+
+def check_env(*names: str) -> None:
+    for name in names:
+        given = os.environ.get(name)
+        if given:
+            try:
+                parse_size(given)
+            except ValueError:
+                raise TraceFormatError(
+                    name, f"{given!r} is not a size in bytes (examples: {name}=8G, {name}=512M)"
+                ) from None
+
+
 def _read_int(path: str) -> int | None:
     try:
         with open(path) as fh:
