@@ -13,6 +13,7 @@ import typer
 from tracekit.cli.common import err
 from tracekit.errors import UserError
 from tracekit.perfetto.serve import DEFAULT_PORT
+from tracekit.sanitize import printable
 
 
 def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
@@ -65,7 +66,7 @@ def open_cmd(
     path = raw
     if enriched is not None:
         if not enriched.exists():
-            err.print(f"writing the enriched trace {enriched} ...")
+            err.print(printable(f"writing the enriched trace {enriched} ..."))
             enrich_file(raw, enriched)
         path = enriched
     server = TraceServer(path, port)
@@ -77,7 +78,9 @@ def open_cmd(
         )
     if no_browser or headless or not webbrowser.open(url):
         print(url)
-    err.print(f"serving {path.name} on http://127.0.0.1:{server.port}/ until Perfetto fetches it (Ctrl-C stops)")
+    err.print(
+        printable(f"serving {path.name} on http://127.0.0.1:{server.port}/ until Perfetto fetches it (Ctrl-C stops)")
+    )
     done = server.serve_until_fetched(timeout)
     err.print("trace fetched; server stopped" if done else "timed out; server stopped")
 
@@ -103,9 +106,11 @@ def export(
         raise UserError(f"--out {out} is the trace being exported; choose another --out")
     st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True)
     err.print(
-        f"{raw} -> {out}: {st.events_in} events in, {st.events_out} out; added {st.added_events} tracekit events, "
-        f"tagged {st.annotated_events} device events; {st.bytes_in:,} -> {st.bytes_out:,} bytes "
-        f"({100 * st.growth:+.1f}% vs the input file, {100 * st.enrichment_growth:+.2f}% vs the same events re-encoded "
-        "without enrichment)"
+        printable(
+            f"{raw} -> {out}: {st.events_in} events in, {st.events_out} out; added {st.added_events} tracekit events, "
+            f"tagged {st.annotated_events} device events; {st.bytes_in:,} -> {st.bytes_out:,} bytes "
+            f"({100 * st.growth:+.1f}% vs the input file, {100 * st.enrichment_growth:+.2f}% vs the same events re-encoded "
+            "without enrichment)"
+        )
     )
-    print(out)
+    print(printable(str(out)))

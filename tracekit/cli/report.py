@@ -85,7 +85,7 @@ def report(
             continue
         for p in write_report(data, f, targets[f], force=force):
             if p.suffix in (".md", ".html", ".json"):
-                print(p)
+                print(printable(str(p)))
     failures = evaluate(checks, report)
     for line in failures:
         err.print(f"tracekit: check failed: {printable(line)}")
