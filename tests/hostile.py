@@ -166,6 +166,7 @@ ODD = {
         "out_of_range=1",
     ),
     "UTF-8 byte-order mark": ([], "skipped=0 out_of_range=0"),
+    "invalid UTF-8 in a field tracekit skips": ([b'{"ph":"X","cat":"other","ts":5.1e12,"zz":"\xff"}'], "skipped=0"),
 }
 
 # A kernel name that would retitle and clear a terminal, reorder text, run script and fetch an image.

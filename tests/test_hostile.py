@@ -260,7 +260,9 @@ def run(small_run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(small_run, tmp_path / "run"))
 
 
-@pytest.mark.parametrize("case", ["truncated", "NaN literal", "args nested 5000 deep", "42", "no ph anywhere"])
+@pytest.mark.parametrize(
+    "case", ["truncated", "NaN literal", "invalid UTF-8", "args nested 5000 deep", "42", "no ph anywhere"]
+)
 def test_export_names_a_bad_trace_as_analyze_does(
     case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -270,7 +272,10 @@ def test_export_names_a_bad_trace_as_analyze_does(
     assert not (tmp_path / "out.json").exists()
 
 
-@pytest.mark.parametrize("case", ["dur 1 and 400 zeros", "dur 1e400", "negative dur", "missing ts"])
+@pytest.mark.parametrize(
+    "case",
+    ["dur 1 and 400 zeros", "dur 1e400", "negative dur", "missing ts", "invalid UTF-8 in a field tracekit skips"],
+)
 def test_export_keeps_odd_events_and_writes_strict_json(
     case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,6 +18,13 @@ from tracekit.trace.load import read_text
 from tracekit.trace.policy import BOM
 
 
+def _decode(text: bytes | memoryview) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.ValidationError:  # a number out of range for a double: read it as infinity
+        return decode_untyped(text)
+
+
 @dataclass
 class RawDocument:
     text: bytes  # the (decompressed) JSON
@@ -37,12 +44,13 @@ def read_document(path: str | os.PathLike[str]) -> RawDocument:
     if first not in (b"{", b"["):
         raise policy.not_json(name, bytes(body[:64]))
     try:
-        try:
-            doc = msgspec.json.decode(body)
-        except msgspec.ValidationError:  # a number out of range for a double: read it as infinity
-            doc = decode_untyped(body)
+        doc = _decode(body)
     except msgspec.DecodeError as exc:
-        raise policy.damaged(name, str(exc)) from None
+        if str(exc) != "Invalid UTF-8 encoded string":
+            raise policy.damaged(name, str(exc)) from None
+        # The loader lets invalid UTF-8 pass in fields it skips (and names it where it reads
+        # one); the rewritten document carries U+FFFD for such bytes.
+        doc = _decode(bytes(body).decode("utf-8", "replace").encode())
     except RecursionError:
         raise policy.too_deep(name) from None
     if isinstance(doc, list):
