@@ -44,6 +44,7 @@ class Attribution:
     end: NDArray[np.float64]
     time: NDArray[np.float64]  # device time: duration (GPU), self time (CPU); clipped by ``within``
     node: NDArray[np.int64]  # launching host span, -1: none in the trace
+    graph: NDArray[np.bool_]  # replayed from a CUDA/HIP graph (launched by cudaGraphLaunch/hipGraphLaunch)
     code: NDArray[np.int64]
     category: NDArray[np.int64]
     phase: NDArray[np.int64]
@@ -51,6 +52,7 @@ class Attribution:
     decisions: list[Decision]
     categories: list[str]
     phase_keys: list[PhaseKey]
+    phase_ranges: dict[PhaseKey, tuple[float, float]]  # each phase's device-side span (see PhaseIndex)
     busy_ts: NDArray[np.float64]
     busy_end: NDArray[np.float64]
     window: Window | None = None
@@ -83,6 +85,7 @@ class Attribution:
             end=self.end[keep],
             time=time,
             node=self.node[keep],
+            graph=self.graph[keep],
             code=self.code[keep],
             category=self.category[keep],
             phase=self.phase[keep],
@@ -109,12 +112,13 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         time = np.maximum(0.0, c.dur - trace.child[ops])
         node = ops.astype(np.int64)
         busy_ts, busy_end = ts, end
+    graph = np.where(node >= 0, clf.graph[np.maximum(node, 0)], False) if device == "gpu" else np.zeros(len(node), bool)
     code, decisions = clf.classify_many(name, node)
     categories = list(CATEGORIES) + sorted({d.category for d in decisions} - set(CATEGORIES))
     index = {c: i for i, c in enumerate(categories)}
     code_category = np.fromiter((index[d.category] for d in decisions), np.int64, len(decisions))
     category = code_category[code] if len(code) else np.zeros(0, np.int64)
-    phase, phase_node, phase_keys = _phases(trace, node, ts, device)
+    phase, phase_node, phase_keys, ranges = _phases(trace, node, ts, device)
     return Attribution(
         trace=trace,
         device=device,
@@ -124,6 +128,7 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         end=end,
         time=time,
         node=node,
+        graph=graph,
         code=code,
         category=category,
         phase=phase,
@@ -131,6 +136,7 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         decisions=decisions,
         categories=categories,
         phase_keys=phase_keys,
+        phase_ranges=ranges,
         busy_ts=busy_ts,
         busy_end=busy_end,
     )
@@ -138,9 +144,9 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
 
 def _phases(
     trace: Trace, node: NDArray[np.int64], ts: NDArray[np.float64], device: str
-) -> tuple[NDArray[np.int64], NDArray[np.int64], list[PhaseKey]]:
-    """Each item's phase (an index into the returned keys, -1: none) and the host phase annotation
-    it came through (-1: none)."""
+) -> tuple[NDArray[np.int64], NDArray[np.int64], list[PhaseKey], dict[PhaseKey, tuple[float, float]]]:
+    """Each item's phase (an index into the returned keys, -1: none), the host phase annotation
+    it came through (-1: none), and each phase's device-side span."""
     index = PhaseIndex(trace)
     n_host = len(trace.spans)
     phase_node = index.node[np.where(node >= 0, node, n_host)]
@@ -159,4 +165,4 @@ def _phases(
         for i, k in zip(loose.tolist(), index.at_times(ts[loose])):
             if k is not None:
                 phase[i] = key_ids.setdefault(k, len(key_ids))
-    return phase, phase_node, list(key_ids)
+    return phase, phase_node, list(key_ids), index.ranges

@@ -1,24 +1,39 @@
 """Apply the rule table to the device work of a trace, vectorized and memoized.
 
-What a rule can look at is the work's own name, the innermost operator above its launch, and the
-set of scope rules matched by any span above it. Those two facts are computed once per trace for
-every host span with array operations (nearest marked ancestor, see ``tracekit.trace.tree``); the
-rules then run once per distinct (name, operator, scope set) triple, so the cost grows with the
-number of distinct kernels and scopes, not with the number of launches.
+What a rule can look at is the work's own name (and its identity, ``kernel_id``), the innermost
+operator above its launch, and the set of scope patterns matched by any span above it. Those two
+facts are computed once per trace for every host span with array operations (nearest marked
+ancestor, see ``tracekit.trace.tree``); the rules then run once per distinct (name, operator,
+scope set) triple, so the cost grows with the number of distinct kernels and scopes, not with the
+number of launches.
+
+Work replayed from a CUDA/HIP graph carries the correlation id of the one ``cudaGraphLaunch`` that
+replayed the whole graph: the operator and scopes above that call say nothing about each kernel,
+so such work is classified by name alone, like work whose launch is not in the trace.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.rules import RULES, Rule
-from tracekit.trace.model import OP_CATS, Trace
+from tracekit.annotations import scope as scope_pattern
+from tracekit.trace.model import OP_CATS, RUNTIME_CATS, Trace
 from tracekit.trace.tree import nearest_marked
 
 _EMPTY: frozenset[int] = frozenset()
+GRAPH_LAUNCH = re.compile(r"^(?:cuda|cu|hip)GraphLaunch")
+
+
+def graph_launches(trace: Trace) -> NDArray[np.bool_]:
+    """Which host spans are CUDA/HIP graph launches (runtime calls that replay a whole graph)."""
+    names = np.fromiter((GRAPH_LAUNCH.match(s) is not None for s in trace.strings), bool, len(trace.strings))
+    return names[trace.spans.name] & trace.host_mask(RUNTIME_CATS) if len(trace.spans) else np.zeros(0, bool)
 
 
 @dataclass(frozen=True)
@@ -42,8 +57,17 @@ class Classifier:
         # The trace's strings, plus "" at the end: the name of "no span" (index -1 / code NONE).
         self.strings: list[str] = [*trace.strings, ""]
         none = len(self.strings) - 1
-        scope_rules = [(i, r.scope) for i, r in enumerate(rules) if r.scope is not None]
-        own = [frozenset(i for i, pat in scope_rules if pat.search(nm)) for nm in self.strings]
+        # Scope sets hold indices into ``self.scope_keys``, every scope pattern some rule names.
+        self.scope_keys = sorted({k for r in rules for k in (r.scope, r.outside) if k is not None})
+        self._needs = [
+            (
+                self.scope_keys.index(r.scope) if r.scope is not None else -1,
+                self.scope_keys.index(r.outside) if r.outside is not None else -1,
+            )
+            for r in rules
+        ]
+        patterns = [(i, scope_pattern(k)) for i, k in enumerate(self.scope_keys)]
+        own = [frozenset(i for i, pat in patterns if pat.search(nm)) for nm in self.strings]
         marked = np.fromiter(map(bool, own), bool, len(own))[spans.name]
         self._scope_node = nearest_marked(parent, marked)
         # The scope set of each marked span: its own matches and those of the marked spans above
@@ -77,16 +101,21 @@ class Classifier:
         op = np.full(n + 1, -1, np.int64)
         op[:n] = nearest_marked(parent, trace.host_mask(OP_CATS))
         self._op_node = op
+        # Graph launches read as "no span": their work is classified by name alone.
+        self.graph = graph_launches(trace)
+        self._classify_at = np.arange(n + 1, dtype=np.int64)
+        self._classify_at[:n][self.graph] = n
         self._memo: dict[tuple[str, str, int], Decision] = {}
 
     def launching_op(self, node: int) -> str:
-        """Name of the innermost ``cpu_op`` at or above ``node`` ("" if none)."""
+        """Name of the innermost ``cpu_op`` at or above ``node`` ("" if none; index n is no span)."""
         return self.strings[int(self._name_code[self._op_node[node]])] if node >= 0 else ""
 
     def classify(self, name: str, node: int) -> Decision:
         """Classify work named ``name`` whose innermost host span is ``node`` (-1 if unlinked)."""
-        sid = int(self._span_set[node]) if node >= 0 else 0
-        return self._decide_memo((name, self.launching_op(node), sid))
+        at = int(self._classify_at[node]) if node >= 0 else len(self._name_code) - 1
+        sid = int(self._span_set[at])
+        return self._decide_memo((name, self.launching_op(at), sid))
 
     def classify_many(
         self, names: NDArray[np.int64], nodes: NDArray[np.int64]
@@ -96,7 +125,8 @@ class Classifier:
         the distinct (name, operator, scope set) triples in order of first appearance."""
         if len(names) == 0:
             return np.zeros(0, np.int64), []
-        at = np.where(nodes >= 0, nodes, len(self._name_code) - 1)  # -1 reads the "no span" slot
+        # -1 (unlinked) and graph launches read the "no span" slot at the end.
+        at = self._classify_at[np.where(nodes >= 0, nodes, len(self._name_code) - 1)]
         op_code = self._name_code[self._op_node[at]]  # index -1 is the "" slot at the end
         set_code = self._span_set[at]
         n_str, n_sets = len(self.strings), len(self._sets)
@@ -129,12 +159,17 @@ class Classifier:
         return hit
 
     def _decide(self, kernel: str, op: str, scopes: frozenset[int]) -> Decision:
-        for i, r in enumerate(self.rules):
-            if r.kernel is not None and not r.kernel.search(kernel):
+        ident = identity(kernel)
+        for r, (need, avoid) in zip(self.rules, self._needs):
+            if need >= 0 and need not in scopes:
+                continue
+            if avoid >= 0 and avoid in scopes:
                 continue
             if r.op is not None and not r.op.search(op):
                 continue
-            if r.scope is not None and i not in scopes:
+            if r.kernel is not None and not r.kernel.search(kernel):
+                continue
+            if r.ident is not None and not r.ident.search(ident):
                 continue
             return Decision(r.category, r.name)
         return Decision("other", "fallback")
