@@ -162,7 +162,11 @@ def _phases(
     phase = lut[phase_node]
     if device == "gpu":
         loose = np.flatnonzero(phase_node < 0)
-        for i, k in zip(loose.tolist(), index.at_times(ts[loose])):
-            if k is not None:
-                phase[i] = key_ids.setdefault(k, len(key_ids))
+        at = index.at_times(ts[loose])
+        found = at >= 0
+        spans_hit, first = np.unique(at[found], return_index=True)
+        local = np.full(len(index.gpu_keys), -1, np.int64)
+        for j in spans_hit[np.argsort(first, kind="stable")].tolist():  # keys numbered as first met
+            local[j] = key_ids.setdefault(index.gpu_keys[j], len(key_ids))
+        phase[loose[found]] = local[at[found]]
     return phase, phase_node, list(key_ids), index.ranges

@@ -86,20 +86,23 @@ class PhaseIndex:
         np.maximum.at(hi, inv, trace.kernels.end[has])
         return {int(u): (float(a), float(b)) for u, a, b in zip(uniq.tolist(), lo.tolist(), hi.tolist())}
 
-    def at_times(self, ts: NDArray[np.float64]) -> list[PhaseKey | None]:
-        """For each device time, the GPU-side phase annotation containing it (the latest-starting
-        one when they nest), or None."""
-        out: list[PhaseKey | None] = [None] * len(ts)
+    def at_times(self, ts: NDArray[np.float64]) -> NDArray[np.int64]:
+        """For each device time, the index (into ``gpu_keys``) of the device-side phase span
+        containing it (the latest-starting one when they nest), or -1."""
+        out = np.full(len(ts), -1, np.int64)
         if not self.gpu_keys or not len(ts):
             return out
         last = np.searchsorted(self.gpu_starts, ts, side="right") - 1
         inside = last >= 0
         inside[inside] = self._reach[last[inside]] > ts[inside]
+        hit = np.flatnonzero(inside)
+        direct = self.gpu_ends[last[hit]] > ts[hit]  # the latest-starting span holds t: most items
+        out[hit[direct]] = last[hit[direct]]
         starts, ends = self.gpu_starts, self.gpu_ends
-        for i in np.flatnonzero(inside).tolist():
+        for i in hit[~direct].tolist():
             t = float(ts[i])
             j = int(last[i])
-            while not (starts[j] <= t < ends[j]):  # ends once j reaches the annotation that holds t
+            while not (starts[j] <= t < ends[j]):  # ends once j reaches the span that holds t
                 j -= 1
-            out[i] = self.gpu_keys[j]
+            out[i] = j
         return out
