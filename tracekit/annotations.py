@@ -36,9 +36,10 @@ SCOPES: dict[str, str] = {
     # interface (integrations/*_attention.py), GPT-2-style ``_attn``, exllamav2's ``_attn_*`` paths.
     "attention_function": r"(?:eager|sdpa|flash|flex|paged|sdpa_paged|flash_paged)_attention_forward$"
     r"|\.py\(\d+\): (?:_attn|_attn_(?:flash|xformers|torch)|_upcast_and_reordered_attn|attention)$",
-    # Blocks that hold the core and more (projections, rotary, norms): attention modules and
-    # record_function labels such as "self_attn" or "layers.3.attention".
-    "attention_module": r"^nn\.Module: \w*(?:Attention|Attn)(?![a-z])"
+    # Blocks that hold the core and more (projections, rotary, norms): modules whose class name ends
+    # in Attention/Attn (not UNet blocks such as CrossAttnDownBlock2D) and record_function labels
+    # such as "self_attn" or "layers.3.attention".
+    "attention_module": r"^nn\.Module: \w*(?:Attention|Attn)\d*(?:_\d+)?$"
     r"|^(?i:(?:[\w.]*[./:])?(?:self_|cross_|multi_?head_)?(?:attention|attn))$",
     # Q/K/V/output projections inside an attention block (HF's GPT-2 Conv1D is a linear layer).
     "linear_module": r"^nn\.Module: (?:\w*Linear\w*|Conv1D(?:_\d+)?)$",

@@ -155,7 +155,7 @@ RULES: tuple[Rule, ...] = (
         "attention",
         ident=_r(
             r"sparse_attn_fwd(?:_for_small_topk)?_kernel|get_mla_metadata_kernel|qk_int8?_sv_f(?:8|16)_attn_kernel"
-            r"|^compute_attn_ws$|^sage_(?:fwd|quant_kernel)$|^(?:MeanScaleKernel|QuantInt8Kernel)$"
+            r"|^compute_attn_ws$|^sage_(?:fwd|quant)\w*$|^(?:MeanScaleKernel|QuantInt8Kernel)$"
             r"|^quant_(?:per_block|key_per_thread|query_per_thread)_int[48]_kernel$"
         ),
         note="FlashMLA csrc/sm90,smxx; SageAttention csrc/qattn, csrc/fused, triton/quant_per_*.py; aiter sage_fwd",
