@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.classify import Classifier
@@ -88,6 +90,19 @@ def test_name_table_covers_the_families() -> None:
 )
 def test_identity_reads_the_kernels_own_name(name: str, ident: str) -> None:
     assert identity(name) == ident
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.text(alphabet="_ZNILE0123456789abcSK<>():, ", max_size=60).map(lambda s: "_Z" + s),
+        st.text(alphabet="void ns:<>()&*, abc123{}#", max_size=60),
+    )
+)
+def test_identity_never_fails(name: str) -> None:
+    got = identity(name)
+    assert isinstance(got, str) and (got or not name.strip())
 
 
 # --- scopes, built as torch.profiler nests them ---------------------------------------------------

@@ -64,7 +64,7 @@ def identity(name: str) -> str:
         return cute.group(1) if cute else s
     try:
         got = _mangled(s) if s.startswith("_Z") else _demangled(s, 0)
-    except IndexError:  # a truncated or unusual name: fall back to the name itself
+    except (IndexError, ValueError):  # a truncated or unusual name: fall back to the name itself
         got = None
     return got or s
 
