@@ -112,7 +112,7 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         time = np.maximum(0.0, c.dur - trace.child[ops])
         node = ops.astype(np.int64)
         busy_ts, busy_end = ts, end
-    graph = np.where(node >= 0, clf.graph[np.maximum(node, 0)], False) if device == "gpu" else np.zeros(len(node), bool)
+    graph = np.append(clf.graph, False)[np.where(node >= 0, node, len(clf.graph))]  # -1 reads the False slot
     code, decisions = clf.classify_many(name, node)
     categories = list(CATEGORIES) + sorted({d.category for d in decisions} - set(CATEGORIES))
     index = {c: i for i, c in enumerate(categories)}
