@@ -154,7 +154,7 @@ def _phases(
     # The phase key of every host span that is a phase annotation, as a lookup table by span.
     lut = np.full(n_host + 1, -1, np.int64)
     span_names = trace.spans.name
-    nodes = np.unique(phase_node[phase_node >= 0])
+    nodes = np.flatnonzero(np.bincount(phase_node[phase_node >= 0], minlength=n_host))
     for nd in nodes.tolist():
         k = index.key_of[int(span_names[nd])]
         assert k is not None

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-import webbrowser
 from pathlib import Path
 
 import typer
 
 from tracekit.cli.common import err
 from tracekit.errors import UserError
-from tracekit.perfetto.serve import DEFAULT_PORT
+from tracekit.perfetto import DEFAULT_PORT
 
 
 def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
@@ -54,6 +53,8 @@ def open_cmd(
     A run folder opens the enriched trace of one context (phases, steps and attention share as
     tracks; each kernel carries tracekit.category). The server stops after the UI has fetched it.
     """
+    import webbrowser
+
     from tracekit.perfetto.export import enrich_file
     from tracekit.perfetto.serve import TraceServer
 

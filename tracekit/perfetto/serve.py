@@ -16,7 +16,6 @@ from pathlib import Path
 from tracekit.errors import UserError
 
 PERFETTO_ORIGIN = "https://ui.perfetto.dev"
-DEFAULT_PORT = 9001
 HOST = "127.0.0.1"  # loopback only, never configurable
 
 

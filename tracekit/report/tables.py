@@ -7,12 +7,14 @@ import csv
 import io
 import json
 import re
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from tracekit.analysis.breakdown import merge_phases
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
 from tracekit.analysis.rules import RULE_INDEX
+
+if TYPE_CHECKING:  # rich loads only when a table is drawn
+    from rich.table import Table
 
 GROUPINGS = ("category", "phase", "step", "kernel")
 FORMATS = ("table", "json", "csv")
@@ -106,6 +108,8 @@ def notes(r: AnalysisResult) -> list[str]:
 
 
 def table(r: AnalysisResult, by: str) -> Table:
+    from rich.table import Table
+
     head, body = rows(r, by)
     busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
     t = Table(
@@ -123,6 +127,8 @@ def table(r: AnalysisResult, by: str) -> Table:
 
 def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:
     """Which rule classified each kernel whose name matches ``pattern``, and why (None: no match)."""
+    from rich.table import Table
+
     t = Table(title=f"{r.path}: rules for kernels matching {pattern.pattern!r}")
     for col in ("kernel", "count", "time µs", "category", "rule", "why"):
         t.add_column(col, overflow="fold")
