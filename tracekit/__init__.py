@@ -9,8 +9,8 @@ Only ``tracekit.capture`` imports torch; everything else is pure Python. The nam
 first use, so ``import tracekit`` (and every command's start-up) stays cheap.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: it would bind the name ``annotations`` in this
+# package and shadow the submodule ``tracekit.annotations``.
 import importlib
 from typing import TYPE_CHECKING, Any
 

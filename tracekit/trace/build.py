@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import compress, islice, repeat
 from operator import attrgetter
 from typing import Any
@@ -30,7 +31,7 @@ from tracekit.trace.model import (
     code_table,
     encode,
 )
-from tracekit.trace.tree import nest
+from tracekit.trace.tree import nest_sorted, nesting_order
 
 _CAT = attrgetter("cat")
 _NAME = attrgetter("name")
@@ -53,6 +54,22 @@ def _correlations(events: list[Event]) -> list[int | str | None]:
         return list(map(_CORR, events))  # fast path: every event has args
     except AttributeError:
         return list(map(_corr_of, events))
+
+
+@dataclass
+class Piece:
+    """Columns built from one stretch of a trace's events, coded against the builder's own tables."""
+
+    events: int  # how many events the stretch held (kept or not): the next stretch's origin offset
+    host: Columns
+    py: Columns
+    device: Columns
+    strings: list[str]
+    threads: list[tuple[int | str, int | str]]
+    corr_ids: dict[int | str, int]
+    annotations: list[Event]
+    flows: list[FlowStart]
+    skipped: int
 
 
 class TraceBuilder:
@@ -142,15 +159,65 @@ class TraceBuilder:
                     ids[c] = -2 - len(ids)
             return np.fromiter((ids[c] if c is not None else -1 for c in corrs), np.int64, len(corrs))
 
+    def piece(self) -> Piece:
+        """What this builder holds, coded against its own tables: a worker's result (see ``parallel``)."""
+        tr = self.trace
+        return Piece(
+            events=self._seen,
+            host=Columns.concat(self._host),
+            py=Columns.concat(self._py),
+            device=Columns.concat(self._device),
+            strings=list(tr.string_ids),
+            threads=list(self._threads),
+            corr_ids=self._corrs,
+            annotations=tr.gpu_annotations,
+            flows=self._flows,
+            skipped=tr.skipped_events,
+        )
+
+    def absorb(self, piece: Piece) -> None:
+        """Append a piece built elsewhere (the events that follow those given so far): its codes are
+        mapped onto this builder's tables and its origins shifted past the events seen so far."""
+        tr = self.trace
+        strings = encode(piece.strings, tr.string_ids, len(piece.strings))
+        threads = encode(piece.threads, self._threads, len(piece.threads))
+        # Non-integer correlation ids are coded below -1, per builder: map the piece's codes onto ours.
+        corr_codes: dict[int, int] = {}
+        for cid, local in piece.corr_ids.items():
+            corr_codes[local] = self._corrs.setdefault(cid, -2 - len(self._corrs))
+        for src, dst in ((piece.host, self._host), (piece.py, self._py), (piece.device, self._device)):
+            if not len(src):
+                continue
+            corr = src.corr
+            if corr_codes:
+                corr = np.fromiter((corr_codes.get(c, c) for c in corr.tolist()), np.int64, len(corr))
+            dst.append(
+                Columns(
+                    name=strings[src.name],
+                    cat=strings[src.cat],
+                    thread=threads[src.thread],
+                    ts=src.ts,
+                    dur=src.dur,
+                    corr=corr,
+                    origin=src.origin + self._seen,
+                )
+            )
+        self._seen += piece.events
+        tr.gpu_annotations.extend(piece.annotations)
+        tr.skipped_events += piece.skipped
+        self._flows.extend(piece.flows)
+
     def finish(self) -> Trace:
         tr = self.trace
         tr.strings = list(tr.string_ids)
         tr.threads = list(self._threads)
-        host = Columns.concat(self._host + self._py)
-        tr.kernels = Columns.concat(self._device)
-        self._host = self._py = self._device = []
-        order, tr.parent, tr.child = nest(host.thread, host.ts, host.dur)
-        tr.spans = host.take(order)
+        parts = self._host + self._py
+        self._host, self._py = [], []
+        host = Columns.consume(parts)
+        tr.kernels = Columns.consume(self._device)
+        host.sort_in_place(nesting_order(host.thread, host.ts, host.dur))
+        tr.parent, tr.child = nest_sorted(host.thread, host.ts, host.dur)
+        tr.spans = host
         self.saw_flows = bool(self._flows)
         _link(tr, self._flows)
         self._flows = []
@@ -189,9 +256,19 @@ def _link(trace: Trace, flows: list[FlowStart]) -> None:
     runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS))
     corr = trace.spans.corr[runtime]
     has = corr != -1
-    # Later launches win a repeated id, as a dict would have it.
-    by_corr = dict(zip(corr[has].tolist(), runtime[has].tolist()))
-    trace.link = np.fromiter(map(by_corr.get, trace.kernels.corr.tolist(), repeat(-1)), np.int64, len(trace.kernels))
+    runtime, corr = runtime[has], corr[has]
+    # Sorted by id (stable, so a repeated id keeps its launches in order), the last launch of each
+    # id wins, as a dict built in order would have it; each kernel then finds its id by bisection.
+    by_id = np.argsort(corr, kind="stable")
+    ids = corr[by_id]
+    last = np.ones(len(ids), bool)
+    np.not_equal(ids[1:], ids[:-1], out=last[:-1])
+    ids, launch = ids[last], runtime[by_id[last]]
+    want = trace.kernels.corr
+    at = np.searchsorted(ids, want)
+    at[at == len(ids)] = 0
+    found = (len(ids) > 0) & (ids[at] == want) if len(ids) else np.zeros(len(want), bool)
+    trace.link = np.where(found, launch[at] if len(ids) else -1, -1).astype(np.int64)
     link_flows(trace, flows)
 
 

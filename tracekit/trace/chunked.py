@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -26,6 +26,7 @@ _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
 _LEADING_WS = re.compile(rb"\s*")
 _events = msgspec.json.Decoder(list[AnyEvent])
+T = TypeVar("T")
 _meta = msgspec.json.Decoder(TraceDoc)
 
 
@@ -107,7 +108,8 @@ class ChunkedReader:
         if n >= len(self._buf) or want >= len(self._buf):
             self._buf.extend(bytes(max(len(self._buf), want - len(self._buf) + 1)))
 
-    def events(self) -> Iterator[list[AnyEvent]]:
+    def _open_array(self) -> None:
+        """Read up to the event array's ``[`` (a ``{"traceEvents": [`` document or a bare list)."""
         self._fill(self.chunk_size)
         buf = self._buf
         start = content_start(buf, self._hi)
@@ -128,6 +130,11 @@ class ChunkedReader:
             self._lo = m.end() - 1
         else:
             raise Unchunkable("not a JSON object or array")
+
+    def _pieces(self, cut: Callable[[], tuple[T, int] | None]) -> Iterator[T | list[AnyEvent]]:
+        """The event array piece by piece: ``cut`` takes the text from ``_lo`` to a boundary; the
+        final piece is decoded here (``_last``), whatever ``cut`` returns."""
+        self._open_array()
         # _buf[_lo] is always the array's '[' (or a '[' written over the separator before the
         # next event), so each piece decodes in place: no copy of the text is made to decode it.
         while True:
@@ -135,18 +142,28 @@ class ChunkedReader:
             if self._eof:
                 yield self._last()
                 return
-            cut = self._cut()
-            if cut is None:  # one event longer than a chunk: read on
+            got = cut()
+            if got is None:  # one event longer than a chunk: read on
                 self._fill(self._hi - self._lo + self.chunk_size)
                 if self._eof:
                     yield self._last()
                     return
                 continue
-            events, rest = cut
+            piece, rest = got
             self._buf[rest - 1] = 0x5B  # '[' over the separator before the next event
             self._lo = rest - 1
             self.chunks += 1
-            yield events
+            yield piece
+
+    def events(self) -> Iterator[list[AnyEvent]]:
+        """Decoded events, a chunk at a time (each chunk's cut proven by decoding it)."""
+        yield from self._pieces(self._cut)
+
+    def texts(self) -> Iterator[bytes | list[AnyEvent]]:
+        """The event array as pieces of text (``[...]``, each to be decoded elsewhere), cut at the
+        last candidate boundary of each chunk, and the final piece decoded. A cut is only proven
+        when its piece decodes: the caller must treat a piece that does not decode as a wrong cut."""
+        yield from self._pieces(self._raw_cut)
 
     def _decode(self, text: memoryview | bytes) -> list[AnyEvent]:
         try:
@@ -183,6 +200,20 @@ class ChunkedReader:
                 buf[i + 1] = saved
             return events, m.end() - 1
         raise Unchunkable("no event boundary decoded in 64 tries")
+
+    def _raw_cut(self) -> tuple[bytes, int] | None:
+        """The text before the last candidate boundary (copied, closed with ``]``), and where the next
+        event starts."""
+        buf, lo = self._buf, self._lo
+        pos = self._hi
+        while True:
+            i = buf.rfind(b"}", lo, pos)
+            if i < 0:
+                return None
+            m = _BOUNDARY.match(buf, i, self._hi)
+            if m is not None:
+                return bytes(buf[lo : i + 1]) + b"]", m.end() - 1
+            pos = i
 
     def _last(self) -> list[AnyEvent]:
         """The final piece: events up to the array's closing bracket, then the document's tail."""

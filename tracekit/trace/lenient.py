@@ -13,7 +13,7 @@ from typing import IO, Any
 import msgspec
 
 from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.model import MALFORMED, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
+from tracekit.trace.model import MALFORMED, NO_ARGS, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
 
 
 def as_number(v: Any) -> float | None:
@@ -78,7 +78,7 @@ def event_from_obj(o: Any) -> AnyEvent | None:
         return None
     name = o.get("name", "")
     a = o.get("args")
-    args = None
+    args = NO_ARGS
     if isinstance(a, dict):
         args = Args(correlation=_int_or_none(a.get("correlation")))
     return Event(

@@ -45,6 +45,7 @@ from tracekit.trace.model import (
     Trace,
     TraceDoc,
 )
+from tracekit.trace.parallel import load_parallel, usable_cores
 
 DEFAULT_STREAM_THRESHOLD = int(os.environ.get("TRACEKIT_STREAM_BYTES", str(768 * 1024 * 1024)))
 CHUNKED_THRESHOLD = int(os.environ.get("TRACEKIT_CHUNKED_BYTES", str(32 * 1024 * 1024)))
@@ -231,13 +232,22 @@ _flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[v
 def _load_chunked(p: Path, gz: bool, *, partial: bool) -> Trace | None:
     """The chunked msgspec path; None when the layout is not one it handles (the caller decodes otherwise).
 
-    Flow events are skipped at first: launches link to their kernels by correlation id. Only when
-    some launch or device event has no correlation id is the file read a second time for flows.
+    With several cores the pieces are decoded and built in worker processes (``parallel``); a
+    damaged file, or anything that path does not handle, is read here serially, which says exactly
+    what is wrong. Flow events are skipped at first: launches link to their kernels by correlation
+    id. Only when some launch or device event has no correlation id is the file read a second time
+    for flows.
     """
-    builder = TraceBuilder(str(p))
-    reader, damage, unchunkable = _chunked_pass(p, gz, _spans_decoder, builder.add)
-    if unchunkable:
-        return None
+    workers = usable_cores()
+    got = load_parallel(p, gz, workers) if workers > 1 else None
+    damage: str | None = None
+    if got is not None:
+        builder, reader = got
+    else:
+        builder = TraceBuilder(str(p))
+        reader, damage, unchunkable = _chunked_pass(p, gz, _spans_decoder, builder.add)
+        if unchunkable:
+            return None
     trace = builder.finish()
     if not builder.saw_flows and needs_flows(trace):
         flows: list[Any] = []

@@ -29,10 +29,15 @@ RUNTIME_CATS = frozenset({"cuda_runtime", "cuda_driver", "Runtime"})
 GPU_ANNOTATION_CAT = "gpu_user_annotation"
 
 
-class Args(msgspec.Struct, gc=False):
+class Args(msgspec.Struct, frozen=True, gc=False):
     """The few ``args`` fields analysis reads; all others are skipped by the decoder."""
 
     correlation: int | str | None = None
+
+
+# The ``args`` of an event that has none: a shared instance rather than None, so reading
+# ``args.correlation`` over a whole chunk stays one C-level pass (``attrgetter``).
+NO_ARGS = Args()
 
 
 class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
@@ -44,7 +49,7 @@ class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
     tid: int | str = 0
     ts: float = 0.0
     dur: float = 0.0
-    args: Args | None = None
+    args: Args | None = NO_ARGS
 
 
 class FlowStart(msgspec.Struct, gc=False, tag_field="ph", tag="s"):
@@ -165,6 +170,24 @@ class Columns:
     def take(self, index: NDArray[np.int64]) -> Columns:
         return Columns(*(getattr(self, f)[index] for f in _COLUMNS))
 
+    def sort_in_place(self, order: NDArray[np.int64]) -> None:
+        """Reorder every column by ``order``, one column at a time (never two copies of the table)."""
+        for f in _COLUMNS:
+            setattr(self, f, getattr(self, f)[order])
+
+    @staticmethod
+    def consume(parts: list[Columns]) -> Columns:
+        """``concat`` that empties ``parts`` as it goes, column by column: the parts and the whole
+        are never all in memory at once."""
+        out = Columns()
+        if parts:
+            for f in _COLUMNS:
+                setattr(out, f, np.concatenate([getattr(p, f) for p in parts]))
+                for p in parts:
+                    setattr(p, f, _EMPTY_COLUMN[f])
+        parts.clear()
+        return out
+
     @staticmethod
     def concat(parts: list[Columns]) -> Columns:
         if not parts:
@@ -173,6 +196,7 @@ class Columns:
 
 
 _COLUMNS = ("name", "cat", "thread", "ts", "dur", "corr", "origin")
+_EMPTY_COLUMN = {f: (_empty_f() if f in ("ts", "dur") else _empty_i()) for f in _COLUMNS}
 
 
 class Span:
