@@ -11,7 +11,7 @@ so they cannot disagree. "Device work" is defined here only:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +21,7 @@ from tracekit.analysis.phases import PhaseIndex
 from tracekit.analysis.rules import CATEGORIES
 from tracekit.analysis.window import Window
 from tracekit.annotations import PhaseKey
-from tracekit.trace.model import OP_CATS, Trace
+from tracekit.trace.model import OP_CATS, Codes, Trace
 
 
 @dataclass
@@ -38,8 +38,8 @@ class Attribution:
 
     trace: Trace
     device: Literal["gpu", "cpu"]
-    origin: NDArray[np.int64]  # position of the item's event in the file
-    name: NDArray[np.int64]  # into trace.strings
+    origin: NDArray[np.integer[Any]]  # position of the item's event in the file
+    name: Codes  # into trace.strings
     ts: NDArray[np.float64]
     end: NDArray[np.float64]
     time: NDArray[np.float64]  # device time: duration (GPU), self time (CPU); clipped by ``within``
@@ -114,6 +114,7 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         busy_ts, busy_end = ts, end
     graph = np.append(clf.graph, False)[np.where(node >= 0, node, len(clf.graph))]  # -1 reads the False slot
     code, decisions = clf.classify_many(name, node)
+    del clf, classifier  # a classifier made here holds arrays over every host span: free them first
     categories = list(CATEGORIES) + sorted({d.category for d in decisions} - set(CATEGORIES))
     index = {c: i for i, c in enumerate(categories)}
     code_category = np.fromiter((index[d.category] for d in decisions), np.int64, len(decisions))

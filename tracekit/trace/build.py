@@ -23,6 +23,7 @@ from tracekit.trace.model import (
     HOST_CATS,
     MALFORMED_CAT,
     RUNTIME_CATS,
+    Codes,
     Columns,
     Event,
     FlowEnd,
@@ -89,7 +90,7 @@ class TraceBuilder:
         self._threads: defaultdict[tuple[int | str, int | str], int] = code_table()
         self._cats: defaultdict[str, int] = code_table()
         self._cat_names: list[str] = []
-        self._cat_string = np.empty(0, np.int64)  # category code -> string table code
+        self._cat_string = np.empty(0, np.int32)  # category code -> string table code
         self._is_host = np.empty(0, bool)
         self._is_device = np.empty(0, bool)
         self._corrs: dict[int | str, int] = {}  # codes for ids that are not integers
@@ -132,9 +133,9 @@ class TraceBuilder:
         self._is_host = np.array([c in HOST_CATS for c in self._cat_names], bool)
         self._is_device = np.array([c in DEVICE_CATS for c in self._cat_names], bool)
         ids = self.trace.string_ids
-        self._cat_string = np.array([ids[c] for c in self._cat_names], np.int64)
+        self._cat_string = np.array([ids[c] for c in self._cat_names], np.int32)
 
-    def _columns(self, index: NDArray[np.int64], events: list[Event], cc: NDArray[np.int64], base: int) -> Columns:
+    def _columns(self, index: NDArray[np.int64], events: list[Event], cc: Codes, base: int) -> Columns:
         """Columns for ``events``, found at ``index`` in a chunk whose category codes are ``cc``."""
         n = len(events)
         return Columns(
@@ -144,7 +145,7 @@ class TraceBuilder:
             ts=np.fromiter(map(_TS, events), np.float64, n),
             dur=np.fromiter(map(_DUR, events), np.float64, n),
             corr=self._corr_column(events),
-            origin=index + base,
+            origin=_positions(index, base),
         )
 
     def _corr_column(self, events: list[Event]) -> NDArray[np.int64]:
@@ -188,7 +189,7 @@ class TraceBuilder:
         for src, dst in ((piece.host, self._host), (piece.py, self._py), (piece.device, self._device)):
             if not len(src):
                 continue
-            corr = src.corr
+            corr = src.corr.copy()
             if corr_codes:
                 corr = np.fromiter((corr_codes.get(c, c) for c in corr.tolist()), np.int64, len(corr))
             dst.append(
@@ -196,10 +197,12 @@ class TraceBuilder:
                     name=strings[src.name],
                     cat=strings[src.cat],
                     thread=threads[src.thread],
-                    ts=src.ts,
-                    dur=src.dur,
+                    # Copies: an unpickled array can be a view into the whole message it came
+                    # in, which would keep every other column of the piece alive with it.
+                    ts=src.ts.copy(),
+                    dur=src.dur.copy(),
                     corr=corr,
-                    origin=src.origin + self._seen,
+                    origin=_positions(src.origin.astype(np.int64), self._seen),
                 )
             )
         self._seen += piece.events
@@ -216,12 +219,18 @@ class TraceBuilder:
         host = Columns.consume(parts)
         tr.kernels = Columns.consume(self._device)
         host.sort_in_place(nesting_order(host.thread, host.ts, host.dur))
-        tr.parent, tr.child = nest_sorted(host.thread, host.ts, host.dur)
+        tr.parent = nest_sorted(host.thread, host.ts, host.dur)
         tr.spans = host
         self.saw_flows = bool(self._flows)
         _link(tr, self._flows)
         self._flows = []
         return tr
+
+
+def _positions(index: NDArray[np.int64], base: int) -> NDArray[np.integer[Any]]:
+    """``index + base``, in 32 bits while the positions fit."""
+    top = base + (int(index[-1]) if len(index) else 0)
+    return (index + base).astype(np.int32 if top < 2**31 else np.int64)
 
 
 def _select(chunk: list[Any], mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], list[Event]]:

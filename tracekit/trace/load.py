@@ -69,7 +69,9 @@ def load_trace(
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(Path(path), partial=partial, stream_threshold=stream_threshold)
+        trace = _load(Path(path), partial=partial, stream_threshold=stream_threshold)
+        trace.release_link_ids()
+        return trace
     finally:
         if paused:
             gc.enable()

@@ -17,6 +17,8 @@ Both give exactly what the stack walk gives (see ``tests/test_trace_load.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -26,7 +28,7 @@ END_TOLERANCE_US = 1e-3
 
 
 def nest(
-    thread: NDArray[np.int64], ts: NDArray[np.float64], dur: NDArray[np.float64]
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """Order host spans and nest them.
 
@@ -36,23 +38,26 @@ def nest(
     of its direct children.
     """
     order = nesting_order(thread, ts, dur)
-    parent, child = nest_sorted(thread[order], ts[order], dur[order])
-    return order, parent, child
+    sorted_dur = dur[order]
+    parent = nest_sorted(thread[order], ts[order], sorted_dur)
+    return order, parent, child_time(parent, sorted_dur)
 
 
-def nesting_order(thread: NDArray[np.int64], ts: NDArray[np.float64], dur: NDArray[np.float64]) -> NDArray[np.int64]:
+def nesting_order(
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
+) -> NDArray[np.int64]:
     """The order ``nest_sorted`` needs: by thread, start, and longest first among equal starts (stable)."""
     return np.lexsort((-dur, ts, thread)).astype(np.int64, copy=False)
 
 
 def nest_sorted(
-    thread: NDArray[np.int64], ts: NDArray[np.float64], dur: NDArray[np.float64]
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """``(parent, child)`` of spans already in ``nesting_order`` (see ``nest``). Works on the
-    caller's arrays, so nesting a large trace needs no sorted copy of its columns."""
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """The parent of each span already in ``nesting_order`` (see ``nest``). Works on the caller's
+    arrays, so nesting a large trace needs no sorted copy of its columns."""
     n = len(ts)
     if n == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float64)
+        return np.empty(0, np.int64)
     end = ts + dur
     # First index of each span's thread run.
     new_run = np.empty(n, bool)
@@ -74,11 +79,13 @@ def nest_sorted(
         nxt = cand[c[short]]
         cand[active] = nxt
         active = active[nxt >= 0]
-    del end
-    parent = cand
+    return cand
+
+
+def child_time(parent: NDArray[np.int64], dur: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The time each span's direct children cover (its self time is ``dur - child``)."""
     has = parent >= 0
-    child = np.bincount(parent[has], weights=dur[has], minlength=n).astype(np.float64)
-    return parent, child
+    return np.bincount(parent[has], weights=dur[has], minlength=len(parent)).astype(np.float64)
 
 
 def nearest_marked(parent: NDArray[np.int64], marked: NDArray[np.bool_]) -> NDArray[np.int64]:
