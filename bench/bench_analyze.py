@@ -1,12 +1,24 @@
-"""tracekit analyze vs HolisticTraceAnalysis 0.5.0 on the same traces, in one run.
+"""``make bench-analyze``: what a user waits for, measured as whole processes.
 
-Each contender runs in its own child process (so peak RSS is its own), several rounds in turn
-(``BENCH_ROUNDS``, default 5; the ~1 GB trace ``BENCH_BIG_ROUNDS``, default 1); the best and the
-median time of each are printed: tracekit (load + attribute,
-which includes the per-kernel breakdown), HTA (TraceAnalysis load + get_gpu_kernel_breakdown), and
-the floor: merely gunzip + json.loads of the same file. Times exclude imports. Then the same for a
-~1 GB trace made by replicating the V100 fixture with shifted timestamps and ids.
-Goals: >= 10x faster than HTA, <= 0.5x its peak memory, tracekit <= 1.5x the floor.
+Every contender runs as its own process, timed from the outside (wall clock, CPU time, peak RSS of
+the whole process tree sampled from /proc, so worker processes count), in rounds that alternate
+the contenders: a slow spell of a shared machine hits all of them. Memory is the peak of the
+process tree's summed PSS (pages a forked worker shares with its parent count once). Each line gives the median and
+the min-max over the rounds.
+
+* start-up: ``tracekit analyze`` of a 2 KB CPU-only trace against a bare ``python -c pass``;
+* the V100 DDP fixture (54 MB of JSON): tracekit against HTA 0.5.0 (load + kernel breakdown, its
+  imports included, as a user runs it) and against the floor;
+* a ~1 GB trace (the fixture replicated with shifted times and ids): the same three;
+* many tiny events (12.8 M, ~1.4 GB of JSON): tracekit against the floor, bytes per kept span at
+  peak, cores used.
+
+The floor is what no JSON trace reader can beat on one core: ISA-L inflate plus a msgspec decode of
+only ``ph``, ``ts``, ``dur`` and ``name`` of every event. tracekit runs on every core the process
+may use, so its goal is the floor divided by the cores.
+
+Environment: ``BENCH_ROUNDS`` (default 5), ``BENCH_BIG_ROUNDS`` (1), ``BENCH_BIG_GB`` (1.0),
+``BENCH_TINY_EVENTS`` (12,800,000), ``BENCH_HTA_BIG`` (1: also run HTA on the ~1 GB trace, minutes).
 """
 
 from __future__ import annotations
@@ -14,83 +26,187 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "foreign" / "v100-ddp-training-216k-events.json.gz"
+sys.path.insert(0, str(ROOT))
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "foreign"
+FIXTURE = FIXTURES / "v100-ddp-training-216k-events.json.gz"
+SMALL = FIXTURES / "cpu-only.pt.trace.json.gz"
 OUT = ROOT / "bench" / "out"
-BIG_BYTES = int(float(os.environ.get("BENCH_BIG_GB", "1.0")) * 1e9)
-HTA_TIMEOUT = int(os.environ.get("BENCH_HTA_TIMEOUT", "900"))
+PY = sys.executable
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 BIG_ROUNDS = int(os.environ.get("BENCH_BIG_ROUNDS", "1"))
+BIG_BYTES = int(float(os.environ.get("BENCH_BIG_GB", "1.0")) * 1e9)
+TINY_EVENTS = int(os.environ.get("BENCH_TINY_EVENTS", "12800000"))
+HTA_BIG = os.environ.get("BENCH_HTA_BIG", "1") == "1"
+HTA_TIMEOUT = int(os.environ.get("BENCH_HTA_TIMEOUT", "1800"))
 
-CHILD = r"""
-import json, resource, sys, time, os
-which, path = sys.argv[1], sys.argv[2]
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-if which == "tracekit":
-    from tracekit.trace.load import load_trace
-    from tracekit.analysis.analyze import analyze_trace
-    base = rss_mb(); t = time.perf_counter()
-    res = analyze_trace(load_trace(path))
-    dt = time.perf_counter() - t
-    extra = {"kernels": sum(k.count for k in res.kernels), "distinct": len(res.kernels)}
-elif which == "floor":
-    import gzip
-    base = rss_mb(); t = time.perf_counter()
-    with gzip.open(path, "rb") as fh:
-        doc = json.loads(fh.read())
-    dt = time.perf_counter() - t
-    extra = {"events": len(doc["traceEvents"] if isinstance(doc, dict) else doc)}
-else:
-    import contextlib, io, logging
-    logging.disable(logging.CRITICAL)
-    from hta.trace_analysis import TraceAnalysis
-    base = rss_mb(); t = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        a = TraceAnalysis(trace_dir=os.path.dirname(path))
-        _, kdf = a.get_gpu_kernel_breakdown(visualize=False)
-    dt = time.perf_counter() - t
-    extra = {"rows": int(len(kdf))}
-print(json.dumps({"seconds": dt, "peak_rss_mb": rss_mb(), "rss_after_import_mb": base, **extra}))
+FLOOR = r"""
+import sys, msgspec
+from isal import igzip
+class E(msgspec.Struct):
+    ph: str = ""
+    ts: float = 0.0
+    dur: float = 0.0
+    name: str = ""
+class Doc(msgspec.Struct):
+    traceEvents: list[E]
+p = sys.argv[1]
+with open(p, "rb") as fh:
+    gz = fh.read(2) == b"\x1f\x8b"
+data = igzip.open(p, "rb").read() if gz else open(p, "rb").read()
+first = data.lstrip()[:1]
+events = msgspec.json.decode(data, type=Doc).traceEvents if first == b"{" else msgspec.json.decode(data, type=list[E])
+print(len(events))
+"""
+
+HTA = r"""
+import contextlib, io, logging, sys, warnings
+warnings.simplefilter("ignore")
+logging.disable(logging.CRITICAL)
+from hta.trace_analysis import TraceAnalysis
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    a = TraceAnalysis(trace_dir=sys.argv[1])
+    _, kernels = a.get_gpu_kernel_breakdown(visualize=False)
+print(len(kernels))
 """
 
 
-def child(which: str, path: Path, timeout: int = 1800) -> dict[str, float] | None:
+@dataclass
+class Run:
+    wall: float
+    cpu: float  # user + system seconds of the whole tree
+    peak_mb: float  # peak memory of the process tree (sum of PSS), sampled every 10 ms
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: pages shared with other processes (a forked worker's copy of its
+    parent) count once across them, so the tree's sum is its real footprint."""
     try:
-        r = subprocess.run(
-            [sys.executable, "-c", CHILD, which, str(path)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        )
-    except subprocess.TimeoutExpired:
-        print(f"  {which}: timed out after {timeout} s")
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for ln in fh:
+                if ln.startswith("Pss:"):
+                    return int(ln.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_kb(root: int) -> int:
+    """Total PSS of ``root`` and its descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                parents[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, changed = {root}, True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return sum(_pss_kb(pid) for pid in tree)
+
+
+def run(cmd: list[str], timeout: float = 1800) -> Run | None:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_kb(proc.pid))
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+            proc.wait()
+            print(f"    {cmd[2] if len(cmd) > 2 else cmd}: timed out after {timeout:.0f} s")
+            return None
+        time.sleep(0.01)
+    wall = time.perf_counter() - t0
+    status = proc.returncode
+    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+    if status != 0:
+        print(f"    failed ({status}): {err.splitlines()[-1] if err else ''}")
         return None
-    if r.returncode != 0:
-        print(f"  {which}: failed ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode})")
-        return None
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return Run(wall, 0.0, peak / 1024)
+
+
+def run_timed(cmd: list[str], timeout: float = 1800) -> Run | None:
+    """``run`` with CPU time from GNU time (the tree's user + system seconds)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        r = run(["/usr/bin/time", "-q", "-f", "%U %S", "-o", tf.name, *cmd], timeout)
+        if r is None:
+            return None
+        parts = tf.read().split()
+        r.cpu = float(parts[-2]) + float(parts[-1]) if len(parts) >= 2 else 0.0
+        return r
+
+
+def rounds(contenders: dict[str, list[str]], n: int, timeout: float = 1800) -> dict[str, list[Run]]:
+    got: dict[str, list[Run]] = {k: [] for k in contenders}
+    for _ in range(n):
+        for name, cmd in contenders.items():
+            r = run_timed(cmd, timeout)
+            if r is not None:
+                got[name].append(r)
+    return got
+
+
+def med(runs: list[Run], f: str = "wall") -> float:
+    return statistics.median(getattr(r, f) for r in runs)
+
+
+def line(name: str, runs: list[Run]) -> str:
+    if not runs:
+        return f"  {name:<22} n/a"
+    w = [r.wall for r in runs]
+    cores = med(runs, "cpu") / med(runs) if med(runs) else 0.0
+    return (
+        f"  {name:<22} {statistics.median(w):8.3f} s ({min(w):.3f}-{max(w):.3f}, {len(w)} runs)"
+        f"   peak memory {max(r.peak_mb for r in runs):7.0f} MB   cores used {cores:.2f}"
+    )
+
+
+def analyze_cmd(path: Path) -> list[str]:
+    return [PY, "-m", "tracekit", "analyze", str(path), "--format", "json"]
+
+
+def spans_in(path: Path) -> int:
+    code = (
+        "import sys; from tracekit.trace.load import load_trace; t = load_trace(sys.argv[1]); "
+        "print(len(t.spans) + len(t.kernels))"
+    )
+    r = subprocess.run([PY, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(r.stdout.strip())
+
+
+def hta_dir(path: Path, tmp: Path) -> str:
+    d = tmp / path.name.replace(".", "_")
+    d.mkdir()
+    (d / ("rank-0.json.gz" if path.name.endswith(".gz") else "rank-0.json")).symlink_to(path.resolve())
+    return str(d)
 
 
 def big_trace(target_bytes: int) -> Path:
-    """Replicate the fixture's events with shifted timestamps and ids into a ~target_bytes JSON (gzipped)."""
+    """The V100 fixture's events replicated with shifted timestamps and ids into ~target_bytes of JSON (gzipped)."""
     OUT.mkdir(parents=True, exist_ok=True)
     dst = OUT / f"v100-replicated-{target_bytes // 10**6}MB.json.gz"
     if dst.exists():
         return dst
     events = json.loads(gzip.decompress(FIXTURE.read_bytes()))
     events = events["traceEvents"] if isinstance(events, dict) else events
-    text_per_copy = sum(len(json.dumps(e)) + 2 for e in events)
-    copies = max(1, round(target_bytes / text_per_copy))
+    copies = max(1, round(target_bytes / sum(len(json.dumps(e)) + 2 for e in events)))
     ts = [e["ts"] for e in events if "ts" in e]
     span = max(ts) - min(ts) + 1000
     tmp = dst.with_suffix(".tmp")
@@ -102,7 +218,7 @@ def big_trace(target_bytes: int) -> Path:
                 e2 = dict(e)
                 if "ts" in e2:
                     e2["ts"] = e["ts"] + c * span
-                if "id" in e2 and isinstance(e2["id"], int):
+                if isinstance(e2.get("id"), int):
                     e2["id"] = e2["id"] + c * 10**9
                 a = e2.get("args")
                 if isinstance(a, dict):
@@ -115,70 +231,47 @@ def big_trace(target_bytes: int) -> Path:
                 first = False
         fh.write('\n], "distributedInfo": {"rank": 0}}\n')
     tmp.rename(dst)
-    print(f"  wrote {dst} ({copies} copies of {len(events):,} events)")
     return dst
 
 
-def summarize(runs: list[dict[str, float]]) -> dict[str, float] | None:
-    """Best and median time over the rounds; the highest peak RSS seen (memory is not noisy)."""
-    if not runs:
-        return None
-    secs = sorted(r["seconds"] for r in runs)
-    return {
-        "seconds": secs[0],
-        "median": statistics.median(secs),
-        "rounds": len(secs),
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "rss_after_import_mb": min(r["rss_after_import_mb"] for r in runs),
-    }
+def tiny_trace(events: int) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    dst = OUT / f"tiny-{events // 10**5 / 10:g}M-events.json"
+    if not dst.exists():
+        from bench.make_tiny_events import write
+
+        tmp = dst.with_suffix(".tmp")
+        write(tmp, events)
+        tmp.rename(dst)
+    return dst
 
 
-def row(name: str, r: dict[str, float] | None) -> str:
-    if r is None:
-        return f"  {name:<10} n/a"
-    return (
-        f"  {name:<10} best {r['seconds']:>7.2f} s  median {r['median']:>7.2f} s over {r['rounds']:.0f}   "
-        f"peak RSS {r['peak_rss_mb']:>6.0f} MB (after imports {r['rss_after_import_mb']:.0f} MB)"
-    )
-
-
-def compare(label: str, path: Path, hta_timeout: int, rounds: int) -> None:
-    size = path.stat().st_size
+def json_mb(path: Path) -> float:
+    if not path.name.endswith(".gz"):
+        return path.stat().st_size / 1e6
     with gzip.open(path, "rb") as fh:
-        text = sum(len(b) for b in iter(lambda: fh.read(1 << 24), b""))
-    print(f"\n{label}: {path.name}: {size / 1e6:.1f} MB gzipped, {text / 1e6:.0f} MB of JSON")
-    runs: dict[str, list[dict[str, float]]] = {"tracekit": [], "floor": [], "hta": []}
-    with tempfile.TemporaryDirectory() as d:
-        # HTA reads a folder of rank traces.
-        link = Path(d) / "rank-0.json.gz"
-        link.symlink_to(path.resolve())
-        # Rounds alternate the contenders, so a slow spell of this shared machine hits all of them.
-        for _ in range(rounds):
-            for which, target, timeout in (("tracekit", path, 1800), ("floor", path, 1800), ("hta", link, hta_timeout)):
-                r = child(which, target, timeout=timeout)
-                if r is not None:
-                    runs[which].append(r)
-    tk, floor, hta = (summarize(runs[k]) for k in ("tracekit", "floor", "hta"))
-    print(row("tracekit", tk))
-    print(row("floor", floor) + "   (gunzip + json.loads only)")
-    print(row("HTA 0.5.0", hta))
+        return sum(len(b) for b in iter(lambda: fh.read(1 << 24), b"")) / 1e6
+
+
+def versus_hta(label: str, path: Path, n: int, with_hta: bool, tmp: Path) -> None:
+    print(f"\n{label}: {path.name}, {path.stat().st_size / 1e6:.1f} MB on disk, {json_mb(path):.0f} MB of JSON")
+    contenders = {"tracekit analyze": analyze_cmd(path), "floor (1 core)": [PY, "-c", FLOOR, str(path)]}
+    if with_hta:
+        contenders["HTA 0.5.0"] = [PY, "-c", HTA, hta_dir(path, tmp)]
+    got = rounds(contenders, n, HTA_TIMEOUT)
+    for name, runs in got.items():
+        print(line(name, runs))
+    tk, fl, hta = got["tracekit analyze"], got["floor (1 core)"], got.get("HTA 0.5.0", [])
     if tk and hta:
         print(
-            f"  speed: tracekit {hta['seconds'] / tk['seconds']:.1f}x faster than HTA, best vs best "
-            f"({hta['median'] / tk['median']:.1f}x median vs median; goal >= 10x); "
-            f"peak memory {tk['peak_rss_mb'] / hta['peak_rss_mb']:.2f}x HTA's (goal <= 0.5x)"
+            f"  vs HTA: {med(hta) / med(tk):.1f}x faster (median vs median; goal >= 10x), "
+            f"{max(r.peak_mb for r in tk) / max(r.peak_mb for r in hta):.2f}x its peak memory (goal <= 0.5x)"
         )
-        grow_tk = tk["peak_rss_mb"] - tk["rss_after_import_mb"]
-        grow_hta = hta["peak_rss_mb"] - hta["rss_after_import_mb"]
+    if tk and fl:
+        cores = med(tk, "cpu") / med(tk)
         print(
-            f"  memory added by the work itself: tracekit {grow_tk:.0f} MB, HTA {grow_hta:.0f} MB "
-            f"({grow_tk / grow_hta:.2f}x)"
-        )
-    if tk and floor:
-        print(
-            f"  tracekit / floor: {tk['seconds'] / floor['seconds']:.2f}x best vs best "
-            f"({tk['median'] / floor['median']:.2f}x median; goal <= 1.5x); "
-            f"peak memory {tk['peak_rss_mb'] / floor['peak_rss_mb']:.2f}x the floor's"
+            f"  vs the floor: {med(tk) / med(fl):.2f}x its time on {cores:.2f} cores "
+            f"(goal: approach {1 / max(1, os.cpu_count() or 1):.2f}x, the floor over the cores)"
         )
 
 
@@ -186,13 +279,29 @@ def main() -> int:
     if not FIXTURE.exists():
         print(f"bench-analyze: {FIXTURE} is absent; the benchmark needs ../shared/fixtures")
         return 0
-    if shutil.which("nproc"):
-        print(f"bench-analyze on {os.cpu_count()} cores")
-    compare("V100 DDP fixture", FIXTURE, HTA_TIMEOUT, ROUNDS)
-    t = time.perf_counter()
-    big = big_trace(BIG_BYTES)
-    print(f"  (made in {time.perf_counter() - t:.0f} s)")
-    compare("~1 GB trace", big, HTA_TIMEOUT, BIG_ROUNDS)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(
+        f"bench-analyze, {time.strftime('%Y-%m-%d')}, {platform.machine()} with {cores} usable cores, "
+        f"Python {platform.python_version()}; whole processes, medians (min-max)"
+    )
+    print("\nstart-up: a 2 KB CPU-only trace")
+    got = rounds({"python -c pass": [PY, "-c", "pass"], "tracekit analyze": analyze_cmd(SMALL)}, 3 * ROUNDS)
+    for name, runs in got.items():
+        print(line(name, runs))
+    if got["python -c pass"] and got["tracekit analyze"]:
+        ratio = med(got["tracekit analyze"]) / med(got["python -c pass"])
+        print(f"  tracekit / bare interpreter: {ratio:.1f}x (goal <= 5x)")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        versus_hta("V100 DDP fixture", FIXTURE, ROUNDS, True, tmp)
+        versus_hta("~1 GB trace", big_trace(BIG_BYTES), BIG_ROUNDS, HTA_BIG, tmp)
+        tiny = tiny_trace(TINY_EVENTS)
+        versus_hta("many tiny events", tiny, BIG_ROUNDS, False, tmp)
+        n = spans_in(tiny)
+        runs = rounds({"tracekit analyze": analyze_cmd(tiny)}, 1)["tracekit analyze"]
+        if runs:
+            peak = max(r.peak_mb for r in runs) * 1e6
+            print(f"  kept spans {n:,}: {peak / n:.0f} bytes per kept span at peak (process tree PSS; goal <= 100)")
     return 0
 
 

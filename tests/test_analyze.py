@@ -33,9 +33,14 @@ def test_h100_window_matches_tracelens_within_0_1_percent() -> None:
     flash = [k for k in res.kernels if k.rule == "flash-attention"]
     assert sum(k.count for k in flash) == 24
     assert sum(k.time_us for k in flash) == pytest.approx(2722.7, rel=1e-3)
-    # The attention category is exactly the flash kernels: SDPA's layout copies are cache traffic.
+    # The attention category is exactly the flash kernels. HF's contiguous copies of Q, K, V and the
+    # output inside sdpa_attention_forward are layout copies: neither attention nor cache traffic.
     assert res.categories["attention"].time_us == pytest.approx(2722.7, rel=1e-3)
     assert res.categories["attention"].count == 24
+    assert res.categories["kv_cache"].count == 0
+    copies = [k for k in res.kernels if k.rule == "attention-fn-layout-copy"]
+    assert copies and {k.category for k in copies} == {"elementwise"} and sum(k.count for k in copies) == 96
+    assert res.window.source == "device" and res.unlinked_count == 0 and res.graph_count == 0
 
 
 def test_h100_whole_file_flash_kernels() -> None:

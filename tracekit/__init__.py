@@ -1,20 +1,44 @@
 """tracekit: explain why LLM token generation slows down as the context grows.
 
-The pipeline is visible in the package layout:
+The pipeline is visible in the package layout (see ARCHITECTURE.md):
 
 capture (torch, backends) -> trace files -> ``trace`` (fast typed loader) -> ``analysis``
-(rule table, attribution, phases) -> ``report`` / ``perfetto`` (renderers) -> ``cli`` (thin).
+(one attribution, small analyses) -> ``report`` / ``perfetto`` (renderers) -> ``cli`` (thin).
 
-Only ``tracekit.capture`` imports torch; everything else is pure Python.
+Only ``tracekit.capture`` imports torch; everything else is pure Python. The names below load on
+first use, so ``import tracekit`` (and every command's start-up) stays cheap.
 """
 
-from tracekit.analysis.analyze import analyze_trace
-from tracekit.analysis.attribute import Attribution, attribute
-from tracekit.analysis.result import AnalysisResult
+# No ``from __future__ import annotations`` here: it would bind the name ``annotations`` in this
+# package and shadow the submodule ``tracekit.annotations``.
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tracekit.errors import TracekitError, UserError
-from tracekit.trace.load import load_trace
+
+if TYPE_CHECKING:
+    from tracekit.analysis.analyze import analyze_trace
+    from tracekit.analysis.attribute import Attribution, attribute
+    from tracekit.analysis.result import AnalysisResult
+    from tracekit.trace.load import load_trace
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "AnalysisResult": "tracekit.analysis.result",
+    "Attribution": "tracekit.analysis.attribute",
+    "analyze_trace": "tracekit.analysis.analyze",
+    "attribute": "tracekit.analysis.attribute",
+    "load_trace": "tracekit.trace.load",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracekit' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AnalysisResult",

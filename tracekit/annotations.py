@@ -27,17 +27,36 @@ SAMPLING = "tracekit::sampling"
 WARMUP = "tracekit::profiler_warmup"
 
 # Scope patterns: what an enclosing host span (record_function annotation, operator, nn.Module or
-# Python frame) says about the device work under it. Rules refer to these by key.
+# Python frame) says about the device work under it. Rules refer to these by key. Module frames
+# read ``nn.Module: Name_N``; Python frames ``path/file.py(line): function``.
 SCOPES: dict[str, str] = {
     "tracekit_attention_core": r"^" + re.escape(ATTENTION_CORE),
     "sdpa_op": r"^aten::_?scaled_dot_product|^aten::_flash_attention|^aten::_efficient_attention",
-    # HF transformers' attention functions and exllamav2's attention paths.
-    "attention_function": r"(eager|sdpa|flash|flex)_attention_forward|_attn_(flash|xformers|torch)\b",
+    # Functions that are the attention core and nothing else: HF transformers' attention
+    # interface (integrations/*_attention.py), GPT-2-style ``_attn``, exllamav2's ``_attn_*`` paths.
+    "attention_function": r"(?:eager|sdpa|flash|flex|paged|sdpa_paged|flash_paged)_attention_forward$"
+    r"|\.py\(\d+\): (?:_attn|_attn_(?:flash|xformers|torch)|_upcast_and_reordered_attn|attention)$",
+    # Blocks that hold the core and more (projections, rotary, norms): modules whose class name ends
+    # in Attention/Attn (not UNet blocks such as CrossAttnDownBlock2D) and record_function labels
+    # such as "self_attn" or "layers.3.attention".
+    "attention_module": r"^nn\.Module: \w*(?:Attention|Attn)\d*(?:_\d+)?$"
+    r"|^(?i:(?:[\w.]*[./:])?(?:self_|cross_|multi_?head_)?(?:attention|attn))$",
+    # Q/K/V/output projections inside an attention block (HF's GPT-2 Conv1D is a linear layer).
+    "linear_module": r"^nn\.Module: (?:\w*Linear\w*|Conv1D(?:_\d+)?)$",
     "tracekit_kv_cache": r"^tracekit::kv_cache",
-    "attention_module": r"^nn\.Module: \w*Attention",
     "norm": r"^tracekit::norm|^nn\.Module: \w*(RMSNorm|LayerNorm)|(?i:rms_?norm)",
     "rope": r"^tracekit::rope|apply_rotary|RotaryEmbedding|rotary_emb",
     "tracekit_sampling": r"^" + re.escape(SAMPLING),
+    # Convolution operators (forward, backward-data, backward-weight; cuDNN, MIOpen, oneDNN, CPU)
+    # and convolution modules (not HF's Conv1D, a linear layer). Operators, not autograd nodes:
+    # activation checkpointing recomputes whole forward segments under some backward node.
+    "convolution": r"^aten::(?:_?convolution\w*|conv\w+|cudnn_convolution\w*|miopen_\w*convolution\w*"
+    r"|_?mkldnn_convolution\w*|_?slow_conv\w*|thnn_conv\w*|_nnpack_spatial_convolution\w*|mps_convolution\w*)$"
+    r"|^nn\.Module: (?:Lazy)?Conv(?:Transpose)?[123]d(?:_\d+)?$",
+    # Activation operators and modules: ReLU runs as clamp/threshold kernels with generic names.
+    "activation": r"^aten::(?:relu6?|hardtanh|threshold|leaky_relu|gelu|silu|sigmoid|tanh|elu|mish|hardswish"
+    r"|hardsigmoid|softplus)_?(?:_backward)?$"
+    r"|^nn\.Module: (?:ReLU6?|LeakyReLU|GELU|SiLU|Sigmoid|Tanh|ELU|Mish|Hardswish|Softplus|\w*Activation)(?:_\d+)?$",
 }
 
 

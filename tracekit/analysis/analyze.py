@@ -7,7 +7,14 @@ sums it with the analyses of ``breakdown``.
 from __future__ import annotations
 
 from tracekit.analysis.attribute import Attribution, attribute
-from tracekit.analysis.breakdown import busy_time, category_totals, kernel_rows, phase_kernel_rows, phase_results
+from tracekit.analysis.breakdown import (
+    busy_time,
+    category_totals,
+    kernel_rows,
+    phase_kernel_rows,
+    phase_results,
+    unlinked_and_graph,
+)
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.window import find_window
 from tracekit.trace.model import Trace
@@ -22,6 +29,7 @@ def analyze_trace(trace: Trace, window: str | None = None, *, attribution: Attri
     win = find_window(trace, window)
     sel = att.within(win) if window is not None else att
     busy = busy_time(sel, win.start_us, win.end_us)
+    unlinked_us, unlinked_count, graph_us, graph_count = unlinked_and_graph(sel)
     res = AnalysisResult(
         path=trace.path,
         device=trace.kind,
@@ -32,6 +40,10 @@ def analyze_trace(trace: Trace, window: str | None = None, *, attribution: Attri
         phases=phase_results(sel),
         kernels=kernel_rows(sel),
         kernels_by_phase=phase_kernel_rows(sel),
+        unlinked_us=unlinked_us,
+        unlinked_count=unlinked_count,
+        graph_us=graph_us,
+        graph_count=graph_count,
         partial=trace.partial,
     )
     if trace.partial:

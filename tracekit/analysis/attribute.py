@@ -11,7 +11,7 @@ so they cannot disagree. "Device work" is defined here only:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +21,7 @@ from tracekit.analysis.phases import PhaseIndex
 from tracekit.analysis.rules import CATEGORIES
 from tracekit.analysis.window import Window
 from tracekit.annotations import PhaseKey
-from tracekit.trace.model import OP_CATS, Trace
+from tracekit.trace.model import OP_CATS, Codes, Trace
 
 
 @dataclass
@@ -38,12 +38,13 @@ class Attribution:
 
     trace: Trace
     device: Literal["gpu", "cpu"]
-    origin: NDArray[np.int64]  # position of the item's event in the file
-    name: NDArray[np.int64]  # into trace.strings
+    origin: NDArray[np.integer[Any]]  # position of the item's event in the file
+    name: Codes  # into trace.strings
     ts: NDArray[np.float64]
     end: NDArray[np.float64]
     time: NDArray[np.float64]  # device time: duration (GPU), self time (CPU); clipped by ``within``
     node: NDArray[np.int64]  # launching host span, -1: none in the trace
+    graph: NDArray[np.bool_]  # replayed from a CUDA/HIP graph (launched by cudaGraphLaunch/hipGraphLaunch)
     code: NDArray[np.int64]
     category: NDArray[np.int64]
     phase: NDArray[np.int64]
@@ -51,6 +52,7 @@ class Attribution:
     decisions: list[Decision]
     categories: list[str]
     phase_keys: list[PhaseKey]
+    phase_ranges: dict[PhaseKey, tuple[float, float]]  # each phase's device-side span (see PhaseIndex)
     busy_ts: NDArray[np.float64]
     busy_end: NDArray[np.float64]
     window: Window | None = None
@@ -83,6 +85,7 @@ class Attribution:
             end=self.end[keep],
             time=time,
             node=self.node[keep],
+            graph=self.graph[keep],
             code=self.code[keep],
             category=self.category[keep],
             phase=self.phase[keep],
@@ -109,12 +112,14 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         time = np.maximum(0.0, c.dur - trace.child[ops])
         node = ops.astype(np.int64)
         busy_ts, busy_end = ts, end
+    graph = np.append(clf.graph, False)[np.where(node >= 0, node, len(clf.graph))]  # -1 reads the False slot
     code, decisions = clf.classify_many(name, node)
+    del clf, classifier  # a classifier made here holds arrays over every host span: free them first
     categories = list(CATEGORIES) + sorted({d.category for d in decisions} - set(CATEGORIES))
     index = {c: i for i, c in enumerate(categories)}
     code_category = np.fromiter((index[d.category] for d in decisions), np.int64, len(decisions))
     category = code_category[code] if len(code) else np.zeros(0, np.int64)
-    phase, phase_node, phase_keys = _phases(trace, node, ts, device)
+    phase, phase_node, phase_keys, ranges = _phases(trace, node, ts, device)
     return Attribution(
         trace=trace,
         device=device,
@@ -124,6 +129,7 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         end=end,
         time=time,
         node=node,
+        graph=graph,
         code=code,
         category=category,
         phase=phase,
@@ -131,6 +137,7 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
         decisions=decisions,
         categories=categories,
         phase_keys=phase_keys,
+        phase_ranges=ranges,
         busy_ts=busy_ts,
         busy_end=busy_end,
     )
@@ -138,9 +145,9 @@ def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution
 
 def _phases(
     trace: Trace, node: NDArray[np.int64], ts: NDArray[np.float64], device: str
-) -> tuple[NDArray[np.int64], NDArray[np.int64], list[PhaseKey]]:
-    """Each item's phase (an index into the returned keys, -1: none) and the host phase annotation
-    it came through (-1: none)."""
+) -> tuple[NDArray[np.int64], NDArray[np.int64], list[PhaseKey], dict[PhaseKey, tuple[float, float]]]:
+    """Each item's phase (an index into the returned keys, -1: none), the host phase annotation
+    it came through (-1: none), and each phase's device-side span."""
     index = PhaseIndex(trace)
     n_host = len(trace.spans)
     phase_node = index.node[np.where(node >= 0, node, n_host)]
@@ -148,7 +155,7 @@ def _phases(
     # The phase key of every host span that is a phase annotation, as a lookup table by span.
     lut = np.full(n_host + 1, -1, np.int64)
     span_names = trace.spans.name
-    nodes = np.unique(phase_node[phase_node >= 0])
+    nodes = np.flatnonzero(np.bincount(phase_node[phase_node >= 0], minlength=n_host))
     for nd in nodes.tolist():
         k = index.key_of[int(span_names[nd])]
         assert k is not None
@@ -156,7 +163,11 @@ def _phases(
     phase = lut[phase_node]
     if device == "gpu":
         loose = np.flatnonzero(phase_node < 0)
-        for i, k in zip(loose.tolist(), index.at_times(ts[loose])):
-            if k is not None:
-                phase[i] = key_ids.setdefault(k, len(key_ids))
-    return phase, phase_node, list(key_ids)
+        at = index.at_times(ts[loose])
+        found = at >= 0
+        spans_hit, first = np.unique(at[found], return_index=True)
+        local = np.full(len(index.gpu_keys), -1, np.int64)
+        for j in spans_hit[np.argsort(first, kind="stable")].tolist():  # keys numbered as first met
+            local[j] = key_ids.setdefault(index.gpu_keys[j], len(key_ids))
+        phase[loose[found]] = local[at[found]]
+    return phase, phase_node, list(key_ids), index.ranges

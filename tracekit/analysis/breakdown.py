@@ -14,7 +14,6 @@ from tracekit.analysis.attribute import Attribution
 from tracekit.analysis.intervals import union_length_arrays
 from tracekit.analysis.result import CategoryTime, KernelRow, PhaseResult
 from tracekit.analysis.rules import CATEGORIES
-from tracekit.annotations import parse_phase
 
 
 def _sums(index: NDArray[np.int64], weights: NDArray[np.float64], size: int) -> tuple[list[float], list[int]]:
@@ -38,6 +37,21 @@ def category_totals(att: Attribution) -> dict[str, CategoryTime]:
     """Device time and item count per category (every standard category, even when empty)."""
     times, counts = _sums(att.category, att.time, len(att.categories))
     return {c: CategoryTime(times[i], counts[i]) for i, c in enumerate(att.categories) if counts[i] or c in CATEGORIES}
+
+
+def unlinked_and_graph(att: Attribution) -> tuple[float, int, float, int]:
+    """Device time and count of the work with no launch in the trace (a previous step's tail, work
+    launched before profiling began), and of the work replayed from CUDA/HIP graphs. Both are in
+    the categories too; these say how much of them rests on the kernel name alone."""
+    if att.device != "gpu":
+        return 0.0, 0, 0.0, 0
+    unlinked = att.node < 0
+    return (
+        float(att.time[unlinked].sum()),
+        int(np.count_nonzero(unlinked)),
+        float(att.time[att.graph].sum()),
+        int(np.count_nonzero(att.graph)),
+    )
 
 
 def busy_time(att: Attribution, lo: float, hi: float) -> float:
@@ -81,7 +95,10 @@ def phase_results(att: Attribution) -> list[PhaseResult]:
 
     A phase spans its host annotation (the step as the program lived it, so host overhead between
     kernels counts as device idle time) and, on GPU traces, all of its device work, which can
-    outlast the annotation (asynchronous launches)."""
+    outlast the annotation (asynchronous launches). On GPU traces a phase starts no earlier than
+    the device finished the work before its first work: where the host runs ahead of a busy device
+    (training, deep launch queues), the time the device spent on earlier work is not this step's
+    idle time."""
     if not (att.phase >= 0).any():
         return []
     has, local, keys = _local_phases(att)
@@ -93,16 +110,16 @@ def phase_results(att: Attribution) -> list[PhaseResult]:
     bounds = np.searchsorted(local[order], np.arange(nkeys + 1))
     ts_sorted, end_sorted = att.ts[has][order], att.end[has][order]
     gpu = att.device == "gpu"
+    limits = _gpu_limits(att, keys, spans, ts_sorted, end_sorted, bounds) if gpu else {}
     results: list[PhaseResult] = []
     for i, key_id in enumerate(keys):
         key = att.phase_keys[key_id]
         us, ue = ts_sorted[bounds[i] : bounds[i + 1]], end_sorted[bounds[i] : bounds[i + 1]]
-        first_t, last_t = float(us.min()), float(ue.max())
-        s, e = spans.get(i, (first_t, last_t))
         if gpu:
-            s, e = min(s, first_t), max(e, last_t)
+            s, e = limits[i]
             busy = union_length_arrays(us, ue, s, e)
         else:
+            s, e = spans.get(i, (float(us.min()), float(ue.max())))
             busy = union_length_arrays(att.busy_ts, att.busy_end, s, e)
         row = i * ncat
         cats = {
@@ -125,11 +142,33 @@ def phase_results(att: Attribution) -> list[PhaseResult]:
     return results
 
 
+def _gpu_limits(
+    att: Attribution,
+    keys: list[int],
+    spans: dict[int, tuple[float, float]],
+    ts_sorted: NDArray[np.float64],
+    end_sorted: NDArray[np.float64],
+    bounds: NDArray[np.int64],
+) -> dict[int, tuple[float, float]]:
+    """Start and end of each GPU phase: its annotation and all of its work, starting no earlier
+    than the device finished the work that ran before the phase's first work."""
+    ends = np.sort(att.end)
+    out: dict[int, tuple[float, float]] = {}
+    for i in range(len(keys)):
+        first_t = float(ts_sorted[bounds[i] : bounds[i + 1]].min())
+        last_t = float(end_sorted[bounds[i] : bounds[i + 1]].max())
+        s, e = spans.get(i, (first_t, last_t))
+        before = int(np.searchsorted(ends, first_t, side="right"))
+        busy_until = float(ends[before - 1]) if before else s
+        out[i] = (min(max(s, busy_until), first_t), max(e, last_t))
+    return out
+
+
 def _phase_spans(
     att: Attribution, has: NDArray[np.bool_], local: NDArray[np.int64], keys: list[int]
 ) -> dict[int, tuple[float, float]]:
     """The host span of each phase's annotation (the one its first work came through); on GPU
-    traces, for phases found by time, the GPU-side annotation's span."""
+    traces, for phases found by time, their device-side span (``PhaseIndex``)."""
     spans: dict[int, tuple[float, float]] = {}
     through = att.phase_node[has]
     hit = np.flatnonzero(through >= 0)
@@ -139,11 +178,10 @@ def _phase_spans(
         spans[k] = (float(host.ts[h]), float(host.end[h]))
     if att.device == "gpu":
         local_of = {att.phase_keys[g]: n for n, g in enumerate(keys)}
-        for a in att.trace.gpu_annotations:
-            key = parse_phase(a.name)
-            local_id = local_of.get(key) if key is not None else None
+        for key, (lo, hi) in att.phase_ranges.items():
+            local_id = local_of.get(key)
             if local_id is not None and local_id not in spans:
-                spans[local_id] = (a.ts, a.ts + a.dur)
+                spans[local_id] = (lo, hi)
     return spans
 
 

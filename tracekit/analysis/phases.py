@@ -1,9 +1,11 @@
 """Phases and steps: which prefill chunk, decode step or profiler step a piece of device work belongs to.
 
 The names are the annotation vocabulary's (``tracekit.annotations.parse_phase``). Work linked to a
-launch takes the phase annotation nearest above its launch on the host; work with no launch in
-the trace (CUDA graph replays, a previous step's tail) takes the GPU-side phase annotation it ran
-inside, if any.
+launch takes the phase annotation nearest above its launch on the host; other work (no launch in
+the trace, or launched from another thread, such as autograd's backward) takes the phase whose
+device-side span it ran inside, if any. A phase's device-side span is its GPU-side annotation
+where that covers the work launched from within the host annotation (CUDA's do), else the
+extent of that work (ROCm writes ~17 µs ones; traces without GPU annotations have none).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from tracekit.analysis.window import covers
 from tracekit.annotations import PhaseKey, parse_phase
 from tracekit.trace.model import Trace
 from tracekit.trace.tree import nearest_marked
@@ -24,11 +27,14 @@ class PhaseIndex:
         # The phase each string denotes (most denote none).
         self.key_of: list[PhaseKey | None] = [parse_phase(s) for s in trace.strings]
         marked = np.fromiter((k is not None for k in self.key_of), bool, len(self.key_of))[trace.spans.name]
+        self._marks = np.flatnonzero(marked)  # the host spans that are phase annotations
         node = np.full(n + 1, -1, np.int64)
         node[:n] = nearest_marked(trace.parent, marked)
         self.node = node  # the phase annotation at or above each host span; index n (no span) reads -1
-        gpu = [(a.ts, a.ts + a.dur, parse_phase(a.name)) for a in trace.gpu_annotations]
-        gpu = sorted([(s, e, k) for s, e, k in gpu if k is not None], key=lambda t: t[0])
+        gpu = sorted(self._device_spans(trace), key=lambda t: t[0])
+        self.ranges: dict[PhaseKey, tuple[float, float]] = {}
+        for s, e, k in gpu:
+            self.ranges.setdefault(k, (s, e))
         self.gpu_starts = np.array([s for s, _, _ in gpu], np.float64)
         self.gpu_ends = np.array([e for _, e, _ in gpu], np.float64)
         self.gpu_keys = [k for _, _, k in gpu]
@@ -36,20 +42,67 @@ class PhaseIndex:
         # lies in none of them, so the walk in ``at_times`` stops at once.
         self._reach = np.maximum.accumulate(self.gpu_ends) if len(gpu) else self.gpu_ends
 
-    def at_times(self, ts: NDArray[np.float64]) -> list[PhaseKey | None]:
-        """For each device time, the GPU-side phase annotation containing it (the latest-starting
-        one when they nest), or None."""
-        out: list[PhaseKey | None] = [None] * len(ts)
+    def _device_spans(self, trace: Trace) -> list[tuple[float, float, PhaseKey]]:
+        """The device-side span of each phase annotation: its GPU-side annotation (paired with the
+        host annotation of the same name in time order) where that covers the work launched from
+        within the host one, else that work's extent."""
+        gpu: dict[str, list[tuple[float, float]]] = {}
+        for a in sorted(trace.gpu_annotations, key=lambda a: a.ts):
+            if parse_phase(a.name) is not None:
+                gpu.setdefault(a.name, []).append((a.ts, a.ts + a.dur))
+        extents = self._launched_extents(trace)
+        host: dict[str, list[tuple[float, float] | None]] = {}
+        spans = trace.spans
+        for h in self._marks[np.argsort(spans.ts[self._marks], kind="stable")].tolist():
+            host.setdefault(trace.strings[int(spans.name[h])], []).append(extents.get(h))
+        out: list[tuple[float, float, PhaseKey]] = []
+        for name in gpu.keys() | host.keys():
+            key = parse_phase(name)
+            assert key is not None
+            g, h = gpu.get(name, []), host.get(name, [])
+            for i in range(max(len(g), len(h))):
+                dev = g[i] if i < len(g) else None
+                ext = h[i] if i < len(h) else None
+                if dev is not None and (ext is None or covers(dev[0], dev[1], ext)):
+                    out.append((dev[0], dev[1], key))
+                elif ext is not None:
+                    out.append((ext[0], ext[1], key))
+        return out
+
+    def _launched_extents(self, trace: Trace) -> dict[int, tuple[float, float]]:
+        """First start and last end of the device work launched under each phase annotation."""
+        link = trace.link
+        if not len(link):
+            return {}
+        phase = self.node[np.where(link >= 0, link, len(self.node) - 1)]
+        has = phase >= 0
+        if not has.any():
+            return {}
+        p = phase[has]
+        uniq, inv = np.unique(p, return_inverse=True)
+        lo = np.full(len(uniq), np.inf)
+        hi = np.full(len(uniq), -np.inf)
+        np.minimum.at(lo, inv, trace.kernels.ts[has])
+        np.maximum.at(hi, inv, trace.kernels.end[has])
+        return {int(u): (float(a), float(b)) for u, a, b in zip(uniq.tolist(), lo.tolist(), hi.tolist())}
+
+    def at_times(self, ts: NDArray[np.float64]) -> NDArray[np.int64]:
+        """For each device time, the index (into ``gpu_keys``) of the device-side phase span
+        containing it (the latest-starting one when they nest), or -1."""
+        out = np.full(len(ts), -1, np.int64)
         if not self.gpu_keys or not len(ts):
             return out
         last = np.searchsorted(self.gpu_starts, ts, side="right") - 1
         inside = last >= 0
         inside[inside] = self._reach[last[inside]] > ts[inside]
+        hit = np.flatnonzero(inside)
+        direct = self.gpu_ends[last[hit]] > ts[hit]  # the latest-starting span holds t: most items
+        out[hit[direct]] = last[hit[direct]]
         starts, ends = self.gpu_starts, self.gpu_ends
-        for i in np.flatnonzero(inside).tolist():
+        for i in hit[~direct].tolist():
             t = float(ts[i])
             j = int(last[i])
-            while not (starts[j] <= t < ends[j]):  # ends once j reaches the annotation that holds t
+            while not (starts[j] <= t < ends[j]):  # ends once j reaches the span that holds t
                 j -= 1
-            out[i] = self.gpu_keys[j]
+            out[i] = j
         return out

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tracekit.cli.common import check_choice, err, parse_int_list
 from tracekit.sanitize import printable
@@ -50,6 +49,8 @@ def capture(
     Example: tracekit capture --context 128,1024,4096 --tokens 32
     """
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from tracekit.capture.backends import BACKENDS
     from tracekit.capture.backends.base import CaptureOptions
     from tracekit.capture.sweep import SweepOptions, validate
@@ -84,7 +85,7 @@ def capture(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=err.rich,
         transient=False,
         disable=not err.is_terminal and os.environ.get("TRACEKIT_PROGRESS") != "1",
     )

@@ -1,16 +1,51 @@
-"""Helpers shared by the command modules: consoles, list parsing, output formats."""
+"""Helpers shared by the command modules: consoles, list parsing, output formats.
+
+Nothing heavy is imported here: rich is loaded the first time a console prints, so a command that
+only writes JSON never pays for it.
+"""
 
 from __future__ import annotations
 
 import sys
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from tracekit.errors import UserError
 
-# Wide tables when piped (rich would wrap at 80 columns); the terminal's width otherwise.
-out = Console(soft_wrap=True, markup=False, highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class LazyConsole:
+    """A rich ``Console`` made on first use."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def rich(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            # Wide tables when piped (rich would wrap at 80 columns); the terminal's width otherwise.
+            width = None if self._stderr or stream.isatty() else 200
+            self._console = Console(stderr=self._stderr, soft_wrap=True, markup=False, highlight=False, width=width)
+        return self._console
+
+    def print(self, *objects: Any) -> None:
+        self.rich.print(*objects)
+
+    def print_json(self, *, data: Any) -> None:
+        self.rich.print_json(data=data)
+
+    @property
+    def is_terminal(self) -> bool:
+        return (sys.stderr if self._stderr else sys.stdout).isatty()
+
+
+out = LazyConsole(stderr=False)
+err = LazyConsole(stderr=True)
 
 
 def parse_int_list(text: str, flag: str) -> list[int]:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tracekit.cli.common import check_choice, out
 from tracekit.errors import UserError
@@ -22,6 +21,8 @@ def diff(
 
     Example: tracekit diff traces/RUN-sdpa traces/RUN-math
     """
+    from rich.table import Table
+
     from tracekit.report.diff import FIELDS, diff_json, diff_runs
 
     check_choice(fmt, ("table", "json"), "--format")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import os
 import sys
-import webbrowser
 from pathlib import Path
 
 import typer
 
 from tracekit.cli.common import err
 from tracekit.errors import UserError
-from tracekit.perfetto.serve import DEFAULT_PORT
+from tracekit.perfetto import DEFAULT_PORT
 from tracekit.sanitize import printable
 
 
@@ -57,6 +56,8 @@ def open_cmd(
     A run folder opens the enriched trace of one context (phases, steps and attention share as
     tracks; each kernel carries tracekit.category). The server stops after the UI has fetched it.
     """
+    import webbrowser
+
     from tracekit.perfetto.export import enrich_file
     from tracekit.perfetto.serve import TraceServer
 

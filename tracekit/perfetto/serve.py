@@ -28,9 +28,9 @@ from typing import Any
 
 from tracekit.errors import UserError
 from tracekit.fsutil import regular_file
+from tracekit.perfetto import DEFAULT_PORT
 
 PERFETTO_ORIGIN = "https://ui.perfetto.dev"
-DEFAULT_PORT = 9001
 HOST = "127.0.0.1"  # loopback only, never configurable
 IDLE_S = 10.0  # a connection that sends nothing for this long is closed
 MAX_CLIENTS = 32

@@ -13,6 +13,7 @@ COLORS = {
     "attention": "#d62728",
     "kv_cache": "#ff9896",
     "gemm": "#1f77b4",
+    "convolution": "#98df8a",
     "norm": "#aec7e8",
     "rope": "#9467bd",
     "activation": "#c5b0d5",

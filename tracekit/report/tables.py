@@ -8,13 +8,15 @@ import csv
 import io
 import json
 import re
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from tracekit.analysis.breakdown import merge_phases
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
 from tracekit.analysis.rules import RULE_INDEX
 from tracekit.sanitize import printable
+
+if TYPE_CHECKING:  # rich loads only when a table is drawn
+    from rich.table import Table
 
 GROUPINGS = ("category", "phase", "step", "kernel")
 FORMATS = ("table", "json", "csv")
@@ -81,12 +83,42 @@ def to_json(results: list[AnalysisResult]) -> str:
     return json.dumps({"schema": SCHEMA, "traces": [r.to_json() for r in results]}, indent=2)
 
 
+def notes(r: AnalysisResult) -> list[str]:
+    """One line each for what the figures rest on beyond launches in the trace: work with no launch
+    (with a ``--window`` to try when the trace has profiler steps), graph replays, a host-side window."""
+    out = []
+    if r.unlinked_count:
+        line = (
+            f"{r.unlinked_count} kernels ({r.unlinked_us / 1000:.1f} ms) have no launch in the trace "
+            "(a previous step's tail, or work launched before profiling began): counted, classified by name alone"
+        )
+        steps = [p.step for p in r.phases if p.phase == "step" and p.step is not None]
+        if steps and r.window.source == "trace":
+            line += f"; to leave them out try --window ProfilerStep#{steps[-1]}"
+        out.append(line)
+    if r.graph_count:
+        out.append(
+            f"{r.graph_count} kernels ({r.graph_us / 1000:.1f} ms) were replayed from CUDA/HIP graphs: "
+            "classified by name alone"
+        )
+    if r.window.source == "host" and r.device == "gpu":
+        out.append(
+            f"window {r.window.name}: the device work launched within its host span "
+            "(its device-side annotation does not cover that work)"
+        )
+    return out
+
+
 def table(r: AnalysisResult, by: str) -> Table:
+    from rich.table import Table
+
     head, body = rows(r, by)
     busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
     t = Table(
         title=f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
-        f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms"
+        f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms",
+        caption="\n".join(map(printable, notes(r))) or None,
+        caption_justify="left",
     )
     for h in head:
         t.add_column(h, overflow="fold", justify="left" if h in ("category", "kernel", "phase", "rule") else "right")
@@ -97,6 +129,8 @@ def table(r: AnalysisResult, by: str) -> Table:
 
 def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:
     """Which rule classified each kernel whose name matches ``pattern``, and why (None: no match)."""
+    from rich.table import Table
+
     t = Table(title=printable(f"{r.path}: rules for kernels matching {pattern.pattern!r}"))
     for col in ("kernel", "count", "time µs", "category", "rule", "why"):
         t.add_column(col, overflow="fold")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import compress, islice, repeat
 from operator import attrgetter
 from typing import Any
@@ -22,6 +23,7 @@ from tracekit.trace.model import (
     HOST_CATS,
     MALFORMED_CAT,
     RUNTIME_CATS,
+    Codes,
     Columns,
     Event,
     FlowEnd,
@@ -31,7 +33,7 @@ from tracekit.trace.model import (
     encode,
 )
 from tracekit.trace.policy import in_range, span_bounds
-from tracekit.trace.tree import nest
+from tracekit.trace.tree import nest_sorted, nesting_order
 
 _CAT = attrgetter("cat")
 _NAME = attrgetter("name")
@@ -56,6 +58,22 @@ def _correlations(events: list[Event]) -> list[int | str | None]:
         return list(map(_corr_of, events))
 
 
+@dataclass
+class Piece:
+    """Columns built from one stretch of a trace's events, coded against the builder's own tables."""
+
+    events: int  # how many events the stretch held (kept or not): the next stretch's origin offset
+    host: Columns
+    py: Columns
+    device: Columns
+    strings: list[str]
+    threads: list[tuple[int | str, int | str]]
+    corr_ids: dict[int | str, int]
+    annotations: list[Event]
+    flows: list[FlowStart]
+    skipped: int
+
+
 class TraceBuilder:
     """Builds a columnar ``Trace`` from decoded events, fed a list at a time (each decoded chunk).
 
@@ -73,7 +91,7 @@ class TraceBuilder:
         self._threads: defaultdict[tuple[int | str, int | str], int] = code_table()
         self._cats: defaultdict[str, int] = code_table()
         self._cat_names: list[str] = []
-        self._cat_string = np.empty(0, np.int64)  # category code -> string table code
+        self._cat_string = np.empty(0, np.int32)  # category code -> string table code
         self._is_host = np.empty(0, bool)
         self._is_device = np.empty(0, bool)
         self._corrs: dict[int | str, int] = {}  # codes for ids that are not integers
@@ -86,7 +104,8 @@ class TraceBuilder:
         cc = encode(map(_CAT, chunk), self._cats, n)  # a category code per event
         if len(self._cats) != len(self._cat_string):
             self._grow_cats()
-        present = {self._cat_names[c] for c in np.unique(cc).tolist()}
+        # Categories present in the chunk (bincount: cheaper than np.unique, which also loads numpy.ma).
+        present = {self._cat_names[c] for c in np.flatnonzero(np.bincount(cc, minlength=len(self._cat_names))).tolist()}
         base = self._seen
         self._seen += n
         tr = self.trace
@@ -115,9 +134,9 @@ class TraceBuilder:
         self._is_host = np.array([c in HOST_CATS for c in self._cat_names], bool)
         self._is_device = np.array([c in DEVICE_CATS for c in self._cat_names], bool)
         ids = self.trace.string_ids
-        self._cat_string = np.array([ids[c] for c in self._cat_names], np.int64)
+        self._cat_string = np.array([ids[c] for c in self._cat_names], np.int32)
 
-    def _columns(self, index: NDArray[np.int64], events: list[Event], cc: NDArray[np.int64], base: int) -> Columns:
+    def _columns(self, index: NDArray[np.int64], events: list[Event], cc: Codes, base: int) -> Columns:
         """Columns for ``events``, found at ``index`` in a chunk whose category codes are ``cc``."""
         n = len(events)
         return Columns(
@@ -127,7 +146,7 @@ class TraceBuilder:
             ts=np.fromiter(map(_TS, events), np.float64, n),
             dur=np.fromiter(map(_DUR, events), np.float64, n),
             corr=self._corr_column(events),
-            origin=index + base,
+            origin=_positions(index, base),
         )
 
     def _corr_column(self, events: list[Event]) -> NDArray[np.int64]:
@@ -142,16 +161,68 @@ class TraceBuilder:
                     ids[c] = -2 - len(ids)
             return np.fromiter((ids[c] if c is not None else -1 for c in corrs), np.int64, len(corrs))
 
+    def piece(self) -> Piece:
+        """What this builder holds, coded against its own tables: a worker's result (see ``parallel``)."""
+        tr = self.trace
+        return Piece(
+            events=self._seen,
+            host=Columns.concat(self._host),
+            py=Columns.concat(self._py),
+            device=Columns.concat(self._device),
+            strings=list(tr.string_ids),
+            threads=list(self._threads),
+            corr_ids=self._corrs,
+            annotations=tr.gpu_annotations,
+            flows=self._flows,
+            skipped=tr.skipped_events,
+        )
+
+    def absorb(self, piece: Piece) -> None:
+        """Append a piece built elsewhere (the events that follow those given so far): its codes are
+        mapped onto this builder's tables and its origins shifted past the events seen so far."""
+        tr = self.trace
+        strings = encode(piece.strings, tr.string_ids, len(piece.strings))
+        threads = encode(piece.threads, self._threads, len(piece.threads))
+        # Non-integer correlation ids are coded below -1, per builder: map the piece's codes onto ours.
+        corr_codes: dict[int, int] = {}
+        for cid, local in piece.corr_ids.items():
+            corr_codes[local] = self._corrs.setdefault(cid, -2 - len(self._corrs))
+        for src, dst in ((piece.host, self._host), (piece.py, self._py), (piece.device, self._device)):
+            if not len(src):
+                continue
+            corr = src.corr.copy()
+            if corr_codes:
+                corr = np.fromiter((corr_codes.get(c, c) for c in corr.tolist()), np.int64, len(corr))
+            dst.append(
+                Columns(
+                    name=strings[src.name],
+                    cat=strings[src.cat],
+                    thread=threads[src.thread],
+                    # Copies: an unpickled array can be a view into the whole message it came
+                    # in, which would keep every other column of the piece alive with it.
+                    ts=src.ts.copy(),
+                    dur=src.dur.copy(),
+                    corr=corr,
+                    origin=_positions(src.origin.astype(np.int64), self._seen),
+                )
+            )
+        self._seen += piece.events
+        tr.gpu_annotations.extend(piece.annotations)
+        tr.skipped_events += piece.skipped
+        self._flows.extend(piece.flows)
+
     def finish(self) -> Trace:
         tr = self.trace
         tr.strings = list(tr.string_ids)
         tr.threads = list(self._threads)
-        host = Columns.concat(self._host + self._py)
-        kernels = Columns.concat(self._device)
-        self._host = self._py = self._device = []
+        parts = self._host + self._py
+        self._host, self._py = [], []
+        host = Columns.consume(parts)
+        kernels = Columns.consume(self._device)
         host, tr.kernels = _keep_in_range(tr, host, kernels)
-        order, tr.parent, tr.child = nest(host.thread, host.ts, host.dur)
-        tr.spans = host.take(order)
+        host.sort_in_place(nesting_order(host.thread, host.ts, host.dur))
+        tr.parent = nest_sorted(host.thread, host.ts, host.dur)
+        tr.spans = host
         self.saw_flows = bool(self._flows)
         _link(tr, self._flows)
         self._flows = []
@@ -180,6 +251,12 @@ def _keep_in_range(tr: Trace, host: Columns, kernels: Columns) -> tuple[Columns,
     if not ok_k.all():
         kernels = kernels.take(np.flatnonzero(ok_k))
     return host, kernels
+
+
+def _positions(index: NDArray[np.int64], base: int) -> NDArray[np.integer[Any]]:
+    """``index + base``, in 32 bits while the positions fit."""
+    top = base + (int(index[-1]) if len(index) else 0)
+    return (index + base).astype(np.int32 if top < 2**31 else np.int64)
 
 
 def _select(chunk: list[Any], mask: NDArray[np.bool_]) -> tuple[NDArray[np.int64], list[Event]]:
@@ -214,9 +291,19 @@ def _link(trace: Trace, flows: list[FlowStart]) -> None:
     runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS))
     corr = trace.spans.corr[runtime]
     has = corr != -1
-    # Later launches win a repeated id, as a dict would have it.
-    by_corr = dict(zip(corr[has].tolist(), runtime[has].tolist()))
-    trace.link = np.fromiter(map(by_corr.get, trace.kernels.corr.tolist(), repeat(-1)), np.int64, len(trace.kernels))
+    runtime, corr = runtime[has], corr[has]
+    # Sorted by id (stable, so a repeated id keeps its launches in order), the last launch of each
+    # id wins, as a dict built in order would have it; each kernel then finds its id by bisection.
+    by_id = np.argsort(corr, kind="stable")
+    ids = corr[by_id]
+    last = np.ones(len(ids), bool)
+    np.not_equal(ids[1:], ids[:-1], out=last[:-1])
+    ids, launch = ids[last], runtime[by_id[last]]
+    want = trace.kernels.corr
+    at = np.searchsorted(ids, want)
+    at[at == len(ids)] = 0
+    found = (len(ids) > 0) & (ids[at] == want) if len(ids) else np.zeros(len(want), bool)
+    trace.link = np.where(found, launch[at] if len(ids) else -1, -1).astype(np.int64)
     link_flows(trace, flows)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -35,6 +35,7 @@ _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 _LEADING_WS = re.compile(rb"[ \t\n\r]*")  # JSON whitespace only (not \\v, \\f)
 _events = msgspec.json.Decoder(list[AnyEvent])
+T = TypeVar("T")
 _meta = msgspec.json.Decoder(TraceDoc)
 
 
@@ -195,7 +196,9 @@ class ChunkedReader:
         except RecursionError:
             raise TooDeep from None
 
-    def events(self) -> Iterator[list[AnyEvent]]:
+    def _pieces(self, cut: Callable[[], tuple[T, int] | None]) -> Iterator[T | list[AnyEvent]]:
+        """The event array piece by piece: ``cut`` takes the text from ``_lo`` to a boundary; the
+        final piece is decoded here (``_last``), whatever ``cut`` returns."""
         self._find_array(self._skip_whitespace())
         # _buf[_lo] is always the array's '[' (or a '[' written over the separator before the
         # next event), so each piece decodes in place: no copy of the text is made to decode it.
@@ -204,23 +207,48 @@ class ChunkedReader:
             if self._eof:
                 yield self._last()
                 break
-            cut = self._cut()
-            if cut is None:
+            got = cut()
+            if got is None:
                 if self._damage is not None:
                     break
                 # One event longer than a chunk, or a run of whitespace: read on.
                 if not self._blank_run():
                     self._fill(self._hi - self._lo + self.chunk_size)
                 continue
-            events, rest = cut
+            piece, rest = got
             self._buf[rest - 1] = 0x5B  # '[' over the separator before the next event
             self._lo = rest - 1
             self.chunks += 1
-            yield events
+            yield piece
             if self._damage is not None:
                 break
         if self._damage is not None:
             raise Damaged(self._damage)
+
+    def events(self) -> Iterator[list[AnyEvent]]:
+        """Decoded events, a chunk at a time (each chunk's cut proven by decoding it)."""
+        yield from self._pieces(self._cut)
+
+    def texts(self) -> Iterator[bytes | list[AnyEvent]]:
+        """The event array as pieces of text (``[...]``, each to be decoded elsewhere), cut at the
+        last candidate boundary of each chunk, and the final piece decoded. A cut is only proven
+        when its piece decodes: the caller must treat a piece that does not decode as a wrong cut
+        (or damage), and read the file with ``events`` to learn which."""
+        yield from self._pieces(self._raw_cut)
+
+    def _raw_cut(self) -> tuple[bytes, int] | None:
+        """The text before the last candidate boundary (copied, closed with ``]``), and where the next
+        event starts."""
+        buf, lo = self._buf, self._lo
+        pos = self._hi
+        while True:
+            i = buf.rfind(b"}", lo, pos)
+            if i < 0:
+                return None
+            m = _BOUNDARY.match(buf, i, self._hi)
+            if m is not None:
+                return bytes(buf[lo : i + 1]) + b"]", m.end() - 1
+            pos = i
 
     def _decode(self, text: memoryview | bytes) -> list[AnyEvent]:
         try:

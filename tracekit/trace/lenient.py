@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from tracekit.trace.model import MALFORMED, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
+from tracekit.trace.model import MALFORMED, NO_ARGS, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
 
 # Untyped decoding for the lenient path: a float too large for a double reads as infinity (and is
 # then dropped by the range check) instead of failing the whole document.
@@ -174,7 +174,7 @@ def event_from_obj(o: Any) -> AnyEvent | None:
         return None
     name = o.get("name", "")
     a = o.get("args")
-    args = None
+    args = NO_ARGS
     if isinstance(a, dict):
         args = Args(correlation=_int_or_none(a.get("correlation")))
     return Event(

@@ -49,6 +49,7 @@ from tracekit.trace.model import (
     Trace,
     TraceDoc,
 )
+from tracekit.trace.parallel import load_parallel, usable_cores
 from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
 from tracekit.trace.scan import error_byte
 
@@ -78,7 +79,9 @@ def load_trace(
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(Path(path), partial=partial, stream_threshold=stream_threshold)
+        trace = _load(Path(path), partial=partial, stream_threshold=stream_threshold)
+        trace.release_link_ids()
+        return trace
     finally:
         if paused:
             gc.enable()
@@ -181,8 +184,13 @@ def _load_whole(p: Path, gz: bool, *, partial: bool, limit: int) -> Trace:
             try:
                 _decode(name, data, partial=False)
             except TraceFormatError as exc:
-                at = error_byte(exc)
-                if exc.kind == "depth" or (exc.kind == "json" and at is not None and at < len(data) - 64):
+                at = error_byte(exc) if exc.kind == "json" else None
+                if at is None and exc.kind == "json":  # invalid UTF-8: where the first bad byte is
+                    try:
+                        data.decode("utf-8")
+                    except UnicodeDecodeError as bad:
+                        at = bad.start
+                if exc.kind == "depth" or (at is not None and at < len(data) - 64):
                     raise
             raise policy.gzip_damaged(name, gz_error, has_prefix=True)
     elif not data.strip(WS):
@@ -316,17 +324,27 @@ _flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[v
 def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int) -> Trace:
     """The chunked msgspec path.
 
-    Flow events are skipped at first: launches link to their kernels by correlation id. Only when
-    some launch or device event has no correlation id is the file read a second time for flows.
+    With several cores the pieces are decoded and built in worker processes (``parallel``); a
+    damaged file, or anything that path does not handle, is read here serially, which says exactly
+    what is wrong. Flow events are skipped at first: launches link to their kernels by correlation
+    id. Only when some launch or device event has no correlation id is the file read a second time
+    for flows.
     """
-    builder = TraceBuilder(str(p))
-    reader, damage = _chunked_pass(p, gz, _spans_decoder, builder.add, budget)
-    if reader is None:  # no event array: the whole-document decoder names what the file is
-        return _decode(str(p), damage, partial=partial)
-    if damage is not None and damage.kind == "gzip":
-        # A broken gzip stream loses the output of its last read; the whole-text reader keeps all
-        # that inflates (up to the budget), so both paths salvage and name the same.
-        return _load_whole(p, gz, partial=partial, limit=budget)
+    workers = usable_cores()
+    got = load_parallel(p, gz, workers, budget) if workers > 1 else None
+    damage: TraceFormatError | None = None
+    if got is not None:
+        builder, reader = got
+    else:
+        builder = TraceBuilder(str(p))
+        passed = _chunked_pass(p, gz, _spans_decoder, builder.add, budget)
+        if passed[0] is None:  # no event array: the whole-document decoder names what the file is
+            return _decode(str(p), passed[1], partial=partial)
+        reader, damage = passed
+        if damage is not None and gz:
+            # Damage in a gzip: the whole-text reader decides, once, for both paths (a broken gzip
+            # stream loses the output of its last read; that reader keeps all that inflates).
+            return _load_whole(p, gz, partial=partial, limit=budget)
     trace = builder.finish()
     if not builder.saw_flows and needs_flows(trace):
         flows: list[Any] = []
@@ -351,7 +369,7 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int) -> Trace:
 
 def _chunked_pass(
     p: Path, gz: bool, decoder: msgspec.json.Decoder[Any], take: Callable[[list[Any]], None], budget: int
-) -> Any:
+) -> tuple[ChunkedReader, TraceFormatError | None] | tuple[None, bytes]:
     """Decode the file chunk by chunk, handing each chunk to ``take``. Returns the reader (for the
     metadata) and the damage met if any; or, for a document with no event array, None and its
     whole text."""

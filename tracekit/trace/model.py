@@ -20,6 +20,8 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from tracekit.trace.tree import child_time
+
 # Kinds of device activity, in Kineto's ``cat`` vocabulary (older traces capitalise them).
 DEVICE_CATS = frozenset({"kernel", "gpu_memcpy", "gpu_memset", "Kernel", "Memcpy", "Memset"})
 # Host spans that can enclose a launch (their names form the scope stack of a kernel).
@@ -29,10 +31,15 @@ RUNTIME_CATS = frozenset({"cuda_runtime", "cuda_driver", "Runtime"})
 GPU_ANNOTATION_CAT = "gpu_user_annotation"
 
 
-class Args(msgspec.Struct, gc=False):
+class Args(msgspec.Struct, frozen=True, gc=False):
     """The few ``args`` fields analysis reads; all others are skipped by the decoder."""
 
     correlation: int | str | None = None
+
+
+# The ``args`` of an event that has none: a shared instance rather than None, so reading
+# ``args.correlation`` over a whole chunk stays one C-level pass (``attrgetter``).
+NO_ARGS = Args()
 
 
 class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
@@ -44,7 +51,7 @@ class Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
     tid: int | str = 0
     ts: float = float("nan")  # missing: not a time (the range check drops it), never time 0
     dur: float = 0.0
-    args: Args | None = None
+    args: Args | None = NO_ARGS
 
 
 class FlowStart(msgspec.Struct, gc=False, tag_field="ph", tag="s"):
@@ -126,9 +133,15 @@ def code_table() -> defaultdict[Any, int]:
     return defaultdict(count().__next__)
 
 
-def encode(values: Iterable[Any], table: defaultdict[Any, int], n: int) -> NDArray[np.int64]:
+# String and thread codes are 32-bit: a trace has far fewer than 2**31 distinct names, and half the
+# bytes per span matters on traces of tens of millions of spans. Arithmetic that packs codes
+# together (``classify``) widens them to 64 bits first.
+Codes = NDArray[np.int32]
+
+
+def encode(values: Iterable[Any], table: defaultdict[Any, int], n: int) -> Codes:
     """Codes of the ``n`` ``values`` in ``table`` (made by ``code_table``), adding new ones."""
-    return np.fromiter(map(table.__getitem__, values), np.int64, n)
+    return np.fromiter(map(table.__getitem__, values), np.int32, n)
 
 
 def _empty_f() -> NDArray[np.float64]:
@@ -139,6 +152,10 @@ def _empty_i() -> NDArray[np.int64]:
     return np.empty(0, np.int64)
 
 
+def _empty_c() -> Codes:
+    return np.empty(0, np.int32)
+
+
 @dataclass
 class Columns:
     """Spans as columns: codes into the trace's tables, and their times.
@@ -147,13 +164,15 @@ class Columns:
     what keeps a multi-gigabyte trace in memory.
     """
 
-    name: NDArray[np.int64] = field(default_factory=_empty_i)  # into Trace.strings
-    cat: NDArray[np.int64] = field(default_factory=_empty_i)  # into Trace.strings
-    thread: NDArray[np.int64] = field(default_factory=_empty_i)  # into Trace.threads
+    name: Codes = field(default_factory=_empty_c)  # into Trace.strings
+    cat: Codes = field(default_factory=_empty_c)  # into Trace.strings
+    thread: Codes = field(default_factory=_empty_c)  # into Trace.threads
     ts: NDArray[np.float64] = field(default_factory=_empty_f)
     dur: NDArray[np.float64] = field(default_factory=_empty_f)
     corr: NDArray[np.int64] = field(default_factory=_empty_i)  # correlation id, -1: none
-    origin: NDArray[np.int64] = field(default_factory=_empty_i)  # index among the events given to the builder
+    # Position among the events given to the builder; 32-bit while it fits (a file of fewer than
+    # 2**31 events), which every trace short of hundreds of gigabytes is.
+    origin: NDArray[np.integer[Any]] = field(default_factory=_empty_i)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -163,7 +182,27 @@ class Columns:
         return self.ts + self.dur
 
     def take(self, index: NDArray[np.int64]) -> Columns:
-        return Columns(*(getattr(self, f)[index] for f in _COLUMNS))
+        """The rows at ``index`` (a released column stays empty)."""
+        n = len(self)
+        return Columns(*(c[index] if len(c) == n else c for c in (getattr(self, f) for f in _COLUMNS)))
+
+    def sort_in_place(self, order: NDArray[np.int64]) -> None:
+        """Reorder every column by ``order``, one column at a time (never two copies of the table)."""
+        for f in _COLUMNS:
+            setattr(self, f, getattr(self, f)[order])
+
+    @staticmethod
+    def consume(parts: list[Columns]) -> Columns:
+        """``concat`` that empties ``parts`` as it goes, column by column: the parts and the whole
+        are never all in memory at once."""
+        out = Columns()
+        if parts:
+            for f in _COLUMNS:
+                setattr(out, f, np.concatenate([getattr(p, f) for p in parts]))
+                for p in parts:
+                    setattr(p, f, _EMPTY_COLUMN[f])
+        parts.clear()
+        return out
 
     @staticmethod
     def concat(parts: list[Columns]) -> Columns:
@@ -173,6 +212,10 @@ class Columns:
 
 
 _COLUMNS = ("name", "cat", "thread", "ts", "dur", "corr", "origin")
+_EMPTY_COLUMN = {
+    f: _empty_f() if f in ("ts", "dur") else _empty_c() if f in ("name", "cat", "thread") else _empty_i()
+    for f in _COLUMNS
+}
 
 
 class Span:
@@ -255,7 +298,6 @@ class Trace:
     strings: list[str] = field(default_factory=list)
     threads: list[tuple[int | str, int | str]] = field(default_factory=list)
     parent: NDArray[np.int64] = field(default_factory=_empty_i)
-    child: NDArray[np.float64] = field(default_factory=_empty_f)
     link: NDArray[np.int64] = field(default_factory=_empty_i)
     gpu_annotations: list[Event] = field(default_factory=list)
     device_names: list[str] = field(default_factory=list)
@@ -264,6 +306,14 @@ class Trace:
     skipped_events: int = 0
     out_of_range: int = 0  # events dropped by the input policy's number check
     string_ids: defaultdict[str, int] = field(default_factory=code_table, repr=False, compare=False)
+    _child: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def child(self) -> NDArray[np.float64]:
+        """Computed when first read (only CPU-only analysis needs self times)."""
+        if self._child is None or len(self._child) != len(self.parent):
+            self._child = child_time(self.parent, self.spans.dur)
+        return self._child
 
     @property
     def kind(self) -> Literal["gpu", "cpu"]:
@@ -276,6 +326,12 @@ class Trace:
     @property
     def device(self) -> Spans:
         return Spans(self, self.kernels)
+
+    def release_link_ids(self) -> None:
+        """Drop the correlation ids once launches and kernels are linked: nothing reads them
+        afterwards, and they are 8 bytes a span."""
+        self.spans.corr = _empty_i()
+        self.kernels.corr = _empty_i()
 
     def code(self, s: str) -> int:
         """The code of string ``s`` in this trace's table, or -1."""

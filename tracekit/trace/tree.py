@@ -17,6 +17,8 @@ Both give exactly what the stack walk gives (see ``tests/test_trace_load.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -26,7 +28,7 @@ END_TOLERANCE_US = 1e-3
 
 
 def nest(
-    thread: NDArray[np.int64], ts: NDArray[np.float64], dur: NDArray[np.float64]
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """Order host spans and nest them.
 
@@ -35,38 +37,55 @@ def nest(
     order) of the innermost span enclosing sorted span ``i`` or -1; ``child[i]`` the total duration
     of its direct children.
     """
+    order = nesting_order(thread, ts, dur)
+    sorted_dur = dur[order]
+    parent = nest_sorted(thread[order], ts[order], sorted_dur)
+    return order, parent, child_time(parent, sorted_dur)
+
+
+def nesting_order(
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """The order ``nest_sorted`` needs: by thread, start, and longest first among equal starts (stable)."""
+    return np.lexsort((-dur, ts, thread)).astype(np.int64, copy=False)
+
+
+def nest_sorted(
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """The parent of each span already in ``nesting_order`` (see ``nest``). Works on the caller's
+    arrays, so nesting a large trace needs no sorted copy of its columns."""
     n = len(ts)
     if n == 0:
-        empty = np.empty(0, np.int64)
-        return empty, empty.copy(), np.empty(0, np.float64)
-    order = np.lexsort((-dur, ts, thread))
-    ts = ts[order]
-    dur = dur[order]
-    thread = thread[order]
+        return np.empty(0, np.int64)
     end = ts + dur
-    reach = end + END_TOLERANCE_US
     # First index of each span's thread run.
     new_run = np.empty(n, bool)
     new_run[0] = True
     np.not_equal(thread[1:], thread[:-1], out=new_run[1:])
     # Each span's candidate parent starts as the span before it on its thread. A candidate that
-    # ends too early cannot be the parent, and neither can anything between its own candidate and
-    # it (those end before it does), so the span jumps to the candidate's candidate. Candidates
-    # jump together, so chains halve each round: a few dozen rounds over a shrinking set.
+    # ends too early (before the span's end, beyond a rounding step) cannot be the parent, and
+    # neither can anything between its own candidate and it (those end before it does), so the
+    # span jumps to the candidate's candidate. Candidates jump together, so chains halve each
+    # round: a few dozen rounds over a shrinking set.
     cand = np.arange(-1, n - 1, dtype=np.int64)
     cand[new_run] = -1
+    del new_run
     active = np.flatnonzero(cand >= 0)
     while active.size:
         c = cand[active]
-        short = reach[c] < end[active]
+        short = end[c] + END_TOLERANCE_US < end[active]
         active = active[short]
         nxt = cand[c[short]]
         cand[active] = nxt
         active = active[nxt >= 0]
-    parent = cand
+    return cand
+
+
+def child_time(parent: NDArray[np.int64], dur: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The time each span's direct children cover (its self time is ``dur - child``)."""
     has = parent >= 0
-    child = np.bincount(parent[has], weights=dur[has], minlength=n).astype(np.float64)
-    return order.astype(np.int64), parent, child
+    return np.bincount(parent[has], weights=dur[has], minlength=len(parent)).astype(np.float64)
 
 
 def nearest_marked(parent: NDArray[np.int64], marked: NDArray[np.bool_]) -> NDArray[np.int64]:

@@ -1,0 +1,123 @@
+"""Large traces on every core: the event array's pieces decoded and built into columns in worker
+processes, while this process inflates the next pieces and merges the columns in file order.
+
+The work splits cleanly because each piece's result is small and self-contained: numpy columns
+coded against the piece's own string and thread tables (``build.Piece``), which the main process
+maps onto the trace's tables with one array lookup per column (``TraceBuilder.absorb``). Nothing
+per event crosses a process boundary as a Python object.
+
+This is one load split over the cores of one machine (a pipeline inside one process tree, run by
+the standard library's process pool); many traces spread over machines are Dask's job
+(``tracekit analyze`` with several paths).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import IO, Any, Union
+
+import msgspec
+
+from tracekit.trace.build import Piece, TraceBuilder
+from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, NoEventArray
+from tracekit.trace.gz import open_gz_into
+from tracekit.trace.lenient import lenient_events
+from tracekit.trace.model import SPANS_ONLY
+from tracekit.trace.policy import BudgetExceeded, TooDeep
+
+PIECE_BYTES = 8 * 1024 * 1024
+_spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask), 1 where it cannot fork workers: inside a
+    daemonic process (a Dask worker, say) or off Linux, or when ``TRACEKIT_LOAD_WORKERS`` says so."""
+    forced = os.environ.get("TRACEKIT_LOAD_WORKERS")
+    if forced is not None and forced.isdigit():
+        return max(1, int(forced))
+    if multiprocessing.current_process().daemon or not hasattr(os, "sched_getaffinity"):
+        return 1
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def build_piece(text: bytes) -> Piece | None:
+    """Decode one piece and build its columns; None when the piece is not valid JSON (a cut that
+    fell inside an event, or damage), which sends the caller back to the serial reader."""
+    try:
+        try:
+            events = _spans_decoder.decode(text)
+        except msgspec.ValidationError:
+            events = lenient_events(text)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    b = TraceBuilder("")
+    b.add(events)
+    return b.piece()
+
+
+def _local(events: list[Any]) -> Piece:
+    b = TraceBuilder("")
+    b.add(events)
+    return b.piece()
+
+
+def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBuilder, ChunkedReader] | None:
+    """Build ``p``'s spans with ``workers`` processes; None if the file is damaged, has no event
+    array, or a cut proved wrong: the serial reader then decides, in its own words. Past the
+    inflate budget it stops at once (``BudgetExceeded``)."""
+    builder = TraceBuilder(str(p))
+    opener: Any = open_gz_into if gz else _open_binary
+    ctx = multiprocessing.get_context("fork")
+    with opener(p) as fh, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        reader = ChunkedReader(
+            fh, chunk_size=PIECE_BYTES, lenient=lenient_events, decoder=_spans_decoder, budget=budget
+        )
+        pending: deque[Future[Piece | None]] = deque()
+
+        def absorb_oldest() -> bool:
+            got = pending.popleft().result()
+            if got is None:
+                return False
+            builder.absorb(got)
+            return True
+
+        try:
+            for piece in reader.texts():
+                if isinstance(piece, bytes):
+                    pending.append(pool.submit(build_piece, piece))
+                else:
+                    done: Future[Piece | None] = Future()
+                    done.set_result(_local(piece))
+                    pending.append(done)
+                # A few pieces in flight per worker: enough to keep them busy, little text held.
+                while len(pending) > 2 * workers:
+                    if not absorb_oldest():
+                        _abandon(pool, pending)
+                        return None
+            while pending:
+                if not absorb_oldest():
+                    _abandon(pool, pending)
+                    return None
+        except (Damaged, NoEventArray, EmptyText, TooDeep):
+            _abandon(pool, pending)
+            return None
+        except BudgetExceeded:
+            _abandon(pool, pending)
+            raise
+    return builder, reader
+
+
+def _abandon(pool: ProcessPoolExecutor, pending: deque[Future[Piece | None]]) -> None:
+    for f in pending:
+        f.cancel()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _open_binary(p: Path) -> IO[bytes]:
+    return open(p, "rb")
