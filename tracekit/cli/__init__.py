@@ -31,7 +31,6 @@ from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
 from tracekit.errors import Interrupted, TracekitError
-from tracekit.fsutil import os_problem
 from tracekit.sanitize import printable
 
 app = typer.Typer(
@@ -59,6 +58,8 @@ def _say(line: str) -> None:
 
 
 def _os_error(exc: OSError) -> str:
+    from tracekit.fsutil import os_problem
+
     where = exc.filename if exc.filename is not None else None
     return f"{where}: {os_problem(exc)}" if where else os_problem(exc)
 
