@@ -16,13 +16,19 @@ import errno
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from tracekit.errors import UserError
+
+
+def _mkstemp(prefix: str, suffix: str = "", dir: Path | None = None) -> tuple[int, str]:  # noqa: A002
+    import tempfile  # here, not at start-up: it brings random and hashlib along
+
+    return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -108,7 +114,7 @@ def atomic_open(path: Path, mode: str = "wb", *, overwrite: bool = True) -> Iter
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -145,7 +151,7 @@ def write_files_atomic(files: dict[Path, bytes]) -> None:
             if _is_stream(target):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp", dir=target.parent)
+            fd, tmp = _mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp", dir=target.parent)
             tmps[target] = tmp
             os.chmod(tmp, 0o666 & ~_UMASK)
             with os.fdopen(fd, "wb") as fh:
@@ -234,7 +240,7 @@ def check_out_folder(out: Path) -> None:
         raise UserError(f"--out {out} is a file; give a folder (each run gets a new folder inside)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".tracekit-probe-", dir=out)
+        fd, probe = _mkstemp(prefix=".tracekit-probe-", dir=out)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

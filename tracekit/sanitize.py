@@ -9,11 +9,17 @@ terminal, clear it, nor hide part of a line. JSON written for machines holds no 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
 
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_CLASS = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+
+
+@functools.cache
+def _controls() -> re.Pattern[str]:
+    return re.compile(_CONTROL_CLASS)  # compiled on first use, not at every start-up
 
 
 def _escape(m: re.Match[str]) -> str:
@@ -23,7 +29,7 @@ def _escape(m: re.Match[str]) -> str:
 
 def printable(text: str) -> str:
     """``text`` with every control character written as a visible escape (one line, no effects)."""
-    return _CONTROLS.sub(_escape, text)
+    return _controls().sub(_escape, text)
 
 
 def finite(obj: Any) -> Any:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
+    from numpy.typing import NDArray
 
 from tracekit.errors import TraceFormatError
 

@@ -9,10 +9,13 @@ cheap candidate cuts keep landing inside one large event.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
-from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
+    from numpy.typing import NDArray
 
 from tracekit.trace.policy import TRUNCATED
 
