@@ -115,7 +115,9 @@ def test_a_manifest_that_is_not_a_file_or_far_too_big(what: str, run: Path) -> N
 # -- a damaged run still reports, and says what it left out ----------------------------------------
 
 
-def test_report_names_a_truncated_or_missing_trace(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_names_a_truncated_or_missing_trace(
+    run: Path, small_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     m = json.loads((run / "manifest.json").read_text())
     first, last = (run / c["trace"] for c in (m["contexts"][0], m["contexts"][-1]))
     last.write_bytes(last.read_bytes()[: last.stat().st_size * 19 // 20])
@@ -127,6 +129,8 @@ def test_report_names_a_truncated_or_missing_trace(run: Path, capsys: pytest.Cap
     assert len(problems) == 2 and "is missing" in problems[0] and "truncated or corrupt gzip" in problems[1]
     assert [c["attention_share"] for c in doc_["contexts"]] == [None, None]  # left out, not made up
     assert err.count("tracekit: warning:") == 2
+    code, out, err = tk(capsys, "diff", small_run, run, "-f", "json")
+    assert code == 0 and err.count("tracekit: warning:") == 2  # diff says so too
     code, out, err = tk(capsys, "report", run, "-f", "json", "--out", "-", "--partial")
     last_ctx = json.loads(out)["contexts"][-1]
     assert code == 0 and last_ctx["attention_share"] is not None and "usable prefix only" in err

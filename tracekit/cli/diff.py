@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tracekit.cli.common import check_choice, out
+from tracekit.cli.common import check_choice, err, out
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
 
@@ -27,6 +27,10 @@ def diff(
 
     check_choice(fmt, ("table", "json"), "--format")
     a, b, rows = diff_runs(run_a, run_b)
+    for run in (a, b):
+        for finding in run.findings:
+            if finding.kind == "trace-problem":
+                err.print(printable(f"tracekit: warning: {run.run}: {finding.message}"))
     if not rows:
         raise UserError(f"{run_a} and {run_b} share no successfully captured context length")
     if fmt == "json":
