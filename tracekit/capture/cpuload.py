@@ -2,13 +2,15 @@
 
 Why it matters: torch runs an operator's parallel region on all its intra-op threads and waits
 for the slowest. When another process keeps one of two cores busy, the thread on that core runs
-only when the scheduler gives it a slice (milliseconds), so every parallel operator waits for it:
-measured on the 2-core machine, a decode step at context 128 went from 6 ms to 48 ms with two
-threads, and the 4096 step took the same 48 ms, so the context effect vanished, and the profiler
-charged the waits to whatever operator was open (the attention share came out several times too
-high). With one thread on the free core the same steps took 14 and 24 ms. So the sweep picks its
-thread count from the cores that are actually free, within the process's affinity, before the
-sweep and again between rounds, and never uses more threads than that.
+only when the scheduler gives it a slice (milliseconds), so every parallel operator waits for it.
+On the tiny model's decode step the parallel operator is attention (the CPU flash-attention
+kernel splits heads over threads; the matrix-vector products mostly do not), so the waits land
+there: ``bench/bench_threads.py`` on the 2-core machine measured, at context 128, 5.7 ms and a
+3.5 % attention share with two threads on a quiet machine, but 11.9 ms and 31 % with two threads
+beside one busy core; with one thread beside the busy core, 7.6 ms and 4.6 %. The profile is
+biased, not only noisy, so no interval could fix it. The sweep therefore picks its thread count
+from the cores that are actually free, within the process's affinity, before the sweep and again
+between rounds, and never uses more threads than that.
 
 Load is read from ``/proc/stat`` (busy time of the CPUs this process may run on) minus this
 process's own CPU time: what is left is everyone else's. Where ``/proc`` is absent (macOS,

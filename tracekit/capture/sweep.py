@@ -273,7 +273,7 @@ def _timed(be: Backend, sweep: SweepOptions, st: _Context, r: int) -> None:
     if be.reuses_cache:
         if r < sweep.prefill_repeats:
             st.measured.add_prefill(be.prepare(st.prompt, n))
-        g = be.decode_from(st.prompt, 0, n - 1)
+        g = be.decode_from(st.prompt, 0, n - 1) if n > 1 else Generation()
     else:
         g = be.generate(st.prompt, n)
         st.measured.add_prefill(g)
