@@ -54,7 +54,10 @@ def headline(d: ReportData) -> Headline:
             machine = f" Other work ran beside the capture: {busy}; the intervals include its effect."
     if not ok:
         return Headline(
-            "No context was measured successfully: there is nothing to compare." + machine, timer_honest=honest
+            "No decode step was measured (every context failed, or --tokens 1 produced only the prefill's token): "
+            "there is nothing to compare." + machine,
+            timer_honest=honest,
+            machine_quiet=quiet,
         )
     a, b = ok[0], ok[-1]
     if a is b:
