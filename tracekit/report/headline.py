@@ -132,9 +132,12 @@ def headline(d: ReportData) -> Headline:
         parts.append(f" Attention accounts for {att_added:.3g}{ci(att_ci)} ms of the added cost{share}.")
     if bound is not None:
         of = "" if bound_share is None else f", {100 * bound_share:.0f}%{ci(bound_share_ci, '{:.0f}', 100)} of it"
-        parts.append(
-            f" The memory-bandwidth bound (more KV cache to read) explains {bound:.3g} ms{of}; the rest is compute and overhead."
+        rest = (
+            "the rest is compute and overhead"
+            if bound_share is not None and bound_share < 0.95
+            else "reading the longer cache at full bandwidth would account for the added cost"
         )
+        parts.append(f" The memory-bandwidth bound (more KV cache to read) explains {bound:.3g} ms{of}; {rest}.")
     else:
         parts.append(" The bandwidth bound is unknown (pass --peak-bandwidth GBPS).")
     h.text = "".join(parts) + f" {timer}{machine}"
