@@ -8,7 +8,7 @@ EXTRAS ?= dev,hta,hf
 DEMO_CONTEXTS ?= 128,1024,4096
 DEMO_TOKENS ?= 32
 
-.PHONY: help demo test lint typecheck unit browser bench bench-capture bench-analyze test-gpu clean
+.PHONY: help demo test lint typecheck unit browser bench bench-capture bench-analyze bench-threads test-gpu clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install tracekit with its extras
 
-demo: $(STAMP) ## Set up, capture a sweep on the built-in model, write the HTML and Markdown report
+# capture prints each context with its 95% intervals; report writes the files and prints the answer (the headline).
+demo: $(STAMP) ## Set up, capture a sweep on the built-in model, write the HTML and Markdown report, print the answer
 	@set -euo pipefail; \
 	run=$$($(BIN)/tracekit capture --context $(DEMO_CONTEXTS) --tokens $(DEMO_TOKENS) | tail -n 1); \
 	echo "run: $$run"; \
@@ -51,6 +52,9 @@ bench: bench-capture bench-analyze ## Both benchmarks
 
 bench-capture: $(STAMP) ## Profiler overhead on the default demo (profiled vs unprofiled decode step)
 	$(BIN)/python bench/bench_capture.py
+
+bench-threads: $(STAMP) ## Decode step and attention share by thread count, quiet and with one core kept busy
+	$(BIN)/python bench/bench_threads.py
 
 bench-analyze: $(STAMP) ## tracekit vs HTA 0.5.0 on the V100 fixture, and a ~1 GB trace
 	$(BIN)/python bench/bench_analyze.py

@@ -26,6 +26,7 @@ def analyze(
     memcpy, memset, communication, other. Each kernel is classified by the first matching rule of one
     ordered table (kernel name, launching op, enclosing scopes); --explain shows which.
 
+    \b
     Examples:
       tracekit analyze trace.json.gz --window ProfilerStep#6
       tracekit analyze run/context-004096.pt.trace.json.gz --by step --format json

@@ -10,7 +10,7 @@ import html
 from tracekit.report import plots
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Bullets, Plots, Table, sections
+from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
 
 EXTENSION = "md"
 
@@ -46,7 +46,10 @@ def render(data: ReportData, *, stem: str = "report", attachments: bool = True) 
     for i, sec in enumerate(sections(data, with_plots=attachments)):
         out += [f"{'#' if i == 0 else '##'} {_text(sec.title)}", ""]
         for block in sec.blocks:
-            if isinstance(block, Bullets):
+            if isinstance(block, Paragraph):
+                lead = f"**{_text(block.label)}** " if block.label else ""
+                out.append(f"{lead}{_text(block.text)}")
+            elif isinstance(block, Bullets):
                 out += _bullets(block)
             elif isinstance(block, Table):
                 out += _table(block)
