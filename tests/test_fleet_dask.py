@@ -48,9 +48,14 @@ def run_dir(rank_files: list[Path], tmp_path_factory: pytest.TempPathFactory) ->
     return d
 
 
+def _rel(p: Path) -> str:
+    """``p`` relative to the directory tracekit runs in (workers elsewhere must still find it)."""
+    return os.path.relpath(p, ROOT)
+
+
 @pytest.fixture(scope="module")
 def in_process(run_dir: Path) -> str:
-    r = run_cli("analyze", str(run_dir), "--format", "json", "--workers", "1", timeout=TIMEOUT)
+    r = run_cli("analyze", _rel(run_dir), "--format", "json", "--workers", "1", timeout=TIMEOUT)
     assert r.returncode == 2, r.stderr
     return r.stdout
 
@@ -59,7 +64,7 @@ def _check_summary(text: str, run_dir: Path) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(text)
     s = doc["summary"]
     assert s["traces"] == RANKS and len(doc["traces"]) == RANKS
-    assert [f["path"] for f in s["failed"]] == [str(run_dir / "rank-2b.json.gz")]
+    assert [f["path"] for f in s["failed"]] == [_rel(run_dir / "rank-2b.json.gz")]
     assert "truncated" in s["failed"][0]["error"]
     ranks = s["ranks"]
     assert [r["rank"] for r in ranks["rows"]] == list(range(RANKS))
@@ -70,11 +75,14 @@ def _check_summary(text: str, run_dir: Path) -> dict[str, Any]:
 
 def test_local_cluster_gives_the_in_process_json(run_dir: Path, in_process: str) -> None:
     _check_summary(in_process, run_dir)
-    r = run_cli("analyze", str(run_dir), "--format", "json", "--workers", "2", "--memory-limit", "2GB", timeout=TIMEOUT)
+    r = run_cli(
+        "analyze", _rel(run_dir), "--format", "json", "--workers", "2", "--memory-limit", "2GB", timeout=TIMEOUT
+    )
     assert r.returncode == 2
     assert r.stdout == in_process
     # Only tracekit speaks on stderr: the failed trace, no Dask logs or warnings.
-    assert r.stderr.strip().splitlines() == [f"tracekit: error: {run_dir / 'rank-2b.json.gz'}: " + _error(in_process)]
+    failed = _rel(run_dir / "rank-2b.json.gz")
+    assert r.stderr.strip().splitlines() == [f"tracekit: error: {failed}: " + _error(in_process)]
 
 
 def _error(doc_text: str) -> str:
@@ -83,7 +91,8 @@ def _error(doc_text: str) -> str:
 
 @contextlib.contextmanager
 def _external_cluster(tmp: Path, workers: int = 2) -> Iterator[tuple[str, dict[str, subprocess.Popen[bytes]]]]:
-    """``dask scheduler`` and ``workers`` ``dask worker`` processes on 127.0.0.1, random ports."""
+    """``dask scheduler`` and ``workers`` ``dask worker`` processes on 127.0.0.1, random ports, run
+    in ``tmp`` (not where tracekit runs, so relative paths would not resolve there)."""
     dask_cli = [sys.executable, "-m", "dask"]
     env = {**os.environ, **ENV}
     procs: list[subprocess.Popen[bytes]] = []
@@ -93,7 +102,7 @@ def _external_cluster(tmp: Path, workers: int = 2) -> Iterator[tuple[str, dict[s
 
     def start(args: list[str], log: str) -> subprocess.Popen[bytes]:
         with open(tmp / log, "wb") as fh:
-            p = subprocess.Popen([*dask_cli, *args], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            p = subprocess.Popen([*dask_cli, *args], stdout=fh, stderr=subprocess.STDOUT, cwd=tmp, env=env)
         procs.append(p)
         return p
 
@@ -136,7 +145,7 @@ def test_external_cluster_same_json_and_a_killed_worker_loses_nothing(
     with _external_cluster(tmp_path) as (address, workers), Client(address, timeout=60) as client:
         client.wait_for_workers(2, timeout=60)
         # The address from the environment, as Dask's own tools take it: the same JSON as in-process.
-        r = run_cli("analyze", str(run_dir), "--format", "json", env={**ENV, "DASK_SCHEDULER_ADDRESS": address})
+        r = run_cli("analyze", _rel(run_dir), "--format", "json", env={**ENV, "DASK_SCHEDULER_ADDRESS": address})
         assert r.returncode == 2, r.stderr
         assert r.stdout == in_process
         proc = subprocess.Popen(

@@ -66,21 +66,24 @@ def one_line(path: str, exc: BaseException) -> str:
     return first if isinstance(exc, TracekitError) else f"{type(exc).__name__}: {first}"
 
 
-def analyze_file(path: str, options: TaskOptions) -> TracePartial | Failure:
+def analyze_file(path: str, options: TaskOptions, *, source: str | None = None) -> TracePartial | Failure:
     """Load and analyze one trace into a partial; a trace tracekit cannot use becomes a ``Failure``.
 
-    Only errors about the input (``TracekitError``) and running out of memory are caught: anything
-    else is a fault of the machine or of tracekit, and propagates (a Dask task is then retried)."""
+    ``path`` is the name the results carry, ``source`` the file to read when that differs (the
+    absolute path a worker with another working directory needs). Only errors about the input
+    (``TracekitError``) and running out of memory are caught: anything else is a fault of the
+    machine or of tracekit, and propagates (a Dask task is then retried)."""
     try:
-        return _analyze(path, options)
-    except (TracekitError, MemoryError) as exc:
-        if isinstance(exc, MemoryError):
-            return Failure(path, "ran out of memory while analyzing it")
-        return Failure(path, one_line(path, exc))
+        return _analyze(path, source or path, options)
+    except MemoryError:
+        return Failure(path, "ran out of memory while analyzing it")
+    except TracekitError as exc:
+        return Failure(path, one_line(source or path, exc).removeprefix(f"{path}: "))
 
 
-def _analyze(path: str, options: TaskOptions) -> TracePartial:
-    trace = load_trace(path, partial=options.partial)
+def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
+    trace = load_trace(source, partial=options.partial)
+    trace.path = path
     att = attribute(trace)
     res = analyze_trace(trace, options.window, attribution=att)
     sel = att.within(res.window) if options.window is not None else att
@@ -89,7 +92,8 @@ def _analyze(path: str, options: TaskOptions) -> TracePartial:
     if options.hta:
         from tracekit.analysis.hta_bridge import hta_summary
 
-        res.extra["hta"], notes = hta_summary(Path(path), trace)
+        res.extra["hta"], notes = hta_summary(Path(source), trace)  # HTA reads the file itself
+        notes = [n.replace(source, path) for n in notes]
     if options.kernels == "match" and options.explain is not None:
         pattern = re.compile(options.explain)
         kernels = [k for k in res.kernels if pattern.search(k.name)]
@@ -97,12 +101,12 @@ def _analyze(path: str, options: TaskOptions) -> TracePartial:
         kernels = res.kernels
     else:
         kernels = res.kernels[:TOP_KERNELS]
-    rank, source = rank_of(path, trace.rank)
+    rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
-        rank_source=source,
+        rank_source=rank_source,
         exposed_communication_us=min(exposed, comm.time_us) if comm else 0.0,
         step_us=step_times(res),
         notes=notes,

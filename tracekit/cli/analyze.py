@@ -53,7 +53,7 @@ def analyze(
       tracekit analyze trace.json.gz --window ProfilerStep#6
       tracekit analyze run/context-004096.pt.trace.json.gz --by step --format json
       tracekit analyze trace.json.gz --explain 'flash|attn'
-      tracekit analyze traces/job-42/ --window ProfilerStep#6          # every rank, on all cores
+      tracekit analyze traces/job-42/ --window ProfilerStep#6
       tracekit analyze 'sweeps/**/*.json.gz' --scheduler tcp://head:8786 --format json
     """
     from tracekit.analysis.inputs import expand

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -171,6 +172,7 @@ def _run(client: Any, paths: list[str], options: TaskOptions, listener: Listener
             analyze_file,
             path,
             options,
+            source=os.path.abspath(path),  # workers may run in another directory
             key=f"tracekit-analyze-{token}-{i}",
             priority=need,
             retries=1,
