@@ -168,3 +168,14 @@ def test_progress_bar_on_request_and_conflicting_flags(tmp_path: Path) -> None:
     assert "2 traces" in r.stdout  # the summary table
     r = run_cli("analyze", str(tmp_path), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
     assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_traces_that_cannot_fit_any_worker_are_refused_before_running() -> None:
+    from tracekit.fleet.cluster import WORKER_BASE, Capacity, _refusal
+
+    cap = Capacity(threads=2, memory_limit=2**30, memory_resource=5e8)
+    budget = 2**30 - WORKER_BASE
+    assert _refusal(10**8, budget, cap) is None
+    assert "MEMORY resource" in str(_refusal(6 * 10**8, budget, cap))
+    assert "over the worker memory limit (1.0 GiB)" in str(_refusal(9 * 10**8, budget, cap))
+    assert _refusal(10**12, None, Capacity(2, 0, 0.0)) is None  # no limit, no resources: it runs

@@ -114,7 +114,7 @@ def _external_cluster(tmp: Path, workers: int = 2) -> Iterator[tuple[str, dict[s
         address = json.loads(sched_file.read_text())["address"]
         for i in range(workers):
             named[f"w{i}"] = start(
-                ["worker", address, "--nthreads", "1", "--no-nanny", "--name", f"w{i}", "--memory-limit", "1GB",
+                ["worker", address, "--nthreads", "1", "--no-nanny", "--name", f"w{i}", "--memory-limit", "1GB", "--resources", "MEMORY=7e8",
                  "--death-timeout", "60", *local],
                 f"worker{i}.log",
             )  # fmt: skip

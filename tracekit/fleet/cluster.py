@@ -54,7 +54,7 @@ _CONFIG = {
 class Capacity:
     threads: int
     memory_limit: int  # the largest worker's, bytes; 0: no limit
-    memory_resource: bool  # every worker advertises a MEMORY resource
+    memory_resource: float  # the largest MEMORY resource, when every worker advertises one; else 0
 
 
 def run_on_dask(paths: list[str], options: TaskOptions, plan: Plan, listener: Listener) -> Outcome:
@@ -134,10 +134,11 @@ def _memory_limit(plan: Plan) -> int:
 def _capacity(client: Any) -> Capacity:
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     limits = [int(w.get("memory_limit") or 0) for w in workers]
+    resources = [float((w.get("resources") or {}).get("MEMORY", 0)) for w in workers]
     return Capacity(
         threads=sum(int(w.get("nthreads", 1)) for w in workers),
         memory_limit=0 if not limits or 0 in limits else max(limits),
-        memory_resource=bool(workers) and all("MEMORY" in (w.get("resources") or {}) for w in workers),
+        memory_resource=max(resources) if resources and all(r > 0 for r in resources) else 0.0,
     )
 
 
@@ -156,16 +157,9 @@ def _run(client: Any, paths: list[str], options: TaskOptions, listener: Listener
     futures = []
     for i, path in enumerate(paths):
         need = memory_needed(path)
-        if budget is not None and need > budget:
-            got.add(
-                i,
-                Failure(
-                    path,
-                    f"needs about {_gib(need)} to analyze, over the worker memory limit "
-                    f"({_gib(cap.memory_limit)}); give workers more memory (--memory-limit)",
-                ),
-                0,
-            )
+        refused = _refusal(need, budget, cap)
+        if refused:
+            got.add(i, Failure(path, refused), 0)
             continue
         extra = {"resources": {"MEMORY": need}} if cap.memory_resource else {}
         fut = client.submit(
@@ -200,6 +194,20 @@ def _run(client: Any, paths: list[str], options: TaskOptions, listener: Listener
         _cancel(client, remaining)
         return got.outcome(interrupted=True)
     return got.outcome()
+
+
+def _refusal(need: int, budget: int | None, cap: Capacity) -> str | None:
+    """Why a trace needing ``need`` bytes cannot run on this cluster, or None."""
+    if budget is not None and need > budget:
+        return (
+            f"needs about {_gib(need)} to analyze, over the worker memory limit ({_gib(cap.memory_limit)}); "
+            "give workers more memory (--memory-limit)"
+        )
+    if cap.memory_resource and need > cap.memory_resource:
+        return (
+            f"needs about {_gib(need)} to analyze, more than any worker's MEMORY resource ({_gib(cap.memory_resource)})"
+        )
+    return None
 
 
 def _cancel(client: Any, futures: set[Any]) -> None:
