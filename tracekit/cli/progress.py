@@ -8,11 +8,12 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING
 
 from tracekit.fleet.run import Listener, Silent
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 class _Bar:
@@ -37,6 +38,9 @@ def progress(total: int) -> Iterator[Listener]:
     if not wanted() or total < 2:
         yield Silent()
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = Console(stderr=True, force_terminal=True)
     columns = (
         TextColumn("analyzing"),
