@@ -13,7 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.conftest import MI300X, ROOT, V100_DDP, fixture_path, run_cli
+from tests.conftest import H100, MI300X, ROOT, V100_DDP, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.inputs import expand, memory_needed
@@ -146,15 +146,16 @@ def test_bad_traces_are_listed_and_the_others_finish(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1
 
 
-def test_one_trace_never_imports_dask() -> None:
+@pytest.mark.parametrize("names", [[MI300X], [MI300X, H100]])
+def test_one_trace_or_a_little_json_never_imports_dask(names: list[str]) -> None:
+    # Two traces of ~10 MB of JSON each: less than starting a cluster costs, so they run here.
     code = (
-        "import sys; from tracekit.cli import main; rc = main(['analyze', sys.argv[1], '--format', 'json']); "
+        "import sys; from tracekit.cli import main; rc = main(['analyze', *sys.argv[1:], '--format', 'json']); "
         "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     )
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
-    r = subprocess.run(
-        [sys.executable, "-c", code, str(fixture_path(MI300X))], capture_output=True, text=True, cwd=ROOT, env=env
-    )
+    paths = [str(fixture_path(n)) for n in names]
+    r = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "0 []"
 

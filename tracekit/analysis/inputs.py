@@ -67,13 +67,18 @@ def expand(args: list[str]) -> list[str]:
     return out
 
 
-def memory_needed(path: str) -> int:
-    """A generous estimate of the peak bytes analyzing ``path`` takes, from its JSON size (gzip's
-    stored size, else the file's): what the scheduler budgets before any worker reads the file.
-    0 for a file that cannot be read (the task then says why)."""
+def json_bytes(path: str) -> int:
+    """How much JSON ``path`` holds (gzip's stored size, else the file's), without reading it; 0 for
+    a file that cannot be read (its task then says why)."""
     try:
-        size = decoded_size(path)
+        return decoded_size(path)
     except (OSError, TraceFormatError):
         return 0
+
+
+def memory_needed(path: str) -> int:
+    """A generous estimate of the peak bytes analyzing ``path`` takes, from its JSON size: what the
+    scheduler budgets before any worker reads the file."""
+    size = json_bytes(path)
     whole = min(size, CHUNKED_THRESHOLD)
     return int(WHOLE_FACTOR * whole + CHUNKED_FACTOR * (size - whole))

@@ -26,8 +26,8 @@ def analyze(
     workers: int | None = typer.Option(
         None,
         min=1,
-        help="Processes of the embedded Dask cluster (default: one per usable core, at most one per trace); "
-        "1 analyzes in this process, without Dask.",
+        help="Processes of the embedded Dask cluster (default: one per usable core, at most one per trace, "
+        "or this process alone when the traces hold under 256 MB of JSON); 1 analyzes in this process, without Dask.",
     ),
     scheduler: str | None = typer.Option(
         None,
@@ -78,7 +78,7 @@ def analyze(
     address = scheduler
     if address is None and workers is None:
         address = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    plan = Plan(workers or default_workers(len(paths)), address, memory_limit)
+    plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
     options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain)
     with progress(len(paths)) as listener:

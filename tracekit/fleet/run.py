@@ -13,8 +13,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tracekit.analysis.inputs import json_bytes
 from tracekit.analysis.partial import Failure, TaskOptions, TracePartial, analyze_file, one_line
 from tracekit.errors import UserError
+
+# Starting and stopping the embedded cluster costs 2-3 s (make bench-scale), the time one core
+# takes to analyze about 250 MB of JSON: below that, several traces run faster in this process.
+CLUSTER_WORTH_BYTES = 256 * 10**6
 
 
 class Listener(Protocol):
@@ -86,9 +91,13 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(n_traces: int) -> int:
-    """One worker per usable core, never more than there are traces."""
-    return max(1, min(usable_cores(), n_traces))
+def default_workers(paths: list[str]) -> int:
+    """One worker per usable core, never more than there are traces; 1 (this process, no Dask) when
+    the traces hold too little JSON to pay for starting a cluster (``CLUSTER_WORTH_BYTES``)."""
+    n = max(1, min(usable_cores(), len(paths)))
+    if n > 1 and sum(json_bytes(p) for p in paths) < CLUSTER_WORTH_BYTES:
+        return 1
+    return n
 
 
 def run(paths: list[str], options: TaskOptions, plan: Plan, listener: Listener | None = None) -> Outcome:
