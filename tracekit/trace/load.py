@@ -140,6 +140,13 @@ def _decompressed_size(p: Path, gz: bool) -> int:
     return isize
 
 
+def decoded_size(path: str | os.PathLike[str]) -> int:
+    """How many bytes of JSON a trace file holds, without reading it: gzip's stored size (checked as
+    above), else the file's size. Planners use it to budget memory before any load."""
+    p = Path(path)
+    return _decompressed_size(p, _check_file(p))
+
+
 def _read_all(p: Path, gz: bool, *, partial: bool) -> tuple[bytes, bool]:
     raw = p.read_bytes()
     if not raw.strip():
