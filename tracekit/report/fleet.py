@@ -3,9 +3,12 @@ Plain data in, rich renderables out; nothing prints."""
 
 from __future__ import annotations
 
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from tracekit.analysis.merge import RankTable, Summary
+
+if TYPE_CHECKING:  # rich loads only when a table is drawn
+    from rich.table import Table
 
 
 def _ms(us: float) -> str:
@@ -14,6 +17,8 @@ def _ms(us: float) -> str:
 
 def summary_table(s: Summary) -> Table:
     """Device time per category over every analyzed trace."""
+    from rich.table import Table
+
     total = sum(c.time_us for c in s.categories.values()) or 1.0
     failed = f", {len(s.failed)} failed" if s.failed else ""
     cancelled = f", {s.cancelled} not analyzed (interrupted)" if s.cancelled else ""
@@ -30,6 +35,8 @@ def summary_table(s: Summary) -> Table:
 
 def rank_table(r: RankTable) -> Table:
     """One row per rank; the slowest rank is marked, the skew is in the title."""
+    from rich.table import Table
+
     sources = sorted({row.source for row in r.rows})
     unranked = f"; {r.unranked} traces without a rank left out" if r.unranked else ""
     t = Table(
