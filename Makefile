@@ -8,7 +8,7 @@ EXTRAS ?= dev,hta,hf
 DEMO_CONTEXTS ?= 128,1024,4096
 DEMO_TOKENS ?= 32
 
-.PHONY: help demo test lint typecheck unit browser bench bench-capture bench-analyze test-gpu clean
+.PHONY: help demo test lint typecheck unit browser bench bench-capture bench-analyze bench-threads bench-scale test-gpu clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install tracekit with its extras
 
-demo: $(STAMP) ## Set up, capture a sweep on the built-in model, write the HTML and Markdown report
+# capture prints each context with its 95% intervals; report writes the files and prints the answer (the headline).
+demo: $(STAMP) ## Set up, capture a sweep on the built-in model, write the HTML and Markdown report, print the answer
 	@set -euo pipefail; \
 	run=$$($(BIN)/tracekit capture --context $(DEMO_CONTEXTS) --tokens $(DEMO_TOKENS) | tail -n 1); \
 	echo "run: $$run"; \
@@ -47,13 +48,19 @@ unit: $(STAMP) ## pytest only
 test: $(STAMP) chromium lint typecheck ## Set up, then lint, type check and run every test
 	$(BIN)/python -m pytest -q -ra
 
-bench: bench-capture bench-analyze ## Both benchmarks
+bench: bench-capture bench-analyze bench-scale ## Every benchmark
 
 bench-capture: $(STAMP) ## Profiler overhead on the default demo (profiled vs unprofiled decode step)
 	$(BIN)/python bench/bench_capture.py
 
+bench-threads: $(STAMP) ## Decode step and attention share by thread count, quiet and with one core kept busy
+	$(BIN)/python bench/bench_threads.py
+
 bench-analyze: $(STAMP) ## tracekit vs HTA 0.5.0 on the V100 fixture, and a ~1 GB trace
 	$(BIN)/python bench/bench_analyze.py
+
+bench-scale: $(STAMP) ## 48 rank traces on 1 vs 2 Dask workers, and the driver's memory for 24 vs 96 traces
+	$(BIN)/python bench/bench_scale.py
 
 test-gpu: ## On a CUDA machine: tiny FP16 Llama, sweeps with builtin, hf and exllamav2, reports, summary
 	bash scripts/test_gpu.sh

@@ -59,11 +59,19 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return capture(tmp_path_factory.mktemp("small"), [32, 160], 6, profile_steps=3, chunk=64)
 
 
+# Three rounds and one timed prefill per context: the fits need the decode steps, and the
+# 4096-token prefill is the sweep's largest cost (the default sweep runs in test_busy_core).
 @pytest.fixture(scope="session")
 def sweep_math(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return capture(tmp_path_factory.mktemp("math"), [128, 1024, 2048, 4096], 32, attn="math", name="math")
+    return capture(
+        tmp_path_factory.mktemp("math"), [128, 1024, 2048, 4096], 32, attn="math", name="math", rounds=3,
+        prefill_repeats=1,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def sweep_sdpa(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return capture(tmp_path_factory.mktemp("sdpa"), [128, 1024, 2048, 4096], 32, attn="sdpa", name="sdpa")
+    return capture(
+        tmp_path_factory.mktemp("sdpa"), [128, 1024, 2048, 4096], 32, attn="sdpa", name="sdpa", rounds=3,
+        prefill_repeats=1,
+    )  # fmt: skip

@@ -28,12 +28,32 @@ def test_hf_sweep_manifest_and_phases(hf_run: Path) -> None:
     assert m.model.architecture == "LlamaForCausalLM"
     assert (m.model.layers, m.model.heads, m.model.kv_heads, m.model.head_dim) == (2, 4, 2, 64)
     assert m.model.parameter_bytes > 0
+    assert m.settings["cache_reused"] is True  # transformers' DynamicCache is kept and cropped back each round
     for c in m.contexts:
-        assert c.status == "ok" and len(c.timings.decode_s_per_token) == 7
+        t = c.timings
+        assert c.status == "ok" and [len(r) for r in t.decode_s_by_round] == [7] * 5
+        assert len(t.prefill_s_repeats) == 3 and t.decode_ms_per_token_ci95 is not None
         res = analyze_trace(load_trace(hf_run / str(c.trace)))
         decode = [p for p in res.phases if p.phase == "decode"]
         assert [p.context_tokens for p in decode] == [c.context_tokens + i for i in range(1, 5)]
         assert [p.phase for p in res.phases if p.phase == "prefill"] == ["prefill"]
+
+
+def test_hf_kept_cache_decodes_the_same_tokens_as_a_fresh_generation() -> None:
+    from tracekit.capture.backends.base import CaptureOptions
+    from tracekit.capture.backends.hf import HFBackend
+
+    be = HFBackend(CaptureOptions(backend="hf", preset="tiny"))
+    try:
+        assert be.reuses_cache
+        prompt = list(range(1, 90))
+        fresh = be.generate(prompt, 6).tokens
+        assert be.prepare(prompt, 6).tokens == fresh[:1]
+        g = be.decode_from(prompt, 0, 5)
+        assert g.tokens == fresh[1:] and len(g.decode_s) == 5
+        assert be.decode_from(prompt, 2, 3).tokens == fresh[3:]  # cropped back to 2 generated tokens
+    finally:
+        be.close()
 
 
 def _attention_units(trace_path: Path, rules: tuple) -> dict[int, str]:  # type: ignore[type-arg]

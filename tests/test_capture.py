@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -30,14 +32,36 @@ def test_manifest_matches_schema_and_holds_timings(small_run: Path) -> None:
     assert doc["device"]["kind"] == "cpu"
     assert doc["model"]["layers"] == 4 and doc["model"]["kv_heads"] == 8
     assert [c["context_tokens"] for c in doc["contexts"]] == [32, 160]
+    load = doc["device"]["background_load"]
+    assert load["cpus"] == len(os.sched_getaffinity(0)) and len(load["threads_by_round"]) == 5
+    assert all(1 <= n <= load["cpus"] for n in load["threads_by_round"])  # never more threads than cores
+    assert doc["device"]["threads"] == load["threads_by_round"][0]
+    assert doc["settings"]["rounds"] == 5 and doc["settings"]["cache_reused"] is True
     for c in doc["contexts"]:
         t = c["timings"]
         assert c["status"] == "ok"
-        assert len(t["decode_s_per_token"]) == 5  # 6 tokens: the first comes from the prefill
-        assert t["tokens_per_s"] == pytest.approx(5 / sum(t["decode_s_per_token"]))
+        # 5 rounds of 5 decode steps (6 tokens: the first comes from the prefill); 2 warm-up steps
+        # of each round are kept in the manifest and left out of the figures.
+        assert t["rounds"] == 5 and [len(r) for r in t["decode_s_by_round"]] == [5] * 5
+        assert t["decode_s_per_token"] == [s for r in t["decode_s_by_round"] for s in r[2:]]
+        ms = 1000 * statistics.median(t["decode_s_per_token"])
+        assert t["decode_ms_per_token"] == pytest.approx(ms, abs=1e-5)
+        assert t["tokens_per_s"] == pytest.approx(1000 / ms, rel=1e-4)
+        lo, hi = t["decode_ms_per_token_ci95"]
+        assert lo <= ms <= hi
+        assert t["tokens_per_s_ci95"] == pytest.approx([1000 / hi, 1000 / lo], rel=1e-4)
+        assert len(t["decode_ms_per_token_by_round"]) == 5
+        # The prefill is timed in the first 3 rounds only: the KV cache is kept between rounds.
+        assert len(t["prefill_s_repeats"]) == 3 and t["cache_reused"] is True
+        assert t["prefill_s"] == pytest.approx(statistics.median(t["prefill_s_repeats"]), abs=1e-6)
+        assert min(t["prefill_s_repeats"]) - 1e-6 <= t["prefill_s_ci95"][0] <= t["prefill_s_ci95"][1]
+        assert t["ttft_s"] >= t["prefill_s_unsynced"] and t["itl_ms_p50"] <= t["itl_ms_p90"] <= t["itl_ms_p99"]
         # On the CPU the work is done when the call returns: both readings agree closely.
         assert t["prefill_s_unsynced"] <= t["prefill_s"] <= t["prefill_s_unsynced"] * 1.5 + 0.01
         assert t["profiled_tokens_per_s"] > 0
+        # --profile-steps 3 over 5 rounds: one step in each of the first three rounds.
+        assert t["profiled_steps_by_round"] == [[1], [2], [3], [], []]
+        assert [len(r) for r in t["profiled_decode_s_by_round"]] == [1, 1, 1, 0, 0]
         assert (small_run / c["trace"]).exists()
 
 
@@ -64,6 +88,73 @@ def test_traces_are_chrome_json_with_phase_step_context_and_attention(small_run:
     assert names.count("tracekit::attention_core") == layers * per_phase
     assert names.count("tracekit::kv_cache_write") == layers * per_phase
     assert names.count("tracekit::rope") == layers * per_phase
+    # Three profiler sessions (one per round) merged: their steps keep distinct names.
+    steps = [n for n in names if n.startswith("ProfilerStep#")]
+    assert len(steps) == len(set(steps)) == per_phase
+
+
+def _decode_starts(run: Path, entry_trace: str) -> dict[int, float]:
+    doc = json.loads(gzip.decompress((run / entry_trace).read_bytes()))
+    out = {}
+    for e in doc["traceEvents"]:
+        n = e.get("name", "")
+        if n.startswith("tracekit::decode[") and e.get("ph") == "X":
+            out[int(n.split("step=")[1].split(",")[0])] = float(e["ts"])
+    return out
+
+
+def test_rounds_interleave_the_contexts_in_alternating_order(small_run: Path) -> None:
+    """Round 1 visits 32 then 160, round 2 160 then 32, round 3 32 then 160: the profiled steps
+    (one per round) sit in that order on the profiler's clock, which every session shares."""
+    m = read_manifest(small_run)
+    a = _decode_starts(small_run, str(m.contexts[0].trace))
+    b = _decode_starts(small_run, str(m.contexts[1].trace))
+    assert a[1] < b[1] < b[2] < a[2] < a[3] < b[3]
+
+
+class CountingPrefills(BuiltinBackend):
+    """The builtin backend, counting the prompt prefills it runs."""
+
+    def __init__(self, opts: CaptureOptions) -> None:
+        super().__init__(opts)
+        self.prefills: list[int] = []
+
+    def _prefill(self, prompt: list[int], *args, **kwargs) -> int:  # type: ignore[no-untyped-def]
+        self.prefills.append(len(prompt))
+        return super()._prefill(prompt, *args, **kwargs)
+
+
+class NoKeptCache(CountingPrefills):
+    """The same model as a backend that cannot keep caches (as exllamav2): every round re-runs the prefill."""
+
+    reuses_cache = False
+
+
+@pytest.mark.parametrize("backend_cls", [CountingPrefills, NoKeptCache])
+def test_kept_cache_spares_prefills_and_the_fallback_still_records_every_round(
+    tmp_path: Path, backend_cls: type[CountingPrefills]
+) -> None:
+    opts = CaptureOptions()
+    be = backend_cls(opts)
+    sweep = SweepOptions(
+        contexts=[24, 40], tokens=5, profile_steps=4, rounds=4, prefill_repeats=2, out=tmp_path, measure_bandwidth=False
+    )
+    run = run_capture(opts, sweep, backend=be)
+    m = read_manifest(run)
+    for c in m.contexts:
+        t = c.timings
+        assert [len(r) for r in t.decode_s_by_round] == [4] * 4
+        assert t.profiled_steps_by_round == [[1], [2], [3], [4]]
+        assert [len(r) for r in t.profiled_decode_s_by_round] == [1, 1, 1, 1]
+        steps = _decode_starts(run, str(c.trace))
+        assert sorted(steps) == [1, 2, 3, 4]
+        n = be.prefills.count(c.context_tokens)
+        if backend_cls is NoKeptCache:
+            # every timed round and every profiled round prefills
+            assert t.cache_reused is False and len(t.prefill_s_repeats) == 4 and n == 8
+        else:
+            # once under the profiler (it prepares the kept cache), then the 2 timed repeats
+            assert t.cache_reused is True and len(t.prefill_s_repeats) == 2 and n == 3
 
 
 def test_runs_are_never_overwritten(tmp_path: Path) -> None:
@@ -163,6 +254,11 @@ class OOMAt(BuiltinBackend):
         if len(prompt) == self.fail_at:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return super().generate(prompt, max_new_tokens, on_step)
+
+    def prepare(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
+        if len(prompt) == self.fail_at:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().prepare(prompt, max_new_tokens, on_step)
 
 
 def test_out_of_memory_at_one_context_marks_it_failed_and_goes_on(tmp_path: Path) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import html
 import html.parser
 import re
 
+import numpy as np
 import pytest
 
 from tracekit.analysis.gaps import HostDeviceGap
-from tracekit.manifest import DeviceFacts, ModelFacts
+from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
 from tracekit.report.figures import growth
 from tracekit.report.findings import findings_for
+from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData, ReportFacts
 from tracekit.report.renderers import RENDERERS, render
 from tracekit.report.renderers.json import to_json
+from tracekit.report.uncertainty import apply_samples
 
 MODEL = ModelFacts(
     name="hand/7b", layers=32, heads=32, kv_heads=8, head_dim=128, dtype="float16", dtype_bytes=2,
@@ -139,3 +143,104 @@ def test_every_renderer_names_its_extension_and_json_is_the_schema() -> None:
     doc = to_json(_data())
     assert doc["schema"] == "tracekit.report/1" and doc["model"]["kv_heads"] == 8
     assert "architecture" not in doc["model"]  # unknown facts are left out, not written as null
+
+
+def _sampled(
+    n: int, ms: float, share: float, noise: float, share_noise: float, rng: np.random.Generator
+) -> ContextFigures:
+    """A context from hand-built per-round samples (4 rounds; each round shifted as a whole, as a
+    load burst shifts a real one), medians and intervals computed as for a real run."""
+    rounds = [list(ms + rng.normal(0, noise) + rng.normal(0, noise / 2, 20)) for _ in range(4)]
+    shares = [
+        list(np.clip(share + rng.normal(0, share_noise) + rng.normal(0, share_noise / 2, 4), 0, 1)) for _ in range(4)
+    ]
+    c = ContextFigures(
+        context_tokens=n, status="ok", prefill_s=0.1, prefill_s_unsynced=0.1, decode_samples_ms=rounds,
+        attention_share_samples=shares,
+    )  # fmt: skip
+    apply_samples(c)
+    assert c.decode_ms_per_token is not None and c.attention_ms_per_token is not None
+    c.categories_ms_per_token = {
+        "attention": c.attention_ms_per_token,
+        "gemm": c.decode_ms_per_token - c.attention_ms_per_token,
+    }
+    return c
+
+
+def test_attention_growth_whose_interval_spans_zero_is_inconclusive() -> None:
+    rng = np.random.default_rng(7)
+    # Attention ~4 ms at every context, measured noisily: no growth this data can vouch for.
+    cs = [_sampled(n, 20.0, share, 2.0, 0.08, rng) for n, share in ((1000, 0.20), (2000, 0.20), (3000, 0.21))]
+    facts = _facts(cs)
+    att = facts.growth.fits["attention"]
+    assert att.slope_ci95 is not None and att.slope_ci95[0] < 0 < att.slope_ci95[1]
+    found = [f for f in findings_for(facts) if f.kind == "attention-growth"]
+    assert len(found) == 1 and found[0].severity == "warning"
+    msg = found[0].message
+    assert "inconclusive" in msg and "claims no direction" in msg
+    # No sign claimed: neither a verb of direction nor the point estimate of the slope.
+    assert not re.search(r"\b(grows|falls|rises|shrinks)\b", msg.split(";")[0]), msg
+    assert f"{att.slope * 1000:.3g}" not in msg
+    # The headline does not claim the attention cost either way beyond its interval.
+    text = headline(ReportData.of(facts, findings_for(facts))).text
+    assert "Attention accounts for" in text and "[" in text
+
+
+def test_clear_growth_is_stated_with_its_interval() -> None:
+    rng = np.random.default_rng(3)
+    cs = [_sampled(1000, 20.0, 0.10, 0.3, 0.01, rng), _sampled(3000, 24.0, 0.25, 0.3, 0.01, rng)]
+    facts = _facts(cs)
+    lo, hi = facts.growth.fits["attention"].slope_ci95 or (0.0, 0.0)
+    assert 0 < lo < hi
+    msg = next(f.message for f in findings_for(facts) if f.kind == "attention-growth")
+    assert msg.startswith("Attention grows ") and f"[{lo * 1000:.3g}–{hi * 1000:.3g}]" in msg
+    assert "noisy-measurement" not in _kinds(facts)
+    pred = facts.growth.prediction_ci95["tokens_per_s@6000"]
+    assert pred[0] < facts.growth.predictions["tokens_per_s@6000"] < pred[1]
+
+
+def test_overlapping_intervals_are_a_noisy_measurement_naming_the_figure() -> None:
+    rng = np.random.default_rng(11)
+    cs = [_sampled(1000, 20.0, 0.20, 3.0, 0.01, rng), _sampled(3000, 20.5, 0.30, 3.0, 0.01, rng)]
+    facts = _facts(cs)
+    a, b = cs[0].decode_ms_per_token_ci95, cs[1].decode_ms_per_token_ci95
+    assert a and b and a[0] <= b[1] and b[0] <= a[1]
+    noisy = [f for f in findings_for(facts) if f.kind == "noisy-measurement"]
+    assert noisy and noisy[0].severity == "warning"
+    assert noisy[0].message.startswith("decode ms/token: the 95% intervals at context 1000")
+    assert "attention share" not in " ".join(f.message for f in noisy)  # its intervals are apart
+    h = headline(ReportData.of(facts, findings_for(facts)))
+    assert not h.conclusive and "cannot tell the two contexts apart" in h.text
+
+
+def test_a_busy_machine_is_an_error_finding_and_leads_the_headline() -> None:
+    rng = np.random.default_rng(3)
+    facts = _facts([_sampled(1000, 20.0, 0.10, 0.3, 0.01, rng), _sampled(3000, 24.0, 0.25, 0.3, 0.01, rng)])
+    facts.device.background_load = BackgroundLoad(
+        cpus=2, before_cores=1.1, by_round_cores=[1.4, 1.5], mean_cores=1.45, max_cores=1.5, threads_by_round=[1, 1],
+        high=True, too_busy=True, note="too busy to measure honestly: other processes used 1.4 of 2 cores",
+    )  # fmt: skip
+    found = [f for f in findings_for(facts) if f.kind == "busy-machine"]
+    assert len(found) == 1 and found[0].severity == "error" and "1.4 of 2 cores" in found[0].message
+    h = headline(ReportData.of(facts, findings_for(facts)))
+    assert not h.machine_quiet and h.timer_honest and "too busy to measure honestly" in h.text
+
+
+def test_the_headline_leads_every_format_with_the_same_text() -> None:
+    rng = np.random.default_rng(3)
+    facts = _facts([_sampled(1000, 20.0, 0.10, 0.3, 0.01, rng), _sampled(3000, 24.0, 0.25, 0.3, 0.01, rng)])
+    d = ReportData.of(facts, findings_for(facts))
+    h = headline(d)
+    assert h.text.startswith("From 1,000 to 3,000 tokens of context, decode went from ")
+    assert h.conclusive and "The timer was honest" in h.text and "bandwidth bound" in h.text
+    lo, hi = d.contexts[0].decode_ms_per_token_ci95 or (0, 0)
+    assert f"[{lo:.3g}–{hi:.3g}]" in h.text
+    md = render(d, "md", attachments=False).text.splitlines()
+    assert md[0].startswith("# ") and md[2] == f"**Answer:** {html.escape(h.text, quote=False)}"
+    page = render(d, "html").text
+    assert page.index('<p class="answer">') < page.index("<h2>") and html.escape(h.text) in page
+    doc = to_json(d)
+    assert doc["headline"]["text"] == h.text and doc["headline"]["decode_ms_per_token_smallest_ci95"] == [
+        round(lo, 4),
+        round(hi, 4),
+    ]

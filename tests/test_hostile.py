@@ -167,7 +167,8 @@ def test_what_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_path: Path
         [sys.executable, "-m", "tracekit", "analyze", str(p)], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
-    assert expected.get(kind, {"directory": "is a directory", "missing": "no such file"}.get(kind, "?")) in r.stderr
+    expected["directory"] = "no *.json or *.json.gz trace in this directory"  # a folder is searched for traces
+    assert expected.get(kind, "no such file") in r.stderr
 
 
 @pytest.mark.parametrize(
@@ -316,5 +317,5 @@ def test_markdown_report_escapes_markup_links_and_controls_from_trace_names(run:
     d = build_report(run)
     d.gaps.append(HostDeviceGap(HOSTILE_NAME, host_start_us=0.0, host_dur_us=10.0, device_end_us=50.0, launched=1))
     md = render(ReportData.of(d, findings_for(d)), "md", attachments=False).text
-    assert "<script>" not in md and "&lt;script&gt;" in md and "!\\[x\\](http" in md and "![x](http" not in md
-    assert "\x1b" not in md and "\u202e" not in md and "\\\\x1b\\]0;owned" in md  # shown as \x1b]0;owned
+    assert "<script>" not in md and "&lt;script&gt;" in md and "![x]\\(http" in md and "![x](http" not in md
+    assert "\x1b" not in md and "\u202e" not in md and "\\\\x1b]0;owned" in md  # shown as \x1b]0;owned

@@ -23,7 +23,7 @@ from tests.hostile import (
     small_disk,
     tk,
 )
-from tracekit.errors import TraceFormatError
+from tracekit.errors import UserError
 from tracekit.trace.load import load_trace
 
 # -- path policy and manifests ---------------------------------------------------------------------
@@ -269,10 +269,10 @@ def test_capture_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_tracebacks_only_when_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    one_line_error(tk(capsys, "analyze", tmp_path / "none.json"), "no such file")
+    one_line_error(tk(capsys, "report", tmp_path / "none"), "not a run directory")
     monkeypatch.setenv("TRACEKIT_DEBUG", "1")
-    with pytest.raises(TraceFormatError):
-        tk(capsys, "analyze", tmp_path / "none.json")
+    with pytest.raises(UserError):
+        tk(capsys, "report", tmp_path / "none")
 
 
 @pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "-inf"])
@@ -343,7 +343,7 @@ def test_hf_weights_that_do_not_load_are_one_line_and_run_nothing(
 
 # -- capture under Ctrl-C and a full disk ---------------------------------------------------------------
 
-_TINY = ["--context", "16,32,48,64", "--tokens", "3", "--profile-steps", "2", "--chunk", "64"]
+_TINY = ["--context", "16,32,48,64", "--tokens", "3", "--profile-steps", "2", "--chunk", "64", "--rounds", "1"]
 
 
 def test_ctrl_c_while_the_enriched_twin_is_written_keeps_the_context(tmp_path: Path) -> None:
@@ -359,12 +359,16 @@ def test_ctrl_c_while_the_enriched_twin_is_written_keeps_the_context(tmp_path: P
         os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt at the next bytecode
         enrich_context(run_dir, entry)  # type: ignore[arg-type]
 
-    sweep = SweepOptions(contexts=[16, 32], tokens=3, profile_steps=2, out=tmp_path, name="r", measure_bandwidth=False)
+    sweep = SweepOptions(
+        contexts=[16, 32], tokens=3, profile_steps=2, out=tmp_path, name="r", measure_bandwidth=False, rounds=1
+    )
     with pytest.raises(KeyboardInterrupt) as stop:
         run_capture(CaptureOptions(chunk=64), sweep, after_context=enrich_interrupted)
     m = read_manifest(stop.value.run_dir)  # type: ignore[attr-defined]
-    assert m.interrupted and [(c.context_tokens, c.status) for c in m.contexts] == [(16, "ok")]
-    assert load_trace(tmp_path / "r" / str(m.contexts[0].trace)).host and not leftovers(tmp_path)
+    assert m.interrupted and [(c.context_tokens, c.status) for c in m.contexts] == [(16, "ok"), (32, "ok")]
+    for c in m.contexts:  # every measured context kept, its trace whole; no enriched twin half-written
+        assert load_trace(tmp_path / "r" / str(c.trace)).host and c.enriched_trace is None
+    assert not leftovers(tmp_path) and not list((tmp_path / "r").glob("*.enriched.json.gz"))
 
 
 def test_two_ctrl_c_keep_the_run_print_its_path_and_no_traceback(tmp_path: Path) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import html
 import html.parser
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 
 from tests.conftest import H100, ROOT, fixture_path, run_cli
 from tracekit.analysis.gaps import host_device_gaps
+from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
 from tracekit.report.fit import crossing, fit_line
 from tracekit.report.renderers import html as html_renderer
@@ -201,6 +205,8 @@ def test_html_escapes_kernel_names(small_run: Path, tmp_path: Path) -> None:
         "body",
         "h1",
         "h2",
+        "p",
+        "i",
         "ul",
         "li",
         "b",
@@ -259,3 +265,71 @@ def test_html_report_renders_in_headless_chromium(small_run: Path, tmp_path: Pat
     console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
     assert console == [], console
     assert "tracekit report" in r.stdout and "<svg" in r.stdout
+
+
+# Written into the page after layout: the document's width, and how far each table overflows its box.
+_PROBE = (
+    "<script>addEventListener('load',()=>{const d=document.documentElement;"
+    "const m=document.createElement('pre');m.id='tk-measure';m.textContent=JSON.stringify({"
+    "scrollWidth:d.scrollWidth,innerWidth:innerWidth,"
+    "tables:[...document.querySelectorAll('.wrap')].map(e=>e.scrollWidth-e.clientWidth)});"
+    "document.body.appendChild(m);});</script>"
+)
+
+
+def _measure(exe: str, page: Path, width: int, profile: Path) -> dict[str, Any]:
+    probe = page.with_name(f"probe-{width}.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    r = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},900",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    m = re.search(r'<pre id="tk-measure">([^<]*)</pre>', r.stdout)
+    assert m, r.stderr[-2000:]
+    out: dict[str, Any] = json.loads(html.unescape(m.group(1)))
+    return out
+
+
+def test_html_report_fits_a_1280_px_window(small_run: Path, tmp_path: Path) -> None:
+    """No horizontal overflow of the document and no table cut off at 1280 px, with the longest
+    names there are (the H100 trace's kernels); in a 600-px window the same probe does see tables
+    scroll, so it measures what it claims to."""
+    exe = _chromium()
+    run = _gpu_run(tmp_path, small_run)
+    page = write_report(build_report(run), "html", run / "report.html")[0]
+    wide = _measure(exe, page, 1280, tmp_path / "profile")
+    assert wide["innerWidth"] == 1280
+    assert wide["scrollWidth"] <= 1280, wide
+    assert wide["tables"] and max(wide["tables"]) <= 1, wide
+    narrow = _measure(exe, page, 600, tmp_path / "profile")
+    assert max(narrow["tables"]) > 1 and narrow["scrollWidth"] <= 600, narrow
+
+
+def test_report_intervals_are_the_manifests(small_run: Path) -> None:
+    """The report redraws each interval from the manifest's raw steps with the same seed: the
+    same run folder always gives the same figures, and capture and report agree."""
+    m = read_manifest(small_run)
+    d = build_report(small_run)
+    again = build_report(small_run)
+    for e, c, c2 in zip(m.contexts, d.contexts, again.contexts):
+        t = e.timings
+        assert c.decode_ms_per_token == pytest.approx(t.decode_ms_per_token, abs=1e-6)
+        assert c.decode_ms_per_token_ci95 == pytest.approx(t.decode_ms_per_token_ci95, abs=1e-6)
+        assert c.tokens_per_s_ci95 == pytest.approx(t.tokens_per_s_ci95, abs=1e-3)
+        assert c.attention_share_ci95 is not None and c.attention_share_ci95 == c2.attention_share_ci95
+        lo, hi = c.attention_share_ci95
+        assert lo <= (c.attention_share or 0) <= hi
+    assert to_json(d) == to_json(again)

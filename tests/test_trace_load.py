@@ -131,8 +131,9 @@ def test_cli_reports_bad_files_in_one_line(tmp_path: Path) -> None:
     r = run_cli("analyze", str(bad), "--partial")
     assert r.returncode == 0, r.stderr
     assert "truncated" in r.stderr
-    r = run_cli("analyze", str(tmp_path))
-    assert r.returncode == 2 and "is a directory" in r.stderr
+    (tmp_path / "empty").mkdir()  # a directory is searched for traces; one with none is an error
+    r = run_cli("analyze", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "no *.json or *.json.gz trace" in r.stderr
 
 
 def test_cpu_only_fixture_loads() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from tracekit import stats
 from tracekit.errors import UserError
 from tracekit.fsutil import regular_file, write_text_atomic
 
@@ -36,6 +37,11 @@ def enriched_file(trace: str) -> str:
 
 def report_file(fmt: str) -> str:
     return f"{REPORT_STEM}.{fmt}"
+
+
+def decode_seed(context_tokens: int) -> int:
+    """The bootstrap seed of a context's decode figures: capture and report draw the same replicates."""
+    return stats.seed_for("decode", context_tokens)
 
 
 class ModelFacts(msgspec.Struct, omit_defaults=True):
@@ -67,6 +73,23 @@ class ModelFacts(msgspec.Struct, omit_defaults=True):
         )
 
 
+class BackgroundLoad(msgspec.Struct, omit_defaults=True):
+    """Other processes' use of the CPUs this process may run on, sampled from ``/proc`` before the
+    sweep and during each round (in cores: 1.0 is one core kept busy), and the thread counts chosen
+    from what was left free. ``high`` and ``too_busy`` are judged when the capture ends."""
+
+    cpus: int = 0  # cores in the process's affinity
+    before_cores: float | None = None
+    by_round_cores: list[float] = []
+    mean_cores: float | None = None
+    max_cores: float | None = None
+    threads_by_round: list[int] = []
+    high: bool = False  # enough to disturb timings: they are flagged in the report
+    too_busy: bool = False  # not even one core was left free: the timings are not a fair measure
+    gpu_utilization_before_pct: float | None = None  # where visible (NVML), before the sweep
+    note: str | None = None
+
+
 class DeviceFacts(msgspec.Struct, omit_defaults=True):
     """The device a run was captured on."""
 
@@ -77,15 +100,52 @@ class DeviceFacts(msgspec.Struct, omit_defaults=True):
     threads: int | None = None
     measured_bandwidth_gbps: float | None = None
     measured_bandwidth_error: str | None = None
+    background_load: BackgroundLoad | None = None
 
 
 class Timings(msgspec.Struct):
-    prefill_s: float | None = None
+    """What the unprofiled rounds (and the profiled segments) measured at one context length.
+
+    Medians with 95 % intervals (two-stage bootstrap over rounds, then steps: ``tracekit.stats``).
+    ``decode_s_per_token`` holds the steps the figures use (warm-up steps of each round left out,
+    rounds in order); ``decode_s_by_round`` holds every step, warm-up included."""
+
+    prefill_s: float | None = None  # median of the timed prefill repeats (synchronized)
     prefill_s_unsynced: float | None = None
     decode_s_per_token: list[float] = []
-    tokens_per_s: float | None = None
+    tokens_per_s: float | None = None  # 1 / the median decode step
     profiled_tokens_per_s: float | None = None
     profiled_decode_s_per_token: list[float] = []
+    rounds: int = 0
+    warmup_steps: int = 0
+    cache_reused: bool = False  # decode rounds started from a KV cache prefilled once
+    decode_s_by_round: list[list[float]] = []
+    decode_ms_per_token: float | None = None
+    decode_ms_per_token_ci95: list[float] | None = None
+    decode_ms_per_token_by_round: list[float] = []  # each round's median step
+    tokens_per_s_ci95: list[float] | None = None
+    prefill_s_repeats: list[float] = []
+    prefill_s_unsynced_repeats: list[float] = []
+    prefill_s_ci95: list[float] | None = None
+    ttft_s: float | None = None  # time to first token: prefill + first token, as a streaming user waits
+    ttft_s_ci95: list[float] | None = None
+    ttft_s_repeats: list[float] = []
+    itl_ms_p50: float | None = None  # inter-token latency over every kept decode step
+    itl_ms_p90: float | None = None
+    itl_ms_p99: float | None = None
+    profiled_decode_s_by_round: list[list[float]] = []
+    profiled_steps_by_round: list[list[int]] = []  # which decode steps each round's profiled segment recorded
+
+    def decode_rounds(self) -> list[list[float]]:
+        """The decode steps the figures use, per round (a manifest from before rounds: one round)."""
+        if self.decode_s_by_round:
+            return kept_steps(self.decode_s_by_round, self.warmup_steps)
+        return [list(self.decode_s_per_token)] if self.decode_s_per_token else []
+
+
+def kept_steps(by_round: list[list[float]], warmup: int) -> list[list[float]]:
+    """Each round's steps after its ``warmup`` steps (a round too short keeps its last step)."""
+    return [steps[min(warmup, max(0, len(steps) - 1)) :] for steps in by_round]
 
 
 class ContextEntry(msgspec.Struct):
@@ -147,22 +207,30 @@ def run_file(run_dir: Path, name: str) -> Path:
     return p
 
 
+def _numbers(v: Any) -> list[float]:
+    """Every number in a field (lists nested to any depth; booleans and text are not numbers)."""
+    if isinstance(v, bool) or v is None:
+        return []
+    if isinstance(v, (int, float)):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        return [x for item in v for x in _numbers(item)]
+    return []
+
+
 def _bad_numbers(m: Manifest) -> str | None:
-    """Where the manifest holds a number no capture writes (negative, not finite), or None."""
-    for struct, where in ((m.model, "model"), (m.device, "device")):
+    """Where the manifest holds a number no capture writes (negative, not finite), or None: model
+    and device facts, and every timing, are counts, sizes and durations."""
+    fields = [("model", m.model), ("device", m.device)]
+    fields += [(f"context {c.context_tokens} timings", c.timings) for c in m.contexts]
+    for where, struct in fields:
         for k in struct.__struct_fields__:
-            v = getattr(struct, k)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and v >= 0):
-                return f"{where}.{k} = {v!r}"
+            for x in _numbers(getattr(struct, k)):
+                if not (math.isfinite(x) and x >= 0):
+                    return f"{where}.{k} = {x!r}"
     for c in m.contexts:
         if c.context_tokens <= 0 or c.profiled_steps < 0:
             return f"context {c.context_tokens}"
-        t = c.timings
-        for k in t.__struct_fields__:
-            v = getattr(t, k)
-            for x in v if isinstance(v, list) else [v]:
-                if x is not None and not (math.isfinite(x) and x >= 0):
-                    return f"context {c.context_tokens} timings.{k} = {x!r}"
     return None
 
 

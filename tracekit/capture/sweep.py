@@ -1,49 +1,69 @@
-"""The capture sweep: for each context length, an unprofiled timing pass and a profiled pass.
+"""The capture sweep: interleaved rounds over the context lengths, timed and profiled.
 
-Each finished context is on disk (trace + manifest, written atomically) before the next starts,
-so Ctrl-C or a crash keeps every finished context; out-of-memory at one context marks it failed
-and the sweep goes on.
+Anything that changes on the machine during a sweep (a load burst, a clock change) must not read
+as a context effect, so the contexts are measured in rounds: each round visits every context
+(ascending, then descending in the next round, so a slow drift hits every context alike), and
+each visit runs the timed decode steps (warm-up steps dropped) and a few profiled ones. Where the
+backend keeps KV caches, each context is prefilled once and every round decodes from that
+cache; the prefill is timed again in the first ``prefill_repeats`` rounds for its own interval.
+The thread count follows the cores other processes leave free (``cpuload``).
+
+The manifest is written atomically after every context of every round, so Ctrl-C or a crash
+keeps every finished round; out-of-memory at one context marks it failed and the sweep goes on.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
-import os
 import random
 import shutil
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 import tracekit
-from tracekit import annotations as ann
+from tracekit.capture import profiled
 from tracekit.capture.backends import create_backend
-from tracekit.capture.backends.base import Backend, CaptureOptions, Generation, device_facts, measure_bandwidth
+from tracekit.capture.backends.base import (
+    Backend,
+    CaptureOptions,
+    Generation,
+    StepCallback,
+    device_facts,
+    measure_bandwidth,
+)
+from tracekit.capture.cpuload import LoadMonitor
+from tracekit.capture.profiled import kineto_quiet
+from tracekit.capture.timings import Measured
 from tracekit.errors import Interrupted, UserError
-from tracekit.fsutil import atomic_open, new_run_dir
-from tracekit.manifest import SCHEMA, ContextEntry, Manifest, Timings, trace_file, write_manifest
+from tracekit.fsutil import new_run_dir
+from tracekit.manifest import SCHEMA, ContextEntry, Manifest, trace_file, write_manifest
+
+# Five rounds keep `make demo` (128, 1024, 4096 x 32 tokens, builtin tiny) near half a minute of
+# capture on 2 cores; three timed prefills per context bound the cost of the 4096-token one.
+DEFAULT_ROUNDS = 5
+DEFAULT_PREFILL_REPEATS = 3
+WARMUP_STEPS = 2
 
 
 @dataclass
 class SweepOptions:
     contexts: list[int]
     tokens: int = 32
-    profile_steps: int = 8
+    profile_steps: int = 16  # decode steps recorded per context in all, spread over the rounds
     out: Path = Path("traces")
     name: str | None = None
     measure_bandwidth: bool = True
+    rounds: int = DEFAULT_ROUNDS
+    prefill_repeats: int = DEFAULT_PREFILL_REPEATS
+    warmup_steps: int = WARMUP_STEPS  # dropped at the start of each round's timed decode
 
 
 ProgressFn = Callable[[str, int, int], None]  # (description, done, total)
-# Called once a context's trace and manifest entry are on disk (the pipeline writes the enriched
-# twin here); it may update the entry, which is written again afterwards.
+# Called once a context's final trace and manifest entry are on disk (the pipeline writes the
+# enriched twin here); it may update the entry, which is written again afterwards.
 AfterContext = Callable[[Path, ContextEntry], None]
 
 
@@ -61,6 +81,12 @@ def validate(sweep: SweepOptions, backend_max: int | None = None) -> None:
         raise UserError("--tokens must be at least 1")
     if sweep.profile_steps <= 0:
         raise UserError("--profile-steps must be at least 1")
+    if sweep.rounds <= 0:
+        raise UserError("--rounds must be at least 1")
+    if sweep.prefill_repeats <= 0:
+        raise UserError("--prefill-repeats must be at least 1")
+    if sweep.warmup_steps < 0:
+        raise UserError("the warm-up steps cannot be negative")
     if backend_max is not None:
         worst = max(sweep.contexts) + sweep.tokens
         if worst > backend_max:
@@ -90,8 +116,9 @@ def run_capture(
 ) -> Path:
     """Capture a sweep and return the new run directory. Never overwrites an existing run.
 
-    Each finished context is in the manifest before ``after_context`` runs, so an interruption
-    there loses nothing that was measured."""
+    Every context is in the manifest (with its first trace) once round 1 has visited it, and the
+    manifest is rewritten after each context of each round, so an interruption keeps every
+    finished round. ``after_context`` runs once a context's final trace is on disk."""
     validate(sweep)
     be = backend or create_backend(opts)
     validate(sweep, be.max_context())
@@ -105,6 +132,7 @@ def run_capture(
             device.measured_bandwidth_gbps = round(measure_bandwidth(be.device), 2)
         except Exception as exc:  # noqa: BLE001 - a failed measurement only loses the figure
             device.measured_bandwidth_error = str(exc)
+    plan = profile_plan(sweep.tokens, sweep.profile_steps, sweep.rounds)
     manifest = Manifest(
         schema=SCHEMA,
         tracekit_version=tracekit.__version__,
@@ -113,38 +141,51 @@ def run_capture(
         device=device,
         backend=be.name,
         model=be.model_facts(),
-        settings={**asdict(opts), "contexts": contexts, "tokens": sweep.tokens, "profile_steps": sweep.profile_steps},
+        settings={
+            **asdict(opts),
+            "contexts": contexts,
+            "tokens": sweep.tokens,
+            "profile_steps": sweep.profile_steps,
+            "rounds": sweep.rounds,
+            "prefill_repeats": sweep.prefill_repeats if be.reuses_cache else sweep.rounds,
+            "warmup_steps": sweep.warmup_steps,
+            "cache_reused": be.reuses_cache,
+            "order": "round-robin over the contexts, ascending in odd rounds and descending in even ones",
+        },
     )
     write_manifest(run_dir, manifest)
-    total = len(contexts) * 2 * sweep.tokens
+    states = [_Context(c, synthetic_prompt(c, be.vocab_size(), opts.seed), sweep, be.reuses_cache) for c in contexts]
+    tmp = run_dir / ".tmp-segments"
+    tmp.mkdir()
+    monitor = LoadMonitor(be.device)
+    total = sweep.rounds * len(states)
     done = 0
     try:
         be.warmup()
-        for ctx in contexts:
-            desc = f"context {ctx}"
-
-            def tick(desc: str = desc) -> None:
-                nonlocal done
-                done += 1
+        device.threads = monitor.before()
+        device.background_load = monitor.record
+        for r in range(sweep.rounds):
+            monitor.round_start()
+            for st in states if r % 2 == 0 else reversed(states):
+                if st.stopped:
+                    continue
                 if progress is not None:
-                    progress(desc, min(done, total), total)
-
-            entry = _capture_context(be, opts, sweep, ctx, run_dir, tick)
-            manifest.contexts.append(entry)
-            write_manifest(run_dir, manifest)
-            if after_context is not None and entry.status == "ok":
-                try:
-                    after_context(run_dir, entry)
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the captured context stands whatever happens after
-                    entry.error = f"after capture: {exc}"
+                    progress(f"round {r + 1}/{sweep.rounds}, context {st.ctx}", done, total)
+                _round_unit(be, sweep, st, r, plan, run_dir, tmp)
+                if r == 0 and st.entry is not None:
+                    manifest.contexts.append(st.entry)
                 write_manifest(run_dir, manifest)
-            done = (contexts.index(ctx) + 1) * 2 * sweep.tokens
-            if progress is not None:
-                progress(desc, done, total)
+                done += 1
+            monitor.round_end()
+            write_manifest(run_dir, manifest)
+        if progress is not None:
+            progress("writing traces", total, total)
+        for st in states:
+            _finish_context(st, run_dir, after_context)
+            write_manifest(run_dir, manifest)
         manifest.complete = True
     except KeyboardInterrupt:
+        monitor.finish()
         manifest.interrupted = True
         try:
             write_manifest(run_dir, manifest)
@@ -155,9 +196,27 @@ def run_capture(
         _clean_temp(run_dir)  # a full disk or any failure leaves no temporary files behind
         raise
     finally:
+        monitor.restore()
+        be.release()
         be.close()
+    monitor.finish()
     write_manifest(run_dir, manifest)
+    _clean_temp(run_dir)
     return run_dir
+
+
+def profile_plan(tokens: int, profile_steps: int, rounds: int) -> list[list[int]]:
+    """Which decode steps each round's profiled segment records: the first ``profile_steps`` steps
+    of the generation (at most ``tokens - 1``), in contiguous runs spread over the rounds, so no
+    step is recorded twice and each round contributes."""
+    steps = list(range(1, min(profile_steps, max(0, tokens - 1)) + 1))
+    base, extra = divmod(len(steps), rounds)
+    out, i = [], 0
+    for r in range(rounds):
+        n = base + (1 if r < extra else 0)
+        out.append(steps[i : i + n])
+        i += n
+    return out
 
 
 def _clean_temp(run_dir: Path) -> None:
@@ -168,132 +227,107 @@ def _clean_temp(run_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _capture_context(
-    be: Backend, opts: CaptureOptions, sweep: SweepOptions, ctx: int, run_dir: Path, tick: Callable[[], None]
-) -> ContextEntry:
-    prompt = synthetic_prompt(ctx, be.vocab_size(), opts.seed)
+class _Context:
+    """One context's prompt, manifest entry, trace segments and measurements across rounds."""
+
+    def __init__(self, ctx: int, prompt: list[int], sweep: SweepOptions, reused: bool) -> None:
+        self.ctx = ctx
+        self.prompt = prompt
+        self.entry: ContextEntry | None = None
+        self.segments: list[Path] = []
+        self.stopped = False
+        self.measured = Measured(ctx, sweep.warmup_steps, reused)
+
+
+def _round_unit(
+    be: Backend, sweep: SweepOptions, st: _Context, r: int, plan: list[list[int]], run_dir: Path, tmp: Path
+) -> None:
+    """One context's share of round ``r``: (round 1: the profiled prefill, which also prepares the
+    kept cache) a timed prefill repeat, the timed decode steps, a profiled segment."""
     try:
-        timed = be.generate(prompt, sweep.tokens, on_step=None)
-        for _ in range(sweep.tokens):
-            tick()
-        trace_name = trace_file(ctx)
-        profiled = _profiled_pass(be, prompt, sweep, ctx, run_dir / trace_name, tick)
+        if r == 0:
+            _profiled(be, st, 0, plan[0], tmp, sweep.tokens)
+            trace = trace_file(st.ctx)
+            profiled.merge(st.segments, run_dir / trace)  # on disk now; rewritten with every round at the end
+            st.entry = ContextEntry(context_tokens=st.ctx, status="ok", trace=trace)
+        _timed(be, sweep, st, r)
+        if r > 0 and plan[r]:
+            _profiled(be, st, r, plan[r], tmp, sweep.tokens)
+        elif r > 0:
+            st.measured.add_profiled([], [])  # every step is recorded already
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - one bad context must not end the sweep
+    except Exception as exc:  # noqa: BLE001 - one context out of memory must not end the sweep
         if not _is_oom(exc):
             raise
         if be.device.type == "cuda":
             torch.cuda.empty_cache()
-        return ContextEntry(context_tokens=ctx, status="failed", error=f"out of memory: {str(exc).splitlines()[0]}")
-    steps = min(sweep.profile_steps, max(0, sweep.tokens - 1))
-    return ContextEntry(
-        context_tokens=ctx,
-        status="ok",
-        trace=trace_name,
-        timings=_timings(timed, profiled, steps),
-        profiled_steps=steps,
-    )
+        st.stopped = True
+        msg = f"out of memory: {str(exc).splitlines()[0]}"
+        if st.entry is None:
+            st.entry = ContextEntry(context_tokens=st.ctx, status="failed", error=msg)
+            return
+        st.entry.error = f"{msg} (round {r + 1}; later rounds skipped)"
+    assert st.entry is not None
+    st.entry.timings = st.measured.timings()
+    st.entry.profiled_steps = sum(len(s) for s in st.measured.profiled_steps_by_round)
 
 
-def _timings(timed: Generation, profiled: Generation, steps: int) -> Timings:
-    dec = timed.decode_s
-    prof = profiled.decode_s[:steps]
-    return Timings(
-        prefill_s=timed.prefill_s,
-        prefill_s_unsynced=timed.prefill_s_unsynced,
-        decode_s_per_token=dec,
-        tokens_per_s=(len(dec) / sum(dec)) if dec and sum(dec) > 0 else None,
-        profiled_tokens_per_s=(len(prof) / sum(prof)) if prof and sum(prof) > 0 else None,
-        profiled_decode_s_per_token=prof,
-    )
+def _timed(be: Backend, sweep: SweepOptions, st: _Context, r: int) -> None:
+    n = sweep.tokens
+    if be.reuses_cache:
+        if r < sweep.prefill_repeats:
+            st.measured.add_prefill(be.prepare(st.prompt, n))
+        g = be.decode_from(st.prompt, 0, n - 1) if n > 1 else Generation()
+    else:
+        g = be.generate(st.prompt, n)
+        st.measured.add_prefill(g)
+    st.measured.decode_by_round.append(list(g.decode_s))
 
 
-@contextmanager
-def kineto_quiet() -> Iterator[None]:
-    """Hold back libkineto's ``USDT: ... profiler_start/stop`` lines, written straight to file
-    descriptor 2 whenever the profiler starts or stops; anything else it writes is passed on."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
+def _profiled(be: Backend, st: _Context, r: int, steps: list[int], tmp: Path, tokens: int) -> None:
+    """Record the decode ``steps`` (and, in round 1, the prefill) of this context in a new segment."""
+    dest = tmp / f"context-{st.ctx}-round-{r + 1}.json"
+    prompt = st.prompt
+    prefill = be.prefill_steps(st.ctx) if r == 0 else 0
+    if be.reuses_cache:
+
+        def run(on_step: StepCallback) -> Generation:
+            if r == 0:
+                g = be.prepare(prompt, tokens, on_step)
+                if steps:
+                    g.decode_s = be.decode_from(prompt, 0, len(steps), on_step).decode_s
+                return g
+            return be.decode_from(prompt, steps[0] - 1, len(steps), on_step)
+
+        gen = profiled.record(be, run, dest, skip=0, active=prefill + len(steps))
+        decode_s = gen.decode_s
+    else:
+        first = steps[0] if steps else 1
+        skip = 0 if r == 0 else be.prefill_steps(st.ctx) + first - 1
+        last = steps[-1] if steps else 0
+        gen = profiled.record(
+            be, lambda on_step: be.generate(prompt, last + 1, on_step), dest, skip=skip, active=prefill + len(steps)
+        )
+        decode_s = gen.decode_s[first - 1 :] if steps else []
+    st.segments.append(dest)
+    st.measured.add_profiled(steps, decode_s)
+
+
+def _finish_context(st: _Context, run_dir: Path, after_context: AfterContext | None) -> None:
+    """Write the context's trace from every round's segment, then hand it to ``after_context``."""
+    entry = st.entry
+    if entry is None or entry.status != "ok" or entry.trace is None:
         return
-    with tempfile.TemporaryFile() as tmp:
-        sys.stderr.flush()
-        os.dup2(tmp.fileno(), 2)
+    if len(st.segments) > 1:
+        profiled.merge(st.segments, run_dir / entry.trace)
+    if after_context is not None:
         try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            rest = [ln for ln in tmp.read().decode(errors="replace").splitlines(True) if not ln.startswith("USDT:")]
-            if rest:
-                sys.stderr.write("".join(rest))
+            after_context(run_dir, entry)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the captured context stands whatever happens after
+            entry.error = f"after capture: {exc}"
 
 
-def _check_written(written: list[Path], where: Path) -> None:
-    """Kineto reports nothing when it cannot write (a full disk): the trace must be there and end
-    like JSON, or the capture stops with one line saying why."""
-    ok = False
-    if written:
-        try:
-            with open(written[-1], "rb") as fh:
-                fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
-                ok = fh.read().rstrip().endswith((b"}", b"]"))
-        except OSError:
-            ok = False
-    if not ok:
-        full = shutil.disk_usage(where).free < (1 << 20)
-        why = "no space left on device" if full else "the file is missing or incomplete"
-        raise UserError(f"torch.profiler could not write its trace into {where} ({why})")
-
-
-def _profiled_pass(
-    be: Backend, prompt: list[int], sweep: SweepOptions, ctx: int, dest: Path, tick: Callable[[], None]
-) -> Generation:
-    """Generate under torch.profiler; the schedule records the prefill and the first decode steps."""
-    activities = [ProfilerActivity.CPU]
-    if be.device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    prefill = be.prefill_steps(ctx)
-    active = prefill + min(sweep.profile_steps, max(0, sweep.tokens - 1))
-    tmp_dir = dest.parent / f".tmp-{dest.name}"
-    tmp_dir.mkdir(exist_ok=True)
-    written: list[Path] = []
-
-    def on_ready(p: profile) -> None:
-        raw = tmp_dir / "trace.json"
-        p.export_chrome_trace(str(raw))
-        written.append(raw)
-
-    sched = schedule(wait=0, warmup=1, active=active, repeat=1)
-    prof = profile(activities=activities, schedule=sched, on_trace_ready=on_ready, record_shapes=False)
-    running = ExitStack()
-    with kineto_quiet():
-        running.enter_context(prof)
-    try:
-        with record_function(ann.WARMUP):
-            torch.zeros(1, device=be.device).add_(1)
-        with kineto_quiet():
-            prof.step()
-
-        def step() -> None:
-            with kineto_quiet():
-                prof.step()
-            tick()
-
-        gen = be.generate(prompt, sweep.tokens, on_step=step)
-    finally:
-        with kineto_quiet():
-            running.close()
-    _check_written(written, dest.parent)
-    with (
-        open(written[-1], "rb") as src,
-        atomic_open(dest) as fh,
-        gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=6, mtime=0) as gz,
-    ):
-        shutil.copyfileobj(src, gz, 1 << 20)
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    return gen
+__all__ = ["AfterContext", "ProgressFn", "SweepOptions", "kineto_quiet", "run_capture", "synthetic_prompt", "validate"]

@@ -10,13 +10,15 @@ user, unless ``TRACEKIT_DEBUG=1`` asks for one.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import typer
 
@@ -30,7 +32,7 @@ from tracekit.cli import capture as _capture
 from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
-from tracekit.errors import Interrupted, TracekitError
+from tracekit.errors import TracekitError
 from tracekit.sanitize import printable
 
 app = typer.Typer(
@@ -45,12 +47,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.command("capture")(_capture.capture)
-app.command("analyze")(_analyze.analyze)
-app.command("report")(_report.report)
-app.command("diff")(_diff.diff)
-app.command("export")(_perfetto.export)
-app.command("open")(_perfetto.open_cmd)
+
+
+def _command(fn: Callable[..., None]) -> Callable[..., None]:
+    """A command that says "interrupted" when Ctrl-C ends it (typer turns that into a silent exit
+    130); a command that handles Ctrl-C itself says what it kept in its own words."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            _say("tracekit: interrupted")
+            raise
+
+    return run
+
+
+app.command("capture")(_command(_capture.capture))
+app.command("analyze")(_command(_analyze.analyze))
+app.command("report")(_command(_report.report))
+app.command("diff")(_command(_diff.diff))
+app.command("export")(_command(_perfetto.export))
+app.command("open")(_command(_perfetto.open_cmd))
 
 
 def _say(line: str) -> None:
@@ -103,11 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (``sys.exit(main())``)."""
     debug = os.environ.get("TRACEKIT_DEBUG") == "1"
     try:
-        with _interrupts() as presses:
-            code = _run(argv, debug)
-            if code == 130 and presses.count:  # typer turns Ctrl-C into a silent exit 130
-                _say("tracekit: interrupted")
-            return code
+        with _interrupts():
+            return _run(argv, debug)
     except KeyboardInterrupt:  # pressed between the command's end and the handler's removal
         _say("tracekit: interrupted")
         return 130
@@ -134,9 +150,6 @@ def _run(argv: list[str] | None, debug: bool) -> int:
         _say("tracekit: interrupted")
         return 130
     except typer.Exit as exc:
-        cause = exc.__cause__
-        if isinstance(cause, KeyboardInterrupt) and not isinstance(cause, Interrupted):
-            _say("tracekit: interrupted")  # typer turns Ctrl-C into a silent exit 130
         return int(exc.exit_code)
     except cx.ClickException as exc:
         _say(f"tracekit: error: {exc.format_message()}")

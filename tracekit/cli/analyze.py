@@ -1,25 +1,42 @@
-"""``tracekit analyze``: attribute device time in any torch.profiler trace."""
+"""``tracekit analyze``: attribute device time in any torch.profiler trace, or in many at once."""
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
+from typing import Literal
 
 import typer
 
-from tracekit.cli.common import check_choice, err, out
+from tracekit.cli.common import check_choice
 from tracekit.errors import UserError
-from tracekit.sanitize import printable
 
 
 def analyze(
-    traces: list[Path] = typer.Argument(..., help="Trace files (*.json or *.json.gz) from any torch.profiler source."),
+    traces: list[str] = typer.Argument(
+        ...,
+        help="Trace files (*.json or *.json.gz) from any torch.profiler source, directories (searched recursively) or globs.",
+    ),
     window: str | None = typer.Option(None, help="Restrict to the span of this annotation (e.g. ProfilerStep#6)."),
     by: str = typer.Option("category", help="Group by: category, phase, step or kernel."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
     explain: str | None = typer.Option(None, help="Show which rule classified each kernel matching this regex."),
     partial: bool = typer.Option(False, help="Analyze the usable prefix of a truncated trace (with a warning)."),
     hta: bool = typer.Option(False, help="Add HolisticTraceAnalysis's temporal and idle breakdowns (needs [hta])."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="Processes of the embedded Dask cluster (default: one per usable core, at most one per trace, "
+        "or this process alone when the traces hold under 256 MB of JSON); 1 analyzes in this process, without Dask.",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        help="Run on an existing Dask cluster: its scheduler's address (tcp://host:8786); "
+        "default $DASK_SCHEDULER_ADDRESS. Workers need tracekit and must see the same paths.",
+    ),
+    memory_limit: str | None = typer.Option(
+        None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
+    ),
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
 
@@ -27,14 +44,25 @@ def analyze(
     memcpy, memset, communication, other. Each kernel is classified by the first matching rule of one
     ordered table (kernel name, launching op, enclosing scopes); --explain shows which.
 
+    Several traces run as Dask tasks (a local cluster by default, or --scheduler) and get a summary:
+    categories over all traces and, when the traces carry ranks (distributedInfo.rank, or rank-N
+    in the file name), a per-rank table with the slowest rank and the skew. A trace that fails is
+    listed and the others finish (exit 2); Ctrl-C prints what finished (exit 130).
+
+    \b
     Examples:
       tracekit analyze trace.json.gz --window ProfilerStep#6
       tracekit analyze run/context-004096.pt.trace.json.gz --by step --format json
       tracekit analyze trace.json.gz --explain 'flash|attn'
+      tracekit analyze traces/job-42/ --window ProfilerStep#6
+      tracekit analyze 'sweeps/**/*.json.gz' --scheduler tcp://head:8786 --format json
     """
-    from tracekit.analysis.analyze import analyze_trace
+    from tracekit.analysis.inputs import expand
+    from tracekit.analysis.partial import TaskOptions
+    from tracekit.cli.analyze_print import emit
+    from tracekit.cli.progress import progress
+    from tracekit.fleet.run import Plan, default_workers, run
     from tracekit.report import tables
-    from tracekit.trace.load import load_trace
 
     check_choice(by, tables.GROUPINGS, "--by")
     check_choice(fmt, tables.FORMATS, "--format")
@@ -44,34 +72,18 @@ def analyze(
             pattern = re.compile(explain)
         except re.error as exc:
             raise UserError(f"--explain {explain!r} is not a valid regular expression ({exc})") from None
-    results = []
-    for path in traces:
-        trace = load_trace(path, partial=partial)
-        res = analyze_trace(trace, window)
-        for w in res.warnings:
-            err.print(f"tracekit: warning: {printable(w)}")
-        if hta:
-            from tracekit.analysis.hta_bridge import hta_summary
-
-            res.extra["hta"], notes = hta_summary(path, trace)
-            for note in notes:
-                err.print(f"tracekit: {printable(note)}")
-        if pattern is not None:
-            shown = tables.explain(res, pattern)
-            if shown is None:
-                err.print(printable(f"tracekit: no kernel in {res.path} matches {pattern.pattern!r}"))
-            else:
-                out.print(shown)
-            continue
-        results.append(res)
-    if pattern is not None:
-        return
-    if fmt == "json":
-        print(tables.to_json(results))
-    elif fmt == "csv":
-        print(tables.to_csv(results, by), end="")
-    else:
-        for r in results:
-            out.print(tables.table(r, by))
-            if r.extra.get("hta"):
-                out.print_json(data=r.extra["hta"])
+    if scheduler is not None and workers is not None:
+        raise UserError("give --workers (a cluster on this machine) or --scheduler (an existing one), not both")
+    paths = expand(traces)
+    # An explicit --workers wins over the environment; --workers 1 never touches Dask.
+    address = scheduler
+    if address is None and workers is None:
+        address = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    plan = Plan(workers or default_workers(paths), address, memory_limit)
+    kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
+    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain)
+    with progress(len(paths)) as listener:
+        outcome = run(paths, options, plan, listener)
+    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern)
+    if code:
+        raise typer.Exit(code)

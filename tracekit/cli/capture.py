@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tracekit.cli.common import check_choice, err, parse_int_list
 from tracekit.sanitize import printable
+
+if TYPE_CHECKING:
+    from tracekit.manifest import Manifest
 
 
 def capture(
@@ -27,7 +31,13 @@ def capture(
     dtype: str = typer.Option("auto", help="auto (float32 on CPU, float16 on CUDA), float32, bfloat16, float16."),
     chunk: int = typer.Option(512, help="Prefill in chunks of at most this many tokens."),
     profile_steps: int = typer.Option(
-        8, "--profile-steps", help="Decode steps recorded in each trace (bounds its size)."
+        16, "--profile-steps", help="Decode steps recorded in each trace, spread over the rounds (bounds its size)."
+    ),
+    rounds: int = typer.Option(
+        5, "--rounds", "-r", help="Interleaved rounds over the contexts; more rounds, narrower intervals."
+    ),
+    prefill_repeats: int = typer.Option(
+        3, "--prefill-repeats", help="Timed prefills per context (where the KV cache is kept; else one per round)."
     ),
     out: Path = typer.Option(Path("traces"), "--out", "-o", help="Parent folder; each run gets a new folder inside."),
     name: str | None = typer.Option(None, help="Name of the run folder (default: time, backend, preset, attention)."),
@@ -41,12 +51,20 @@ def capture(
 ) -> None:
     """Capture torch.profiler traces of streaming generation at several context lengths.
 
-    For each length: an unprofiled pass measures honest timings (prefill with and without device
-    synchronization, each decode step synchronized), then a profiled pass records the prefill and
-    --profile-steps decode steps. The run folder holds one trace per context (opens in Perfetto as
-    is) and manifest.json; its path is the last line printed.
+    The contexts are measured in --rounds interleaved rounds (each round visits every context), so
+    a change on the machine during the sweep widens the intervals instead of reading as a context
+    effect. Each visit times decode steps synchronized (warm-up steps dropped) and records a few
+    profiled ones; the builtin and hf backends prefill each context once and decode from that KV
+    cache in every round, and time the prefill --prefill-repeats times. The thread count follows
+    the cores other processes leave free. The run folder holds one trace per context (opens in
+    Perfetto as is) and manifest.json, with medians and 95% intervals; its path is the last line
+    printed.
 
-    Example: tracekit capture --context 128,1024,4096 --tokens 32
+    \b
+    Examples:
+      tracekit capture --context 128,1024,4096 --tokens 32
+      tracekit capture --context 128,1k,4k --rounds 9 --name quiet-run
+      tracekit capture --backend hf --model ~/models/Llama-3.2-1B --context 512,2k,8k
     """
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,6 +84,8 @@ def capture(
         profile_steps=profile_steps,
         out=out,
         name=name,
+        rounds=rounds,
+        prefill_repeats=prefill_repeats,
     )
     validate(sweep)
     check_out_folder(out)
@@ -109,13 +129,30 @@ def capture(
     from tracekit.manifest import read_manifest
 
     m = read_manifest(run_dir)
+    for line in summary_lines(m):
+        err.print(line)
+    print(printable(str(run_dir)))
+
+
+def _ci(iv: list[float] | None, fmt: str = "{:.3g}") -> str:
+    return "" if not iv else f" [{fmt.format(iv[0])}–{fmt.format(iv[1])}]"
+
+
+def summary_lines(m: Manifest) -> list[str]:
+    """Per context: medians with their 95% intervals; then the load the capture ran beside."""
+    lines = []
     for c in m.contexts:
         t = c.timings
         if c.status == "ok" and t.tokens_per_s:
-            err.print(
-                f"  context {c.context_tokens:>6}: prefill {t.prefill_s:.3f} s, decode {t.tokens_per_s:.1f} tokens/s"
-                f" ({t.profiled_tokens_per_s or 0:.1f} profiled)"
+            lines.append(
+                f"  context {c.context_tokens:>6}: decode {t.decode_ms_per_token or 0:.3g}{_ci(t.decode_ms_per_token_ci95)} ms/token, "
+                f"{t.tokens_per_s:.1f}{_ci(t.tokens_per_s_ci95, '{:.1f}')} tokens/s ({t.profiled_tokens_per_s or 0:.1f} profiled); "
+                f"TTFT {t.ttft_s or 0:.3g}{_ci(t.ttft_s_ci95)} s; ITL p50/p99 {t.itl_ms_p50 or 0:.3g}/{t.itl_ms_p99 or 0:.3g} ms; "
+                f"{t.rounds} rounds (95% intervals)"
             )
         else:
-            err.print(f"  context {c.context_tokens:>6}: {c.status} {c.error or ''}")
-    print(printable(str(run_dir)))
+            lines.append(f"  context {c.context_tokens:>6}: {c.status} {c.error or ''}")
+    load = m.device.background_load
+    if load is not None and load.note:
+        lines.append(f"tracekit: {'warning: ' if load.too_busy else ''}{load.note}")
+    return lines

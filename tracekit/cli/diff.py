@@ -19,7 +19,10 @@ def diff(
 ) -> None:
     """Compare two capture runs at their common context lengths (ratio = B / A).
 
-    Example: tracekit diff traces/RUN-sdpa traces/RUN-math
+    \b
+    Examples:
+      tracekit diff traces/RUN-sdpa traces/RUN-math
+      tracekit diff traces/RUN-sdpa traces/RUN-math --format json
     """
     from rich.table import Table
 

@@ -55,6 +55,12 @@ def open_cmd(
 
     A run folder opens the enriched trace of one context (phases, steps and attention share as
     tracks; each kernel carries tracekit.category). The server stops after the UI has fetched it.
+
+    \b
+    Examples:
+      tracekit open traces/RUN
+      tracekit open traces/RUN --context 1024
+      tracekit open trace.json.gz --no-browser
     """
     import webbrowser
 
@@ -97,6 +103,11 @@ def export(
     """Write an enriched trace: the original events, each kernel tagged with tracekit.category and
     tracekit.rule, plus a 'tracekit' process with one slice per phase/step and counter tracks for
     context tokens, step time and attention share. Trim with --window / --max-steps.
+
+    \b
+    Examples:
+      tracekit export traces/RUN --out enriched.json.gz --max-steps 8
+      tracekit export trace.json.gz --out step6.json.gz --window ProfilerStep#6
     """
     from tracekit.fsutil import claim_output
     from tracekit.perfetto.export import enrich_file

@@ -40,12 +40,16 @@ def report(
 ) -> None:
     """Explain how decode cost grows with context: per-context figures, fits, bounds, findings, plots.
 
-    Per context: prefill time (synchronized, and the unsynchronized reading beside it), decode
+    The answer comes first (and is printed here): decode ms/token at the smallest and largest
+    context, what attention and the bandwidth bound explain of the difference, and whether the
+    timer and the machine could be trusted, each figure with its 95% interval [lo–hi]. Per
+    context: prefill time (synchronized, and the unsynchronized reading beside it), decode
     ms/token and tokens/s, attention ms/token and share, every other category, device idle share,
     profiler overhead, and the memory-bandwidth bound. Across contexts: least-squares fits of
     ms/token = a + b·context for total, attention and the rest, predictions at 2x and 4x the
     largest context, and where attention becomes half of a step.
 
+    \b
     Examples:
       tracekit report traces/RUN --format html --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
@@ -86,6 +90,10 @@ def report(
         for p in write_report(data, f, targets[f], force=force):
             if p.suffix in (".md", ".html", ".json"):
                 print(printable(str(p)))
+    if not to_stdout:
+        from tracekit.report.headline import headline
+
+        err.print(printable(headline(data).text))
     failures = evaluate(checks, report)
     for line in failures:
         err.print(f"tracekit: check failed: {printable(line)}")

@@ -6,49 +6,68 @@ import re
 import statistics
 from pathlib import Path
 
+import numpy as np
+
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.gaps import HostDeviceGap, host_device_gaps
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.rules import CATEGORIES
 from tracekit.errors import TraceFormatError
 from tracekit.manifest import ContextEntry, Manifest, run_file
-from tracekit.report.fit import crossing, fit_line
+from tracekit.report.fit import crossing, fit_line, fit_replicates, with_intervals
 from tracekit.report.model import ContextFigures, Growth
+from tracekit.report.uncertainty import apply_samples, attention_reps, decode_reps, stacked
+from tracekit.stats import Interval, interval
 from tracekit.trace.load import load_trace
 
 
-def _decode_figures(res: AnalysisResult) -> tuple[float, dict[str, float], float, list[tuple[str, float]]] | None:
-    """Mean attention share, per-category shares and idle share over the profiled decode steps."""
+def _decode_figures(
+    res: AnalysisResult, step_round: dict[int, int]
+) -> tuple[dict[str, float], float, list[tuple[str, float]], list[list[float]]] | None:
+    """Per-category mean shares and idle share over the profiled decode steps, the top attention
+    kernels, and each step's attention share grouped by the round that recorded it."""
     steps = [p for p in res.phases if p.phase == "decode" and p.span_us > 0]
     if not steps:
         return None
     shares: dict[str, list[float]] = {c: [] for c in CATEGORIES}
     idle = []
+    by_round: dict[int, list[float]] = {}
     for p in steps:
         for c in CATEGORIES:
             ct = p.categories.get(c)
             shares[c].append((ct.time_us if ct else 0.0) / p.span_us)
         idle.append(p.idle_us / p.span_us)
+        by_round.setdefault(step_round.get(p.step or 0, 0), []).append(shares["attention"][-1])
     mean = {c: statistics.fmean(v) for c, v in shares.items()}
     decode_kernels = res.kernels_by_phase.get("decode", [])
     top = [(k.name, k.time_us / len(steps)) for k in decode_kernels if k.category == "attention"][:5]
-    return mean["attention"], mean, statistics.fmean(idle), top
+    return mean, statistics.fmean(idle), top, [by_round[r] for r in sorted(by_round)]
+
+
+def _iv(x: list[float] | None) -> Interval | None:
+    return None if not x or len(x) != 2 else (float(x[0]), float(x[1]))
 
 
 def _timing_figures(f: ContextFigures, e: ContextEntry) -> None:
     t = e.timings
-    f.prefill_s, f.prefill_s_unsynced = t.prefill_s, t.prefill_s_unsynced
+    f.prefill_s, f.prefill_s_unsynced, f.prefill_s_ci95 = t.prefill_s, t.prefill_s_unsynced, _iv(t.prefill_s_ci95)
     if t.prefill_s:
         f.prefill_tokens_per_s = e.context_tokens / t.prefill_s
-    dec = t.decode_s_per_token
-    if dec:
-        # The typical step (median: one step the OS interrupted does not move it) for per-token
-        # figures and fits; tokens/s is the throughput over every step, as a user would time it.
-        f.decode_ms_per_token = 1000.0 * statistics.median(dec)
-        f.tokens_per_s = len(dec) / sum(dec)
+    f.ttft_s, f.ttft_s_ci95 = t.ttft_s, _iv(t.ttft_s_ci95)
+    f.itl_ms_p50, f.itl_ms_p90, f.itl_ms_p99 = t.itl_ms_p50, t.itl_ms_p90, t.itl_ms_p99
+    # The typical step (median: one step the OS interrupted does not move it), with its interval;
+    # tokens/s is its inverse. The same figures as the manifest's, drawn with the same seed.
+    rounds = t.decode_rounds()
+    f.rounds = t.rounds or len(rounds)
+    f.decode_samples_ms = [[1000.0 * s for s in r] for r in rounds]
+    apply_samples(f)
     f.profiled_tokens_per_s = t.profiled_tokens_per_s
     if f.tokens_per_s and t.profiled_tokens_per_s:
         f.profiler_overhead = f.tokens_per_s / t.profiled_tokens_per_s
+
+
+def _step_rounds(e: ContextEntry) -> dict[int, int]:
+    return {step: r for r, steps in enumerate(e.timings.profiled_steps_by_round) for step in steps}
 
 
 def context_figures(
@@ -66,8 +85,9 @@ def context_figures(
         if e.status != "ok":
             continue
         _timing_figures(f, e)
-        dec = e.timings.decode_s_per_token
-        ctx_mid = e.context_tokens + len(dec) / 2 if dec else e.context_tokens
+        t = e.timings
+        per_round = len(t.decode_s_by_round[0]) if t.decode_s_by_round else len(t.decode_s_per_token)
+        ctx_mid = e.context_tokens + per_round / 2
         if kv_per_token and weight_bytes:
             f.bytes_per_step = int(weight_bytes + kv_per_token * ctx_mid)
             if bw:
@@ -91,11 +111,11 @@ def context_figures(
             res = analyze_trace(trace)
             gaps.extend(host_device_gaps(trace))
             f.top_kernels = [(k.name, k.category, k.rule, k.count, k.time_us) for k in res.kernels[:12]]
-            figs = _decode_figures(res)
+            figs = _decode_figures(res, _step_rounds(e))
             if figs and f.decode_ms_per_token is not None:
-                share, cats, idle, top = figs
-                f.attention_share = share
-                f.attention_ms_per_token = share * f.decode_ms_per_token
+                cats, idle, top, share_samples = figs
+                f.attention_share_samples = share_samples
+                apply_samples(f)
                 f.categories_ms_per_token = {c: s * f.decode_ms_per_token for c, s in cats.items() if s > 0}
                 f.idle_share = idle
                 f.top_attention_kernels = top
@@ -103,27 +123,41 @@ def context_figures(
 
 
 def growth(contexts: list[ContextFigures]) -> Growth:
-    """Least-squares fits of ms/token = a + b·context for the total, attention and the rest;
-    tokens/s predicted at 2x and 4x the largest context; where attention is half a step."""
+    """Least-squares fits of ms/token = a + b·context for the total, attention and the rest, with
+    95 % intervals of slope and intercept (the fit redone on every bootstrap replicate of the
+    points); tokens/s predicted at 2x and 4x the largest context, with intervals; where attention
+    is half a step."""
     ok = [c for c in contexts if c.status == "ok" and c.decode_ms_per_token is not None]
     xs = [float(c.context_tokens) for c in ok]
     g = Growth()
+    total_reps = stacked(ok, decode_reps)
     total = fit_line(xs, [c.decode_ms_per_token or 0.0 for c in ok])
     if total:
-        g.fits["total"] = total
+        g.fits["total"] = total = with_intervals(total, xs, total_reps)
     with_att = [c for c in ok if c.attention_ms_per_token is not None]
     att_x = [float(c.context_tokens) for c in with_att]
     att = fit_line(att_x, [c.attention_ms_per_token or 0.0 for c in with_att])
     other = fit_line(att_x, [(c.decode_ms_per_token or 0.0) - (c.attention_ms_per_token or 0.0) for c in with_att])
+    att_reps = stacked(with_att, attention_reps)
+    dec_reps = stacked(with_att, decode_reps)
     if att:
-        g.fits["attention"] = att
+        g.fits["attention"] = att = with_intervals(att, att_x, att_reps)
     if other:
-        g.fits["other"] = other
+        rest = None if att_reps is None or dec_reps is None else dec_reps - att_reps
+        g.fits["other"] = with_intervals(other, att_x, rest)
     if total and xs:
         top = max(xs)
+        fitted = fit_replicates(xs, total_reps) if total_reps is not None and len(set(xs)) > 1 else None
         for k in (2, 4):
-            ms = total.at(top * k)
+            x = top * k
+            ms = total.at(x)
             if ms > 0:
-                g.predictions[f"tokens_per_s@{int(top * k)}"] = 1000.0 / ms
+                key = f"tokens_per_s@{int(x)}"
+                g.predictions[key] = 1000.0 / ms
+                if fitted is not None:
+                    at = fitted[0] + fitted[1] * x
+                    ci = interval(np.where(at > 0, 1000.0 / np.where(at > 0, at, 1.0), np.nan))
+                    if ci is not None:
+                        g.prediction_ci95[key] = ci
     g.attention_half_at = crossing(att, total) if att and total else None
     return g

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from tracekit.report.model import Finding, ReportFacts
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tracekit.report.fit import LineFit
+from tracekit.report.model import ContextFigures, Finding, ReportFacts
+from tracekit.stats import Interval, overlap
 
 UNSYNCED_RATIO = 2.0  # synchronized prefill this many times the unsynchronized reading: a finding
 OVERHEAD_LIMIT = 1.10
 LAUNCH_BOUND_IDLE = 0.30
+SPREAD_LIMIT = 0.5  # a 95 % interval wider than half its median is a noisy figure
 
 
 def _ms(x: float) -> str:
     return f"{x:.3g} ms" if x < 1000 else f"{x / 1000:.3g} s"
+
+
+def ci(iv: Interval | None, fmt: str = "{:.3g}", scale: float = 1.0) -> str:
+    """`` [lo–hi]`` (with a leading space), or nothing when there is no interval."""
+    if iv is None:
+        return ""
+    return f" [{fmt.format(iv[0] * scale)}–{fmt.format(iv[1] * scale)}]"
+
+
+def includes_zero(iv: Interval | None) -> bool:
+    return iv is not None and iv[0] <= 0.0 <= iv[1]
 
 
 def findings_for(d: ReportFacts) -> list[Finding]:
@@ -30,10 +47,110 @@ def findings_for(d: ReportFacts) -> list[Finding]:
             )
         elif c.error:
             out.append(Finding("trace-problem", "warning", f"Context {c.context_tokens}: {c.error}."))
+    out.extend(_background(d))
     out.extend(_timing_integrity(d))
+    out.extend(_noise(d))
     out.extend(_growth(d))
     out.extend(_overheads(d))
     return out
+
+
+def _background(d: ReportFacts) -> list[Finding]:
+    load = d.device.background_load
+    if load is None or not (load.high or load.too_busy):
+        return []
+    if load.too_busy:
+        return [Finding("busy-machine", "error", f"The machine was {load.note or 'too busy to measure honestly'}.")]
+    return [
+        Finding("busy-machine", "warning", f"The capture ran beside other work: {load.note or 'high background load'}.")
+    ]
+
+
+@dataclass(frozen=True)
+class _Figure:
+    name: str
+    value: Callable[[ContextFigures], float | None]
+    interval: Callable[[ContextFigures], Interval | None]
+    fmt: str
+    scale: float
+
+
+_NOISY_FIGURES = (
+    _Figure("decode ms/token", lambda c: c.decode_ms_per_token, lambda c: c.decode_ms_per_token_ci95, "{:.3g}", 1.0),
+    _Figure("attention share", lambda c: c.attention_share, lambda c: c.attention_share_ci95, "{:.1f}%", 100.0),
+)
+
+
+def _noise(d: ReportFacts) -> list[Finding]:
+    """Figures this run cannot vouch for: intervals of the smallest and largest context that
+    overlap (the context effect is within the noise), or an interval wider than half its value."""
+    ok = d.ok_contexts()
+    out = []
+    for fig in _NOISY_FIGURES:
+        name, fmt, scale = fig.name, fig.fmt, fig.scale
+
+        def shown(c: ContextFigures, fig: _Figure = fig) -> str:
+            return f"{fig.fmt.format((fig.value(c) or 0.0) * fig.scale)}{ci(fig.interval(c), fig.fmt, fig.scale)}"
+
+        have = [c for c in ok if fig.value(c) is not None and fig.interval(c) is not None]
+        if len(have) >= 2:
+            a, b = have[0], have[-1]
+            if overlap(fig.interval(a), fig.interval(b)):
+                out.append(
+                    Finding(
+                        "noisy-measurement",
+                        "warning",
+                        f"{name}: the 95% intervals at context {a.context_tokens} ({shown(a)}) and {b.context_tokens} "
+                        f"({shown(b)}) overlap, so this run cannot tell them apart. Capture again with more --rounds, "
+                        "on a quieter machine.",
+                    )
+                )
+                continue
+        for c in have:
+            v, iv = fig.value(c), fig.interval(c)
+            if v and iv and (iv[1] - iv[0]) / abs(v) > SPREAD_LIMIT:
+                out.append(
+                    Finding(
+                        "noisy-measurement",
+                        "warning",
+                        f"{name} at context {c.context_tokens}: its 95% interval{ci(iv, fmt, scale)} spans "
+                        f"{100 * (iv[1] - iv[0]) / abs(v):.0f}% of its value ({fmt.format(v * scale)})"
+                        + _rounds_note(c, name)
+                        + ": the rounds disagreed. Capture again with more --rounds, on a quieter machine.",
+                    )
+                )
+                break
+    return out
+
+
+def _rounds_note(c: ContextFigures, name: str) -> str:
+    if name != "decode ms/token" or len(c.decode_ms_by_round) < 2:
+        return ""
+    return f"; per-round medians {min(c.decode_ms_by_round):.3g}–{max(c.decode_ms_by_round):.3g} ms"
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _slope(f: LineFit) -> str:
+    return f"{f.slope * 1000:.3g}{ci(f.slope_ci95, scale=1000.0)} ms per 1k tokens"
+
+
+def _trend(what: str, f: LineFit) -> str:
+    """A sentence part on how ``what`` changes with context, claiming a sign only where the slope's
+    interval excludes zero (or where there is no interval, as on hand-built data)."""
+    if includes_zero(f.slope_ci95):
+        assert f.slope_ci95 is not None
+        lo, hi = (x * 1000 for x in f.slope_ci95)
+        return (
+            f"how {what} changes with context is inconclusive: the 95% interval of its slope runs from {lo:.3g} "
+            f"to {hi:.3g} ms per 1k tokens and includes zero, so this run claims no direction (R² {f.r2:.3f})"
+        )
+    if f.slope_ci95 is not None and f.slope_ci95[1] < 0:
+        lo, hi = f.slope_ci95
+        return f"{what} falls {-f.slope * 1000:.3g}{ci((-hi, -lo), scale=1000.0)} ms per 1k tokens of context (R² {f.r2:.3f})"
+    return f"{what} grows {_slope(f)} of context (R² {f.r2:.3f})"
 
 
 def _timing_integrity(d: ReportFacts) -> list[Finding]:
@@ -73,21 +190,24 @@ def _growth(d: ReportFacts) -> list[Finding]:
     out = []
     att, other, total = d.fits.get("attention"), d.fits.get("other"), d.fits.get("total")
     if att and other:
+        severity = "warning" if includes_zero(att.slope_ci95) else "info"
         out.append(
             Finding(
                 "attention-growth",
-                "info",
-                f"Attention grows {att.slope * 1000:.3g} ms per 1k tokens of context (R² {att.r2:.3f}); "
-                f"the rest of a decode step grows {other.slope * 1000:.3g} ms per 1k tokens (R² {other.r2:.3f}).",
+                severity,
+                _cap(_trend("attention", att)) + "; " + _trend("the rest of a decode step", other) + ".",
             )
         )
     if total:
-        preds = ", ".join(f"{v:.1f} tokens/s at {k.split('@')[1]}" for k, v in d.growth.predictions.items())
+        preds = ", ".join(
+            f"{v:.1f}{ci(d.growth.prediction_ci95.get(k), '{:.1f}')} tokens/s at {k.split('@')[1]}"
+            for k, v in d.growth.predictions.items()
+        )
         out.append(
             Finding(
                 "decode-fit",
                 "info",
-                f"Decode time per token = {total.intercept:.3g} ms + {total.slope * 1000:.3g} ms per 1k tokens of context "
+                f"Decode time per token = {total.intercept:.3g} ms + {_slope(total)} of context "
                 f"(R² {total.r2:.3f} over {total.n} contexts)" + (f"; predicted {preds}." if preds else "."),
             )
         )

@@ -1,8 +1,13 @@
-"""Least-squares line fits (pure Python; a handful of points needs no numpy)."""
+"""Least-squares line fits, and their intervals from bootstrap replicates of the fitted points."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tracekit import stats
 
 
 @dataclass(frozen=True)
@@ -11,6 +16,8 @@ class LineFit:
     slope: float
     r2: float
     n: int
+    slope_ci95: tuple[float, float] | None = None
+    intercept_ci95: tuple[float, float] | None = None
 
     def at(self, x: float) -> float:
         return self.intercept + self.slope * x
@@ -40,3 +47,21 @@ def crossing(att: LineFit, total: LineFit, share: float = 0.5) -> float | None:
         return None
     x = (share * total.intercept - att.intercept) / denom
     return x if x > 0 else 0.0
+
+
+def fit_replicates(xs: list[float], reps: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Intercepts and slopes of the line through each replicate row ``reps[b]`` (one value per x)."""
+    x = np.asarray(xs, np.float64)
+    dx = x - x.mean()
+    sxx = float((dx**2).sum())
+    means = reps.mean(axis=1)
+    slopes = ((reps - means[:, None]) * dx[None, :]).sum(axis=1) / sxx
+    return means - slopes * x.mean(), slopes
+
+
+def with_intervals(f: LineFit, xs: list[float], reps: NDArray[np.float64] | None) -> LineFit:
+    """``f`` with the 95 % intervals of its slope and intercept from replicates of its points."""
+    if reps is None or len(set(xs)) < 2:
+        return f
+    a, b = fit_replicates(xs, reps)
+    return replace(f, slope_ci95=stats.interval(b), intercept_ci95=stats.interval(a))

@@ -6,9 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from tracekit.analysis.gaps import HostDeviceGap
 from tracekit.manifest import DeviceFacts, ModelFacts
 from tracekit.report.fit import LineFit
+from tracekit.stats import Interval
 
 
 @dataclass
@@ -33,6 +37,25 @@ class ContextFigures:
     top_attention_kernels: list[tuple[str, float]] = field(default_factory=list)
     top_kernels: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # name, category, rule, count, µs
     error: str | None = None
+    # Intervals (95 %, two-stage bootstrap over rounds then steps: ``tracekit.stats``).
+    decode_ms_per_token_ci95: Interval | None = None
+    tokens_per_s_ci95: Interval | None = None
+    attention_share_ci95: Interval | None = None
+    attention_ms_per_token_ci95: Interval | None = None
+    prefill_s_ci95: Interval | None = None
+    ttft_s: float | None = None
+    ttft_s_ci95: Interval | None = None
+    itl_ms_p50: float | None = None
+    itl_ms_p90: float | None = None
+    itl_ms_p99: float | None = None
+    rounds: int = 0
+    decode_ms_by_round: list[float] = field(default_factory=list)  # each round's median step
+    # The samples the intervals come from: decode steps (ms) and profiled steps' attention shares,
+    # one list per round; and their bootstrap replicates, drawn once (``report.uncertainty``).
+    decode_samples_ms: list[list[float]] = field(default_factory=list)
+    attention_share_samples: list[list[float]] = field(default_factory=list)
+    decode_reps: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
+    share_reps: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -41,6 +64,7 @@ class Growth:
 
     fits: dict[str, LineFit] = field(default_factory=dict)
     predictions: dict[str, float] = field(default_factory=dict)
+    prediction_ci95: dict[str, Interval] = field(default_factory=dict)
     attention_half_at: float | None = None
 
 

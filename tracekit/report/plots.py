@@ -27,6 +27,13 @@ COLORS = {
 }
 
 
+def _err(values: list[float], intervals: list[tuple[float, float] | None], scale: float = 1.0) -> Any:
+    """Asymmetric error bars (below, above) from 95 % intervals; zero where a point has none."""
+    lo = [max(0.0, v - iv[0] * scale) if iv else 0.0 for v, iv in zip(values, intervals)]
+    hi = [max(0.0, iv[1] * scale - v) if iv else 0.0 for v, iv in zip(values, intervals)]
+    return [lo, hi]
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -62,6 +69,18 @@ def stacked_categories(d: ReportData) -> Any:
         hatch="//",
         linewidth=0.3,
     )
+    totals = [c.decode_ms_per_token or 0.0 for c in ok]
+    if any(c.decode_ms_per_token_ci95 for c in ok):
+        ax.errorbar(
+            labels,
+            totals,
+            yerr=_err(totals, [c.decode_ms_per_token_ci95 for c in ok]),
+            fmt="none",
+            ecolor="#222222",
+            capsize=4,
+            linewidth=1,
+            label="95% interval of the step",
+        )
     ax.set_xlabel("context tokens")
     ax.set_ylabel("ms per decoded token")
     ax.set_title("Decode time per token by category")
@@ -75,7 +94,16 @@ def tokens_vs_bound(d: ReportData) -> Any:
     ok = d.ok_contexts()
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = [c.context_tokens for c in ok]
-    ax.plot(xs, [c.tokens_per_s for c in ok], "o-", color="#1f77b4", label="measured tokens/s")
+    tps = [c.tokens_per_s or 0.0 for c in ok]
+    ax.errorbar(
+        xs,
+        tps,
+        yerr=_err(tps, [c.tokens_per_s_ci95 for c in ok]),
+        fmt="o-",
+        color="#1f77b4",
+        capsize=4,
+        label="measured tokens/s (95% interval)",
+    )
     bound = [(c.context_tokens, 1000.0 / c.bound_ms_per_token) for c in ok if c.bound_ms_per_token]
     if bound:
         ax.plot(
@@ -88,6 +116,9 @@ def tokens_vs_bound(d: ReportData) -> Any:
     total = d.fits.get("total")
     if total and xs:
         grid = [max(xs) * i / 50 for i in range(1, 51)]
+        band = _fit_band(d, grid)
+        if band is not None:
+            ax.fill_between(grid, band[0], band[1], color="#555555", alpha=0.15, linewidth=0, label="fit, 95% band")
         ax.plot(
             grid,
             [1000.0 / total.at(x) if total.at(x) > 0 else float("nan") for x in grid],
@@ -108,16 +139,41 @@ def attention_share(d: ReportData) -> Any:
     plt = _plt()
     ok = [c for c in d.ok_contexts() if c.attention_share is not None]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(
-        [c.context_tokens for c in ok], [100 * (c.attention_share or 0) for c in ok], "o-", color=COLORS["attention"]
+    shares = [100 * (c.attention_share or 0) for c in ok]
+    ax.errorbar(
+        [c.context_tokens for c in ok],
+        shares,
+        yerr=_err(shares, [c.attention_share_ci95 for c in ok], 100.0),
+        fmt="o-",
+        color=COLORS["attention"],
+        capsize=4,
     )
     ax.axhline(50, color="#999999", linewidth=0.8, linestyle="--")
     ax.set_xlabel("context tokens")
     ax.set_ylabel("attention share of a decode step (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("Attention share against context")
+    ax.set_title("Attention share against context (95% intervals)")
     fig.tight_layout()
     return fig
+
+
+def _fit_band(d: ReportData, grid: list[float]) -> tuple[list[float], list[float]] | None:
+    """The 95 % band of the fitted tokens/s over ``grid``: the fit redone on every bootstrap replicate."""
+    import numpy as np
+
+    from tracekit.report.fit import fit_replicates
+    from tracekit.report.uncertainty import decode_reps, stacked
+
+    ok = d.ok_contexts()
+    reps = stacked(ok, decode_reps)
+    xs = [float(c.context_tokens) for c in ok]
+    if reps is None or len(set(xs)) < 2:
+        return None
+    a, b = fit_replicates(xs, reps)
+    ms = a[:, None] + b[:, None] * np.asarray(grid)[None, :]
+    tps = np.where(ms > 0, 1000.0 / np.where(ms > 0, ms, 1.0), np.nan)
+    lo, hi = np.nanpercentile(tps, [2.5, 97.5], axis=0)
+    return [float(x) for x in lo], [float(x) for x in hi]
 
 
 PLOTS = {"categories": stacked_categories, "tokens_vs_bound": tokens_vs_bound, "attention_share": attention_share}

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tracekit.report import plots
+from tracekit.report.findings import ci
+from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData
 
 
@@ -14,6 +16,12 @@ class Bullet:
     text: str
     label: str = ""  # shown strong before the text (a finding's severity)
     tag: str = ""  # shown in parentheses after the label (a finding's kind)
+
+
+@dataclass
+class Paragraph:
+    text: str
+    label: str = ""  # shown strong before the text
 
 
 @dataclass
@@ -33,7 +41,7 @@ class Plots:
     names: list[str]
 
 
-Block = Bullets | Table | Plots
+Block = Paragraph | Bullets | Table | Plots
 
 
 @dataclass
@@ -53,18 +61,20 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _with_ci(x: float | None, iv: tuple[float, float] | None, fmt: str = "{:.3g}", scale: float = 1.0) -> str:
+    return "n/a" if x is None else fmt.format(x * scale) + ci(iv, fmt, scale)
+
+
 COLUMNS: tuple[str, ...] = (
     "context tokens",
-    "prefill s (sync)",
-    "prefill s (no sync)",
-    "prefill tok/s",
-    "decode ms/token (median)",
-    "tokens/s",
-    "attention ms/token",
-    "attention share",
+    "decode ms/token [95% CI]",
+    "tokens/s [95% CI]",
+    "attention ms/token [95% CI]",
+    "attention share [95% CI]",
     "idle share",
     "bound ms/token",
     "profiler overhead",
+    "rounds",
 )
 
 
@@ -73,22 +83,45 @@ def context_row(c: ContextFigures) -> list[str]:
         return [str(c.context_tokens), f"failed: {c.error or ''}"] + [""] * (len(COLUMNS) - 2)
     return [
         str(c.context_tokens),
-        _f(c.prefill_s),
-        _f(c.prefill_s_unsynced),
-        _f(c.prefill_tokens_per_s, "{:,.0f}"),
-        _f(c.decode_ms_per_token),
-        _f(c.tokens_per_s, "{:.1f}"),
-        _f(c.attention_ms_per_token),
-        _pct(c.attention_share),
+        _with_ci(c.decode_ms_per_token, c.decode_ms_per_token_ci95),
+        _with_ci(c.tokens_per_s, c.tokens_per_s_ci95, "{:.1f}"),
+        _with_ci(c.attention_ms_per_token, c.attention_ms_per_token_ci95),
+        _with_ci(c.attention_share, c.attention_share_ci95, "{:.1f}%", 100.0),
         _pct(c.idle_share),
         _f(c.bound_ms_per_token),
         _f(c.profiler_overhead, "{:.2f}x"),
+        str(c.rounds) if c.rounds else "n/a",
+    ]
+
+
+LATENCY_COLUMNS: tuple[str, ...] = (
+    "context tokens",
+    "TTFT s [95% CI]",
+    "ITL p50 ms",
+    "ITL p90 ms",
+    "ITL p99 ms",
+    "prefill s (sync) [95% CI]",
+    "prefill s (no sync)",
+    "prefill tok/s",
+)
+
+
+def latency_row(c: ContextFigures) -> list[str]:
+    return [
+        str(c.context_tokens),
+        _with_ci(c.ttft_s, c.ttft_s_ci95),
+        _f(c.itl_ms_p50),
+        _f(c.itl_ms_p90),
+        _f(c.itl_ms_p99),
+        _with_ci(c.prefill_s, c.prefill_s_ci95),
+        _f(c.prefill_s_unsynced),
+        _f(c.prefill_tokens_per_s, "{:,.0f}"),
     ]
 
 
 def summary(d: ReportData) -> list[str]:
     m = d.model
-    return [
+    lines = [
         f"Run: {d.run}",
         f"Model: {m.name or '?'} · {m.layers} layers · {m.heads} heads / {m.kv_heads} KV heads "
         f"· head dim {m.head_dim} · {m.dtype} · {int(m.parameter_bytes or 0) / 1e6:,.1f} MB of weights"
@@ -96,6 +129,15 @@ def summary(d: ReportData) -> list[str]:
         f"Device: {d.device.name or '?'} ({d.device.kind or '?'}); peak bandwidth "
         f"{_f(d.bandwidth_gbps, '{:,.1f}')} GB/s, {d.bandwidth_source}",
     ]
+    load = d.device.background_load
+    if load is not None:
+        threads = "/".join(str(t) for t in sorted(set(load.threads_by_round))) or str(d.device.threads or "?")
+        others = "n/a" if load.mean_cores is None else f"{load.mean_cores:.2f} of {load.cpus} cores"
+        lines.append(
+            f"Measurement: {d.settings.get('rounds', '?')} interleaved rounds, {threads} CPU thread(s) chosen from the "
+            f"free cores; other processes' load {others} (before the sweep: {_f(load.before_cores, '{:.2f}')})"
+        )
+    return lines
 
 
 def _categories(d: ReportData) -> Table | None:
@@ -112,19 +154,36 @@ def _categories(d: ReportData) -> Table | None:
 
 def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
     """The whole report, in order. The first section (titled ``TITLE``) is the summary."""
+    h = headline(d)
     out = [
-        Section(TITLE, [Bullets([Bullet(line) for line in summary(d)])]),
+        Section(TITLE, [Paragraph(h.text, "Answer:"), Bullets([Bullet(line) for line in summary(d)])]),
         Section("Findings", [Bullets([Bullet(f.message, f.severity, f.kind) for f in d.findings])]),
-        Section("Per context", [Table(list(COLUMNS), [context_row(c) for c in d.contexts])]),
+        Section("Per context (medians, 95% intervals)", [Table(list(COLUMNS), [context_row(c) for c in d.contexts])]),
     ]
+    ok = d.ok_contexts()
+    if ok:
+        out.append(
+            Section(
+                "Streaming latency and prefill (TTFT = prefill + first token; ITL = inter-token latency)",
+                [Table(list(LATENCY_COLUMNS), [latency_row(c) for c in ok])],
+            )
+        )
     cats = _categories(d)
     if cats is not None:
         out.append(Section("ms per decoded token, by category", [cats]))
     if d.fits:
-        rows = [[k, f"{f.intercept:.4g}", f"{f.slope * 1000:.4g}", f"{f.r2:.4f}"] for k, f in d.fits.items()]
+        rows = [
+            [
+                k,
+                f"{f.intercept:.4g}{ci(f.intercept_ci95, '{:.4g}')}",
+                f"{f.slope * 1000:.4g}{ci(f.slope_ci95, '{:.4g}', 1000.0)}",
+                f"{f.r2:.4f}",
+            ]
+            for k, f in d.fits.items()
+        ]
         out.append(
             Section(
-                "Growth with context (least squares: ms/token = a + b·context)",
+                "Growth with context (least squares: ms/token = a + b·context, 95% intervals)",
                 [Table(["part", "a (ms)", "b (ms per 1k tokens)", "R²"], rows)],
             )
         )
@@ -133,7 +192,6 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
         out.append(
             Section("Attention kernels and ops (per decode step)", [Table(["context", "name", "µs per step"], kern)])
         )
-    ok = d.ok_contexts()
     if ok and ok[-1].top_kernels:
         c = ok[-1]
         rows = [[n, cat, rule, str(cnt), f"{us:.1f}"] for n, cat, rule, cnt, us in c.top_kernels]

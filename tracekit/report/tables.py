@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracekit.analysis.breakdown import merge_phases
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
@@ -79,8 +79,11 @@ def to_csv(results: list[AnalysisResult], by: str) -> str:
     return buf.getvalue()
 
 
-def to_json(results: list[AnalysisResult]) -> str:
-    return json.dumps({"schema": SCHEMA, "traces": [r.to_json() for r in results]}, indent=2)
+def to_json(results: list[AnalysisResult], summary: dict[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {"schema": SCHEMA, "traces": [r.to_json() for r in results]}
+    if summary is not None:
+        doc["summary"] = summary
+    return json.dumps(doc, indent=2)
 
 
 def notes(r: AnalysisResult) -> list[str]:

@@ -215,6 +215,14 @@ def _decompressed_size(p: Path, gz: bool, size: int) -> int:
     return isize
 
 
+def decoded_size(path: str | os.PathLike[str]) -> int:
+    """How many bytes of JSON a trace file holds, without reading it: gzip's stored size (checked as
+    above), else the file's size. Planners use it to budget memory before any load."""
+    p = Path(path)
+    size, gz = _check_file(p)
+    return _decompressed_size(p, gz, size)
+
+
 def _read_all(p: Path, gz: bool, *, limit: int) -> tuple[bytes, str | None]:
     """The whole text (at most ``limit`` bytes, else ``BudgetExceeded``); for a damaged gzip,
     the prefix that inflates and the error's name."""

@@ -34,6 +34,7 @@ class Generation:
     prefill_s: float = 0.0
     prefill_s_unsynced: float = 0.0
     decode_s: list[float] = field(default_factory=list)
+    ttft_s: float | None = None  # from the call until the first token reached the caller
 
 
 StepCallback = Callable[[], None]
@@ -106,10 +107,15 @@ def measure_bandwidth(device: torch.device, nbytes: int = 256 * 1024 * 1024, rep
 
 
 class Backend(ABC):
-    """A model that can stream tokens, with each phase inside tracekit's annotations."""
+    """A model that can stream tokens, with each phase inside tracekit's annotations.
+
+    A backend that can keep a prompt's KV cache (``reuses_cache``) lets the sweep prefill each
+    context once and decode from that cache in every round (``prepare`` / ``decode_from``);
+    the others re-run the prefill in each round through ``generate``."""
 
     name: str
     device: torch.device
+    reuses_cache: bool = False
 
     @abstractmethod
     def max_context(self) -> int:
@@ -130,6 +136,21 @@ class Backend(ABC):
     def generate(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
         """Stream ``max_new_tokens`` greedy tokens after ``prompt``; call ``on_step`` after each
         prefill chunk and each decode step (the profiler's ``step``)."""
+
+    def prepare(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
+        """Prefill ``prompt`` into a cache kept for it (room for ``max_new_tokens`` more) and return
+        the prefill's timings with the first token. Calling it again re-runs the prefill into the
+        same cache (the prefill's own repeats). Only where ``reuses_cache``."""
+        raise NotImplementedError(f"the {self.name} backend does not keep KV caches")
+
+    def decode_from(self, prompt: list[int], start: int, steps: int, on_step: StepCallback | None = None) -> Generation:
+        """Decode steps ``start + 1 .. start + steps`` of ``prompt``'s generation from its kept cache
+        (rolled back to ``start`` generated tokens): ``decode_s`` and the new tokens. The tokens fed
+        are those this generation produced before (greedy, so every round computes the same)."""
+        raise NotImplementedError(f"the {self.name} backend does not keep KV caches")
+
+    def release(self) -> None:  # noqa: B027 - optional hook
+        """Drop every kept cache."""
 
     def warmup(self) -> None:
         """Run a short generation so first-call costs do not land in the measurements."""

@@ -26,6 +26,7 @@ from tracekit.manifest import ModelFacts
 
 class BuiltinBackend(Backend):
     name = "builtin"
+    reuses_cache = True
 
     def __init__(self, opts: CaptureOptions) -> None:
         if opts.preset not in PRESETS:
@@ -41,6 +42,7 @@ class BuiltinBackend(Backend):
         self.attn = opts.attn
         self.model = LlamaModel.random(self.shape, opts.attn, seed=opts.seed, device=self.device, dtype=self.dtype)  # type: ignore[arg-type]
         self.cache: KVCache | None = None
+        self._kept: dict[int, _Kept] = {}
 
     def max_context(self) -> int:
         return self.shape.max_context
@@ -76,15 +78,12 @@ class BuiltinBackend(Backend):
         self.cache.reset()
         return self.cache
 
-    def stream(
-        self, prompt: list[int], max_new_tokens: int, timing: Generation, on_step: StepCallback | None = None
-    ) -> Iterator[int]:
-        """Prefill in chunks, then decode one token at a time, yielding each token as produced."""
-        cache = self._cache(len(prompt) + max_new_tokens)
+    def _prefill(self, prompt: list[int], cache: KVCache, timing: Generation, on_step: StepCallback | None) -> int:
+        """Run the prompt in chunks into ``cache`` (from position 0); return the first token."""
+        cache.reset()
         ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
-        dev = self.device
         t0 = time.perf_counter()
-        logits = None
+        nxt = None
         for c, start in enumerate(range(0, len(prompt), self.chunk)):
             part = ids[:, start : start + self.chunk]
             with record_function(ann.prefill(c, start + part.shape[1], part.shape[1])):
@@ -94,14 +93,21 @@ class BuiltinBackend(Backend):
                         nxt = logits[0, -1].argmax()
             if on_step is not None and start + part.shape[1] < len(prompt):
                 on_step()
+        assert nxt is not None
         timing.prefill_s_unsynced = time.perf_counter() - t0
         token = int(nxt.item())  # the host needs the token: this is where an async device finishes
-        synchronize(dev)
-        timing.prefill_s = time.perf_counter() - t0
+        synchronize(self.device)
+        timing.prefill_s = timing.ttft_s = time.perf_counter() - t0
         if on_step is not None:
             on_step()
-        yield token
-        for step in range(1, max_new_tokens):
+        return token
+
+    def _decode(
+        self, cache: KVCache, token: int, first_step: int, steps: int, timing: Generation, on_step: StepCallback | None
+    ) -> Iterator[int]:
+        """Feed ``token`` and decode ``steps`` tokens, one step at a time (steps numbered from ``first_step``)."""
+        dev = self.device
+        for step in range(first_step, first_step + steps):
             t = time.perf_counter()
             with record_function(ann.decode(step, cache.length + 1)):
                 logits = self.model(torch.tensor([[token]], device=dev), cache)
@@ -114,8 +120,54 @@ class BuiltinBackend(Backend):
                 on_step()
             yield token
 
+    def stream(
+        self, prompt: list[int], max_new_tokens: int, timing: Generation, on_step: StepCallback | None = None
+    ) -> Iterator[int]:
+        """Prefill in chunks, then decode one token at a time, yielding each token as produced."""
+        cache = self._cache(len(prompt) + max_new_tokens)
+        token = self._prefill(prompt, cache, timing, on_step)
+        yield token
+        yield from self._decode(cache, token, 1, max_new_tokens - 1, timing, on_step)
+
     def generate(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
         g = Generation()
         for tok in self.stream(prompt, max_new_tokens, g, on_step):
             g.tokens.append(tok)
         return g
+
+    # --- kept caches: one per prompt, prefilled once, decoded from in every round -------------------
+    def prepare(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
+        kept = self._kept.get(len(prompt))
+        if kept is None or kept.prompt != prompt or kept.cache.max_len < len(prompt) + max_new_tokens:
+            kept = _Kept(prompt, self.model.new_cache(len(prompt) + max_new_tokens))
+            self._kept[len(prompt)] = kept
+        g = Generation()
+        token = self._prefill(prompt, kept.cache, g, on_step)
+        kept.tokens[:1] = [token]
+        g.tokens.append(token)
+        return g
+
+    def decode_from(self, prompt: list[int], start: int, steps: int, on_step: StepCallback | None = None) -> Generation:
+        kept = self._kept.get(len(prompt))
+        if kept is None or kept.prompt != prompt or len(kept.tokens) <= start:
+            raise RuntimeError(f"no kept cache holds {start} generated tokens of this {len(prompt)}-token prompt")
+        # Positions past the prompt + ``start`` tokens are overwritten as the steps run again.
+        kept.cache.length = len(prompt) + start
+        g = Generation()
+        for i, tok in enumerate(self._decode(kept.cache, kept.tokens[start], start + 1, steps, g, on_step)):
+            g.tokens.append(tok)
+            if len(kept.tokens) == start + 1 + i:
+                kept.tokens.append(tok)
+        return g
+
+    def release(self) -> None:
+        self._kept.clear()
+
+
+class _Kept:
+    """A prompt's cache, prefilled once, and the tokens its greedy generation produced so far."""
+
+    def __init__(self, prompt: list[int], cache: KVCache) -> None:
+        self.prompt = list(prompt)
+        self.cache = cache
+        self.tokens: list[int] = []

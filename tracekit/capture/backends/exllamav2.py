@@ -61,6 +61,11 @@ class _Patches:
 
 
 class ExLlamaV2Backend(Backend):
+    """Keeps no KV cache between rounds (``reuses_cache`` is False): the streaming generator holds
+    one sequence in one cache and reuses only a prefix of the prompt it processed last, which in a
+    round-robin over contexts is always another one. Every round re-runs (and times) the prefill;
+    on the GPUs exllamav2 runs on, that costs little. Untested here (CUDA only)."""
+
     name = "exllamav2"
 
     def __init__(self, opts: CaptureOptions) -> None:

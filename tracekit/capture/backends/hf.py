@@ -146,14 +146,17 @@ def _wrap(fn: Any) -> Any:
 
 
 class _Streamer:
-    """A transformers streamer that timestamps each token, with and without synchronizing."""
+    """A transformers streamer that timestamps each token, with and without synchronizing.
 
-    def __init__(self, device: torch.device, t0: float, gen: Generation) -> None:
+    With ``decode_only`` (a generation continued from a kept cache) every token is a decode step."""
+
+    def __init__(self, device: torch.device, t0: float, gen: Generation, *, decode_only: bool = False) -> None:
         self.device = device
         self.t0 = t0
         self.gen = gen
         self.prompt_seen = False
         self.last = t0
+        self.decode_only = decode_only
 
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:  # generate() first hands over the prompt itself
@@ -162,9 +165,9 @@ class _Streamer:
         unsynced = time.perf_counter()
         synchronize(self.device)
         now = time.perf_counter()
-        if not self.gen.tokens:
+        if not self.gen.tokens and not self.decode_only:
             self.gen.prefill_s_unsynced = unsynced - self.t0
-            self.gen.prefill_s = now - self.t0
+            self.gen.prefill_s = self.gen.ttft_s = now - self.t0
         else:
             self.gen.decode_s.append(now - self.last)
         self.last = now
@@ -175,6 +178,9 @@ class _Streamer:
 
 
 class HFBackend(Backend):
+    """Keeps each prompt's ``DynamicCache`` (``reuses_cache``) where the cache can be cropped back,
+    so every round decodes from one prefill."""
+
     name = "hf"
 
     def __init__(self, opts: CaptureOptions) -> None:
@@ -219,6 +225,10 @@ class HFBackend(Backend):
             self.model.register_forward_pre_hook(self._pre, with_kwargs=True),
             self.model.register_forward_hook(self._post),
         ]
+        self._cache_cls = getattr(tf, "DynamicCache", None)
+        self.reuses_cache = self._cache_cls is not None and hasattr(self._cache_cls, "crop")
+        self._kept: dict[int, tuple[list[int], Any, list[int]]] = {}  # length -> (prompt, cache, tokens)
+        self._cache_kwarg: str | None = None
 
     # --- annotations -----------------------------------------------------------------------------
     def _pre(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
@@ -277,30 +287,92 @@ class HFBackend(Backend):
 
     @torch.inference_mode()
     def generate(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
-        ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        return self._run(prompt, max_new_tokens, on_step)
+
+    def _run(
+        self,
+        ids_list: list[int],
+        max_new_tokens: int,
+        on_step: StepCallback | None,
+        *,
+        cache: Any = None,
+        first_step: int = 0,
+        cached: int = 0,
+    ) -> Generation:
+        """One ``model.generate`` call, streamed. With a ``cache`` holding ``cached`` tokens, the first
+        forward is decode step ``first_step`` (hooks number forwards from there)."""
+        ids = torch.tensor([ids_list], dtype=torch.long, device=self.device)
         gen = Generation()
-        self._forwards = 0
-        self._ctx = 0
+        self._forwards = first_step
+        self._ctx = cached
         self._on_step = on_step
         synchronize(self.device)
         t0 = time.perf_counter()
-        streamer = _Streamer(self.device, t0, gen)
+        streamer = _Streamer(self.device, t0, gen, decode_only=first_step > 0)
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "max_new_tokens": max_new_tokens,
+            "min_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "streamer": streamer,
+            "pad_token_id": 0,
+        }
         try:
-            self.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=max_new_tokens,
-                do_sample=False,
-                streamer=streamer,
-                pad_token_id=0,
-            )
+            if cache is None:
+                self.model.generate(**kwargs)
+            else:
+                self._generate_with_cache(kwargs, cache)
         finally:
             self._on_step = None
             if self._rf is not None:
                 self._rf.__exit__(None, None, None)
                 self._rf = None
         return gen
+
+    def _generate_with_cache(self, kwargs: dict[str, Any], cache: Any) -> None:
+        """transformers 5 takes the cache as ``cache`` (``past_key_values`` is deprecated); earlier
+        releases reject that name before any forward runs, so the first call finds out which."""
+        if self._cache_kwarg is None:
+            try:
+                self.model.generate(**kwargs, cache=cache)
+                self._cache_kwarg = "cache"
+                return
+            except (TypeError, ValueError) as exc:
+                if "cache" not in str(exc):
+                    raise
+                self._cache_kwarg = "past_key_values"
+        self.model.generate(**kwargs, **{self._cache_kwarg: cache})
+
+    @torch.inference_mode()
+    def prepare(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
+        if not self.reuses_cache:
+            return super().prepare(prompt, max_new_tokens, on_step)
+        assert self._cache_cls is not None
+        cache = self._cache_cls()
+        g = self._run(prompt, 1, on_step, cache=cache)
+        self._kept[len(prompt)] = (list(prompt), cache, list(g.tokens[:1]))
+        return g
+
+    @torch.inference_mode()
+    def decode_from(self, prompt: list[int], start: int, steps: int, on_step: StepCallback | None = None) -> Generation:
+        kept = self._kept.get(len(prompt))
+        if kept is None or kept[0] != prompt or len(kept[2]) <= start:
+            raise RuntimeError(f"no kept cache holds {start} generated tokens of this {len(prompt)}-token prompt")
+        _, cache, tokens = kept
+        extra = int(cache.get_seq_length()) - (len(prompt) + start)
+        if extra > 0:  # back to the prompt and the first ``start`` generated tokens (negative: from the end)
+            cache.crop(-extra)
+        g = self._run(
+            prompt + tokens[: start + 1], steps, on_step, cache=cache, first_step=start + 1, cached=len(prompt) + start
+        )
+        for i, tok in enumerate(g.tokens):
+            if len(tokens) == start + 1 + i:
+                tokens.append(tok)
+        return g
+
+    def release(self) -> None:
+        self._kept.clear()
 
     def close(self) -> None:
         for h in self._hooks:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import html
+import re
 
 from tracekit.report import plots
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Bullets, Plots, Table, sections
+from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
 
 EXTENSION = "html"
 
+# Fits a 1280-px window: the page is at most 1200 px wide, headers and interval cells wrap at
+# spaces, names break anywhere; .wrap scrolls a table sideways only in a narrower window.
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:12px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:12px;color:#222;box-sizing:border-box}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-.wrap{overflow-x:auto}table{border-collapse:collapse;font-size:.85em}
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3}
-td:first-child,th:first-child,td.t{text-align:left}td.t{white-space:normal;word-break:break-all;min-width:8em}
+p.answer{font-size:1.05em;line-height:1.45;background:#f6f8fa;border-left:4px solid #1f77b4;padding:8px 12px;overflow-wrap:anywhere}
+li{overflow-wrap:anywhere}
+.wrap{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.85em}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:normal}th{background:#f3f3f3}
+td i{font-style:normal;color:#666;white-space:nowrap}
+td:first-child,th:first-child,td.t{text-align:left}td.t{word-break:break-all;min-width:8em}
 .f-error{color:#a00}.f-warning{color:#a60}.f-info{color:#225}
 .plot svg,.plot img{max-width:100%;height:auto}
 code{font-size:.85em;word-break:break-all}
@@ -25,9 +31,16 @@ code{font-size:.85em;word-break:break-all}
 e = html.escape
 
 
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?[%x]?$")
+
+
 def _cell(x: str) -> str:
-    numeric = x.replace(",", "").replace(".", "", 1).replace("%", "").replace("x", "").replace("-", "", 1).isdigit()
-    return f"<td>{e(x)}</td>" if numeric or x == "n/a" else f'<td class="t">{e(x)}</td>'
+    """A number (right-aligned; its interval, `` [lo–hi]``, dimmed and free to wrap below it) or text."""
+    value, sep, rest = x.partition(" [")
+    if _NUMBER.match(value) or value == "n/a":
+        tail = f" <i>[{e(rest)}</i>" if sep else ""
+        return f'<td class="n">{e(value)}{tail}</td>'
+    return f'<td class="t">{e(x)}</td>'
 
 
 def _table(t: Table) -> str:
@@ -68,7 +81,10 @@ def render(data: ReportData, *, stem: str = "report", attachments: bool = True) 
         tag = "h1" if i == 0 else "h2"
         parts.append(f"<{tag}>{e(sec.title)}</{tag}>")
         for block in sec.blocks:
-            if isinstance(block, Bullets):
+            if isinstance(block, Paragraph):
+                lead = f"<b>{e(block.label)}</b> " if block.label else ""
+                parts.append(f'<p class="answer">{lead}{e(block.text)}</p>')
+            elif isinstance(block, Bullets):
                 parts.append(_bullets(block))
             elif isinstance(block, Table):
                 parts.append(_table(block))

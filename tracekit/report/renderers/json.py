@@ -7,12 +7,32 @@ from typing import Any
 
 import msgspec
 
+from tracekit.report.headline import headline
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
 from tracekit.sanitize import finite
+from tracekit.stats import Interval
 
 EXTENSION = "json"
 SCHEMA = "tracekit.report/1"
+
+
+def _ci(iv: Interval | None, n: int = 4) -> list[float] | None:
+    return None if iv is None else [round(iv[0], n), round(iv[1], n)]
+
+
+def _headline(d: ReportData) -> dict[str, Any]:
+    h = headline(d)
+    return {
+        "text": h.text,
+        "smallest_context": h.smallest_context,
+        "largest_context": h.largest_context,
+        **{k: None if v is None else round(v, 4) for k, v in h.figures.items()},
+        **{f"{k}_ci95": _ci(v) for k, v in h.intervals.items()},
+        "timer_honest": h.timer_honest,
+        "machine_quiet": h.machine_quiet,
+        "conclusive": h.conclusive,
+    }
 
 
 def to_json(d: ReportData) -> dict[str, Any]:
@@ -21,6 +41,7 @@ def to_json(d: ReportData) -> dict[str, Any]:
 
     return {
         "schema": SCHEMA,
+        "headline": _headline(d),
         "run": d.run,
         "device": {
             **msgspec.to_builtins(d.device),
@@ -48,6 +69,18 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "bound_ms_per_token": r(c.bound_ms_per_token, 6),
                 "attention_bound_ms_per_token": r(c.attention_bound_ms_per_token, 6),
                 "bytes_per_step": c.bytes_per_step,
+                "rounds": c.rounds,
+                "decode_ms_per_token_ci95": _ci(c.decode_ms_per_token_ci95),
+                "decode_ms_per_token_by_round": [round(x, 4) for x in c.decode_ms_by_round],
+                "tokens_per_s_ci95": _ci(c.tokens_per_s_ci95, 3),
+                "attention_ms_per_token_ci95": _ci(c.attention_ms_per_token_ci95),
+                "attention_share_ci95": _ci(c.attention_share_ci95),
+                "prefill_s_ci95": _ci(c.prefill_s_ci95, 6),
+                "ttft_s": r(c.ttft_s, 6),
+                "ttft_s_ci95": _ci(c.ttft_s_ci95, 6),
+                "itl_ms_p50": r(c.itl_ms_p50),
+                "itl_ms_p90": r(c.itl_ms_p90),
+                "itl_ms_p99": r(c.itl_ms_p99),
             }
             for c in d.contexts
         ],
@@ -57,10 +90,13 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "slope_ms_per_1k_tokens": round(f.slope * 1000, 6),
                 "r2": round(f.r2, 6),
                 "points": f.n,
+                "slope_ci95": None if f.slope_ci95 is None else [round(x * 1000, 6) for x in f.slope_ci95],
+                "intercept_ci95": _ci(f.intercept_ci95, 6),
             }
             for k, f in d.fits.items()
         },
         "predictions": {k: round(v, 3) for k, v in d.growth.predictions.items()},
+        "predictions_ci95": {k: _ci(v, 3) for k, v in d.growth.prediction_ci95.items()},
         "attention_half_at_context": None if d.growth.attention_half_at is None else round(d.growth.attention_half_at),
         "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in d.findings],
     }

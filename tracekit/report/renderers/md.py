@@ -10,16 +10,16 @@ import html
 from tracekit.report import plots
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Bullets, Plots, Table, sections
+from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
 from tracekit.sanitize import printable
 
 EXTENSION = "md"
 
 
 def _text(s: str) -> str:
-    # Markup, link and image syntax from a trace name stay text (an image would be fetched when
-    # the report is viewed); control characters become visible escapes.
-    return html.escape(printable(s), quote=False).replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    # Markup, links and images from a trace name stay text (an image would be fetched when the
+    # report is viewed: "](" is what makes one); control characters become visible escapes.
+    return html.escape(printable(s), quote=False).replace("\\", "\\\\").replace("](", "]\\(")
 
 
 def _cell(s: str) -> str:
@@ -49,7 +49,10 @@ def render(data: ReportData, *, stem: str = "report", attachments: bool = True) 
     for i, sec in enumerate(sections(data, with_plots=attachments)):
         out += [f"{'#' if i == 0 else '##'} {_text(sec.title)}", ""]
         for block in sec.blocks:
-            if isinstance(block, Bullets):
+            if isinstance(block, Paragraph):
+                lead = f"**{_text(block.label)}** " if block.label else ""
+                out.append(f"{lead}{_text(block.text)}")
+            elif isinstance(block, Bullets):
                 out += _bullets(block)
             elif isinstance(block, Table):
                 out += _table(block)

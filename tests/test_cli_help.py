@@ -1,0 +1,43 @@
+"""Every command's --help shows its examples one per line (Click rewraps a paragraph unless a
+line holding only ``\\b`` comes before it)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from tests.conftest import run_cli
+from tracekit.cli import app
+
+COMMANDS = {c.name: c.callback for c in app.registered_commands}
+
+
+def _examples(doc: str) -> list[str]:
+    lines = inspect.cleandoc(doc).splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() in ("Examples:", "Example:")), None)
+    assert start is not None, "no Examples: block"
+    out = []
+    for ln in lines[start + 1 :]:
+        if not ln.strip():
+            break
+        out.append(ln.strip())
+    return out
+
+
+def test_every_command_is_covered() -> None:
+    assert set(COMMANDS) == {"capture", "analyze", "report", "diff", "export", "open"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_examples_render_one_per_line(name: str) -> None:
+    callback = COMMANDS[name]
+    assert callback is not None and callback.__doc__
+    examples = _examples(callback.__doc__)
+    assert examples and all(e.startswith("tracekit ") for e in examples)
+    r = run_cli(name, "--help", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    shown = [ln.strip() for ln in r.stdout.splitlines()]
+    for e in examples:
+        assert e in shown, f"{name} --help rewrapped {e!r}:\n{r.stdout}"
+    assert "\b" not in r.stdout

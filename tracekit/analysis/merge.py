@@ -1,0 +1,161 @@
+"""Merging partials into one summary of many traces, with a per-rank table for multi-rank runs.
+
+The merge is a fold over partials in input order (not in the order tasks finish), so the summary
+is the same, to the last bit, however many workers made the partials. It reads only the partials:
+sums, per-rank rows and each trace's step times.
+
+Per rank (traces that carry a rank: ``analysis.ranks``): busy, idle, attention, communication and
+exposed communication, summed over that rank's traces, and its step time, the median of its
+steps. The slowest rank has the longest step time; the skew is that time over the median rank's.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracekit.analysis.partial import Failure, TracePartial
+from tracekit.analysis.ranks import ATTENTION
+from tracekit.analysis.result import CategoryTime, KernelRow
+
+SUMMARY_KERNELS = 20
+
+
+@dataclass
+class RankRow:
+    rank: int
+    source: str  # where the rank came from: "distributedInfo" or "file name"
+    traces: int = 0
+    busy_us: float = 0.0
+    idle_us: float = 0.0
+    attention_us: float = 0.0
+    communication_us: float = 0.0
+    exposed_communication_us: float = 0.0
+    step_us: float = 0.0  # median step time
+    steps: int = 0
+
+
+@dataclass
+class RankTable:
+    rows: list[RankRow]
+    slowest_rank: int
+    skew: float  # slowest rank's step time / the median rank's
+    unranked: int = 0  # analyzed traces with no rank, left out of the table
+
+
+@dataclass
+class Summary:
+    traces: int = 0  # analyzed; failed ones are listed apart
+    failed: list[Failure] = field(default_factory=list)
+    categories: dict[str, CategoryTime] = field(default_factory=dict)
+    busy_us: float = 0.0
+    idle_us: float = 0.0
+    unlinked_us: float = 0.0
+    unlinked_count: int = 0
+    graph_us: float = 0.0
+    graph_count: int = 0
+    kernels: list[KernelRow] = field(default_factory=list)  # longest, from each trace's own longest
+    ranks: RankTable | None = None
+    interrupted: bool = False
+    cancelled: int = 0  # traces not analyzed because of an interruption
+
+    def to_json(self) -> dict[str, Any]:
+        r3 = _r3
+        return {
+            "traces": self.traces,
+            "failed": [{"path": f.path, "error": f.error} for f in self.failed],
+            "categories": {k: {"time_us": r3(v.time_us), "count": v.count} for k, v in self.categories.items()},
+            "busy_us": r3(self.busy_us),
+            "idle_us": r3(self.idle_us),
+            "unlinked_us": r3(self.unlinked_us),
+            "unlinked_count": self.unlinked_count,
+            "graph_us": r3(self.graph_us),
+            "graph_count": self.graph_count,
+            "kernels": [
+                {"name": k.name, "category": k.category, "rule": k.rule, "count": k.count, "time_us": r3(k.time_us)}
+                for k in self.kernels
+            ],
+            "ranks": None if self.ranks is None else _ranks_json(self.ranks),
+            "interrupted": self.interrupted,
+            "cancelled": self.cancelled,
+        }
+
+
+def _r3(x: float) -> float:
+    return round(x, 3)
+
+
+def _ranks_json(t: RankTable) -> dict[str, Any]:
+    rows = [
+        {
+            "rank": r.rank,
+            "source": r.source,
+            "traces": r.traces,
+            **{k: _r3(getattr(r, k)) for k in _ROW_TIMES},
+            "steps": r.steps,
+        }
+        for r in t.rows
+    ]
+    return {"rows": rows, "slowest_rank": t.slowest_rank, "skew": round(t.skew, 4), "unranked": t.unranked}
+
+
+_ROW_TIMES = ("busy_us", "idle_us", "attention_us", "communication_us", "exposed_communication_us", "step_us")
+
+
+def summarize(
+    partials: list[TracePartial], failed: list[Failure], *, interrupted: bool = False, cancelled: int = 0
+) -> Summary:
+    """Fold ``partials`` (in input order) into one summary."""
+    s = Summary(traces=len(partials), failed=list(failed), interrupted=interrupted, cancelled=cancelled)
+    kernels: dict[tuple[str, str, str], KernelRow] = {}
+    for p in partials:
+        r = p.result
+        for name, c in r.categories.items():
+            m = s.categories.setdefault(name, CategoryTime())
+            m.time_us += c.time_us
+            m.count += c.count
+        s.busy_us += r.busy_us
+        s.idle_us += r.idle_us
+        s.unlinked_us += r.unlinked_us
+        s.unlinked_count += r.unlinked_count
+        s.graph_us += r.graph_us
+        s.graph_count += r.graph_count
+        for k in r.kernels:
+            row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
+            row.count += k.count
+            row.time_us += k.time_us
+    s.kernels = sorted(kernels.values(), key=lambda k: -k.time_us)[:SUMMARY_KERNELS]
+    s.ranks = rank_table(partials)
+    return s
+
+
+def rank_table(partials: list[TracePartial]) -> RankTable | None:
+    """The per-rank table, when the partials carry at least two distinct ranks (else None)."""
+    rows: dict[int, RankRow] = {}
+    steps: defaultdict[int, list[float]] = defaultdict(list)
+    unranked = 0
+    for p in partials:
+        if p.rank is None:
+            unranked += 1
+            continue
+        row = rows.setdefault(p.rank, RankRow(p.rank, p.rank_source or ""))
+        r = p.result
+        row.traces += 1
+        row.busy_us += r.busy_us
+        row.idle_us += r.idle_us
+        attn = r.categories.get(ATTENTION)
+        row.attention_us += attn.time_us if attn else 0.0
+        row.communication_us += p.communication_us
+        row.exposed_communication_us += p.exposed_communication_us
+        steps[p.rank].extend(p.step_us)
+    if len(rows) < 2:
+        return None
+    for rank, row in rows.items():
+        row.step_us = statistics.median(steps[rank])
+        row.steps = len(steps[rank])
+    ordered = sorted(rows.values(), key=lambda r: r.rank)
+    slowest = max(ordered, key=lambda r: r.step_us)
+    median = statistics.median(r.step_us for r in ordered)
+    return RankTable(ordered, slowest.rank, slowest.step_us / median if median > 0 else 1.0, unranked)

@@ -1,0 +1,113 @@
+"""One trace's analysis as a small, mergeable partial: what a task sends back to the driver.
+
+A partial holds sums and a few rows (categories, busy/idle, unlinked and graph time, one row per
+phase or step, the longest kernels), never event arrays, so a driver that merges thousands of them
+stays small. ``analyze_file`` is the task: it runs the same way in-process and on a Dask worker,
+and turns a bad trace into a ``Failure`` (one line) instead of raising, so the other traces finish.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from tracekit.analysis.analyze import analyze_trace
+from tracekit.analysis.attribute import attribute
+from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_of, step_times
+from tracekit.analysis.result import AnalysisResult
+from tracekit.errors import TraceFormatError, TracekitError
+from tracekit.trace.load import load_trace
+
+TOP_KERNELS = 20
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """What every task of one run is asked for. ``kernels``: ``top`` keeps the ``TOP_KERNELS``
+    longest kernel rows, ``all`` every row (``--by kernel``), ``match`` those whose name matches
+    ``explain``."""
+
+    window: str | None = None
+    partial: bool = False
+    hta: bool = False
+    kernels: Literal["top", "all", "match"] = "top"
+    explain: str | None = None
+
+
+@dataclass
+class Failure:
+    path: str
+    error: str  # one line: what is wrong with this trace
+
+
+@dataclass
+class TracePartial:
+    result: AnalysisResult  # kernel rows trimmed as ``TaskOptions.kernels`` says; no per-phase kernel rows
+    rank: int | None = None
+    rank_source: str | None = None  # "distributedInfo" or "file name"
+    exposed_communication_us: float = 0.0
+    step_us: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # from the HTA bridge
+
+    @property
+    def communication_us(self) -> float:
+        c = self.result.categories.get(COMMUNICATION)
+        return c.time_us if c else 0.0
+
+
+def one_line(path: str, exc: BaseException) -> str:
+    """What went wrong, in one line, without the path the message may start with (a failure lists
+    it apart); the exception's type leads unless it is one of tracekit's own."""
+    text = exc.problem if isinstance(exc, TraceFormatError) else str(exc)
+    text = text.removeprefix(f"{path}: ")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first if isinstance(exc, TracekitError) else f"{type(exc).__name__}: {first}"
+
+
+def analyze_file(path: str, options: TaskOptions, *, source: str | None = None) -> TracePartial | Failure:
+    """Load and analyze one trace into a partial; a trace tracekit cannot use becomes a ``Failure``.
+
+    ``path`` is the name the results carry, ``source`` the file to read when that differs (the
+    absolute path a worker with another working directory needs). Only errors about the input
+    (``TracekitError``) and running out of memory are caught: anything else is a fault of the
+    machine or of tracekit, and propagates (a Dask task is then retried)."""
+    try:
+        return _analyze(path, source or path, options)
+    except MemoryError:
+        return Failure(path, "ran out of memory while analyzing it")
+    except TracekitError as exc:
+        return Failure(path, one_line(source or path, exc).removeprefix(f"{path}: "))
+
+
+def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
+    trace = load_trace(source, partial=options.partial)
+    trace.path = path
+    att = attribute(trace)
+    res = analyze_trace(trace, options.window, attribution=att)
+    sel = att.within(res.window) if options.window is not None else att
+    exposed = communication_exposure(sel, res.window.start_us, res.window.end_us)
+    notes: list[str] = []
+    if options.hta:
+        from tracekit.analysis.hta_bridge import hta_summary
+
+        res.extra["hta"], notes = hta_summary(Path(source), trace)  # HTA reads the file itself
+        notes = [n.replace(source, path) for n in notes]
+    if options.kernels == "match" and options.explain is not None:
+        pattern = re.compile(options.explain)
+        kernels = [k for k in res.kernels if pattern.search(k.name)]
+    elif options.kernels == "all":
+        kernels = res.kernels
+    else:
+        kernels = res.kernels[:TOP_KERNELS]
+    rank, rank_source = rank_of(path, trace.rank)
+    comm = res.categories.get(COMMUNICATION)
+    return TracePartial(
+        result=replace(res, kernels=kernels, kernels_by_phase={}),
+        rank=rank,
+        rank_source=rank_source,
+        exposed_communication_us=min(exposed, comm.time_us) if comm else 0.0,
+        step_us=step_times(res),
+        notes=notes,
+    )

@@ -1,0 +1,56 @@
+"""What ``tracekit analyze`` prints once its traces are analyzed, and the exit code.
+
+Results go to stdout (a table per trace, then, for several traces, the summary and the per-rank
+table; or one JSON document; or CSV), everything else to stderr: each trace's warnings, one line
+per failed trace, and a line saying so after Ctrl-C. Nothing reaches stdout when no trace could be
+analyzed, so a single bad trace reads as it always did: one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tracekit.analysis.merge import summarize
+from tracekit.cli.common import err, out
+from tracekit.fleet.run import Outcome
+from tracekit.report import fleet, tables
+from tracekit.sanitize import printable
+
+INTERRUPTED = 130
+
+
+def emit(outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern[str] | None) -> int:
+    """Print ``outcome`` (of ``total`` traces); return the exit code: 130 interrupted, 2 some failed."""
+    summary = summarize(outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled)
+    for p in outcome.partials:
+        for w in p.result.warnings:
+            err.print(f"tracekit: warning: {printable(w)}")
+        for note in p.notes:
+            err.print(f"tracekit: {printable(note)}")
+    results = [p.result for p in outcome.partials]
+    if explain is not None:
+        for r in results:
+            shown = tables.explain(r, explain)
+            if shown is None:
+                err.print(printable(f"tracekit: no kernel in {r.path} matches {explain.pattern!r}"))
+            else:
+                out.print(shown)
+    elif results and fmt == "json":
+        print(tables.to_json(results, summary.to_json()))
+    elif results and fmt == "csv":
+        print(tables.to_csv(results, by), end="")
+    elif results:
+        for r in results:
+            out.print(tables.table(r, by))
+            if r.extra.get("hta"):
+                out.print_json(data=r.extra["hta"])
+        if total > 1:
+            out.print(fleet.summary_table(summary))
+        if summary.ranks is not None:
+            out.print(fleet.rank_table(summary.ranks))
+    for f in outcome.failed:
+        err.print(printable(f"tracekit: error: {f.path}: {' '.join(str(f.error).split())}"))
+    if outcome.interrupted:
+        err.print(f"tracekit: interrupted: {len(results) + len(outcome.failed)} of {total} traces done")
+        return INTERRUPTED
+    return 2 if outcome.failed else 0

@@ -1,0 +1,1 @@
+"""Running the analysis of many traces: in-process, or as Dask tasks (``run``, ``cluster``)."""

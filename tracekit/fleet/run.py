@@ -1,0 +1,130 @@
+"""Analyze many traces: in this process, on an embedded Dask cluster, or on an existing one.
+
+Every way runs the same task (``analysis.partial.analyze_file``) and hands back the same
+``Outcome``: the partials and failures in input order, so the summary merged from them does not
+depend on where they ran. Dask is imported only when a cluster is used (``cluster``): one trace,
+or ``--workers 1``, never loads it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tracekit.analysis.inputs import json_bytes
+from tracekit.analysis.partial import Failure, TaskOptions, TracePartial, analyze_file, one_line
+from tracekit.errors import UserError
+
+# Starting and stopping the embedded cluster costs 2-3 s (make bench-scale), the time one core
+# takes to analyze about 250 MB of JSON: below that, several traces run faster in this process.
+CLUSTER_WORTH_BYTES = 256 * 10**6
+
+
+class Listener(Protocol):
+    """Told how far a run is (a progress bar): traces done, failed among them, running now."""
+
+    def update(self, done: int, failed: int, running: int) -> None: ...
+
+
+class Silent:
+    def update(self, done: int, failed: int, running: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where to run: ``scheduler`` (an existing Dask cluster's address), else ``workers`` processes
+    of an embedded cluster, each allowed ``memory_limit`` (e.g. ``"4GB"``; default: an equal share
+    of this machine's memory); ``workers <= 1`` runs in this process."""
+
+    workers: int
+    scheduler: str | None = None
+    memory_limit: str | None = None
+
+    @property
+    def in_process(self) -> bool:
+        return self.scheduler is None and self.workers <= 1
+
+
+@dataclass
+class Outcome:
+    partials: list[TracePartial] = field(default_factory=list)  # input order
+    failed: list[Failure] = field(default_factory=list)  # input order
+    interrupted: bool = False
+    cancelled: int = 0  # traces not analyzed because of Ctrl-C
+
+
+class Collector:
+    """Results as they arrive, in any order; ``outcome`` puts them back in input order."""
+
+    def __init__(self, paths: list[str], listener: Listener) -> None:
+        self.paths = paths
+        self.slots: list[TracePartial | Failure | None] = [None] * len(paths)
+        self.listener = listener
+        self.done = self.failed = 0
+
+    def add(self, i: int, r: TracePartial | Failure, running: int) -> None:
+        self.slots[i] = r
+        self.done += 1
+        self.failed += isinstance(r, Failure)
+        self.listener.update(self.done, self.failed, running)
+
+    def outcome(self, *, interrupted: bool = False) -> Outcome:
+        out = Outcome(interrupted=interrupted)
+        for r in self.slots:
+            if isinstance(r, Failure):
+                out.failed.append(r)
+            elif r is not None:
+                out.partials.append(r)
+            else:
+                out.cancelled += 1
+        return out
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and ``taskset`` set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def default_workers(paths: list[str]) -> int:
+    """One worker per usable core, never more than there are traces; 1 (this process, no Dask) when
+    the traces hold too little JSON to pay for starting a cluster (``CLUSTER_WORTH_BYTES``)."""
+    n = max(1, min(usable_cores(), len(paths)))
+    if n > 1 and sum(json_bytes(p) for p in paths) < CLUSTER_WORTH_BYTES:
+        return 1
+    return n
+
+
+def run(paths: list[str], options: TaskOptions, plan: Plan, listener: Listener | None = None) -> Outcome:
+    """Analyze ``paths`` as ``plan`` says; Ctrl-C stops early with what finished (``interrupted``)."""
+    listener = listener or Silent()
+    if plan.in_process:
+        return run_here(paths, options, listener)
+    if importlib.util.find_spec("distributed") is None:
+        raise UserError(
+            "several traces run on Dask, which is not installed: pip install 'dask[distributed]' (or --workers 1)"
+        )
+    from tracekit.fleet.cluster import run_on_dask
+
+    return run_on_dask(paths, options, plan, listener)
+
+
+def run_here(paths: list[str], options: TaskOptions, listener: Listener) -> Outcome:
+    """One trace after another in this process: no Dask, the same results."""
+    got = Collector(paths, listener)
+    try:
+        for i, path in enumerate(paths):
+            listener.update(got.done, got.failed, 1)
+            try:
+                r = analyze_file(path, options)
+            except Exception as exc:  # a fault outside the input: listed, and the others go on
+                r = Failure(path, one_line(path, exc))
+            got.add(i, r, 0)
+    except KeyboardInterrupt:
+        return got.outcome(interrupted=True)
+    return got.outcome()

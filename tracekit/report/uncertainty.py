@@ -1,0 +1,85 @@
+"""Bootstrap replicates of each context's figures, and every interval drawn from them.
+
+A context's decode time per token is the median of its kept decode steps; its attention share is
+the mean over its profiled steps of attention time / step span. Both are redrawn 2,000 times by
+the two-stage bootstrap of ``tracekit.stats`` (rounds, then steps within each drawn round), with
+a fixed seed per figure and context, so the same run folder always gives the same intervals and
+the capture's manifest agrees with the report. Attention ms per token is the product of the two
+replicates (drawn independently: the timed and the profiled steps are different steps). Fits and
+differences between contexts are computed replicate by replicate, so their intervals carry the
+spread of every point they use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tracekit import stats
+from tracekit.manifest import decode_seed
+from tracekit.report.model import ContextFigures
+from tracekit.stats import Interval
+
+Reps = NDArray[np.float64]
+
+
+def share_seed(context_tokens: int) -> int:
+    return stats.seed_for("attention_share", context_tokens)
+
+
+def decode_reps(c: ContextFigures) -> Reps | None:
+    """Replicates of the median decode ms per token (drawn once per context)."""
+    if c.decode_reps is None and c.decode_samples_ms:
+        c.decode_reps = stats.replicates(c.decode_samples_ms, "median", seed=decode_seed(c.context_tokens))
+    return c.decode_reps
+
+
+def share_reps(c: ContextFigures) -> Reps | None:
+    """Replicates of the mean attention share of the profiled steps."""
+    if c.share_reps is None and c.attention_share_samples:
+        c.share_reps = stats.replicates(c.attention_share_samples, "mean", seed=share_seed(c.context_tokens))
+    return c.share_reps
+
+
+def attention_reps(c: ContextFigures) -> Reps | None:
+    d, s = decode_reps(c), share_reps(c)
+    return None if d is None or s is None else d * s
+
+
+def apply_samples(c: ContextFigures) -> None:
+    """Set a context's medians and intervals from its samples (decode steps, attention shares)."""
+    if c.decode_samples_ms:
+        c.decode_ms_per_token = stats.point(c.decode_samples_ms, "median")
+        c.decode_ms_per_token_ci95 = stats.interval(decode_reps(c))
+        c.decode_ms_by_round = [float(np.median(r)) for r in c.decode_samples_ms if r]
+        c.rounds = c.rounds or len(c.decode_samples_ms)
+        if c.decode_ms_per_token:
+            c.tokens_per_s = 1000.0 / c.decode_ms_per_token
+        ci = c.decode_ms_per_token_ci95
+        c.tokens_per_s_ci95 = None if ci is None or ci[0] <= 0 else (1000.0 / ci[1], 1000.0 / ci[0])
+    if c.attention_share_samples:
+        c.attention_share = stats.point(c.attention_share_samples, "mean")
+        c.attention_share_ci95 = stats.interval(share_reps(c))
+        if c.decode_ms_per_token is not None and c.attention_share is not None:
+            c.attention_ms_per_token = c.attention_share * c.decode_ms_per_token
+            c.attention_ms_per_token_ci95 = stats.interval(attention_reps(c))
+
+
+def stacked(cs: list[ContextFigures], get: Callable[[ContextFigures], Reps | None]) -> Reps | None:
+    """Replicates of several contexts side by side, shape (replicates, contexts); None if any lacks them."""
+    cols = [get(c) for c in cs]
+    if not cols or any(x is None for x in cols):
+        return None
+    return np.stack([x for x in cols if x is not None], axis=1)
+
+
+def difference(a: ContextFigures, b: ContextFigures, which: str = "decode") -> tuple[Reps | None, Interval | None]:
+    """Replicates and interval of ``b - a`` for ``decode`` or ``attention`` ms per token."""
+    fn = decode_reps if which == "decode" else attention_reps
+    ra, rb = fn(a), fn(b)
+    if ra is None or rb is None:
+        return None, None
+    d = rb - ra
+    return d, stats.interval(d)

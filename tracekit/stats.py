@@ -1,0 +1,109 @@
+"""Intervals for repeated measurements (numpy only, the ground floor: capture and report share it).
+
+A capture measures each context in rounds; within a round the decode steps run back to back, so
+they share the machine's state (clock, caches, whoever else runs) and are correlated. Treating
+them as independent samples would give intervals far too narrow. The interval of a figure is
+therefore a two-stage (hierarchical) bootstrap: draw the rounds with replacement, then the steps
+within each drawn round with replacement, pool them and take the statistic; the 2.5th and 97.5th
+percentiles of the replicates are the 95 % interval. Between-round spread (a load burst, a
+frequency change) widens it; many steps in a round cannot narrow it below what the rounds allow.
+
+The random draws come from a fixed seed per figure (``seed_for``), so a report rebuilt from the
+same run folder gives the same intervals, and the capture's manifest and the report agree.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+REPLICATES = 2000
+LEVEL = 0.95
+Stat = Literal["median", "mean"]
+Interval = tuple[float, float]
+
+
+def seed_for(*parts: object) -> int:
+    """A stable seed from the figure's name and context (``hash()`` varies between processes)."""
+    return zlib.crc32(repr(parts).encode("utf-8"))
+
+
+def _groups(groups: Sequence[Sequence[float]]) -> list[NDArray[np.float64]]:
+    return [np.asarray(g, np.float64) for g in groups if len(g)]
+
+
+def point(groups: Sequence[Sequence[float]], stat: Stat = "median") -> float | None:
+    """The statistic of every value pooled (None when there is none)."""
+    gs = _groups(groups)
+    if not gs:
+        return None
+    pooled = np.concatenate(gs)
+    return float(np.median(pooled) if stat == "median" else np.mean(pooled))
+
+
+def replicates(
+    groups: Sequence[Sequence[float]], stat: Stat = "median", *, seed: int, n: int = REPLICATES
+) -> NDArray[np.float64] | None:
+    """``n`` two-stage bootstrap replicates of the pooled statistic (None when there are no values).
+
+    Each replicate draws as many rounds as there are, with replacement, then within each drawn
+    round as many steps as it holds, with replacement."""
+    gs = _groups(groups)
+    if not gs:
+        return None
+    rng = np.random.default_rng(seed)
+    r = len(gs)
+    lens = np.array([len(g) for g in gs], np.int64)
+    width = int(lens.max())
+    table = np.full((r, width), np.nan)
+    for i, g in enumerate(gs):
+        table[i, : len(g)] = g
+    rounds = rng.integers(0, r, size=(n, r))  # which round fills each slot
+    drawn_len = lens[rounds]  # (n, r)
+    steps = (rng.random((n, r, width)) * drawn_len[..., None]).astype(np.int64)
+    values = table[rounds[..., None], steps]  # (n, r, width)
+    # A drawn round contributes as many steps as it holds; the rest of its row is padding.
+    values[np.arange(width)[None, None, :] >= drawn_len[..., None]] = np.nan
+    flat = values.reshape(n, r * width)
+    out = np.nanmedian(flat, axis=1) if stat == "median" else np.nanmean(flat, axis=1)
+    return np.asarray(out, np.float64)
+
+
+def interval(reps: NDArray[np.float64] | None, level: float = LEVEL) -> Interval | None:
+    """The percentile interval of bootstrap replicates (NaN replicates, e.g. undefined ratios, dropped)."""
+    if reps is None:
+        return None
+    ok = reps[np.isfinite(reps)]
+    if not len(ok):
+        return None
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(ok, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def median_ci(groups: Sequence[Sequence[float]], *, seed: int) -> tuple[float | None, Interval | None]:
+    """The pooled median and its 95 % two-stage bootstrap interval."""
+    return point(groups, "median"), interval(replicates(groups, "median", seed=seed))
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float] | None:
+    """Percentiles (linear interpolation) of plain values, e.g. inter-token latency p50/p90/p99."""
+    if not len(values):
+        return None
+    return [float(x) for x in np.percentile(np.asarray(values, np.float64), list(qs))]
+
+
+def overlap(a: Interval | None, b: Interval | None) -> bool:
+    """Whether two intervals share any value (False when either is unknown)."""
+    if a is None or b is None:
+        return False
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def rounded(iv: Interval | None, digits: int = 6) -> list[float] | None:
+    """An interval as a JSON-ready ``[lo, hi]`` list."""
+    return None if iv is None else [round(iv[0], digits), round(iv[1], digits)]
