@@ -8,5 +8,5 @@ mkdir -p gpu-wheels
 pip=${PIP:-.venv/bin/pip}
 $pip download --quiet --no-deps -d gpu-wheels --only-binary=:all: --python-version 3.12 \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any \
-  msgspec ijson isal exllamav2
+  msgspec isal exllamav2
 ls -la gpu-wheels

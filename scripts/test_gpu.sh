@@ -20,7 +20,7 @@ step "environment"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 if [ -d gpu-wheels ]; then $PY -m pip install --quiet --no-deps --no-index gpu-wheels/*.whl || echo "wheel install failed"; fi
-$PY -c "import msgspec, ijson; print('msgspec', msgspec.__version__)" || { echo "tracekit needs msgspec and ijson (carry gpu-wheels/)"; exit 2; }
+$PY -c "import msgspec; print('msgspec', msgspec.__version__)" || { echo "tracekit needs msgspec (carry gpu-wheels/)"; exit 2; }
 GPU=$($PY -c "import torch; n=torch.cuda.get_device_name(0).lower(); print(next((k for k in ('h200','h100','a100','l4','4090') if k in n), 'gpu'))")
 tk() { $PY -m tracekit "$@"; }
 runs=()
