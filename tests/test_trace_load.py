@@ -384,3 +384,28 @@ def test_without_isal_the_standard_gzip_reads_the_same(tiny_chunks: None, monkey
     monkeypatch.setattr(gz_mod, "_impl", gzip)
     assert not isinstance(gz_mod.open_gz_into(p), gz_mod._RawGzip)
     assert analyze_trace(load_trace(p), "ProfilerStep#6").to_json() == fast
+
+
+def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixture decoded and built by worker processes (and by this one while they are busy), in
+    small pieces so there are many, gives exactly the trace the serial reader gives."""
+    import numpy as np
+
+    import tracekit.trace.parallel as parallel_mod
+
+    p = fixture_path(V100_DDP)
+    monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", "1")
+    serial = load_trace(p)
+    monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", "3")
+    monkeypatch.setattr(parallel_mod, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 1 << 20)
+    par = load_trace(p)
+    for part in ("spans", "kernels"):
+        a, b = getattr(serial, part), getattr(par, part)
+        for f in ("ts", "dur", "origin"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), (part, f)
+        for f in ("name", "cat"):
+            assert [serial.strings[i] for i in getattr(a, f)] == [par.strings[i] for i in getattr(b, f)], (part, f)
+        assert [serial.threads[i] for i in a.thread] == [par.threads[i] for i in b.thread], part
+    assert np.array_equal(serial.parent, par.parent) and np.array_equal(serial.link, par.link)
+    assert (serial.device_names, serial.rank, serial.skipped_events) == (par.device_names, par.rank, par.skipped_events)

@@ -49,7 +49,6 @@ from tracekit.trace.model import (
     Trace,
     TraceDoc,
 )
-from tracekit.trace.parallel import load_parallel, usable_cores
 from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
 from tracekit.trace.scan import error_byte
 
@@ -152,7 +151,7 @@ def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
                 if budget <= 2 * CHUNKED_THRESHOLD:
                     raise
         # Large traces: decode chunk by chunk, so the text is never whole in memory.
-        return _load_chunked(p, gz, partial=partial, budget=budget)
+        return _load_chunked(p, gz, partial=partial, budget=budget, size=size)
     except BudgetExceeded:
         raise policy.over_budget(name, budget, source) from None
     except TooDeep:
@@ -329,7 +328,7 @@ _spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[v
 _flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
-def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int) -> Trace:
+def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int, size: int) -> Trace:
     """The chunked msgspec path.
 
     With several cores the pieces are decoded and built in worker processes (``parallel``); a
@@ -338,8 +337,11 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int) -> Trace:
     id. Only when some launch or device event has no correlation id is the file read a second time
     for flows.
     """
-    workers = usable_cores()
-    got = load_parallel(p, gz, workers, budget) if workers > 1 else None
+    from tracekit.trace.parallel import PARALLEL_BYTES, load_parallel, usable_cores
+
+    cores = usable_cores() if size > PARALLEL_BYTES else 1
+    # This process reads and also builds pieces whenever the workers are busy: one worker fewer.
+    got = load_parallel(p, gz, cores - 1, budget) if cores > 1 else None
     damage: TraceFormatError | None = None
     if got is not None:
         builder, reader = got

@@ -30,6 +30,9 @@ from tracekit.trace.model import SPANS_ONLY
 from tracekit.trace.policy import BudgetExceeded, TooDeep
 
 PIECE_BYTES = 8 * 1024 * 1024
+# Below this much JSON, starting workers and shipping pieces costs more than the cores save
+# (measured with make bench-analyze's traces on 2 cores).
+PARALLEL_BYTES = int(os.environ.get("TRACEKIT_PARALLEL_BYTES", str(128 * 1024 * 1024)))
 _spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
@@ -68,7 +71,8 @@ def _local(events: list[Any]) -> Piece:
 
 
 def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBuilder, ChunkedReader] | None:
-    """Build ``p``'s spans with ``workers`` processes; None if the file is damaged, has no event
+    """Build ``p``'s spans with ``workers`` processes beside this one (which reads and also builds
+    pieces whenever every worker is busy); None if the file is damaged, has no event
     array, or a cut proved wrong: the serial reader then decides, in its own words. Past the
     inflate budget it stops at once (``BudgetExceeded``)."""
     builder = TraceBuilder(str(p))
@@ -87,16 +91,23 @@ def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBu
             builder.absorb(got)
             return True
 
+        def here(result: Piece | None) -> None:
+            done: Future[Piece | None] = Future()
+            done.set_result(result)
+            pending.append(done)
+
         try:
             for piece in reader.texts():
-                if isinstance(piece, bytes):
-                    pending.append(pool.submit(build_piece, piece))
+                if not isinstance(piece, bytes):
+                    here(_local(piece))
+                elif sum(not f.done() for f in pending) >= workers:
+                    # Every worker is busy: build this piece here rather than wait. The reader's
+                    # own work (inflating, cutting) fills this process only part of the time.
+                    here(build_piece(piece))
                 else:
-                    done: Future[Piece | None] = Future()
-                    done.set_result(_local(piece))
-                    pending.append(done)
+                    pending.append(pool.submit(build_piece, piece))
                 # A few pieces in flight per worker: enough to keep them busy, little text held.
-                while len(pending) > 2 * workers:
+                while len(pending) > 2 * workers + 1:
                     if not absorb_oldest():
                         _abandon(pool, pending)
                         return None
