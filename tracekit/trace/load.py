@@ -21,7 +21,6 @@ nesting, range-checked numbers.
 from __future__ import annotations
 
 import gc
-import io
 import os
 import struct
 import zlib
@@ -30,26 +29,24 @@ from pathlib import Path
 from typing import IO, Any, Union
 
 import msgspec
-from msgspec import UnsetType
 
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import regular_file
 from tracekit.trace import policy
-from tracekit.trace.build import TraceBuilder, build_trace, link_flows, needs_flows
+from tracekit.trace.build import TraceBuilder, link_flows, needs_flows
 from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamaged, NoEventArray, first_byte
+from tracekit.trace.decode import decode_text, usable
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import MAGIC as GZIP_MAGIC
 from tracekit.trace.gz import open_gz, open_gz_into, read_gz
-from tracekit.trace.lenient import lenient_events, loose_doc, loose_records
+from tracekit.trace.lenient import lenient_events
 from tracekit.trace.model import (
     FLOWS_ONLY,
     SPANS_ONLY,
-    AnyEvent,
     FlowStart,
     Trace,
-    TraceDoc,
 )
-from tracekit.trace.policy import BOM, BudgetExceeded, TooDeep
+from tracekit.trace.policy import BudgetExceeded, TooDeep
 from tracekit.trace.scan import error_byte
 
 DEFAULT_STREAM_THRESHOLD = policy.env_size("TRACEKIT_STREAM_BYTES", 768 << 20)
@@ -58,10 +55,6 @@ CHUNK_SIZE = 8 * 1024 * 1024
 # Which reader to use: auto (by size), whole or chunked (to compare them, or to debug).
 LOADER_ENV = "TRACEKIT_LOADER"
 WS = b" \t\n\r"  # JSON's whitespace (bytes.strip() would take \v and \f too)
-
-_doc_decoder = msgspec.json.Decoder(TraceDoc)
-lenient_list = msgspec.json.Decoder(list[msgspec.Raw])
-_list_decoder = msgspec.json.Decoder(list[AnyEvent])
 
 
 def load_trace(
@@ -124,7 +117,7 @@ def decode_bytes(name: str, data: bytes) -> Trace:
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _decode(name, data, partial=False)
+        return decode_text(name, data, partial=False, chunk_size=CHUNK_SIZE)
     finally:
         if paused:
             gc.enable()
@@ -181,7 +174,7 @@ def _load_whole(p: Path, gz: bool, *, partial: bool, limit: int) -> Trace:
             # Damage in the text well before the gzip breaks comes first, as a streaming reader
             # meets it (damage at the very end is the cut itself: a number or word cut short).
             try:
-                _decode(name, data, partial=False)
+                decode_text(name, data, partial=False, chunk_size=CHUNK_SIZE)
             except TraceFormatError as exc:
                 at = error_byte(exc) if exc.kind == "json" else None
                 if at is None and exc.kind == "json":  # invalid UTF-8: where the first bad byte is
@@ -194,7 +187,7 @@ def _load_whole(p: Path, gz: bool, *, partial: bool, limit: int) -> Trace:
             raise policy.gzip_damaged(name, gz_error, has_prefix=True)
     elif not data.strip(WS):
         raise TraceFormatError(name, "is empty (0 trace events); was the profiler stopped before it wrote?")
-    trace = _decode(name, data, partial=partial or gz_error is not None)
+    trace = decode_text(name, data, partial=partial or gz_error is not None, chunk_size=CHUNK_SIZE)
     trace.partial = trace.partial or gz_error is not None
     return trace
 
@@ -242,84 +235,6 @@ def _read_all(p: Path, gz: bool, *, limit: int) -> tuple[bytes, str | None]:
         return prefix, exc.__class__.__name__
 
 
-def _decode(name: str, data: bytes, *, partial: bool) -> Trace:
-    text: bytes | memoryview = memoryview(data)[3:] if data[:3] == BOM else data
-    first = first_byte(data)
-    if first not in (b"{", b"["):
-        raise policy.not_json(name, bytes(data[:64]))
-    damage: msgspec.DecodeError | None = None
-    try:
-        try:
-            trace = _decode_typed(name, text, first)
-        except msgspec.ValidationError as exc:
-            _refuse_layout(name, str(exc))
-            # Some events have fields of unexpected types: decode leniently, event by event.
-            trace = _decode_lenient(name, text)
-    except msgspec.DecodeError as exc:
-        damage = exc
-    except RecursionError:
-        raise policy.too_deep(name) from None
-    if damage is not None:
-        if not partial:
-            raise policy.damaged(name, str(damage))
-        # The events before the damage, as the chunked reader finds them on every path.
-        builder = TraceBuilder(name)
-        try:
-            for chunk in ChunkedReader(io.BytesIO(text), chunk_size=CHUNK_SIZE, lenient=lenient_events).events():
-                builder.add(chunk)
-        except (Damaged, NoEventArray):
-            pass
-        except TooDeep:
-            raise policy.too_deep(name) from None
-        trace = builder.finish()
-        trace.partial = True
-    return _usable(trace)
-
-
-def _decode_typed(name: str, text: bytes | memoryview, first: bytes) -> Trace:
-    if first == b"{":
-        doc = _doc_decoder.decode(text)
-        trace = build_trace(name, doc.traceEvents)
-        trace.device_names = [d.name for d in doc.deviceProperties]
-        trace.rank = doc.distributedInfo.rank if doc.distributedInfo else None
-        return trace
-    return build_trace(name, _list_decoder.decode(text))
-
-
-def _refuse_layout(name: str, msg: str) -> None:
-    """A typed-decode failure that no event-by-event decode can fix: the document's shape."""
-    if "missing required field `traceEvents`" in msg:
-        raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
-    if msg.endswith("- at `$.traceEvents`") or msg.endswith("- at `$`"):
-        raise TraceFormatError(name, "is JSON but not a Chrome trace (traceEvents is not a list of events)")
-
-
-def _decode_lenient(name: str, text: bytes | memoryview) -> Trace:
-    try:
-        doc = loose_doc.decode(text)
-    except msgspec.ValidationError as exc:
-        if not str(exc).startswith("Expected `object`"):
-            raise TraceFormatError(
-                name, "is JSON but not a Chrome trace (traceEvents is not a list of events)"
-            ) from None
-        return build_trace(name, loose_records(lenient_list.decode(text)))
-    if isinstance(doc.traceEvents, UnsetType):
-        raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
-    names, rank = doc.metadata()
-    trace = build_trace(name, loose_records(doc.traceEvents))
-    trace.device_names, trace.rank = names, rank
-    return trace
-
-
-def _usable(trace: Trace) -> Trace:
-    if not trace.host and not trace.device:
-        dropped = [f"{trace.skipped_events} malformed events"] if trace.skipped_events else []
-        dropped += [f"{trace.out_of_range} events with times out of range"] if trace.out_of_range else []
-        why = f" (skipped {' and '.join(dropped)})" if dropped else ""
-        raise TraceFormatError(trace.path, f"contains no usable trace events (no cpu ops, annotations or kernels){why}")
-    return trace
-
-
 def _open_binary(p: Path) -> IO[bytes]:
     return open(p, "rb")
 
@@ -349,7 +264,7 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int, size: int) -
         builder = TraceBuilder(str(p))
         passed = _chunked_pass(p, gz, _spans_decoder, builder.add, budget)
         if passed[0] is None:  # no event array: the whole-document decoder names what the file is
-            return _decode(str(p), passed[1], partial=partial)
+            return decode_text(str(p), passed[1], partial=partial, chunk_size=CHUNK_SIZE)
         reader, damage = passed
         if damage is not None and gz:
             # Damage in a gzip: the whole-text reader decides, once, for both paths (a broken gzip
@@ -410,4 +325,4 @@ def _finish(trace: Trace, damage: TraceFormatError | None, *, partial: bool) -> 
         if not partial:
             raise damage
         trace.partial = True
-    return _usable(trace)
+    return usable(trace)

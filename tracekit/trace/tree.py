@@ -63,23 +63,36 @@ def nest_sorted(
     new_run = np.empty(n, bool)
     new_run[0] = True
     np.not_equal(thread[1:], thread[:-1], out=new_run[1:])
+    # The latest end among the earlier spans of its thread: a span that ends after all of them has
+    # no parent, and a jump that leaves only such spans behind ends the search at once.
+    before = np.empty(n, np.float64)
+    runs = np.append(np.flatnonzero(new_run), n)
+    for a, b in zip(runs[:-1].tolist(), runs[1:].tolist()):
+        before[a] = -np.inf
+        if b - a > 1:
+            np.maximum.accumulate(end[a : b - 1], out=before[a + 1 : b])
+    del runs
     # Each span's candidate parent starts as the span before it on its thread. A candidate that
     # ends too early (before the span's end, beyond a rounding step) cannot be the parent, and
     # neither can anything between its own candidate and it (those end before it does), so the
     # span jumps to the candidate's candidate. Candidates jump together, so chains halve each
-    # round: a few dozen rounds over a shrinking set.
-    cand = np.arange(-1, n - 1, dtype=np.int64)
+    # round: a few rounds over a shrinking set. Indices are 32-bit here (half the memory).
+    cand = np.arange(-1, n - 1, dtype=np.int32)
     cand[new_run] = -1
     del new_run
-    active = np.flatnonzero(cand >= 0)
+    cand[before + END_TOLERANCE_US < end] = -1
+    active = np.flatnonzero(cand >= 0).astype(np.int32)
     while active.size:
         c = cand[active]
         short = end[c] + END_TOLERANCE_US < end[active]
         active = active[short]
-        nxt = cand[c[short]]
+        c = c[short]
+        nxt = cand[c]
+        nxt[before[c] + END_TOLERANCE_US < end[active]] = -1  # nothing before c reaches that far
         cand[active] = nxt
         active = active[nxt >= 0]
-    return cand
+    del end, before
+    return cand.astype(np.int64)
 
 
 def child_time(parent: NDArray[np.int64], dur: NDArray[np.float64]) -> NDArray[np.float64]:
