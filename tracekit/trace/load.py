@@ -71,9 +71,7 @@ def load_trace(
     paused = gc.isenabled()
     gc.disable()
     try:
-        trace = _load(Path(path), partial=partial, stream_threshold=stream_threshold)
-        trace.release_link_ids()
-        return trace
+        return _load(Path(path), partial=partial, stream_threshold=stream_threshold)
     finally:
         if paused:
             gc.enable()

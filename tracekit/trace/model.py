@@ -187,9 +187,13 @@ class Columns:
         return Columns(*(c[index] if len(c) == n else c for c in (getattr(self, f) for f in _COLUMNS)))
 
     def sort_in_place(self, order: NDArray[np.int64]) -> None:
-        """Reorder every column by ``order``, one column at a time (never two copies of the table)."""
+        """Reorder every column by ``order``, one column at a time (never two copies of the table);
+        a released column stays empty."""
+        n = len(self)
         for f in _COLUMNS:
-            setattr(self, f, getattr(self, f)[order])
+            col = getattr(self, f)
+            if len(col) == n:
+                setattr(self, f, col[order])
 
     @staticmethod
     def consume(parts: list[Columns]) -> Columns:
@@ -304,6 +308,7 @@ class Trace:
     rank: int | None = None
     partial: bool = False
     skipped_events: int = 0
+    ids_missing: bool = False  # some launch or device event had no correlation id (flows may link it)
     out_of_range: int = 0  # events dropped by the input policy's number check
     string_ids: defaultdict[str, int] = field(default_factory=code_table, repr=False, compare=False)
     _child: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
@@ -326,12 +331,6 @@ class Trace:
     @property
     def device(self) -> Spans:
         return Spans(self, self.kernels)
-
-    def release_link_ids(self) -> None:
-        """Drop the correlation ids once launches and kernels are linked: nothing reads them
-        afterwards, and they are 8 bytes a span."""
-        self.spans.corr = _empty_i()
-        self.kernels.corr = _empty_i()
 
     def code(self, s: str) -> int:
         """The code of string ``s`` in this trace's table, or -1."""

@@ -78,7 +78,7 @@ def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBu
     builder = TraceBuilder(str(p))
     opener: Any = open_gz_into if gz else _open_binary
     ctx = multiprocessing.get_context("fork")
-    with opener(p) as fh, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with opener(p) as fh, ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start) as pool:
         reader = ChunkedReader(
             fh, chunk_size=PIECE_BYTES, lenient=lenient_events, decoder=_spans_decoder, budget=budget
         )
@@ -122,6 +122,18 @@ def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBu
             _abandon(pool, pending)
             raise
     return builder, reader
+
+
+def _worker_start() -> None:
+    """In each worker: pin glibc's mmap threshold. A worker's decoded events die with each piece;
+    with the default (dynamic) threshold the arrays between them come from the heap, whose freed
+    holes are never returned, and a worker's memory grows piece after piece."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _abandon(pool: ProcessPoolExecutor, pending: deque[Future[Piece | None]]) -> None:
