@@ -80,7 +80,7 @@ class TraceBuilder:
 
     Each list is split by category with C-level passes, and what is kept becomes columns at once
     (strings as codes into one table): the decoded objects die with their chunk, so memory follows
-    the number of kept events at about 60 bytes each. Nesting and linking run once at the end,
+    the number of kept events at about 40 bytes each. Nesting and linking run once at the end,
     vectorized.
     """
 

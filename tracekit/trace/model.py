@@ -5,7 +5,7 @@ Decoding produces typed records: msgspec reads each event's ``ph`` and builds an
 counters), filling only the declared fields and skipping the rest inside its C decoder. The
 builder turns the spans analysis needs into ``Columns`` (numpy arrays; names, categories and
 threads as codes into tables) and lets the records go with their chunk, so a trace costs about
-60 bytes a kept span. ``Trace.host`` and ``Trace.device`` read the columns back as ``Span`` rows.
+~40 bytes a kept span (32-bit codes; correlation ids dropped once linked). ``Trace.host`` and ``Trace.device`` read the columns back as ``Span`` rows.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def _empty_c() -> Codes:
 class Columns:
     """Spans as columns: codes into the trace's tables, and their times.
 
-    About 60 bytes a span, where a decoded event object with its strings takes several hundred:
+    About 40 bytes a span, where a decoded event object with its strings takes several hundred:
     what keeps a multi-gigabyte trace in memory.
     """
 
