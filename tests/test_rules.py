@@ -299,3 +299,38 @@ def test_every_rule_says_where_its_names_come_from() -> None:
     assert all(r.note for r in RULES)
     assert len({r.name for r in RULES}) == len(RULES)
     assert RULES[-1].category == "other" and RULES[-1].ident is None and RULES[-1].kernel is None
+
+
+def test_engine_steps_without_numbers_are_steps_each() -> None:
+    """vLLM/SGLang step annotations carry no number: each one is a step of its own, numbered in
+    time order, not all of them one phase spanning the whole trace."""
+    from tracekit.analysis.analyze import analyze_trace
+
+    ev: list[object] = []
+    for i, name in enumerate(["execute_model"] * 3 + ["gpu_model_runner: forward"] * 2):
+        t = 1000.0 * i
+        c = 900 + i
+        ev += [
+            Event(cat="user_annotation", name=name, pid=1, tid=1, ts=t, dur=100),
+            Event(
+                cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=t + 10, dur=5, args=Args(correlation=c)
+            ),
+            Event(cat="kernel", name="k", pid=0, tid=7, ts=t + 20, dur=50, args=Args(correlation=c)),
+        ]
+    steps = analyze_trace(build_trace("engine", ev)).phases
+    assert [(p.phase, p.step) for p in steps] == [("step", i) for i in range(5)]
+    assert all(p.span_us == 100 and p.idle_us == 50 for p in steps)
+
+
+def test_one_odd_correlation_id_leaves_the_integer_ones_linked() -> None:
+    """A string (or out-of-range) id on one event gets a code of its own; the integer ids beside
+    it keep linking kernels to their launches."""
+    ev = [
+        Event(cat="cpu_op", name="aten::mm", pid=1, tid=1, ts=0, dur=10, args=Args(correlation="abc")),
+        Event(cat="cuda_runtime", name="cudaLaunchKernel", pid=1, tid=1, ts=1, dur=2, args=Args(correlation=7)),
+        Event(cat="kernel", name="k", pid=0, tid=7, ts=5, dur=1, args=Args(correlation=7)),
+        Event(cat="kernel", name="k2", pid=0, tid=7, ts=8, dur=1, args=Args(correlation="abc")),
+    ]
+    t = build_trace("odd", ev)
+    # The integer id meets its launch (host span 1, inside the op); the string id names no launch.
+    assert t.link.tolist() == [1, -1]

@@ -154,12 +154,9 @@ def _phases(
     key_ids: dict[PhaseKey, int] = {}
     # The phase key of every host span that is a phase annotation, as a lookup table by span.
     lut = np.full(n_host + 1, -1, np.int64)
-    span_names = trace.spans.name
     nodes = np.flatnonzero(np.bincount(phase_node[phase_node >= 0], minlength=n_host))
     for nd in nodes.tolist():
-        k = index.key_of[int(span_names[nd])]
-        assert k is not None
-        lut[nd] = key_ids.setdefault(k, len(key_ids))
+        lut[nd] = key_ids.setdefault(index.key_at(nd), len(key_ids))
     phase = lut[phase_node]
     if device == "gpu":
         loose = np.flatnonzero(phase_node < 0)

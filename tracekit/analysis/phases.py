@@ -19,6 +19,11 @@ from tracekit.trace.model import Trace
 from tracekit.trace.tree import nearest_marked
 
 
+def numbered(key: PhaseKey, ordinal: int) -> PhaseKey:
+    """``key``, numbered by ``ordinal`` if its annotation carries no step number of its own."""
+    return key if key.step is not None else PhaseKey(key.phase, ordinal, key.context_tokens)
+
+
 class PhaseIndex:
     """The phase annotations of one trace: for host spans (``node``) and for device times (``at_times``)."""
 
@@ -31,6 +36,15 @@ class PhaseIndex:
         node = np.full(n + 1, -1, np.int64)
         node[:n] = nearest_marked(trace.parent, marked)
         self.node = node  # the phase annotation at or above each host span; index n (no span) reads -1
+        # Engines' step annotations carry no number ("execute_model"): each one is numbered by its
+        # place among all such annotations, in time order (a GPU-side twin takes its host's number).
+        self._ordinal: dict[int, int] = {}
+        by_time = self._marks[np.argsort(trace.spans.ts[self._marks], kind="stable")]
+        for h, code in zip(by_time.tolist(), trace.spans.name[by_time].tolist()):
+            key = self.key_of[code]
+            if key is not None and key.step is None:
+                self._ordinal[h] = len(self._ordinal)
+        self._names = trace.spans.name
         gpu = sorted(self._device_spans(trace), key=lambda t: t[0])
         self.ranges: dict[PhaseKey, tuple[float, float]] = {}
         for s, e, k in gpu:
@@ -42,6 +56,12 @@ class PhaseIndex:
         # lies in none of them, so the walk in ``at_times`` stops at once.
         self._reach = np.maximum.accumulate(self.gpu_ends) if len(gpu) else self.gpu_ends
 
+    def key_at(self, span: int) -> PhaseKey:
+        """The phase that host annotation ``span`` denotes (an unnumbered step gets its ordinal)."""
+        key = self.key_of[int(self._names[span])]
+        assert key is not None
+        return numbered(key, self._ordinal.get(span, 0))
+
     def _device_spans(self, trace: Trace) -> list[tuple[float, float, PhaseKey]]:
         """The device-side span of each phase annotation: its GPU-side annotation (paired with the
         host annotation of the same name in time order) where that covers the work launched from
@@ -51,22 +71,27 @@ class PhaseIndex:
             if parse_phase(a.name) is not None:
                 gpu.setdefault(a.name, []).append((a.ts, a.ts + a.dur))
         extents = self._launched_extents(trace)
-        host: dict[str, list[tuple[float, float] | None]] = {}
+        host: dict[str, list[int]] = {}
         spans = trace.spans
         for h in self._marks[np.argsort(spans.ts[self._marks], kind="stable")].tolist():
-            host.setdefault(trace.strings[int(spans.name[h])], []).append(extents.get(h))
+            host.setdefault(trace.strings[int(spans.name[h])], []).append(h)
         out: list[tuple[float, float, PhaseKey]] = []
-        for name in gpu.keys() | host.keys():
+        unpaired = len(self._ordinal)  # numbers for GPU-side step annotations with no host twin
+        for name in sorted(gpu.keys() | host.keys()):
             key = parse_phase(name)
             assert key is not None
             g, h = gpu.get(name, []), host.get(name, [])
             for i in range(max(len(g), len(h))):
                 dev = g[i] if i < len(g) else None
-                ext = h[i] if i < len(h) else None
+                ext = extents.get(h[i]) if i < len(h) else None
+                if i < len(h):
+                    this = numbered(key, self._ordinal.get(h[i], 0))
+                else:
+                    this, unpaired = numbered(key, unpaired), unpaired + 1
                 if dev is not None and (ext is None or covers(dev[0], dev[1], ext)):
-                    out.append((dev[0], dev[1], key))
+                    out.append((dev[0], dev[1], this))
                 elif ext is not None:
-                    out.append((ext[0], ext[1], key))
+                    out.append((ext[0], ext[1], this))
         return out
 
     def _launched_extents(self, trace: Trace) -> dict[int, tuple[float, float]]:

@@ -156,11 +156,21 @@ class TraceBuilder:
         try:
             return np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
         except (TypeError, ValueError, OverflowError):
+            # Some id is not a plain non-negative integer: those get codes, the integers stay as
+            # they are (so they still meet their launches, which may sit in another column).
             ids = self._corrs
-            for c in dict.fromkeys(corrs):
-                if c is not None and c not in ids:
-                    ids[c] = -2 - len(ids)
-            return np.fromiter((ids[c] if c is not None else -1 for c in corrs), np.int64, len(corrs))
+
+            def code(c: int | str | None) -> int:
+                if c is None:
+                    return -1
+                if type(c) is int and 0 <= c < 1 << 63:
+                    return c
+                got = ids.get(c)
+                if got is None:
+                    got = ids[c] = -2 - len(ids)
+                return got
+
+            return np.fromiter(map(code, corrs), np.int64, len(corrs))
 
     def piece(self) -> Piece:
         """What this builder holds, coded against its own tables: a worker's result (see ``parallel``)."""

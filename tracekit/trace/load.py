@@ -123,7 +123,7 @@ def decode_bytes(name: str, data: bytes) -> Trace:
 
 def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
     name = str(p)
-    policy.check_env("TRACEKIT_STREAM_BYTES", "TRACEKIT_CHUNKED_BYTES")
+    policy.check_env("TRACEKIT_STREAM_BYTES", "TRACEKIT_CHUNKED_BYTES", "TRACEKIT_PARALLEL_BYTES")
     file_size, gz = _check_file(p)
     _check_head(p, gz)
     budget, source = policy.inflate_budget()

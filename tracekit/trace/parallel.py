@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import IO, Any, Union
 
 import msgspec
 
+from tracekit.trace import policy
 from tracekit.trace.build import Piece, TraceBuilder
 from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, NoEventArray
 from tracekit.trace.gz import open_gz_into
@@ -32,20 +34,23 @@ from tracekit.trace.policy import BudgetExceeded, TooDeep
 PIECE_BYTES = 8 * 1024 * 1024
 # Below this much JSON, starting workers and shipping pieces costs more than the cores save
 # (measured with make bench-analyze's traces on 2 cores).
-PARALLEL_BYTES = int(os.environ.get("TRACEKIT_PARALLEL_BYTES", str(128 * 1024 * 1024)))
+PARALLEL_BYTES = policy.env_size("TRACEKIT_PARALLEL_BYTES", 128 << 20)
 _spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask), 1 where it cannot fork workers: inside a
-    daemonic process (a Dask worker, say) or off Linux, or when ``TRACEKIT_LOAD_WORKERS`` says so."""
-    forced = os.environ.get("TRACEKIT_LOAD_WORKERS")
-    if forced is not None and forced.isdigit():
-        return max(1, int(forced))
+    """Cores this process may run on (its affinity mask), 1 where it cannot fork workers safely:
+    inside a daemonic process (a Dask worker, say), off Linux, beside other threads; else as
+    ``TRACEKIT_LOAD_WORKERS`` says, if set."""
     if multiprocessing.current_process().daemon or not hasattr(os, "sched_getaffinity"):
         return 1
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
+    if threading.active_count() > 1:
+        return 1  # forking beside another thread (a progress bar's, say) can copy a held lock
+    forced = os.environ.get("TRACEKIT_LOAD_WORKERS")
+    if forced is not None and forced.isdigit():
+        return max(1, int(forced))
     return max(1, len(os.sched_getaffinity(0)))
 
 
