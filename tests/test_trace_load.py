@@ -399,7 +399,17 @@ def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", "3")
     monkeypatch.setattr(parallel_mod, "PARALLEL_BYTES", 0)
     monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 1 << 20)
+    built = []
+    real = parallel_mod.load_parallel
+
+    def recording(*args: object, **kw: object) -> object:
+        got = real(*args, **kw)  # type: ignore[arg-type]
+        built.append(got is not None)
+        return got
+
+    monkeypatch.setattr(parallel_mod, "load_parallel", recording)
     par = load_trace(p)
+    assert built == [True], "the parallel reader must have built the trace, not handed it back"
     for part in ("spans", "kernels"):
         a, b = getattr(serial, part), getattr(par, part)
         for f in ("ts", "dur", "origin"):

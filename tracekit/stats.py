@@ -62,15 +62,21 @@ def replicates(
     table = np.full((r, width), np.nan)
     for i, g in enumerate(gs):
         table[i, : len(g)] = g
-    rounds = rng.integers(0, r, size=(n, r))  # which round fills each slot
-    drawn_len = lens[rounds]  # (n, r)
-    steps = (rng.random((n, r, width)) * drawn_len[..., None]).astype(np.int64)
-    values = table[rounds[..., None], steps]  # (n, r, width)
-    # A drawn round contributes as many steps as it holds; the rest of its row is padding.
-    values[np.arange(width)[None, None, :] >= drawn_len[..., None]] = np.nan
-    flat = values.reshape(n, r * width)
-    out = np.nanmedian(flat, axis=1) if stat == "median" else np.nanmean(flat, axis=1)
-    return np.asarray(out, np.float64)
+    out = np.empty(n, np.float64)
+    # Replicates in batches of about a million drawn steps: memory stays flat however many
+    # tokens a round decodes.
+    batch = max(1, min(n, (1 << 20) // (r * width)))
+    for lo in range(0, n, batch):
+        m = min(batch, n - lo)
+        rounds = rng.integers(0, r, size=(m, r))  # which round fills each slot
+        drawn_len = lens[rounds]  # (m, r)
+        steps = (rng.random((m, r, width)) * drawn_len[..., None]).astype(np.int64)
+        values = table[rounds[..., None], steps]  # (m, r, width)
+        # A drawn round contributes as many steps as it holds; the rest of its row is padding.
+        values[np.arange(width)[None, None, :] >= drawn_len[..., None]] = np.nan
+        flat = values.reshape(m, r * width)
+        out[lo : lo + m] = np.nanmedian(flat, axis=1) if stat == "median" else np.nanmean(flat, axis=1)
+    return out
 
 
 def interval(reps: NDArray[np.float64] | None, level: float = LEVEL) -> Interval | None:

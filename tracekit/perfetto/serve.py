@@ -153,7 +153,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         if body:
-            self.wfile.write(data)
+            # In pieces: the idle timeout then bounds each piece's wait, not the whole download.
+            for at in range(0, len(data), 1 << 20):
+                self.wfile.write(data[at : at + (1 << 20)])
             self.wfile.flush()
             if delivered(self.connection, self.server.idle_s):
                 self.server.fetched.set()
@@ -174,7 +176,7 @@ class TraceServer(http.server.ThreadingHTTPServer):
     def __init__(self, file: Path, port: int, *, idle_s: float = IDLE_S) -> None:
         self.idle_s = idle_s
         if not 0 <= port <= 65535:
-            raise UserError(f"--port {port}: a port is a number from 1 to 65535")
+            raise UserError(f"--port {port}: a port is a number from 1 to 65535 (0: any free one)")
         self.file = Path(file)
         regular_file(self.file, "trace file")
         self.data = self.file.read_bytes()

@@ -130,11 +130,14 @@ def headline(d: ReportData) -> Headline:
                 f" to {100 * b.attention_share:.1f}%{ci(b.attention_share_ci95, '{:.1f}', 100)})"
             )
         parts.append(f" Attention accounts for {att_added:.3g}{ci(att_ci)} ms of the added cost{share}.")
-    if bound is not None:
-        of = "" if bound_share is None else f", {100 * bound_share:.0f}%{ci(bound_share_ci, '{:.0f}', 100)} of it"
+    if bound is not None and bound_share is None:
+        # No added cost to explain (the largest context was not slower): say what the bound adds.
+        parts.append(f" Reading the longer KV cache at full bandwidth would add {bound:.3g} ms per token.")
+    elif bound is not None and bound_share is not None:
+        of = f", {100 * bound_share:.0f}%{ci(bound_share_ci, '{:.0f}', 100)} of it"
         rest = (
             "the rest is compute and overhead"
-            if bound_share is not None and bound_share < 0.95
+            if bound_share < 0.95
             else "reading the longer cache at full bandwidth would account for the added cost"
         )
         parts.append(f" The memory-bandwidth bound (more KV cache to read) explains {bound:.3g} ms{of}; {rest}.")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tracekit.analysis.breakdown import merge_phases
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
 from tracekit.analysis.rules import RULE_INDEX
-from tracekit.sanitize import printable
+from tracekit.sanitize import finite, printable
 
 if TYPE_CHECKING:  # rich loads only when a table is drawn
     from rich.table import Table
@@ -83,7 +83,7 @@ def to_json(results: list[AnalysisResult], summary: dict[str, Any] | None = None
     doc: dict[str, Any] = {"schema": SCHEMA, "traces": [r.to_json() for r in results]}
     if summary is not None:
         doc["summary"] = summary
-    return json.dumps(doc, indent=2)
+    return json.dumps(finite(doc), indent=2, allow_nan=False)
 
 
 def notes(r: AnalysisResult) -> list[str]:

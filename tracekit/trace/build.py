@@ -1,7 +1,7 @@
 """Building the columnar ``Trace`` from decoded events: split by kind, columns, nesting, links.
 
-Every loading path (whole, chunked, streaming, lenient) feeds decoded records here a list at a
-time; ``finish`` nests the host spans and links each device event to its launch.
+Every loading path (whole, chunked, parallel pieces, lenient) feeds decoded records here a list
+at a time; ``finish`` nests the host spans and links each device event to its launch.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import compress, islice, repeat
+from itertools import compress, repeat
 from operator import attrgetter
 from typing import Any
 
@@ -269,18 +269,20 @@ def release_freed_memory() -> None:
     results, unpickled), glibc serves such arrays from its heap rather than from fresh mappings,
     and keeps the heap when they are freed: on a 12.8 M-span trace ~300 MB stayed resident
     through nesting, the moment a build needs the most memory."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    c = glibc()
+    if c is not None:
+        c.malloc_trim(0)
 
 
 @functools.cache
-def _malloc_trim() -> Any:
+def glibc() -> Any:
+    """The C library, where it is glibc (its allocator's knobs), else None."""
     try:
         import ctypes
 
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
+        lib = ctypes.CDLL("libc.so.6")
+        return lib if hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else None
+    except OSError:
         return None
 
 
@@ -333,15 +335,6 @@ def build_trace(name: str, events: Iterable[Any]) -> Trace:
     """Keep host spans, device activity, GPU annotations and launch flows; nest and link them."""
     b = TraceBuilder(name)
     b.add(events if isinstance(events, list) else list(events))
-    return b.finish()
-
-
-def build_trace_batched(name: str, events: Iterable[Any], batch: int = 1 << 16) -> Trace:
-    """``build_trace`` for a long stream of events: memory follows the kept events, not the stream."""
-    b = TraceBuilder(name)
-    it = iter(events)
-    while chunk := list(islice(it, batch)):
-        b.add(chunk)
     return b.finish()
 
 

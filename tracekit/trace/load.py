@@ -105,7 +105,7 @@ def read_text(path: str | os.PathLike[str]) -> bytes:
     if gz_error is not None:
         raise policy.gzip_damaged(str(p), gz_error, has_prefix=bool(data.strip(WS)))
     if not data.strip(WS):
-        raise TraceFormatError(str(p), "is empty (0 trace events); was the profiler stopped before it wrote?")
+        raise policy.empty(str(p))
     return data
 
 
@@ -184,7 +184,7 @@ def _load_whole(p: Path, gz: bool, *, partial: bool, limit: int) -> Trace:
                     raise
             raise policy.gzip_damaged(name, gz_error, has_prefix=True)
     elif not data.strip(WS):
-        raise TraceFormatError(name, "is empty (0 trace events); was the profiler stopped before it wrote?")
+        raise policy.empty(name)
     trace = decode_text(name, data, partial=partial or gz_error is not None, chunk_size=CHUNK_SIZE)
     trace.partial = trace.partial or gz_error is not None
     return trace
@@ -310,9 +310,7 @@ def _chunked_pass(
         except Damaged as exc:
             damage = policy.damaged(str(p), str(exc))
         except EmptyText:
-            raise TraceFormatError(
-                str(p), "is empty (0 trace events); was the profiler stopped before it wrote?"
-            ) from None
+            raise policy.empty(str(p)) from None
     return reader, damage
 
 

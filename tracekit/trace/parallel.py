@@ -24,7 +24,7 @@ from typing import IO, Any, Union
 import msgspec
 
 from tracekit.trace import policy
-from tracekit.trace.build import Piece, TraceBuilder
+from tracekit.trace.build import Piece, TraceBuilder, glibc
 from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, NoEventArray
 from tracekit.trace.gz import open_gz_into
 from tracekit.trace.lenient import lenient_events
@@ -133,12 +133,9 @@ def _worker_start() -> None:
     """In each worker: pin glibc's mmap threshold. A worker's decoded events die with each piece;
     with the default (dynamic) threshold the arrays between them come from the heap, whose freed
     holes are never returned, and a worker's memory grows piece after piece."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
+    c = glibc()
+    if c is not None:
+        c.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
 
 
 def _abandon(pool: ProcessPoolExecutor, pending: deque[Future[Piece | None]]) -> None:

@@ -188,9 +188,13 @@ class TooDeep(Exception):
     """Raised by the chunked reader when msgspec meets JSON nested deeper than it can decode."""
 
 
+def empty(name: str) -> TraceFormatError:
+    return TraceFormatError(name, "is empty (0 trace events); was the profiler stopped before it wrote?")
+
+
 def in_range(ts: NDArray[np.float64], dur: NDArray[np.float64]) -> NDArray[np.bool_]:
     """Which events have finite times and a non-negative duration (vectorized; the span check
-    is ``within_span``, over every kind of event at once)."""
+    is ``span_bounds``, over every kind of event at once)."""
     with np.errstate(invalid="ignore", over="ignore"):
         end = ts + dur
         ok: NDArray[np.bool_] = np.isfinite(end) & np.isfinite(ts) & (dur >= 0)

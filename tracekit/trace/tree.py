@@ -12,7 +12,7 @@ loader spends its time on. Here the same answer comes from array operations:
   the phase annotation) is pointer jumping: each span points at itself if marked, else at its
   parent, and the pointers are squared until they stop moving (log2 of the depth rounds).
 
-Both give exactly what the stack walk gives (see ``tests/test_trace_load.py``).
+Both give exactly what the stack walk gives (see ``tests/test_tree.py``).
 """
 
 from __future__ import annotations
