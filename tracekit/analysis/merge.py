@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracekit.analysis.partial import Failure, TracePartial
+from tracekit.analysis.partial import TOP_KERNELS, Failure, TracePartial
 from tracekit.analysis.ranks import ATTENTION
 from tracekit.analysis.result import CategoryTime, KernelRow
 
@@ -77,6 +77,9 @@ class Summary:
                 {"name": k.name, "category": k.category, "rule": k.rule, "count": k.count, "time_us": r3(k.time_us)}
                 for k in self.kernels
             ],
+            # Each trace sends its longest kernel rows only (partials stay small): a kernel outside
+            # a trace's top rows is not counted for that trace, so these sums are lower bounds.
+            "kernels_from": f"the {TOP_KERNELS} longest kernel rows of each trace",
             "ranks": None if self.ranks is None else _ranks_json(self.ranks),
             "interrupted": self.interrupted,
             "cancelled": self.cancelled,
