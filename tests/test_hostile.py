@@ -50,6 +50,8 @@ def _load_all(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: bool) -> dict[s
     for name, (loader, workers) in LOADERS.items():
         monkeypatch.setenv("TRACEKIT_LOADER", loader)
         monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", workers)
+        # Whatever threads other tests left behind (the loader's guard would read serially).
+        monkeypatch.setattr(parallel_mod, "usable_cores", lambda n=int(workers): n)
         try:
             t = load_trace(path, **kw)
             seen[name] = f"ok host={len(t.host)} device={len(t.device)} skipped={t.skipped_events} "
