@@ -45,7 +45,7 @@ def _load_all(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: bool) -> dict[s
     outcome as one comparable line."""
     monkeypatch.setattr(load_mod, "CHUNK_SIZE", 4096)
     monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 4096)
-    monkeypatch.setattr(parallel_mod, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(load_mod, "PARALLEL_BYTES", 0)
     seen = {}
     for name, (loader, workers) in LOADERS.items():
         monkeypatch.setenv("TRACEKIT_LOADER", loader)

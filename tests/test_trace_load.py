@@ -391,6 +391,7 @@ def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) ->
     small pieces so there are many, gives exactly the trace the serial reader gives."""
     import numpy as np
 
+    import tracekit.trace.load as load_mod
     import tracekit.trace.parallel as parallel_mod
 
     p = fixture_path(V100_DDP)
@@ -399,7 +400,7 @@ def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) ->
     # Three cores, whatever the machine: other tests of the session leave idle daemon threads
     # behind, and the loader's guard (no fork beside another thread) would read serially.
     monkeypatch.setattr(parallel_mod, "usable_cores", lambda: 3)
-    monkeypatch.setattr(parallel_mod, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(load_mod, "PARALLEL_BYTES", 0)
     monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 1 << 20)
     built = []
     real = parallel_mod.load_parallel

@@ -11,7 +11,6 @@ steps. The slowest rank has the longest step time; the skew is that time over th
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,9 +155,18 @@ def rank_table(partials: list[TracePartial]) -> RankTable | None:
     if len(rows) < 2:
         return None
     for rank, row in rows.items():
-        row.step_us = statistics.median(steps[rank])
+        row.step_us = _median(steps[rank])
         row.steps = len(steps[rank])
     ordered = sorted(rows.values(), key=lambda r: r.rank)
     slowest = max(ordered, key=lambda r: r.step_us)
-    median = statistics.median(r.step_us for r in ordered)
+    median = _median([r.step_us for r in ordered])
     return RankTable(ordered, slowest.rank, slowest.step_us / median if median > 0 else 1.0, unranked)
+
+
+def _median(values: list[float]) -> float:
+    """The median of a non-empty list (the mean of the middle two for an even count), as
+    ``statistics.median`` gives it, without importing that module (and its fractions and random)
+    on every ``analyze``."""
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2

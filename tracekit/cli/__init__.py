@@ -10,6 +10,7 @@ user, unless ``TRACEKIT_DEBUG=1`` asks for one.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import signal
@@ -190,7 +191,21 @@ def entry() -> None:
     # and after an interrupt, with everything saved and said, the process leaves at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if code == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush()
         os._exit(130)
+    if threading.active_count() == 1:
+        # Everything is written and said: leave without the interpreter's teardown (freeing every
+        # object and module one by one, ~30 ms of a small analyze), after the exit handlers that
+        # libraries registered (Dask's, temporary files') have run.
+        atexit._run_exitfuncs()
+        _flush()
+        os._exit(code)
     sys.exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (| head), a stream closed
+            pass

@@ -51,7 +51,10 @@ from tracekit.trace.scan import error_byte
 
 DEFAULT_STREAM_THRESHOLD = policy.env_size("TRACEKIT_STREAM_BYTES", 768 << 20)
 CHUNKED_THRESHOLD = policy.env_size("TRACEKIT_CHUNKED_BYTES", 32 << 20)
-CHUNK_SIZE = 8 * 1024 * 1024
+# Below this much JSON, starting workers and shipping pieces costs more than the cores save
+# (measured with make bench-analyze's traces on 2 cores); below it ``parallel`` is not imported.
+PARALLEL_BYTES = policy.env_size("TRACEKIT_PARALLEL_BYTES", 128 << 20)
+CHUNK_SIZE = 1024 * 1024  # measured: 1 MB pieces stay in cache (V100 fixture 0.128 s vs 0.150 s with 8 MB)
 # Which reader to use: auto (by size), whole or chunked (to compare them, or to debug).
 LOADER_ENV = "TRACEKIT_LOADER"
 WS = b" \t\n\r"  # JSON's whitespace (bytes.strip() would take \v and \f too)
@@ -250,11 +253,13 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int, size: int) -
     id. Only when some launch or device event has no correlation id is the file read a second time
     for flows.
     """
-    from tracekit.trace.parallel import PARALLEL_BYTES, load_parallel, usable_cores
+    got = None
+    if size > PARALLEL_BYTES:
+        from tracekit.trace.parallel import load_parallel, usable_cores
 
-    cores = usable_cores() if size > PARALLEL_BYTES else 1
-    # This process reads and also builds pieces whenever the workers are busy: one worker fewer.
-    got = load_parallel(p, gz, cores - 1, budget) if cores > 1 else None
+        cores = usable_cores()
+        # This process reads and also builds pieces whenever the workers are busy: one worker fewer.
+        got = load_parallel(p, gz, cores - 1, budget) if cores > 1 else None
     damage: TraceFormatError | None = None
     if got is not None:
         builder, reader = got

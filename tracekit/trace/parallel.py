@@ -23,7 +23,6 @@ from typing import IO, Any, Union
 
 import msgspec
 
-from tracekit.trace import policy
 from tracekit.trace.build import Piece, TraceBuilder, glibc
 from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, NoEventArray
 from tracekit.trace.gz import open_gz_into
@@ -32,9 +31,6 @@ from tracekit.trace.model import SPANS_ONLY
 from tracekit.trace.policy import BudgetExceeded, TooDeep
 
 PIECE_BYTES = 8 * 1024 * 1024
-# Below this much JSON, starting workers and shipping pieces costs more than the cores save
-# (measured with make bench-analyze's traces on 2 cores).
-PARALLEL_BYTES = policy.env_size("TRACEKIT_PARALLEL_BYTES", 128 << 20)
 _spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
