@@ -17,6 +17,7 @@ from tracekit.errors import TraceFormatError
 from tracekit.trace.build import build_trace
 from tracekit.trace.lenient import event_from_obj
 from tracekit.trace.load import load_trace
+from tracekit.trace.model import Trace
 
 
 def test_fixtures_load_with_links() -> None:
@@ -387,10 +388,8 @@ def test_without_isal_the_standard_gzip_reads_the_same(tiny_chunks: None, monkey
 
 
 def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fixture decoded and built by worker processes (and by this one while they are busy), in
-    small pieces so there are many, gives exactly the trace the serial reader gives."""
-    import numpy as np
-
+    """The fixture decoded and built by worker processes, in small pieces so there are many, gives
+    exactly the trace the serial reader gives."""
     import tracekit.trace.load as load_mod
     import tracekit.trace.parallel as parallel_mod
 
@@ -413,6 +412,10 @@ def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(parallel_mod, "load_parallel", recording)
     par = load_trace(p)
     assert built == [True], "the parallel reader must have built the trace, not handed it back"
+    _assert_same_trace(serial, par)
+
+
+def _assert_same_trace(serial: Trace, par: Trace) -> None:
     for part in ("spans", "kernels"):
         a, b = getattr(serial, part), getattr(par, part)
         for f in ("ts", "dur", "origin"):
@@ -422,3 +425,41 @@ def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) ->
         assert [serial.threads[i] for i in a.thread] == [par.threads[i] for i in b.thread], part
     assert np.array_equal(serial.parent, par.parent) and np.array_equal(serial.link, par.link)
     assert (serial.device_names, serial.rank, serial.skipped_events) == (par.device_names, par.rank, par.skipped_events)
+
+
+def test_parallel_pieces_travel_by_shared_memory_and_a_huge_one_by_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces go to the workers through shared memory slots; one longer than a slot (a single
+    event of megabytes) goes through the pool's pipe instead, and the trace is the serial one."""
+    import tracekit.trace.load as load_mod
+    import tracekit.trace.parallel as parallel_mod
+
+    events = []
+    for i in range(3000):
+        ts = 1000.0 + 10 * i
+        events.append({"ph": "X", "cat": "cpu_op", "name": f"aten::op{i % 7}", "pid": 1, "tid": 1, "ts": ts, "dur": 5})
+        events.append({"ph": "X", "cat": "kernel", "name": f"k{i % 5}", "pid": 0, "tid": 7, "ts": ts + 1, "dur": 3})
+        if i == 1500:
+            events.append({"ph": "X", "cat": "cpu_op", "name": "huge", "pid": 1, "tid": 1, "ts": ts + 6, "dur": 1,
+                           "args": {"Input dims": "x" * (3 << 20)}})  # fmt: skip
+    p = tmp_path / "huge-event.json"
+    p.write_text(json.dumps({"traceEvents": events}))
+    monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", "1")
+    serial = load_trace(p)
+    monkeypatch.setattr(parallel_mod, "usable_cores", lambda: 2)
+    monkeypatch.setattr(load_mod, "CHUNKED_THRESHOLD", 0)
+    monkeypatch.setattr(load_mod, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 64 << 10)
+    sent = []
+    real_put = parallel_mod._Slots.put
+
+    def put(self: object, text: bytes) -> int | None:
+        slot = real_put(self, text)  # type: ignore[arg-type]
+        sent.append("pipe" if slot is None else "slot")
+        return slot
+
+    monkeypatch.setattr(parallel_mod._Slots, "put", put)
+    par = load_trace(p)
+    assert sent.count("pipe") >= 1 and sent.count("slot") >= 2, sent
+    _assert_same_trace(serial, par)

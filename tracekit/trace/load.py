@@ -258,8 +258,8 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int, size: int) -
         from tracekit.trace.parallel import load_parallel, usable_cores
 
         cores = usable_cores()
-        # This process reads and also builds pieces whenever the workers are busy: one worker fewer.
-        got = load_parallel(p, gz, cores - 1, budget) if cores > 1 else None
+        # A worker a core: this process, which inflates and merges, is mostly waiting on them.
+        got = load_parallel(p, gz, cores, budget) if cores > 1 else None
     damage: TraceFormatError | None = None
     if got is not None:
         builder, reader = got
