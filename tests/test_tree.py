@@ -99,3 +99,37 @@ def test_union_of_arrays_equals_the_loop(rows: list[tuple[float, float]], lo: fl
     s = np.array([a for a, _ in iv], np.float64)
     e = np.array([b for _, b in iv], np.float64)
     assert union_length_arrays(s, e, lo, hi) == pytest.approx(union_length(iv, lo, hi))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3000), st.booleans()), max_size=12))
+def test_column_store_equals_concatenating_the_parts(parts: list[tuple[int, bool]]) -> None:
+    """Parts appended to the growing store read back as their concatenation, dtypes widened as
+    concatenation widens them (32-bit origins, then 64-bit ones); the store is empty after."""
+    from tracekit.trace.model import _COLUMNS, Columns, ColumnStore
+
+    rng = np.random.default_rng(len(parts))
+    cols = []
+    for n, wide in parts:
+        cols.append(
+            Columns(
+                name=rng.integers(0, 99, n).astype(np.int32),
+                cat=rng.integers(0, 9, n).astype(np.int32),
+                thread=rng.integers(0, 4, n).astype(np.int32),
+                ts=rng.random(n),
+                dur=rng.random(n),
+                corr=rng.integers(-1, 1 << 40, n),
+                origin=rng.integers(0, 1 << 33, n) if wide else rng.integers(0, 1 << 30, n).astype(np.int32),
+            )
+        )
+    store = ColumnStore()
+    for c in cols:
+        store.append(c)
+    assert len(store) == sum(n for n, _ in parts)
+    got = store.take()
+    given = [c for c in cols if len(c)]
+    for f in _COLUMNS:
+        want = np.concatenate([getattr(c, f) for c in given]) if given else getattr(Columns(), f)
+        assert np.array_equal(getattr(got, f), want), f
+        assert getattr(got, f).dtype == want.dtype, f
+    assert len(store) == 0 and len(store.take()) == 0

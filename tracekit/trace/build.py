@@ -26,6 +26,7 @@ from tracekit.trace.model import (
     RUNTIME_CATS,
     Codes,
     Columns,
+    ColumnStore,
     Event,
     FlowEnd,
     FlowStart,
@@ -86,9 +87,9 @@ class TraceBuilder:
 
     def __init__(self, name: str) -> None:
         self.trace = Trace(path=name)
-        self._host: list[Columns] = []
-        self._py: list[Columns] = []
-        self._device: list[Columns] = []
+        self._host = ColumnStore()
+        self._py = ColumnStore()
+        self._device = ColumnStore()
         self._threads: defaultdict[tuple[int | str, int | str], int] = code_table()
         self._cats: defaultdict[str, int] = code_table()
         self._cat_names: list[str] = []
@@ -177,9 +178,9 @@ class TraceBuilder:
         tr = self.trace
         return Piece(
             events=self._seen,
-            host=Columns.concat(self._host),
-            py=Columns.concat(self._py),
-            device=Columns.concat(self._device),
+            host=self._host.take(),
+            py=self._py.take(),
+            device=self._device.take(),
             strings=list(tr.string_ids),
             threads=list(self._threads),
             corr_ids=self._corrs,
@@ -201,18 +202,17 @@ class TraceBuilder:
         for src, dst in ((piece.host, self._host), (piece.py, self._py), (piece.device, self._device)):
             if not len(src):
                 continue
-            corr = src.corr.copy()
+            corr = src.corr
             if corr_codes:
                 corr = np.fromiter((corr_codes.get(c, c) for c in corr.tolist()), np.int64, len(corr))
+            # The store copies every column in: nothing keeps the unpickled message alive.
             dst.append(
                 Columns(
                     name=strings[src.name],
                     cat=strings[src.cat],
                     thread=threads[src.thread],
-                    # Copies: an unpickled array can be a view into the whole message it came
-                    # in, which would keep every other column of the piece alive with it.
-                    ts=src.ts.copy(),
-                    dur=src.dur.copy(),
+                    ts=src.ts,
+                    dur=src.dur,
                     corr=corr,
                     origin=_positions(src.origin.astype(np.int64), self._seen),
                 )
@@ -226,10 +226,9 @@ class TraceBuilder:
         tr = self.trace
         tr.strings = list(tr.string_ids)
         tr.threads = list(self._threads)
-        parts = self._host + self._py
-        self._host, self._py = [], []
-        host = Columns.consume(parts)
-        kernels = Columns.consume(self._device)
+        self._host.append(self._py.take())  # the kept Python frames after the ops, in the order they always had
+        host = self._host.take()
+        kernels = self._device.take()
         release_freed_memory()
         host, tr.kernels = _keep_in_range(tr, host, kernels)
         # Link by correlation id first, then drop the ids (8 bytes a span) before nesting, the
