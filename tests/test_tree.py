@@ -133,3 +133,26 @@ def test_column_store_equals_concatenating_the_parts(parts: list[tuple[int, bool
         assert np.array_equal(getattr(got, f), want), f
         assert getattr(got, f).dtype == want.dtype, f
     assert len(store) == 0 and len(store.take()) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-1, 40), max_size=60),
+    st.lists(st.integers(-1, 45), max_size=60),
+    st.booleans(),
+)
+def test_link_by_id_equals_a_dict_built_in_order(launch: list[int], kernels: list[int], rising: bool) -> None:
+    """Each device event links to the last launch with its correlation id, whether the ids rise
+    in file order (the fast path) or repeat and wander (the sorted one)."""
+    from tracekit.trace.build import _link_by_id
+
+    if rising:
+        launch = sorted(set(launch))
+    runtime = np.arange(len(launch), dtype=np.int64) * 3 + 1  # host positions of the launches
+    last: dict[int, int] = {}
+    for pos, cid in zip(runtime.tolist(), launch):
+        if cid != -1:
+            last[cid] = pos
+    want = [last.get(k, -1) if k != -1 else -1 for k in kernels]
+    got = _link_by_id(runtime, np.array(launch, np.int64), np.array(kernels, np.int64))
+    assert got.tolist() == want

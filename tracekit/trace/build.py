@@ -343,16 +343,21 @@ def _link_by_id(
     """For each device event, the runtime call (an index among the host spans, from ``runtime``)
     with the same correlation id, or -1."""
     has = launch_ids != -1
-    runtime, corr = runtime[has], launch_ids[has]
-    # Sorted by id (stable, so a repeated id keeps its launches in order), the last launch of each
-    # id wins, as a dict built in order would have it; each kernel then finds its id by bisection.
-    by_id = np.argsort(corr, kind="stable")
-    ids = corr[by_id]
-    if not len(ids):
+    if not has.all():
+        runtime, launch_ids = runtime[has], launch_ids[has]
+    if not len(launch_ids):
         return np.full(len(kernel_ids), -1, np.int64)
-    last = np.ones(len(ids), bool)
-    np.not_equal(ids[1:], ids[:-1], out=last[:-1])
-    ids, launch = ids[last], runtime[by_id[last]]
+    if (launch_ids[1:] > launch_ids[:-1]).all():
+        ids, launch = launch_ids, runtime  # ids rise in file order, as CUPTI and roctracer number them
+    else:
+        # Sorted by id (stable, so a repeated id keeps its launches in order), the last launch of
+        # each id wins, as a dict built in order would have it.
+        by_id = np.argsort(launch_ids, kind="stable")
+        ids = launch_ids[by_id]
+        last = np.ones(len(ids), bool)
+        np.not_equal(ids[1:], ids[:-1], out=last[:-1])
+        ids, launch = ids[last], runtime[by_id[last]]
+    # Each kernel finds its id by bisection.
     at = np.searchsorted(ids, kernel_ids)
     at[at == len(ids)] = 0
     return np.where(ids[at] == kernel_ids, launch[at], -1).astype(np.int64)
