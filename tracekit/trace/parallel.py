@@ -83,9 +83,10 @@ def build_slot(start: int, length: int) -> Piece | None:
 
 class _Slots:
     """Shared memory, made before the workers fork (so they inherit it), that carries each piece's
-    text to its worker: a copy into memory both processes map, instead of a 16 MB message pickled
-    through a pipe (which cost the main process a third of its time in system calls, and each
-    worker as much again to read it)."""
+    text to its worker: one copy into memory both processes map, instead of a message pickled
+    through a pipe. Measured on the ~1 GB trace (2 workers, 8 MB pieces): the workers spent
+    5.4-5.7 s of CPU with the pipe, 2.7-3.0 s with shared memory, for the same pieces. A slot is
+    reused once its piece's result is absorbed."""
 
     def __init__(self, count: int, size: int) -> None:
         self.size = size
