@@ -62,3 +62,18 @@ def test_error_exit_code_kept_and_exit_handlers_run(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "tracekit: error:" in done.stderr
     assert marker.read_text() == "handler ran"
+
+
+def test_a_profiler_still_writes_its_results(tmp_path: Path) -> None:
+    """Under cProfile (or a coverage tracer) the process leaves the usual way, so the tool gets to
+    write what it measured after the command returns."""
+    out = tmp_path / "analyze.prof"
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "tracekit", "analyze", str(fixture_path(CPU_ONLY))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0

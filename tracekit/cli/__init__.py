@@ -193,10 +193,11 @@ def entry() -> None:
     if code == 130:
         _flush()
         os._exit(130)
-    if threading.active_count() == 1:
+    if threading.active_count() == 1 and sys.getprofile() is None and sys.gettrace() is None:
         # Everything is written and said: leave without the interpreter's teardown (freeing every
         # object and module one by one, ~30 ms of a small analyze), after the exit handlers that
-        # libraries registered (Dask's, temporary files') have run.
+        # libraries registered (Dask's, temporary files') have run. Not under a profiler or a
+        # coverage tracer, which write their results after this function returns.
         atexit._run_exitfuncs()
         _flush()
         os._exit(code)
