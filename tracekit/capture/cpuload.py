@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from tracekit.cores import affinity
 from tracekit.manifest import BackgroundLoad
 
 # A core counts as free when other processes use less than this share of it...
@@ -38,14 +39,6 @@ HIGH_CORES = 0.5
 TOO_BUSY_FREE = 0.75
 
 _STAT = Path("/proc/stat")
-
-
-def affinity() -> list[int]:
-    """The CPUs this process may run on."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

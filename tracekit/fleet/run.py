@@ -9,12 +9,12 @@ or ``--workers 1``, never loads it.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from tracekit.analysis.inputs import json_bytes
 from tracekit.analysis.partial import Failure, TaskOptions, TracePartial, analyze_file, one_line
+from tracekit.cores import usable_cores
 from tracekit.errors import UserError
 
 # Starting and stopping the embedded cluster costs 2-3 s (make bench-scale), the time one core
@@ -81,14 +81,6 @@ class Collector:
             else:
                 out.cancelled += 1
         return out
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and ``taskset`` set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
-        return os.cpu_count() or 1
 
 
 def default_workers(paths: list[str]) -> int:

@@ -70,6 +70,11 @@ def open_gz_into(path: Path) -> IO[bytes] | _RawGzip:
     return _RawGzip(path, reader_type)
 
 
+def open_text(path: Path, gz: bool) -> IO[bytes] | _RawGzip:
+    """The file's text as a binary stream for ``readinto``: inflated (``open_gz_into``) when ``gz``."""
+    return open_gz_into(path) if gz else open(path, "rb")
+
+
 def read_gz(path: Path, limit: int = 1 << 62) -> bytes:
     """The whole decompressed content (raises one of ``ERRORS`` on a damaged file, and
     ``policy.BudgetExceeded`` past ``limit`` bytes, having inflated at most 16 MB more)."""

@@ -26,7 +26,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import Any, Union
 
 import msgspec
 
@@ -38,11 +38,11 @@ from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamage
 from tracekit.trace.decode import decode_text, usable
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import MAGIC as GZIP_MAGIC
-from tracekit.trace.gz import open_gz, open_gz_into, read_gz
+from tracekit.trace.gz import open_gz, open_text, read_gz
 from tracekit.trace.lenient import lenient_events
 from tracekit.trace.model import (
     FLOWS_ONLY,
-    SPANS_ONLY,
+    SPANS_DECODER,
     FlowStart,
     Trace,
 )
@@ -155,7 +155,7 @@ def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
 def _check_head(p: Path, gz: bool) -> None:
     """Refuse text that does not start like JSON from its first bytes, before inflating more."""
     try:
-        with open_gz(p) if gz else _open_binary(p) as fh:
+        with open_gz(p) if gz else open(p, "rb") as fh:
             head = fh.read(4096)
     except gz_errors:
         return  # damaged from the start: each path says so in its own place
@@ -236,11 +236,6 @@ def _read_all(p: Path, gz: bool, *, limit: int) -> tuple[bytes, str | None]:
         return prefix, exc.__class__.__name__
 
 
-def _open_binary(p: Path) -> IO[bytes]:
-    return open(p, "rb")
-
-
-_spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 _flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
@@ -265,7 +260,7 @@ def _load_chunked(p: Path, gz: bool, *, partial: bool, budget: int, size: int) -
         builder, reader = got
     else:
         builder = TraceBuilder(str(p))
-        passed = _chunked_pass(p, gz, _spans_decoder, builder.add, budget)
+        passed = _chunked_pass(p, gz, SPANS_DECODER, builder.add, budget)
         if passed[0] is None:  # no event array: the whole-document decoder names what the file is
             return decode_text(str(p), passed[1], partial=partial, chunk_size=CHUNK_SIZE)
         reader, damage = passed
@@ -302,8 +297,7 @@ def _chunked_pass(
     metadata) and the damage met if any; or, for a document with no event array, None and its
     whole text."""
     damage: TraceFormatError | None = None
-    opener: Any = open_gz_into if gz else _open_binary
-    with opener(p) as fh:
+    with open_text(p, gz) as fh:
         reader = ChunkedReader(fh, chunk_size=CHUNK_SIZE, lenient=lenient_events, decoder=decoder, budget=budget)
         try:
             for chunk in reader.events():

@@ -111,6 +111,8 @@ FLOWS_ONLY: tuple[type, ...] = (
     FlowEnd,
     *SKIPPED,
 )
+# The event array's decoder for the spans-only pass (every reader and the parallel workers).
+SPANS_DECODER = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
 class DeviceProps(msgspec.Struct):

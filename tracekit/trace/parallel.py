@@ -21,22 +21,22 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import Any
 
 import msgspec
 
+from tracekit import cores
 from tracekit.trace.build import Piece, TraceBuilder, glibc
 from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, NoEventArray
-from tracekit.trace.gz import open_gz_into
+from tracekit.trace.gz import open_text
 from tracekit.trace.lenient import lenient_events
-from tracekit.trace.model import SPANS_ONLY
+from tracekit.trace.model import SPANS_DECODER
 from tracekit.trace.policy import BudgetExceeded, TooDeep
 
 # Measured on 2 cores (make bench-analyze's traces, whole processes): 2 MB pieces against 8 MB,
 # ~1 GB trace 2.9-3.4 s and 330 MB against 3.5-3.9 s and 440 MB; 12.8 M tiny events 11.3 s and
 # 1.1 GB against 14.2 s and 1.3 GB (a piece's decoded events stay in cache and die sooner).
 PIECE_BYTES = 2 * 1024 * 1024
-_spans_decoder = msgspec.json.Decoder(list[Union[SPANS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
 
 
 def usable_cores() -> int:
@@ -52,7 +52,7 @@ def usable_cores() -> int:
     forced = os.environ.get("TRACEKIT_LOAD_WORKERS")
     if forced is not None and forced.isdigit():
         return max(1, int(forced))
-    return max(1, len(os.sched_getaffinity(0)))
+    return cores.usable_cores()
 
 
 def build_piece(text: bytes | memoryview) -> Piece | None:
@@ -60,7 +60,7 @@ def build_piece(text: bytes | memoryview) -> Piece | None:
     fell inside an event, or damage), which sends the caller back to the serial reader."""
     try:
         try:
-            events = _spans_decoder.decode(text)
+            events = SPANS_DECODER.decode(text)
         except msgspec.ValidationError:
             events = lenient_events(bytes(text))
     except (msgspec.DecodeError, RecursionError):
@@ -120,19 +120,16 @@ def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBu
     serial reader then decides, in its own words. Past the inflate budget it stops at once
     (``BudgetExceeded``)."""
     builder = TraceBuilder(str(p))
-    opener: Any = open_gz_into if gz else _open_binary
     ctx = multiprocessing.get_context("fork")
     # A few pieces in flight per worker: enough to keep them busy, little text held.
     in_flight = 2 * workers + 1
     slots = _Slots(in_flight + 1, 2 * PIECE_BYTES + 2)
     with (
         slots.memory,
-        opener(p) as fh,
+        open_text(p, gz) as fh,
         ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start, initargs=(slots.memory,)) as pool,
     ):
-        reader = ChunkedReader(
-            fh, chunk_size=PIECE_BYTES, lenient=lenient_events, decoder=_spans_decoder, budget=budget
-        )
+        reader = ChunkedReader(fh, chunk_size=PIECE_BYTES, lenient=lenient_events, decoder=SPANS_DECODER, budget=budget)
         pending: deque[tuple[Future[Piece | None], int | None]] = deque()
 
         def absorb_oldest() -> bool:
@@ -191,7 +188,3 @@ def _abandon(pool: ProcessPoolExecutor, pending: deque[tuple[Future[Piece | None
     for f, _ in pending:
         f.cancel()
     pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _open_binary(p: Path) -> IO[bytes]:
-    return open(p, "rb")
