@@ -66,3 +66,11 @@ def test_threads_follow_the_free_cores(others: float, cpus: int, threads: int, h
     assert free_threads(others, cpus) == threads
     assert is_high(others, cpus) is high and is_too_busy(others, cpus) is too_busy
     assert free_threads(None, cpus) is None
+
+
+def test_per_second_turns_a_millisecond_interval_around() -> None:
+    from tracekit.stats import per_second
+
+    assert per_second((20.0, 40.0)) == (25.0, 50.0)
+    assert per_second(None) is None
+    assert per_second((0.0, 5.0)) is None  # no upper bound on the rate

@@ -96,6 +96,11 @@ def median_ci(groups: Sequence[Sequence[float]], *, seed: int) -> tuple[float | 
     return point(groups, "median"), interval(replicates(groups, "median", seed=seed))
 
 
+def per_second(ms: Interval | None) -> Interval | None:
+    """An interval of milliseconds per item as items per second (the bounds trade places)."""
+    return None if ms is None or ms[0] <= 0 else (1000.0 / ms[1], 1000.0 / ms[0])
+
+
 def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float] | None:
     """Percentiles (linear interpolation) of plain values, e.g. inter-token latency p50/p90/p99."""
     if not len(values):

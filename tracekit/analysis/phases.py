@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from tracekit.analysis.window import covers
+from tracekit.analysis.window import covers, launched_extents
 from tracekit.annotations import PhaseKey, parse_phase
 from tracekit.trace.model import Trace
 from tracekit.trace.tree import nearest_marked
@@ -70,7 +70,7 @@ class PhaseIndex:
         for a in sorted(trace.gpu_annotations, key=lambda a: a.ts):
             if parse_phase(a.name) is not None:
                 gpu.setdefault(a.name, []).append((a.ts, a.ts + a.dur))
-        extents = self._launched_extents(trace)
+        extents = launched_extents(trace, self.node)
         host: dict[str, list[int]] = {}
         spans = trace.spans
         for h in self._marks[np.argsort(spans.ts[self._marks], kind="stable")].tolist():
@@ -93,23 +93,6 @@ class PhaseIndex:
                 elif ext is not None:
                     out.append((ext[0], ext[1], this))
         return out
-
-    def _launched_extents(self, trace: Trace) -> dict[int, tuple[float, float]]:
-        """First start and last end of the device work launched under each phase annotation."""
-        link = trace.link
-        if not len(link):
-            return {}
-        phase = self.node[np.where(link >= 0, link, len(self.node) - 1)]
-        has = phase >= 0
-        if not has.any():
-            return {}
-        p = phase[has]
-        uniq, inv = np.unique(p, return_inverse=True)
-        lo = np.full(len(uniq), np.inf)
-        hi = np.full(len(uniq), -np.inf)
-        np.minimum.at(lo, inv, trace.kernels.ts[has])
-        np.maximum.at(hi, inv, trace.kernels.end[has])
-        return {int(u): (float(a), float(b)) for u, a, b in zip(uniq.tolist(), lo.tolist(), hi.tolist())}
 
     def at_times(self, ts: NDArray[np.float64]) -> NDArray[np.int64]:
         """For each device time, the index (into ``gpu_keys``) of the device-side phase span

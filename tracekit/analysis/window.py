@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tracekit.errors import UserError
 from tracekit.trace.model import Event, Trace
@@ -40,17 +41,29 @@ class Window:
 def launched_extent(trace: Trace, span: int) -> tuple[float, float] | None:
     """First start and last end of the device work launched from within host span ``span`` (by
     the nesting of its launch call under the span), or None if there is none."""
-    link = trace.link
-    if not len(link):
-        return None
     marked = np.zeros(len(trace.spans), bool)
     marked[span] = True
-    under = nearest_marked(trace.parent, marked)
-    hit = link >= 0
-    hit[hit] = under[link[hit]] == span
-    if not hit.any():
-        return None
-    return float(trace.kernels.ts[hit].min()), float(trace.kernels.end[hit].max())
+    node = np.append(nearest_marked(trace.parent, marked), -1)
+    return launched_extents(trace, node).get(span)
+
+
+def launched_extents(trace: Trace, node: NDArray[np.int64]) -> dict[int, tuple[float, float]]:
+    """First start and last end of the device work launched under each marked host span: ``node``
+    gives, for each host span, the marked span at or above it (-1: none), and one more entry, -1,
+    read for work with no launch in the trace."""
+    link = trace.link
+    if not len(link):
+        return {}
+    owner = node[np.where(link >= 0, link, len(node) - 1)]
+    has = owner >= 0
+    if not has.any():
+        return {}
+    uniq, inv = np.unique(owner[has], return_inverse=True)
+    lo = np.full(len(uniq), np.inf)
+    hi = np.full(len(uniq), -np.inf)
+    np.minimum.at(lo, inv, trace.kernels.ts[has])
+    np.maximum.at(hi, inv, trace.kernels.end[has])
+    return {int(u): (float(a), float(b)) for u, a, b in zip(uniq.tolist(), lo.tolist(), hi.tolist())}
 
 
 def covers(start: float, end: float, extent: tuple[float, float]) -> bool:

@@ -49,7 +49,6 @@ class Measured:
         reps = stats.replicates(ms_groups, "median", seed=decode_seed(ctx))
         ms = stats.point(ms_groups, "median")
         ci = stats.interval(reps)
-        tps_ci = None if ci is None or ci[0] <= 0 else (1000.0 / ci[1], 1000.0 / ci[0])
         prefill, prefill_ci = stats.median_ci([self.prefill], seed=prefill_seed(ctx))
         ttft, ttft_ci = stats.median_ci([self.ttft], seed=prefill_seed(ctx, "ttft"))
         itl = stats.percentiles([1000.0 * s for s in flat], (50, 90, 99))
@@ -69,7 +68,7 @@ class Measured:
             decode_ms_per_token=_r(ms),
             decode_ms_per_token_ci95=stats.rounded(ci),
             decode_ms_per_token_by_round=[round(statistics.median(g), 6) for g in ms_groups if g],
-            tokens_per_s_ci95=stats.rounded(tps_ci, 4),
+            tokens_per_s_ci95=stats.rounded(stats.per_second(ci), 4),
             prefill_s_repeats=list(self.prefill),
             prefill_s_unsynced_repeats=list(self.prefill_unsynced),
             prefill_s_ci95=stats.rounded(prefill_ci),

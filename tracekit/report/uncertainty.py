@@ -57,8 +57,7 @@ def apply_samples(c: ContextFigures) -> None:
         c.rounds = c.rounds or len(c.decode_samples_ms)
         if c.decode_ms_per_token:
             c.tokens_per_s = 1000.0 / c.decode_ms_per_token
-        ci = c.decode_ms_per_token_ci95
-        c.tokens_per_s_ci95 = None if ci is None or ci[0] <= 0 else (1000.0 / ci[1], 1000.0 / ci[0])
+        c.tokens_per_s_ci95 = stats.per_second(c.decode_ms_per_token_ci95)
     if c.attention_share_samples:
         c.attention_share = stats.point(c.attention_share_samples, "mean")
         c.attention_share_ci95 = stats.interval(share_reps(c))
