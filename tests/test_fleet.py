@@ -160,6 +160,21 @@ def test_one_trace_or_a_little_json_never_imports_dask(names: list[str]) -> None
     assert r.stdout.strip().splitlines()[-1] == "0 []"
 
 
+def test_a_scheduler_address_in_the_environment_leaves_one_trace_here() -> None:
+    """DASK_SCHEDULER_ADDRESS, left set for other tools, does not send a single trace to a cluster
+    (here an address where nothing listens: using it would fail); several traces do go (tested
+    with a real cluster in test_fleet_dask.py)."""
+    code = (
+        "import sys; from tracekit.cli import main; rc = main(['analyze', *sys.argv[1:], '--format', 'json']); "
+        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    env = {**os.environ, "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"}
+    one = str(fixture_path(MI300X))
+    r = subprocess.run([sys.executable, "-c", code, one], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "0 []"
+
+
 def test_progress_bar_on_request_and_conflicting_flags(tmp_path: Path) -> None:
     for name in ("rank-0.json.gz", "rank-1.json.gz"):  # copies: symlinks to one file count once
         (tmp_path / name).write_bytes(fixture_path(MI300X).read_bytes())

@@ -32,7 +32,7 @@ def analyze(
     scheduler: str | None = typer.Option(
         None,
         help="Run on an existing Dask cluster: its scheduler's address (tcp://host:8786); "
-        "default $DASK_SCHEDULER_ADDRESS. Workers need tracekit and must see the same paths.",
+        "default $DASK_SCHEDULER_ADDRESS when there are several traces. Workers need tracekit and must see the same paths.",
     ),
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
@@ -76,9 +76,11 @@ def analyze(
     if scheduler is not None and workers is not None:
         raise UserError("give --workers (a cluster on this machine) or --scheduler (an existing one), not both")
     paths = expand(traces)
-    # An explicit --workers wins over the environment; --workers 1 never touches Dask.
+    # An explicit --workers wins over the environment; --workers 1 never touches Dask, and neither
+    # does a single trace unless --scheduler says so (an address left in the environment for other
+    # tools would cost a connection and need tracekit on the cluster, for one file).
     address = scheduler
-    if address is None and workers is None:
+    if address is None and workers is None and len(paths) > 1:
         address = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
