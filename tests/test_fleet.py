@@ -184,6 +184,9 @@ def test_progress_bar_on_request_and_conflicting_flags(tmp_path: Path) -> None:
     assert "2 traces" in r.stdout  # the summary table
     r = run_cli("analyze", str(tmp_path), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
     assert r.returncode == 2 and "not both" in r.stderr
+    r = run_cli("analyze", str(tmp_path), "--memory-limit", "4GB", "--scheduler", "tcp://127.0.0.1:1")
+    assert r.returncode == 2 and "--memory-limit sizes the workers" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_traces_that_cannot_fit_any_worker_are_refused_before_running() -> None:

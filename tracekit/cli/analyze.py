@@ -82,6 +82,11 @@ def analyze(
     address = scheduler
     if address is None and workers is None and len(paths) > 1:
         address = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if address is not None and memory_limit is not None:
+        raise UserError(
+            "--memory-limit sizes the workers of the cluster tracekit starts; an existing cluster's "
+            "workers have their own (dask worker --memory-limit): leave out --memory-limit or the scheduler"
+        )
     plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
     options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain)
