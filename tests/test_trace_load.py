@@ -41,10 +41,10 @@ def test_fixtures_load_with_links() -> None:
     assert "ProfilerStep#6" in chain
 
 
-def test_streaming_path_equals_in_memory_path() -> None:
+def test_chunked_path_equals_in_memory_path() -> None:
     p = fixture_path(H100)
     a = analyze_trace(load_trace(p), "ProfilerStep#6")
-    b = analyze_trace(load_trace(p, stream_threshold=0), "ProfilerStep#6")
+    b = analyze_trace(load_trace(p, chunked_from=0), "ProfilerStep#6")
     assert a.busy_us == pytest.approx(b.busy_us, rel=1e-12)
     assert {k: v.time_us for k, v in a.categories.items()} == pytest.approx(
         {k: v.time_us for k, v in b.categories.items()}

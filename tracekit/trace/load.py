@@ -49,7 +49,6 @@ from tracekit.trace.model import (
 from tracekit.trace.policy import BudgetExceeded, TooDeep
 from tracekit.trace.scan import error_byte
 
-DEFAULT_STREAM_THRESHOLD = policy.env_size("TRACEKIT_STREAM_BYTES", 768 << 20)
 CHUNKED_THRESHOLD = policy.env_size("TRACEKIT_CHUNKED_BYTES", 32 << 20)
 # Below this much JSON, starting workers and shipping pieces costs more than the cores save
 # (measured with make bench-analyze's traces on 2 cores); below it ``parallel`` is not imported.
@@ -64,9 +63,12 @@ def load_trace(
     path: str | os.PathLike[str],
     *,
     partial: bool = False,
-    stream_threshold: int | None = None,
+    chunked_from: int | None = None,
 ) -> Trace:
     """Load one trace file. Raises ``TraceFormatError`` (a ``UserError``) on unusable input.
+
+    Past ``chunked_from`` bytes of JSON (default ``TRACEKIT_CHUNKED_BYTES``, 32 MB) the event array
+    is decoded chunk by chunk, never whole in memory; both readers give the same trace.
 
     The cyclic garbage collector is paused meanwhile: loading makes hundreds of thousands of
     objects and no cycles, and each collection would walk them all again.
@@ -74,7 +76,7 @@ def load_trace(
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(Path(path), partial=partial, stream_threshold=stream_threshold)
+        return _load(Path(path), partial=partial, chunked_from=chunked_from)
     finally:
         if paused:
             gc.enable()
@@ -124,25 +126,25 @@ def decode_bytes(name: str, data: bytes) -> Trace:
             gc.enable()
 
 
-def _load(p: Path, *, partial: bool, stream_threshold: int | None) -> Trace:
+def _load(p: Path, *, partial: bool, chunked_from: int | None) -> Trace:
     name = str(p)
-    policy.check_env("TRACEKIT_STREAM_BYTES", "TRACEKIT_CHUNKED_BYTES", "TRACEKIT_PARALLEL_BYTES")
+    policy.check_env("TRACEKIT_CHUNKED_BYTES", "TRACEKIT_PARALLEL_BYTES")
     file_size, gz = _check_file(p)
     _check_head(p, gz)
     budget, source = policy.inflate_budget()
-    threshold = DEFAULT_STREAM_THRESHOLD if stream_threshold is None else stream_threshold
+    threshold = CHUNKED_THRESHOLD if chunked_from is None else chunked_from
     size = _decompressed_size(p, gz, file_size)
     loader = os.environ.get(LOADER_ENV, "auto")
     try:
         if loader == "whole":
             return _load_whole(p, gz, partial=partial, limit=budget)
-        if loader != "chunked" and size <= min(CHUNKED_THRESHOLD, threshold):
+        if loader != "chunked" and size <= threshold:
             # The whole text in memory, up to twice the size that sends a file to the chunked
             # reader: a gzip whose size field lies is read in chunks from there on.
             try:
-                return _load_whole(p, gz, partial=partial, limit=min(budget, 2 * CHUNKED_THRESHOLD))
+                return _load_whole(p, gz, partial=partial, limit=min(budget, 2 * threshold))
             except BudgetExceeded:
-                if budget <= 2 * CHUNKED_THRESHOLD:
+                if budget <= 2 * threshold:
                     raise
         # Large traces: decode chunk by chunk, so the text is never whole in memory.
         return _load_chunked(p, gz, partial=partial, budget=budget, size=size)
