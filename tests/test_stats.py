@@ -36,8 +36,21 @@ def test_rounds_that_disagree_widen_the_interval() -> None:
 
 
 def test_uneven_rounds_draw_only_real_steps() -> None:
-    reps = stats.replicates([[1.0], [2.0, 2.0, 2.0], [3.0, 3.0]], "mean", seed=3)
-    assert reps is not None and np.isfinite(reps).all() and reps.min() >= 1.0 and reps.max() <= 3.0
+    """Rounds of 1, 3 and 2 steps, each constant: a replicate that draws rounds (i, j, k) is the
+    mean of those rounds' values weighted by their lengths, exactly. Padding counted as a step, or
+    a drawn round contributing the wrong number of steps, gives a value outside that set."""
+    import itertools
+
+    groups = [[1.0], [2.0, 2.0, 2.0], [3.0, 3.0]]
+    reps = stats.replicates(groups, "mean", seed=3)
+    assert reps is not None and np.isfinite(reps).all()
+    possible = set()
+    for drawn in itertools.product(range(3), repeat=3):
+        steps = [v for i in drawn for v in groups[i]]
+        possible.add(round(sum(steps) / len(steps), 9))
+    assert {round(float(x), 9) for x in reps} <= possible
+    # Every round is drawn: all three values occur among the replicates' rounds.
+    assert len({round(float(x), 9) for x in reps}) > 5
 
 
 def test_fit_intervals_from_replicates() -> None:
