@@ -175,10 +175,26 @@ def write_files_atomic(files: dict[Path, bytes]) -> None:
                 pass
 
 
+# What makes a folder a run: this file, holding a tracekit manifest (``tracekit.manifest`` writes it).
+MANIFEST_NAME = "manifest.json"
+_MANIFEST_SIGNATURE = b'"tracekit.manifest/'
+
+
+def is_run_folder(d: Path) -> bool:
+    """Whether ``d`` holds a tracekit manifest (what makes a folder a run)."""
+    f = Path(d) / MANIFEST_NAME
+    try:
+        if not stat.S_ISREG(os.stat(f).st_mode):
+            return False  # a FIFO would block the read
+        with open(f, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return False
+    return _MANIFEST_SIGNATURE in head
+
+
 def run_folder_of(path: Path) -> Path | None:
     """The run folder (a folder holding a tracekit manifest) that ``path`` lies in, if any."""
-    from tracekit.manifest import is_run_folder
-
     for d in Path(os.path.abspath(path)).resolve().parents:
         if is_run_folder(d):
             return d

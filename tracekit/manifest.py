@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -17,10 +16,10 @@ import msgspec
 
 from tracekit import stats
 from tracekit.errors import UserError
-from tracekit.fsutil import regular_file, write_text_atomic
+from tracekit.fsutil import MANIFEST_NAME, regular_file, write_text_atomic
 
 SCHEMA = "tracekit.manifest/1"
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_NAME  # the file that makes a folder a run (fsutil.is_run_folder)
 REPORT_STEM = "report"
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
 
@@ -175,19 +174,6 @@ class Manifest(msgspec.Struct):
 def write_manifest(run_dir: Path, m: Manifest) -> None:
     data = msgspec.to_builtins(m)
     write_text_atomic(run_dir / MANIFEST, json.dumps(data, indent=2) + "\n")
-
-
-def is_run_folder(d: Path) -> bool:
-    """Whether ``d`` holds a tracekit manifest (what makes a folder a run)."""
-    f = Path(d) / MANIFEST
-    try:
-        if not stat.S_ISREG(os.stat(f).st_mode):
-            return False  # a FIFO would block the read
-        with open(f, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return False
-    return b'"tracekit.manifest/' in head
 
 
 def run_file(run_dir: Path, name: str) -> Path:
