@@ -173,6 +173,27 @@ def test_cli_json_contract_and_csv() -> None:
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert {"trace", "kernel", "category", "rule", "count", "time_us"} <= set(rows[0])
     assert sum(int(x["count"]) for x in rows if x["category"] == "attention") == 24
+    assert "kernels" not in tr  # rows only when asked for
+
+
+def test_cli_json_by_kernel_has_every_kernel_row() -> None:
+    """``--by kernel --format json``: each trace lists its kernel rows, which add up to its
+    categories (every item of device work in exactly one row), as the CSV gives them."""
+    p = fixture_path(H100)
+    r = run_cli("analyze", str(p), "--window", "ProfilerStep#6", "--format", "json", "--by", "kernel")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    tr = doc["traces"][0]
+    rows = tr["kernels"]
+    assert sum(k["count"] for k in rows) == sum(c["count"] for c in tr["categories"].values())
+    assert sum(k["time_us"] for k in rows) == pytest.approx(
+        sum(c["time_us"] for c in tr["categories"].values()), abs=0.01
+    )
+    assert sum(k["count"] for k in rows if k["category"] == "attention") == 24
+    assert [k["time_us"] for k in rows] == sorted((k["time_us"] for k in rows), reverse=True)
+    csv_out = run_cli("analyze", str(p), "--window", "ProfilerStep#6", "--format", "csv", "--by", "kernel").stdout
+    assert len(list(csv.DictReader(io.StringIO(csv_out)))) == len(rows)
 
 
 def test_cli_explain_names_the_rule() -> None:

@@ -36,7 +36,7 @@ def emit(outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern
             else:
                 out.print(shown)
     elif results and fmt == "json":
-        print(tables.to_json(results, summary.to_json()))
+        print(tables.to_json(results, summary.to_json(), by))
     elif results and fmt == "csv":
         print(tables.to_csv(results, by), end="")
     elif results:

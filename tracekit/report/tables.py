@@ -79,8 +79,24 @@ def to_csv(results: list[AnalysisResult], by: str) -> str:
     return buf.getvalue()
 
 
-def to_json(results: list[AnalysisResult], summary: dict[str, Any] | None = None) -> str:
-    doc: dict[str, Any] = {"schema": SCHEMA, "traces": [r.to_json() for r in results]}
+def to_json(results: list[AnalysisResult], summary: dict[str, Any] | None = None, by: str = "category") -> str:
+    """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows."""
+    traces = []
+    for r in results:
+        doc = r.to_json()
+        if by == "kernel":
+            doc["kernels"] = [
+                {
+                    "name": k.name,
+                    "category": k.category,
+                    "rule": k.rule,
+                    "count": k.count,
+                    "time_us": round(k.time_us, 3),
+                }
+                for k in r.kernels
+            ]
+        traces.append(doc)
+    doc = {"schema": SCHEMA, "traces": traces}
     if summary is not None:
         doc["summary"] = summary
     return json.dumps(finite(doc), indent=2, allow_nan=False)
