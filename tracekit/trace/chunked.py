@@ -129,13 +129,22 @@ class ChunkedReader:
                 raise BudgetExceeded
 
     def _make_room(self, want: int) -> None:
-        """Move the valid text to the front; grow the buffer if it still cannot take ``want`` more."""
+        """Move the valid text to the front; grow the buffer if it still cannot take ``want`` more,
+        and shrink it back to its usual size once an event that needed more has gone (else every
+        later piece would be as long as that event was: more memory, and pieces too long for the
+        parallel reader's shared-memory slots)."""
         n = self._hi - self._lo
-        if self._lo:
+        usual = 2 * self.chunk_size + 1
+        if len(self._buf) > usual and max(n, want) < usual:
+            smaller = bytearray(usual)
+            with memoryview(self._buf) as mv:
+                smaller[:n] = mv[self._lo : self._hi]
+            self._buf = smaller
+        elif self._lo:
             with memoryview(self._buf) as mv:
                 mv[:n] = mv[self._lo : self._hi]
-            self._offset += self._lo
-            self._lo, self._hi = 0, n
+        self._offset += self._lo
+        self._lo, self._hi = 0, n
         if n >= len(self._buf) or want >= len(self._buf):
             self._buf.extend(bytes(max(len(self._buf), want - len(self._buf) + 1)))
 
