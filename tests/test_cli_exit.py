@@ -4,9 +4,11 @@ that libraries registered still run, and everything printed reaches the reader, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,19 +16,34 @@ from tests.conftest import CPU_ONLY, V100_DDP, fixture_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# An exit handler writes ``marker``; an object's finalizer, run only by the interpreter's own
+# teardown, writes ``marker.teardown``: its absence shows the early exit was taken.
 _SCRIPT = """
 import atexit, pathlib, sys
 marker = pathlib.Path(sys.argv[1])
 atexit.register(lambda: marker.write_text("handler ran"))
+class Teardown:
+    def __del__(self):
+        pathlib.Path(str(marker) + ".teardown").write_text("teardown ran")
+kept = Teardown()
 sys.argv = ["tracekit", *sys.argv[2:]]
 from tracekit.cli import entry
 entry()
 """
+# Block-buffered output, as most users' environments have it (this project's sets
+# PYTHONUNBUFFERED, which would hide a missing flush).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
-def _run(marker: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(marker: Path, *args: str, stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(marker), *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+        [sys.executable, "-c", _SCRIPT, str(marker), *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=ENV,
     )
 
 
@@ -37,6 +54,7 @@ def test_output_is_whole_and_exit_handlers_run(tmp_path: Path, name: str) -> Non
     assert done.returncode == 0, done.stderr
     json.loads(done.stdout)  # the whole document, flushed before the process left
     assert marker.read_text() == "handler ran"
+    assert not Path(f"{marker}.teardown").exists(), "the early exit was not taken"
 
 
 def test_output_equals_a_normal_exit(tmp_path: Path) -> None:
@@ -77,3 +95,24 @@ def test_a_profiler_still_writes_its_results(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_a_full_disk_is_an_error_not_a_silent_success(tmp_path: Path) -> None:
+    """Output that cannot be written (here to /dev/full, a disk that is always full) gives exit 2
+    and one line saying so, not exit 0 with nothing written."""
+    with open("/dev/full", "w") as full:
+        done = _run(tmp_path / "m", "analyze", str(fixture_path(CPU_ONLY)), "--format", "csv", stdout=full)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("tracekit: error:") and "No space left on device" in lines[-1], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
+    """With standard output closed (``>&-``) the command neither crashes on leaving nor prints a
+    traceback."""
+    cmd = f"{sys.executable} -m tracekit analyze {fixture_path(CPU_ONLY)} --format csv >&-"
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=300, env=ENV)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (0, 2), done.stderr
