@@ -180,8 +180,9 @@ def line(name: str, runs: list[Run]) -> str:
     )
 
 
-# The console script a user types (``python -m tracekit`` measured ~9 ms less on the 2 KB trace:
-# the same imports, at other times of the garbage collector; the slower one is reported).
+# The console script a user types (``python -m tracekit`` measured ~10 ms less on the 2 KB trace:
+# the same imports, but CPython 3.11's frame-stack chunks are mapped and unmapped more at the
+# script's call depth, see the README; the slower one is reported).
 TRACEKIT = Path(PY).with_name("tracekit")
 
 

@@ -20,7 +20,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 # Peak memory of loading and analyzing a trace, per byte of its JSON, measured on the fixtures of
 # ../shared/fixtures: 2.1-3.1x below the chunked reader's threshold (the whole text, its decoded
-# records and the columns are alive at once), 0.8-1.1x above it (8 MB pieces of text at a time).
+# records and the columns are alive at once), 0.8-1.1x above it (a few MB of text at a time).
 WHOLE_FACTOR = 3.5
 CHUNKED_FACTOR = 1.2
 

@@ -32,7 +32,8 @@ def analyze(
     scheduler: str | None = typer.Option(
         None,
         help="Run on an existing Dask cluster: its scheduler's address (tcp://host:8786); "
-        "default $DASK_SCHEDULER_ADDRESS when there are several traces. Workers need tracekit and must see the same paths.",
+        "default $DASK_SCHEDULER_ADDRESS when there are several traces (and no --workers or --memory-limit). "
+        "Workers need tracekit and must see the same paths.",
     ),
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
@@ -76,11 +77,12 @@ def analyze(
     if scheduler is not None and workers is not None:
         raise UserError("give --workers (a cluster on this machine) or --scheduler (an existing one), not both")
     paths = expand(traces)
-    # An explicit --workers wins over the environment; --workers 1 never touches Dask, and neither
-    # does a single trace unless --scheduler says so (an address left in the environment for other
-    # tools would cost a connection and need tracekit on the cluster, for one file).
+    # An explicit --workers or --memory-limit (both about a cluster tracekit starts) wins over the
+    # environment; --workers 1 never touches Dask, and neither does a single trace unless
+    # --scheduler says so (an address left in the environment for other tools would cost a
+    # connection and need tracekit on the cluster, for one file).
     address = scheduler
-    if address is None and workers is None and len(paths) > 1:
+    if address is None and workers is None and memory_limit is None and len(paths) > 1:
         address = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if address is not None and memory_limit is not None:
         raise UserError(

@@ -264,10 +264,10 @@ class TraceBuilder:
 def release_freed_memory() -> None:
     """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
 
-    The parts just joined were small arrays; after megabyte-sized buffers are freed (a worker's
-    results, unpickled), glibc serves such arrays from its heap rather than from fresh mappings,
-    and keeps the heap when they are freed: on a 12.8 M-span trace ~300 MB stayed resident
-    through nesting, the moment a build needs the most memory."""
+    After megabyte-sized buffers are freed (a worker's results, unpickled; the decoded chunks),
+    glibc serves later arrays from its heap rather than from fresh mappings, and keeps the heap
+    when they are freed: on a 12.8 M-span trace ~300 MB stayed resident through nesting, the
+    moment a build needs the most memory (measured before the columns grew in place)."""
     c = glibc()
     if c is not None:
         c.malloc_trim(0)
@@ -348,7 +348,7 @@ def _link_by_id(
     if not len(launch_ids):
         return np.full(len(kernel_ids), -1, np.int64)
     if (launch_ids[1:] > launch_ids[:-1]).all():
-        ids, launch = launch_ids, runtime  # ids rise in file order, as CUPTI and roctracer number them
+        ids, launch = launch_ids, runtime  # ids already rise in file order (the six H100/MI300X fixtures)
     else:
         # Sorted by id (stable, so a repeated id keeps its launches in order), the last launch of
         # each id wins, as a dict built in order would have it.

@@ -197,12 +197,6 @@ class Columns:
             if len(col) == n:
                 setattr(self, f, col[order])
 
-    @staticmethod
-    def concat(parts: list[Columns]) -> Columns:
-        if not parts:
-            return Columns()
-        return Columns(*(np.concatenate([getattr(p, f) for p in parts]) for f in _COLUMNS))
-
 
 _COLUMNS = ("name", "cat", "thread", "ts", "dur", "corr", "origin")
 _EMPTY_COLUMN = {
@@ -213,11 +207,12 @@ _EMPTY_COLUMN = {
 
 class ColumnStore:
     """Columns appended part by part (each decoded chunk's, each worker's piece) into arrays that
-    grow in place, by a quarter at a time: numpy's ``resize`` reallocates, and glibc moves a large
-    block's pages with ``mremap`` rather than copying them. The whole is never copied from its
-    parts, and at most a quarter more memory than it needs is ever touched (concatenating the parts
-    at the end touched twice the memory and copied everything once more: on this project's VM,
-    first touches of fresh pages were half the time of a large load's last, serial step).
+    grow by a quarter at a time: numpy's ``resize`` reallocates (glibc moves a block above its
+    mmap threshold with ``mremap``, without copying it; a smaller one is copied) and zero-fills the
+    new space. Each part is written once into the whole, and the arrays hold at most a quarter more
+    than they need until ``take`` trims them. Concatenating a list of parts at the end touched
+    twice the memory and copied everything once more: on this project's VM, first touches of fresh
+    pages were half the main process's samples in a large load.
     """
 
     GROWTH = 1.25

@@ -33,9 +33,10 @@ from tracekit.trace.lenient import lenient_events
 from tracekit.trace.model import SPANS_DECODER
 from tracekit.trace.policy import BudgetExceeded, TooDeep
 
-# Measured on 2 cores (make bench-analyze's traces, whole processes): 2 MB pieces against 8 MB,
-# ~1 GB trace 2.9-3.4 s and 330 MB against 3.5-3.9 s and 440 MB; 12.8 M tiny events 11.3 s and
-# 1.1 GB against 14.2 s and 1.3 GB (a piece's decoded events stay in cache and die sooner).
+# The reader's buffer holds twice this, so pieces are ~4 MB. Measured on 2 cores (make
+# bench-analyze's traces, whole processes), against 8 MB (~16 MB pieces): ~1 GB trace 2.9-3.4 s
+# and 330 MB against 3.5-3.9 s and 440 MB; 12.8 M tiny events 11.3 s and 1.1 GB against 14.2 s
+# and 1.3 GB (a piece's decoded events stay in cache and die sooner).
 PIECE_BYTES = 2 * 1024 * 1024
 
 
