@@ -1,6 +1,6 @@
 """Decode a trace's event array in chunks with msgspec, so memory follows the kept events.
 
-The decompressed text is read in pieces of ``chunk_size`` bytes; each piece is cut after the last
+The decompressed text is read into a buffer of twice ``chunk_size``; each fill is cut after the last
 event that is complete in it and decoded as ``[...]`` into typed events. A cut is only a candidate
 (the bytes ``}``, ``,``, ``{`` with optional whitespace between two objects); it is accepted when
 the piece decodes, which proves it: a piece that ends inside an object, a nested list or a string
@@ -129,10 +129,8 @@ class ChunkedReader:
                 raise BudgetExceeded
 
     def _make_room(self, want: int) -> None:
-        """Move the valid text to the front; grow the buffer if it still cannot take ``want`` more,
-        and shrink it back to its usual size once an event that needed more has gone (else every
-        later piece would be as long as that event was: more memory, and pieces too long for the
-        parallel reader's shared-memory slots)."""
+        """Move the valid text to the front; grow the buffer if it cannot take ``want`` more, and
+        shrink it back once a longer event has gone (else every later piece is as long as it was)."""
         n = self._hi - self._lo
         usual = 2 * self.chunk_size + 1
         if len(self._buf) > usual and max(n, want) < usual:
