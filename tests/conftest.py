@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,12 @@ def capture(out: Path, contexts: list[int], tokens: int, **kw: object) -> Path:
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A quick real capture: builtin tiny model, two contexts, a few tokens."""
     return capture(tmp_path_factory.mktemp("small"), [32, 160], 6, profile_steps=3, chunk=64)
+
+
+@pytest.fixture
+def run(small_run: Path, tmp_path: Path) -> Path:
+    """A copy of a real capture, free to damage."""
+    return Path(shutil.copytree(small_run, tmp_path / "run"))
 
 
 # Three rounds and one timed prefill per context: the fits need the decode steps, and the

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -260,12 +259,6 @@ def test_json_never_holds_nan_or_infinity() -> None:
 
 
 # -- export reads as analyze does ------------------------------------------------------------
-
-
-@pytest.fixture
-def run(small_run: Path, tmp_path: Path) -> Path:
-    """A copy of a real capture, free to damage."""
-    return Path(shutil.copytree(small_run, tmp_path / "run"))
 
 
 @pytest.mark.parametrize(

@@ -29,12 +29,6 @@ from tracekit.trace.load import load_trace
 # -- path policy and manifests ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def run(small_run: Path, tmp_path: Path) -> Path:
-    """A copy of a real capture, free to damage."""
-    return Path(shutil.copytree(small_run, tmp_path / "run"))
-
-
 def _edit_manifest(run: Path, edit: object) -> None:
     m = run / "manifest.json"
     d = json.loads(m.read_text())

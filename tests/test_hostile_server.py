@@ -5,7 +5,6 @@ download as fetched only when every byte arrived, and refuses ports it cannot us
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -24,13 +23,6 @@ from tests.hostile import (
     tk,
 )
 from tracekit.perfetto.serve import MAX_CLIENTS, TraceServer
-
-
-@pytest.fixture
-def run(small_run: Path, tmp_path: Path) -> Path:
-    """A copy of a real capture, free to damage."""
-    return Path(shutil.copytree(small_run, tmp_path / "run"))
-
 
 # -- the loopback server ------------------------------------------------------------------------------
 
