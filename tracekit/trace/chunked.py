@@ -29,11 +29,10 @@ from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.lenient import loose_doc
 from tracekit.trace.model import AnyEvent, TraceDoc
 from tracekit.trace.policy import BOM, TRUNCATED, BudgetExceeded, TooDeep
-from tracekit.trace.scan import error_byte, event_ends, real_damage, shift_error
+from tracekit.trace.scan import LEADING_WS, error_byte, error_byte_in, event_ends, real_damage, shift_error
 
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
-_LEADING_WS = re.compile(rb"[ \t\n\r]*")  # JSON whitespace only (not \\v, \\f)
 _events = msgspec.json.Decoder(list[AnyEvent])
 T = TypeVar("T")
 _meta = msgspec.json.Decoder(TraceDoc)
@@ -57,20 +56,6 @@ class NoEventArray(Exception):
     def __init__(self, text: bytes) -> None:
         super().__init__("no traceEvents array")
         self.text = text
-
-
-def content_start(data: bytes | bytearray, end: int | None = None) -> int:
-    """Where ``data[:end]`` stops being whitespace (a UTF-8 byte-order mark counts as such)."""
-    stop = len(data) if end is None else end
-    start = 3 if data[:3] == BOM else 0
-    lead = _LEADING_WS.match(data, start, stop)
-    return lead.end() if lead else start
-
-
-def first_byte(data: bytes) -> bytes:
-    """The first non-whitespace byte (b"" if none), without copying the buffer."""
-    start = content_start(data)
-    return data[start : start + 1]
 
 
 class Readable(Protocol):
@@ -153,7 +138,7 @@ class ChunkedReader:
         if self._buf[:3] == BOM:
             self._lo, self._offset = 3, -3
         while True:
-            lead = _LEADING_WS.match(self._buf, self._lo, self._hi)
+            lead = LEADING_WS.match(self._buf, self._lo, self._hi)
             start = lead.end() if lead else self._lo
             if start < self._hi:
                 return start
@@ -167,7 +152,7 @@ class ChunkedReader:
         end of it, so a flood of whitespace is never buffered (offsets stay exact)."""
         if self._hi - self._lo <= 1:
             return False
-        lead = _LEADING_WS.match(self._buf, self._lo + 1, self._hi)
+        lead = LEADING_WS.match(self._buf, self._lo + 1, self._hi)
         if lead is None or lead.end() < self._hi:
             return False
         self._buf[self._hi - 1] = 0x5B
@@ -397,9 +382,3 @@ def frame(text: bytes) -> tuple[list[str], int | None]:
         return [d.name for d in doc.deviceProperties], doc.distributedInfo.rank if doc.distributedInfo else None
     except msgspec.ValidationError:
         return loose_doc.decode(text).metadata()
-
-
-def error_byte_in(message: str, at: int) -> bool:
-    """Whether a damage ``message`` names a byte before ``at`` (a cut after it cannot decode)."""
-    m = re.search(r"\(byte (\d+)\)", message)
-    return m is not None and int(m.group(1)) < at

@@ -12,10 +12,11 @@ from msgspec import UnsetType
 from tracekit.errors import TraceFormatError
 from tracekit.trace import policy
 from tracekit.trace.build import TraceBuilder, build_trace
-from tracekit.trace.chunked import ChunkedReader, Damaged, NoEventArray, first_byte
+from tracekit.trace.chunked import ChunkedReader, Damaged, NoEventArray
 from tracekit.trace.lenient import lenient_events, loose_doc, loose_records
 from tracekit.trace.model import AnyEvent, Trace, TraceDoc
 from tracekit.trace.policy import BOM, TooDeep
+from tracekit.trace.scan import first_byte
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
 lenient_list = msgspec.json.Decoder(list[msgspec.Raw])

@@ -34,7 +34,7 @@ from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import regular_file
 from tracekit.trace import policy
 from tracekit.trace.build import TraceBuilder, link_flows, needs_flows
-from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamaged, NoEventArray, first_byte
+from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamaged, NoEventArray
 from tracekit.trace.decode import decode_text, usable
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import MAGIC as GZIP_MAGIC
@@ -47,7 +47,7 @@ from tracekit.trace.model import (
     Trace,
 )
 from tracekit.trace.policy import BudgetExceeded, TooDeep
-from tracekit.trace.scan import error_byte
+from tracekit.trace.scan import error_byte, first_byte
 
 CHUNKED_THRESHOLD = policy.env_size("TRACEKIT_CHUNKED_BYTES", 32 << 20)
 # Below this much JSON, starting workers and shipping pieces costs more than the cores save

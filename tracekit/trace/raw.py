@@ -12,10 +12,10 @@ import msgspec
 
 from tracekit.errors import TraceFormatError
 from tracekit.trace import policy
-from tracekit.trace.chunked import first_byte
 from tracekit.trace.lenient import decode_untyped
 from tracekit.trace.load import read_text
 from tracekit.trace.policy import BOM
+from tracekit.trace.scan import first_byte
 
 
 def _decode(text: bytes | memoryview) -> Any:

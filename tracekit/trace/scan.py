@@ -1,4 +1,5 @@
-"""Byte-level helpers for the chunked reader: where events end, what a decode error points at.
+"""Byte-level helpers for the readers: where the content starts, where events end, what a decode
+error points at.
 
 ``event_ends`` finds, with numpy over a whole piece at once, the ``}`` that close the top-level
 objects of a JSON array: strings are tracked by their quotes (a quote is escaped after an odd
@@ -17,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
     from numpy.typing import NDArray
 
-from tracekit.trace.policy import TRUNCATED
+from tracekit.trace.policy import BOM, TRUNCATED
 
 _AT_BYTE = re.compile(r"\(byte (\d+)\)")
 
@@ -59,3 +60,26 @@ def event_ends(piece: bytes | bytearray | memoryview) -> NDArray[np.int64]:
     closes = ((a == 125) | (a == 93)) & outside
     depth = np.cumsum(opens.astype(np.int64) - closes)
     return np.flatnonzero((a == 125) & closes & (depth == 1))
+
+
+LEADING_WS = re.compile(rb"[ \t\n\r]*")  # JSON whitespace only (not \\v, \\f)
+
+
+def content_start(data: bytes | bytearray, end: int | None = None) -> int:
+    """Where ``data[:end]`` stops being whitespace (a UTF-8 byte-order mark counts as such)."""
+    stop = len(data) if end is None else end
+    start = 3 if data[:3] == BOM else 0
+    lead = LEADING_WS.match(data, start, stop)
+    return lead.end() if lead else start
+
+
+def first_byte(data: bytes) -> bytes:
+    """The first non-whitespace byte (b"" if none), without copying the buffer."""
+    start = content_start(data)
+    return data[start : start + 1]
+
+
+def error_byte_in(message: str, at: int) -> bool:
+    """Whether a damage ``message`` names a byte before ``at`` (a cut after it cannot decode)."""
+    m = re.search(r"\(byte (\d+)\)", message)
+    return m is not None and int(m.group(1)) < at
