@@ -53,8 +53,9 @@ CHUNKED_THRESHOLD = policy.env_size("TRACEKIT_CHUNKED_BYTES", 32 << 20)
 # Below this much JSON, starting workers and shipping pieces costs more than the cores save
 # (measured with make bench-analyze's traces on 2 cores); below it ``parallel`` is not imported.
 PARALLEL_BYTES = policy.env_size("TRACEKIT_PARALLEL_BYTES", 128 << 20)
-# The reader's buffer holds twice this, so pieces are ~2 MB; measured, they stay in cache: the V100
-# fixture loaded in 0.128 s in-process against 0.150 s with 8 MB (~16 MB pieces).
+# The reader's buffer holds twice this, so pieces are ~2 MB, which stay in cache: the V100 fixture
+# loaded in 0.128 s against 0.150 s with 8 MB (~16 MB pieces) when repeated in one process, but
+# in a fresh process (what a user runs) the load went only from 0.158 s to 0.153 s (11 runs each).
 CHUNK_SIZE = 1024 * 1024
 # Which reader to use: auto (by size), whole or chunked (to compare them, or to debug).
 LOADER_ENV = "TRACEKIT_LOADER"
