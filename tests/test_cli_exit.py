@@ -116,3 +116,25 @@ def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
     done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=300, env=ENV)
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (0, 2), done.stderr
+
+
+def test_the_console_script_and_python_m_give_the_same_output() -> None:
+    """The entry point pyproject.toml names (``tracekit.__main__:main``, which runs the command in
+    one large frame) is what the installed ``tracekit`` script calls; ``python -m tracekit`` runs
+    the same function. Both print what ``main`` returns to a plain caller, and keep its exit code."""
+    script = Path(sys.executable).with_name("tracekit")
+    if not script.exists():
+        pytest.skip(f"no console script beside {sys.executable} (tracekit is not installed in this environment)")
+    trace = str(fixture_path(V100_DDP))
+    runs = [
+        subprocess.run(
+            [*cmd, "analyze", trace, "--by", "kernel"], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+        for cmd in ([str(script)], [sys.executable, "-m", "tracekit"])
+    ]
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.count("\n") > 100
+    bad = subprocess.run(
+        [str(script), "analyze", "--by", "nonsense", trace], capture_output=True, text=True, timeout=300
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("tracekit: error:")

@@ -223,6 +223,36 @@ def test_kernels_without_correlation_link_through_ac2g_flows() -> None:
     assert t.host[int(t.parent[k])].name == "aten::mm"
 
 
+def test_correlation_ids_read_the_same_in_every_chunk() -> None:
+    """Integer ids stay as they are, absent or null ones are -1, a string of digits is its integer
+    and other strings get codes below -1: the same in a chunk of plain integers (the one-pass
+    column) as in a chunk that needs the slow path, so a launch and its kernel in different chunks
+    still meet."""
+    from tracekit.trace.build import TraceBuilder
+    from tracekit.trace.model import SPANS_DECODER
+
+    def launch(corr: object) -> dict[str, object]:
+        e: dict[str, object] = {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1}
+        e.update(ts=1, dur=1, args={} if corr is ... else {"correlation": corr})
+        return e
+
+    def kernel(corr: object) -> dict[str, object]:
+        e: dict[str, object] = {"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 2, "dur": 1}
+        e["args"] = {"correlation": corr}
+        return e
+
+    fast = SPANS_DECODER.decode(json.dumps([launch(12), launch(...), launch(5)]))
+    slow = SPANS_DECODER.decode(json.dumps([kernel("12"), kernel("abc"), kernel(None), kernel(5), kernel("abc")]))
+    b = TraceBuilder("ids")
+    b.add(fast)
+    b.add(slow)
+    piece = b.piece()
+    assert piece.host.corr.tolist() == [12, -1, 5]
+    got = piece.device.corr.tolist()
+    assert got[0] == 12 and got[2] == -1 and got[3] == 5
+    assert got[1] == got[4] < -1  # one code for "abc", in the non-integer range
+
+
 # --- the chunked decoder (large traces) -------------------------------------------------------------
 
 

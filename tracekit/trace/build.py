@@ -153,18 +153,29 @@ class TraceBuilder:
 
     def _corr_column(self, events: list[Event]) -> NDArray[np.int64]:
         """Correlation ids as they are (integers), -1 for none; other ids get codes below -1."""
+        try:
+            # Every event has args, and every id is an integer or absent (-1, the default).
+            return np.fromiter(map(_CORR, events), np.int64, len(events))
+        except (AttributeError, TypeError, ValueError, OverflowError):
+            pass
         corrs = _correlations(events)
         try:
             return np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
         except (TypeError, ValueError, OverflowError):
-            # Some id is not a plain non-negative integer: those get codes, the integers stay as
-            # they are (so they still meet their launches, which may sit in another column).
+            # Some id is not a plain integer: those get codes, the integers stay as they are (so
+            # they still meet their launches, which may sit in another column). A string of digits
+            # is its integer, as the passes above read it in every other chunk.
             ids = self._corrs
 
             def code(c: int | str | None) -> int:
                 if c is None:
                     return -1
-                if type(c) is int and 0 <= c < 1 << 63:
+                if type(c) is str:
+                    try:
+                        c = int(c)
+                    except ValueError:
+                        pass
+                if type(c) is int and -1 <= c < 1 << 63:
                     return c
                 got = ids.get(c)
                 if got is None:

@@ -34,7 +34,7 @@ GPU_ANNOTATION_CAT = "gpu_user_annotation"
 class Args(msgspec.Struct, frozen=True, gc=False):
     """The few ``args`` fields analysis reads; all others are skipped by the decoder."""
 
-    correlation: int | str | None = None
+    correlation: int | str | None = -1  # -1: none given (so a column of ids is one C-level pass)
 
 
 # The ``args`` of an event that has none: a shared instance rather than None, so reading
