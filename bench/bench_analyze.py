@@ -72,8 +72,12 @@ print(len(events))
 """
 
 # What the analyze path imports from other projects (numpy, typer, msgspec, ISA-L), and nothing
-# else: the part of tracekit's start-up that is not tracekit's. It leaves as tracekit does.
-LIBRARIES = "import os, numpy, typer, msgspec, isal.isal_zlib; os._exit(0)"
+# else: the part of tracekit's start-up that is not tracekit's. Like ``analyze``, it holds OpenBLAS
+# to one thread, and it leaves as tracekit does.
+LIBRARIES = (
+    "import os; os.environ.setdefault('OPENBLAS_NUM_THREADS', '1'); "
+    "import numpy, typer, msgspec, isal.isal_zlib; os._exit(0)"
+)
 
 HTA = r"""
 import contextlib, io, logging, sys, warnings
