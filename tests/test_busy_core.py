@@ -19,11 +19,17 @@ import time
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from tests.conftest import ROOT, run_cli
 
 MANIFEST_SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "manifest.schema.json").read_text())
 REPORT_SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "report.schema.json").read_text())
+
+
+# Other processes' CPU use (in cores, as the capture measures it) this test accepts: its own busy
+# process and a little noise.
+ONE_CORE_AND_NOISE = 1.15
 
 
 def _inside(x: float, iv: list[float]) -> bool:
@@ -61,13 +67,21 @@ def test_one_busy_core_still_shows_the_context_effect_with_intervals(tmp_path: P
         assert _inside(x["tokens_per_s"], x["tokens_per_s_ci95"])
         assert _inside(x["prefill_s"], x["prefill_s_ci95"])
         assert _inside(x["ttft_s"], x["ttft_s_ci95"])
-    # Tokens/s falls from the smallest to the largest context, and the intervals say so too: they
-    # are not points, and they do not overlap (a point inside its own interval alone proves little).
     assert all(x["tokens_per_s_ci95"][0] < x["tokens_per_s_ci95"][1] for x in t.values())
-    assert t[128]["tokens_per_s_ci95"][0] > t[4096]["tokens_per_s_ci95"][1], (
-        t[128]["tokens_per_s_ci95"],
-        t[4096]["tokens_per_s_ci95"],
-    )
+    # The claim is about one busy core. Where other work took more (a second test run, a build), the
+    # intervals widen, as they should, and may overlap: then the report must say so, and the claim
+    # itself is not tested on that machine (runs here measured 0.99-1.01 cores of other work; one
+    # beside a second test suite, 1.99 before the sweep and up to 1.27 in a round, and its
+    # 128-token interval was [95, 187] tokens/s).
+    other = max([load["before_cores"], *load["by_round_cores"]])
+    quiet = other <= ONE_CORE_AND_NOISE
+    if quiet:
+        # Tokens/s falls from the smallest to the largest context, and the intervals say so too: they
+        # are not points, and they do not overlap (a point inside its own interval alone proves little).
+        assert t[128]["tokens_per_s_ci95"][0] > t[4096]["tokens_per_s_ci95"][1], (
+            t[128]["tokens_per_s_ci95"],
+            t[4096]["tokens_per_s_ci95"],
+        )
     # The capture printed every context with its interval.
     assert cap.stderr.count(" tokens/s (") == 3 and "(95% intervals)" in cap.stderr
 
@@ -77,12 +91,20 @@ def test_one_busy_core_still_shows_the_context_effect_with_intervals(tmp_path: P
     doc = json.loads((run / "report.json").read_text())
     jsonschema.validate(doc, REPORT_SCHEMA)
     share = {c["context_tokens"]: c for c in doc["contexts"]}
-    # The attention share rises from the smallest to the largest context, beyond its intervals.
-    assert share[4096]["attention_share_ci95"][0] > share[128]["attention_share_ci95"][1], doc["headline"]["text"]
+    h = doc["headline"]
+    if quiet:
+        # The attention share rises from the smallest to the largest context, beyond its intervals.
+        assert share[4096]["attention_share_ci95"][0] > share[128]["attention_share_ci95"][1], h["text"]
+    else:
+        # A busier machine: the headline names the other work, and says whether the decode intervals
+        # of the two ends overlap, as they do or do not.
+        a, b = t[128]["decode_ms_per_token_ci95"], t[4096]["decode_ms_per_token_ci95"]
+        apart = a[1] < b[0] or b[1] < a[0]
+        assert h["conclusive"] is apart and ("cannot tell the two contexts apart" in h["text"]) is not apart, h
+        assert "Other work ran beside the capture" in h["text"] or "too busy to measure honestly" in h["text"], h
     for c in share.values():
         assert _inside(c["attention_share"], c["attention_share_ci95"])
         assert _inside(c["decode_ms_per_token"], c["decode_ms_per_token_ci95"])
-    h = doc["headline"]
     assert h["decode_ms_per_token_smallest_ci95"] and h["attention_added_ms_per_token_ci95"]
     md = (run / "report.md").read_text()
     page = (run / "report.html").read_text()
@@ -94,3 +116,7 @@ def test_one_busy_core_still_shows_the_context_effect_with_intervals(tmp_path: P
         f"{share[128]['attention_share']:.3f} {share[128]['attention_share_ci95']} -> "
         f"{share[4096]['attention_share']:.3f} {share[4096]['attention_share_ci95']}; load {load}"
     )
+    if not quiet:
+        pytest.skip(
+            f"other processes used up to {other:.2f} cores, not the one this test keeps busy: the report's honesty was checked, the claim was not"
+        )

@@ -224,10 +224,10 @@ def test_kernels_without_correlation_link_through_ac2g_flows() -> None:
 
 
 def test_correlation_ids_read_the_same_in_every_chunk() -> None:
-    """Integer ids stay as they are, absent or null ones are -1, a string of digits is its integer
-    and other strings get codes below -1: the same in a chunk of plain integers (the one-pass
-    column) as in a chunk that needs the slow path, so a launch and its kernel in different chunks
-    still meet."""
+    """Integer ids from -1 up stay as they are, absent or null ones are -1, a string of digits is
+    its integer, and other ids (strings, integers below -1) get codes below -1: the same in a
+    chunk of plain integers (the one-pass column) as in a chunk that needs the slow path, so a
+    launch and its kernel in different chunks still meet, and no real id meets another's code."""
     from tracekit.trace.build import TraceBuilder
     from tracekit.trace.model import SPANS_DECODER
 
@@ -242,15 +242,20 @@ def test_correlation_ids_read_the_same_in_every_chunk() -> None:
         return e
 
     fast = SPANS_DECODER.decode(json.dumps([launch(12), launch(...), launch(5)]))
-    slow = SPANS_DECODER.decode(json.dumps([kernel("12"), kernel("abc"), kernel(None), kernel(5), kernel("abc")]))
+    negative = SPANS_DECODER.decode(json.dumps([launch(7), launch(-5)]))
+    slow = SPANS_DECODER.decode(
+        json.dumps([kernel("12"), kernel("abc"), kernel(None), kernel(5), kernel("abc"), kernel(-5), kernel("-5")])
+    )
     b = TraceBuilder("ids")
-    b.add(fast)
-    b.add(slow)
+    for chunk in (fast, negative, slow):
+        b.add(chunk)
     piece = b.piece()
-    assert piece.host.corr.tolist() == [12, -1, 5]
+    host = piece.host.corr.tolist()
+    assert host[:4] == [12, -1, 5, 7] and host[4] < -1  # -5 is coded: it must not meet a code
     got = piece.device.corr.tolist()
     assert got[0] == 12 and got[2] == -1 and got[3] == 5
-    assert got[1] == got[4] < -1  # one code for "abc", in the non-integer range
+    assert got[1] == got[4] < -1 and got[1] != host[4]  # one code for "abc", another for -5
+    assert got[5] == got[6] == host[4]
 
 
 # --- the chunked decoder (large traces) -------------------------------------------------------------

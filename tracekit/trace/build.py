@@ -155,34 +155,39 @@ class TraceBuilder:
         """Correlation ids as they are (integers), -1 for none; other ids get codes below -1."""
         try:
             # Every event has args, and every id is an integer or absent (-1, the default).
-            return np.fromiter(map(_CORR, events), np.int64, len(events))
+            col = np.fromiter(map(_CORR, events), np.int64, len(events))
+            if not (col < -1).any():  # below -1 are the codes of other ids
+                return col
         except (AttributeError, TypeError, ValueError, OverflowError):
             pass
         corrs = _correlations(events)
         try:
-            return np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
+            col = np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
+            if not (col < -1).any():
+                return col
         except (TypeError, ValueError, OverflowError):
-            # Some id is not a plain integer: those get codes, the integers stay as they are (so
-            # they still meet their launches, which may sit in another column). A string of digits
-            # is its integer, as the passes above read it in every other chunk.
-            ids = self._corrs
+            pass
+        # Some id is not an integer from -1 up: those get codes below -1, the others stay as
+        # they are (so they still meet their launches, which may sit in another column). A
+        # string of digits is its integer, as the passes above read it in every other chunk.
+        ids = self._corrs
 
-            def code(c: int | str | None) -> int:
-                if c is None:
-                    return -1
-                if type(c) is str:
-                    try:
-                        c = int(c)
-                    except ValueError:
-                        pass
-                if type(c) is int and -1 <= c < 1 << 63:
-                    return c
-                got = ids.get(c)
-                if got is None:
-                    got = ids[c] = -2 - len(ids)
-                return got
+        def code(c: int | str | None) -> int:
+            if c is None:
+                return -1
+            if type(c) is str:
+                try:
+                    c = int(c)
+                except ValueError:
+                    pass
+            if type(c) is int and -1 <= c < 1 << 63:
+                return c
+            got = ids.get(c)
+            if got is None:
+                got = ids[c] = -2 - len(ids)
+            return got
 
-            return np.fromiter(map(code, corrs), np.int64, len(corrs))
+        return np.fromiter(map(code, corrs), np.int64, len(corrs))
 
     def piece(self) -> Piece:
         """What this builder holds, coded against its own tables: a worker's result (see ``parallel``)."""
