@@ -241,21 +241,47 @@ def test_correlation_ids_read_the_same_in_every_chunk() -> None:
         e["args"] = {"correlation": corr}
         return e
 
-    fast = SPANS_DECODER.decode(json.dumps([launch(12), launch(...), launch(5)]))
-    negative = SPANS_DECODER.decode(json.dumps([launch(7), launch(-5)]))
+    no_args: dict[str, object] = {**launch(...), "args": None}
+    fast = SPANS_DECODER.decode(json.dumps([launch(12), launch(...), launch(5), launch(-1), launch("-1")]))
+    negative = SPANS_DECODER.decode(json.dumps([launch(7), launch(-5), no_args]))
     slow = SPANS_DECODER.decode(
-        json.dumps([kernel("12"), kernel("abc"), kernel(None), kernel(5), kernel("abc"), kernel(-5), kernel("-5")])
+        json.dumps(
+            [kernel("12"), kernel("abc"), kernel(None), kernel(5), kernel("abc"), kernel(-5), kernel("-5")]
+            + [kernel(-1), kernel("-1"), {**kernel(1), "args": None}, kernel(" 12")]
+        )
     )
     b = TraceBuilder("ids")
     for chunk in (fast, negative, slow):
         b.add(chunk)
     piece = b.piece()
     host = piece.host.corr.tolist()
-    assert host[:4] == [12, -1, 5, 7] and host[4] < -1  # -5 is coded: it must not meet a code
+    assert host[:6] == [12, -1, 5, -1, -1, 7] and host[7] == -1
+    assert host[6] < -1  # -5 is coded: it must not meet a code
     got = piece.device.corr.tolist()
-    assert got[0] == 12 and got[2] == -1 and got[3] == 5
-    assert got[1] == got[4] < -1 and got[1] != host[4]  # one code for "abc", another for -5
-    assert got[5] == got[6] == host[4]
+    assert got[0] == got[10] == 12 and got[2] == got[7] == got[8] == got[9] == -1 and got[3] == 5
+    assert got[1] == got[4] < -1 and got[1] != host[6]  # one code for "abc", another for -5
+    assert got[5] == got[6] == host[6]
+
+
+def test_the_lenient_reader_reads_correlation_ids_as_the_typed_one(tmp_path: Path) -> None:
+    """A document the typed decoder refuses (a boolean id) goes through the lenient reader, which
+    must read ids as the typed one does: a string of digits meets its launch, other strings and
+    odd values link nothing, and none of them stops the load ("²" passes str.isdigit but is no
+    integer: it used to end the load with an internal error)."""
+    launch = {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": 0, "dur": 1}
+    events = [
+        {**launch, "args": {"correlation": 12}},
+        {**launch, "ts": 2, "args": {"correlation": 13}},
+    ]
+    for i, corr in enumerate([" 12", True, "\u00b2", "abc", 13.0]):
+        e = {"ph": "X", "cat": "kernel", "name": f"k{i}", "pid": 0, "tid": 9, "ts": 10 + i, "dur": 1}
+        events.append({**e, "args": {"correlation": corr}})
+    f = tmp_path / "odd-ids.json"
+    f.write_text(json.dumps({"traceEvents": events}))
+    t = load_trace(f)
+    linked = {t.device[i].name: int(t.link[i]) for i in range(len(t.device))}
+    assert t.host[linked["k0"]].ts == 0 and t.host[linked["k4"]].ts == 2
+    assert linked["k1"] == linked["k2"] == linked["k3"] == -1
 
 
 # --- the chunked decoder (large traces) -------------------------------------------------------------

@@ -125,16 +125,13 @@ def as_number(v: Any) -> float | None:
     return None
 
 
-def _int_or_none(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
+def _correlation(v: Any) -> int | str | None:
+    """A correlation id as the typed decoder reads it (an integer, or a string, which the builder
+    reads as its integer where it spells one and codes otherwise); a whole float as its integer;
+    anything else is no id."""
     if isinstance(v, float) and v.is_integer():
         return int(v)
-    if isinstance(v, str) and v.lstrip("-").isdigit():
-        return int(v)
-    return None
+    return _id_like(v)
 
 
 def _id_like(v: Any) -> int | str | None:
@@ -176,7 +173,7 @@ def event_from_obj(o: Any) -> AnyEvent | None:
     a = o.get("args")
     args = NO_ARGS
     if isinstance(a, dict):
-        args = Args(correlation=_int_or_none(a.get("correlation")))
+        args = Args(correlation=_correlation(a.get("correlation", -1)))
     return Event(
         name=name if isinstance(name, str) else str(name),
         cat=cat,
