@@ -1,10 +1,10 @@
 """``make bench-analyze``: what a user waits for, measured as whole processes.
 
-Every contender runs as its own process, timed from the outside (wall clock, CPU time, peak RSS of
-the whole process tree sampled from /proc, so worker processes count), in rounds that alternate
-the contenders: a slow spell of a shared machine hits all of them. Memory is the process's own
-peak RSS (from the kernel) plus the peak of its worker processes' summed PSS (a page a forked
-worker shares with its parent counts once). Each line gives the median and
+Every contender runs as its own process, timed from the outside (wall clock, CPU time of the
+whole process tree, memory), in rounds that alternate the contenders: a slow spell of a shared
+machine hits all of them. Memory is the process's own peak RSS (from the kernel) plus the peak of
+its worker processes' summed private memory, sampled from /proc (a page a forked worker still
+shares with its parent is in the parent's RSS, and counts once). Each line gives the median and
 the min-max over the rounds.
 
 * start-up: ``tracekit analyze`` of a 2 KB CPU-only trace against a bare ``python -c pass`` (and
@@ -25,10 +25,13 @@ Environment: ``BENCH_ROUNDS`` (default 5), ``BENCH_BIG_ROUNDS`` (1), ``BENCH_BIG
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import platform
+import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +40,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -98,17 +102,18 @@ class Run:
     peak_mb: float  # the process's own peak RSS plus its workers' peak PSS
 
 
-def _pss_kb(pid: int) -> int:
-    """Proportional set size: pages shared with other processes (a forked worker's copy of its
-    parent) count once across them, so the tree's sum is its real footprint."""
+def _private_kb(pid: int) -> int:
+    """The pages only ``pid`` holds (clean and dirty): a forked worker's own memory, without the
+    pages it still shares with its parent, which the parent's peak RSS already counts."""
+    kb = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup") as fh:
             for ln in fh:
-                if ln.startswith("Pss:"):
-                    return int(ln.split()[1])
+                if ln.startswith(("Private_Clean:", "Private_Dirty:")):
+                    kb += int(ln.split()[1])
     except OSError:
         pass
-    return 0
+    return kb
 
 
 def _children(pid: int) -> set[int] | None:
@@ -149,22 +154,6 @@ def _descendants(root: int) -> set[int]:
     return tree - {root}
 
 
-def _children_or_scan(pid: int) -> set[int]:
-    """The direct children of ``pid`` (GNU time's child: the measured process itself)."""
-    kids = _children(pid)
-    if kids is None:
-        return {p for p in _descendants_by_scan(pid) if _parent(p) == pid}
-    return kids
-
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
 def _descendants_by_scan(root: int) -> set[int]:
     """The processes below ``root``, from every process's parent in /proc."""
     parents: dict[int, int] = {}
@@ -187,47 +176,73 @@ def _descendants_by_scan(root: int) -> set[int]:
 
 
 def run_timed(cmd: list[str], timeout: float = 1800) -> Run | None:
-    """Run ``cmd`` under GNU time (which adds the same ~1 ms fork and exec to every contender). Its memory is its own peak RSS (exact, from the kernel) plus the
-    highest summed PSS of its worker processes, sampled every 10 ms (PSS counts a page a forked
-    worker shares with its parent once; reading it for the main process would stall a process
-    that maps gigabytes, so its peak comes from the kernel instead)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            ["/usr/bin/time", "-q", "-f", "%U %S %M", "-o", tf.name, *cmd],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        # The exit is timed by a thread blocked in wait(), not by the sampling loop: a loop that
-        # noticed the exit at its next 10 ms tick put every wall time on a 10 ms grid (a bare
-        # interpreter's 21 ms read as 21 or 31 ms, run to run).
-        ended: list[float] = []
-        exited = threading.Event()
+    """Run ``cmd`` under GNU time, a small launcher (which adds the same ~1 ms fork and exec to
+    every contender), and take its resource use from the kernel as time is reaped (``wait4``):
+    wall time from start to exit, and CPU time of the whole tree to the microsecond (GNU time
+    rounds it to 10 ms). Peak RSS is GNU time's report for the process (the kernel's, which also
+    counts the memory of whatever forked it at the moment of exec: so not this big Python process,
+    whose size read as the bare interpreter's peak when it launched contenders itself). Memory adds
+    the highest summed private memory of the process's workers, sampled every 10 ms (their pages
+    still shared with it are in its RSS already; reading its own would stall one that maps
+    gigabytes)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf, tempfile.TemporaryFile() as stderr:
+        # stderr to a file, not a pipe: a chatty contender never blocks on it.
+        return _run_timed(["/usr/bin/time", "-q", "-f", "%M", "-o", tf.name, *cmd], timeout, stderr, tf)
 
-        def wait_for_exit() -> None:
-            proc.wait()
-            ended.append(time.perf_counter())
-            exited.set()
 
-        threading.Thread(target=wait_for_exit, daemon=True).start()
-        workers_peak = 0
-        while not exited.wait(0.01):
-            below = _descendants(proc.pid)  # the measured process and, under it, its workers
-            workers = below - _children_or_scan(proc.pid)
-            workers_peak = max(workers_peak, sum(_pss_kb(pid) for pid in workers))
-            if time.perf_counter() - t0 > timeout:
-                proc.kill()
-                exited.wait()
-                print(f"    timed out after {timeout:.0f} s")
-                return None
-        wall = ended[0] - t0
-        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-        if proc.returncode != 0:
-            print(f"    failed ({proc.returncode}): {err.splitlines()[-1] if err else ''}")
+def _run_timed(cmd: list[str], timeout: float, stderr: IO[bytes], report: IO[str]) -> Run | None:
+    t0 = time.perf_counter()
+    # A session of its own, so a timeout can end the whole tree (workers included), not only its head.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, start_new_session=True)
+    # The exit is timed by a thread blocked in wait4(), not by the sampling loop: a loop that
+    # noticed the exit at its next 10 ms tick put every wall time on a 10 ms grid (a bare
+    # interpreter's 20 ms read as 21 or 31 ms, run to run).
+    ended: list[tuple[float, int, resource.struct_rusage]] = []
+    exited = threading.Event()
+
+    def wait_for_exit() -> None:
+        _, status, usage = os.wait4(proc.pid, 0)
+        ended.append((time.perf_counter(), os.waitstatus_to_exitcode(status), usage))
+        exited.set()
+
+    threading.Thread(target=wait_for_exit, daemon=True).start()
+    workers_peak = 0
+    while not exited.wait(0.01):
+        below = _descendants(proc.pid)  # the measured process and, under it, its workers
+        workers = below - _direct_children(proc.pid)
+        workers_peak = max(workers_peak, sum(_private_kb(pid) for pid in workers))
+        if time.perf_counter() - t0 > timeout:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            exited.wait()
+            proc.returncode = ended[0][1]
+            print(f"    timed out after {timeout:.0f} s")
             return None
-        user, system, maxrss_kb = tf.read().split()[-3:]
-        return Run(wall, float(user) + float(system), (int(maxrss_kb) + workers_peak) / 1024)
+    done, code, usage = ended[0]
+    proc.returncode = code  # reaped above: Popen must not wait for it again
+    stderr.seek(0)
+    err = stderr.read().decode(errors="replace").strip()
+    if code != 0:
+        print(f"    failed ({code}): {err.splitlines()[-1] if err else ''}")
+        return None
+    maxrss_kb = int(report.read().split()[-1])
+    return Run(done - t0, usage.ru_utime + usage.ru_stime, (maxrss_kb + workers_peak) / 1024)
+
+
+def _direct_children(pid: int) -> set[int]:
+    """The direct children of ``pid`` (GNU time's: the measured process itself)."""
+    kids = _children(pid)
+    if kids is None:
+        return {p for p in _descendants_by_scan(pid) if _parent(p) == pid}
+    return kids
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def rounds(contenders: dict[str, list[str]], n: int, timeout: float = 1800) -> dict[str, list[Run]]:

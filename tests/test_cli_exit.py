@@ -125,6 +125,11 @@ def test_the_console_script_and_python_m_give_the_same_output() -> None:
     script = Path(sys.executable).with_name("tracekit")
     if not script.exists():
         pytest.skip(f"no console script beside {sys.executable} (tracekit is not installed in this environment)")
+    # The script calls the large-frame entry point, which really has the large frame.
+    from tracekit.__main__ import STACK_SLOTS, _run
+
+    assert "from tracekit.__main__ import main" in script.read_text()
+    assert _run.__code__.co_stacksize > STACK_SLOTS
     trace = str(fixture_path(V100_DDP))
     runs = [
         subprocess.run(
