@@ -99,7 +99,7 @@ print(len(kernels))
 class Run:
     wall: float
     cpu: float  # user + system seconds of the whole tree
-    peak_mb: float  # the process's own peak RSS plus its workers' peak PSS
+    peak_mb: float  # the process's own peak RSS plus its workers' peak private memory
 
 
 def _private_kb(pid: int) -> int:
@@ -408,7 +408,7 @@ def main() -> int:
         if runs:
             peak = max(r.peak_mb for r in runs) * 1e6
             print(
-                f"  kept spans {n:,}: {peak / n:.0f} bytes per kept span at peak (peak RSS + workers' PSS; goal <= 100)"
+                f"  kept spans {n:,}: {peak / n:.0f} bytes per kept span at peak (peak RSS + workers' private memory; goal <= 100)"
             )
     return 0
 
