@@ -243,6 +243,40 @@ def test_ctrl_c_keeps_finished_contexts_and_marks_the_run_partial(tmp_path: Path
     assert not list((tmp_path / "ctrlc").glob(".tmp-*"))
 
 
+def test_ctrl_c_waits_for_the_end_of_a_profiler_transition() -> None:
+    """Inside a profiler transition every press still reaches the handler that was there (which
+    counts them), but the KeyboardInterrupt it raises waits for the end of the block; the handler
+    is back in place afterwards."""
+    from types import FrameType
+
+    from tracekit.capture.profiled import interrupts_deferred
+
+    presses: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        presses.append(signum)
+        if len(presses) == 1:
+            raise KeyboardInterrupt
+
+    reached: list[str] = []
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+            for n in (1, 2):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs here, in this thread
+                reached.append(f"after press {n}")
+        assert reached == ["after press 1", "after press 2"] and len(presses) == 2
+        assert signal.getsignal(signal.SIGINT) is handler
+        # The block's own failure wins over a waiting interrupt.
+        with pytest.raises(ValueError), interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            raise ValueError("the block failed")
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 class OOMAt(BuiltinBackend):
     """The builtin backend, failing as CUDA does when one context length does not fit."""
 

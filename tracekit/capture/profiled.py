@@ -17,11 +17,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -57,6 +60,45 @@ def kineto_quiet() -> Iterator[None]:
                 sys.stderr.write("".join(rest))
 
 
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Let Ctrl-C land after the block, not inside it. torch.profiler's start, step and stop are
+    Python code driving Kineto's C++ state, and an interrupt raised halfway through one can leave
+    that state half-changed for the code that runs next (a capture interrupted as a context
+    finished once died of a segfault in libtorch_cpu.so, with nothing printed).
+
+    Each press still goes to the handler that was there (the command line counts presses: a
+    second one says it is saving, a third quits at once); only the KeyboardInterrupt it raises
+    waits, and is raised as the block ends. Outside the main thread, or with no Python handler,
+    the block runs as it is."""
+    original = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(original):
+        yield
+        return
+    pending: list[KeyboardInterrupt] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        try:
+            original(signum, frame)
+        except KeyboardInterrupt as exc:
+            pending.append(exc)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, original)
+    if pending:
+        raise pending[0]
+
+
+@contextmanager
+def _transition() -> Iterator[None]:
+    """A profiler transition: uninterrupted, and without Kineto's chatter."""
+    with interrupts_deferred(), kineto_quiet():
+        yield
+
+
 def record(
     be: Backend,
     run: Callable[[StepCallback], Generation],
@@ -82,22 +124,22 @@ def record(
     sched = schedule(wait=max(0, skip - 1), warmup=1, active=max(1, active), repeat=1)
     prof = profile(activities=activities, schedule=sched, on_trace_ready=on_ready, record_shapes=False)
     running = ExitStack()
-    with kineto_quiet():
+    with _transition():
         running.enter_context(prof)
     try:
         if skip == 0:
             with record_function(ann.WARMUP):
                 torch.zeros(1, device=be.device).add_(1)
-            with kineto_quiet():
+            with _transition():
                 prof.step()
 
         def step() -> None:
-            with kineto_quiet():
+            with _transition():
                 prof.step()
 
         gen = run(step)
     finally:
-        with kineto_quiet():
+        with _transition():
             running.close()
     _check_written(written, dest.parent)
     return gen
