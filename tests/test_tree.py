@@ -144,7 +144,7 @@ def test_column_store_equals_concatenating_the_parts(parts: list[tuple[int, bool
 def test_link_by_id_equals_a_dict_built_in_order(launch: list[int], kernels: list[int], rising: bool) -> None:
     """Each device event links to the last launch with its correlation id, whether the ids rise
     in file order (the fast path) or repeat and wander (the sorted one)."""
-    from tracekit.trace.build import _link_by_id
+    from tracekit.trace.links import link_by_id
 
     if rising:
         launch = sorted(set(launch))
@@ -154,5 +154,5 @@ def test_link_by_id_equals_a_dict_built_in_order(launch: list[int], kernels: lis
         if cid != -1:
             last[cid] = pos
     want = [last.get(k, -1) if k != -1 else -1 for k in kernels]
-    got = _link_by_id(runtime, np.array(launch, np.int64), np.array(kernels, np.int64))
+    got = link_by_id(runtime, np.array(launch, np.int64), np.array(kernels, np.int64))
     assert got.tolist() == want

@@ -1,12 +1,12 @@
-"""Building the columnar ``Trace`` from decoded events: split by kind, columns, nesting, links.
+"""Building the columnar ``Trace`` from decoded events: split by kind, columns, nesting.
 
 Every loading path (whole, chunked, parallel pieces, lenient) feeds decoded records here a list
-at a time; ``finish`` nests the host spans and links each device event to its launch.
+at a time; ``finish`` checks the times, links each device event to its launch (``links``) and
+nests the host spans (``tree``).
 """
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.annotations import python_frame_filter
+from tracekit.trace.heap import release_freed_memory
+from tracekit.trace.links import CorrelationIds, link_by_id, link_flows, recode
 from tracekit.trace.model import (
     DEVICE_CATS,
     GPU_ANNOTATION_CAT,
@@ -28,7 +30,6 @@ from tracekit.trace.model import (
     Columns,
     ColumnStore,
     Event,
-    FlowEnd,
     FlowStart,
     Trace,
     code_table,
@@ -42,22 +43,6 @@ _NAME = attrgetter("name")
 _TS = attrgetter("ts")
 _DUR = attrgetter("dur")
 _THREAD = attrgetter("pid", "tid")
-
-
-_NONE_IS_MINUS_ONE: dict[Any, Any] = {None: -1}
-_CORR = attrgetter("args.correlation")
-
-
-def _corr_of(e: Event) -> int | str | None:
-    a = e.args
-    return None if a is None else a.correlation
-
-
-def _correlations(events: list[Event]) -> list[int | str | None]:
-    try:
-        return list(map(_CORR, events))  # fast path: every event has args
-    except AttributeError:
-        return list(map(_corr_of, events))
 
 
 @dataclass
@@ -96,7 +81,7 @@ class TraceBuilder:
         self._cat_string = np.empty(0, np.int32)  # category code -> string table code
         self._is_host = np.empty(0, bool)
         self._is_device = np.empty(0, bool)
-        self._corrs: dict[int | str, int] = {}  # codes for ids that are not integers
+        self._ids = CorrelationIds()
         self._flows: list[FlowStart] = []
         self._seen = 0  # events given so far: the origin of the next chunk
         self.saw_flows = False
@@ -147,47 +132,9 @@ class TraceBuilder:
             thread=encode(map(_THREAD, events), self._threads, n),
             ts=np.fromiter(map(_TS, events), np.float64, n),
             dur=np.fromiter(map(_DUR, events), np.float64, n),
-            corr=self._corr_column(events),
+            corr=self._ids.column(events),
             origin=_positions(index, base),
         )
-
-    def _corr_column(self, events: list[Event]) -> NDArray[np.int64]:
-        """Correlation ids as they are (integers), -1 for none; other ids get codes below -1."""
-        try:
-            # Every event has args, and every id is an integer or absent (-1, the default).
-            col = np.fromiter(map(_CORR, events), np.int64, len(events))
-            if not (col < -1).any():  # below -1 are the codes of other ids
-                return col
-        except (AttributeError, TypeError, ValueError, OverflowError):
-            pass
-        corrs = _correlations(events)
-        try:
-            col = np.fromiter(map(_NONE_IS_MINUS_ONE.get, corrs, corrs), np.int64, len(corrs))
-            if not (col < -1).any():
-                return col
-        except (TypeError, ValueError, OverflowError):
-            pass
-        # Some id is not an integer from -1 up: those get codes below -1, the others stay as
-        # they are (so they still meet their launches, which may sit in another column). A
-        # string of digits is its integer, as the passes above read it in every other chunk.
-        ids = self._corrs
-
-        def code(c: int | str | None) -> int:
-            if c is None:
-                return -1
-            if type(c) is str:
-                try:
-                    c = int(c)
-                except ValueError:
-                    pass
-            if type(c) is int and -1 <= c < 1 << 63:
-                return c
-            got = ids.get(c)
-            if got is None:
-                got = ids[c] = -2 - len(ids)
-            return got
-
-        return np.fromiter(map(code, corrs), np.int64, len(corrs))
 
     def piece(self) -> Piece:
         """What this builder holds, coded against its own tables: a worker's result (see ``parallel``)."""
@@ -199,7 +146,7 @@ class TraceBuilder:
             device=self._device.take(),
             strings=list(tr.string_ids),
             threads=list(self._threads),
-            corr_ids=self._corrs,
+            corr_ids=self._ids.codes,
             annotations=tr.gpu_annotations,
             flows=self._flows,
             skipped=tr.skipped_events,
@@ -211,16 +158,10 @@ class TraceBuilder:
         tr = self.trace
         strings = encode(piece.strings, tr.string_ids, len(piece.strings))
         threads = encode(piece.threads, self._threads, len(piece.threads))
-        # Non-integer correlation ids are coded below -1, per builder: map the piece's codes onto ours.
-        corr_codes: dict[int, int] = {}
-        for cid, local in piece.corr_ids.items():
-            corr_codes[local] = self._corrs.setdefault(cid, -2 - len(self._corrs))
+        corr_codes = self._ids.translation(piece.corr_ids)
         for src, dst in ((piece.host, self._host), (piece.py, self._py), (piece.device, self._device)):
             if not len(src):
                 continue
-            corr = src.corr
-            if corr_codes:
-                corr = np.fromiter((corr_codes.get(c, c) for c in corr.tolist()), np.int64, len(corr))
             # The store copies every column in: nothing keeps the unpickled message alive.
             dst.append(
                 Columns(
@@ -229,7 +170,7 @@ class TraceBuilder:
                     thread=threads[src.thread],
                     ts=src.ts,
                     dur=src.dur,
-                    corr=corr,
+                    corr=recode(src.corr, corr_codes),
                     origin=_positions(src.origin.astype(np.int64), self._seen),
                 )
             )
@@ -251,7 +192,7 @@ class TraceBuilder:
         # moment this build needs the most memory; the links follow the spans into nesting order.
         runtime = self._runtime(host)
         launch_ids = host.corr[runtime]
-        link = _link_by_id(runtime, launch_ids, tr.kernels.corr)
+        link = link_by_id(runtime, launch_ids, tr.kernels.corr)
         tr.ids_missing = bool((tr.kernels.corr == -1).any() or (launch_ids == -1).any())
         del runtime, launch_ids
         host.corr = np.empty(0, np.int64)
@@ -275,30 +216,6 @@ class TraceBuilder:
         ids = self.trace.string_ids
         codes = [ids[c] for c in RUNTIME_CATS if c in ids]
         return np.flatnonzero(np.isin(host.cat, codes)) if codes else np.zeros(0, np.int64)
-
-
-def release_freed_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
-
-    After megabyte-sized buffers are freed (a worker's results, unpickled; the decoded chunks),
-    glibc serves later arrays from its heap rather than from fresh mappings, and keeps the heap
-    when they are freed: on a 12.8 M-span trace ~300 MB stayed resident through nesting, the
-    moment a build needs the most memory (measured before the columns grew in place)."""
-    c = glibc()
-    if c is not None:
-        c.malloc_trim(0)
-
-
-@functools.cache
-def glibc() -> Any:
-    """The C library, where it is glibc (its allocator's knobs), else None."""
-    try:
-        import ctypes
-
-        lib = ctypes.CDLL("libc.so.6")
-        return lib if hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else None
-    except OSError:
-        return None
 
 
 def _keep_in_range(tr: Trace, host: Columns, kernels: Columns) -> tuple[Columns, Columns]:
@@ -351,64 +268,3 @@ def build_trace(name: str, events: Iterable[Any]) -> Trace:
     b = TraceBuilder(name)
     b.add(events if isinstance(events, list) else list(events))
     return b.finish()
-
-
-def _link_by_id(
-    runtime: NDArray[np.int64], launch_ids: NDArray[np.int64], kernel_ids: NDArray[np.int64]
-) -> NDArray[np.int64]:
-    """For each device event, the runtime call (an index among the host spans, from ``runtime``)
-    with the same correlation id, or -1."""
-    has = launch_ids != -1
-    if not has.all():
-        runtime, launch_ids = runtime[has], launch_ids[has]
-    if not len(launch_ids):
-        return np.full(len(kernel_ids), -1, np.int64)
-    if (launch_ids[1:] > launch_ids[:-1]).all():
-        ids, launch = launch_ids, runtime  # ids already rise in file order (the six H100/MI300X fixtures)
-    else:
-        # Sorted by id (stable, so a repeated id keeps its launches in order), the last launch of
-        # each id wins, as a dict built in order would have it.
-        by_id = np.argsort(launch_ids, kind="stable")
-        ids = launch_ids[by_id]
-        last = np.ones(len(ids), bool)
-        np.not_equal(ids[1:], ids[:-1], out=last[:-1])
-        ids, launch = ids[last], runtime[by_id[last]]
-    # Each kernel finds its id by bisection.
-    at = np.searchsorted(ids, kernel_ids)
-    at[at == len(ids)] = 0
-    return np.where(ids[at] == kernel_ids, launch[at], -1).astype(np.int64)
-
-
-def link_flows(trace: Trace, flows: list[FlowStart]) -> None:
-    """Link the device events still unlinked through ``ac2g`` flows: the flow that ends where the
-    event starts begins at its launch."""
-    link = trace.link
-    unlinked = np.flatnonzero(link < 0).tolist()
-    if not unlinked or not flows:
-        return
-    starts: dict[str, tuple[int | str, int | str, float]] = {}
-    finishes: dict[tuple[int | str, int | str, float], str] = {}
-    for f in flows:
-        if f.id is not None:
-            if type(f) is FlowEnd:
-                finishes[(f.pid, f.tid, f.ts)] = str(f.id)
-            else:
-                starts[str(f.id)] = (f.pid, f.tid, f.ts)
-    threads = trace.threads
-    spans, kernels = trace.spans, trace.kernels
-    runtime = np.flatnonzero(trace.host_mask(RUNTIME_CATS)).tolist()
-    by_place = {(*threads[int(spans.thread[i])], float(spans.ts[i])): i for i in runtime}
-    for k in unlinked:
-        fid = finishes.get((*threads[int(kernels.thread[k])], float(kernels.ts[k])))
-        src = starts.get(fid) if fid is not None else None
-        if src is not None:
-            link[k] = by_place.get(src, -1)
-
-
-def needs_flows(trace: Trace) -> bool:
-    """Whether flows could link what correlation ids did not: some device event is unlinked and
-    some device event or launch has no correlation id (a flow starts at a launch and ends at its
-    kernel under the same id, so a kernel whose id names no launch has no flow either)."""
-    if not len(trace.kernels) or not (trace.link < 0).any():
-        return False
-    return trace.ids_missing

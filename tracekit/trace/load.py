@@ -33,13 +33,14 @@ import msgspec
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.fsutil import regular_file
 from tracekit.trace import policy
-from tracekit.trace.build import TraceBuilder, link_flows, needs_flows
+from tracekit.trace.build import TraceBuilder
 from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamaged, NoEventArray
 from tracekit.trace.decode import decode_text, usable
 from tracekit.trace.gz import ERRORS as gz_errors
 from tracekit.trace.gz import MAGIC as GZIP_MAGIC
 from tracekit.trace.gz import open_gz, open_text, read_gz
 from tracekit.trace.lenient import lenient_events
+from tracekit.trace.links import link_flows, needs_flows
 from tracekit.trace.model import (
     FLOWS_ONLY,
     SPANS_DECODER,

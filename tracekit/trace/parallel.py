@@ -26,9 +26,10 @@ from typing import Any
 import msgspec
 
 from tracekit import cores
-from tracekit.trace.build import Piece, TraceBuilder, glibc
+from tracekit.trace.build import Piece, TraceBuilder
 from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, NoEventArray
 from tracekit.trace.gz import open_text
+from tracekit.trace.heap import glibc
 from tracekit.trace.lenient import lenient_events
 from tracekit.trace.model import SPANS_DECODER
 from tracekit.trace.policy import BudgetExceeded, TooDeep
