@@ -18,6 +18,7 @@ from typing import Any
 from tracekit.analysis.partial import TOP_KERNELS, Failure, TracePartial
 from tracekit.analysis.ranks import ATTENTION
 from tracekit.analysis.result import CategoryTime, KernelRow
+from tracekit.stats import point
 
 SUMMARY_KERNELS = 20
 
@@ -155,18 +156,10 @@ def rank_table(partials: list[TracePartial]) -> RankTable | None:
     if len(rows) < 2:
         return None
     for rank, row in rows.items():
-        row.step_us = _median(steps[rank])
+        row.step_us = point([steps[rank]]) or 0.0
         row.steps = len(steps[rank])
     ordered = sorted(rows.values(), key=lambda r: r.rank)
     slowest = max(ordered, key=lambda r: r.step_us)
-    median = _median([r.step_us for r in ordered])
+    median = point([[r.step_us for r in ordered]]) or 0.0
     return RankTable(ordered, slowest.rank, slowest.step_us / median if median > 0 else 1.0, unranked)
 
-
-def _median(values: list[float]) -> float:
-    """The median of a non-empty list (the mean of the middle two for an even count), as
-    ``statistics.median`` gives it, without importing that module (and its fractions and random)
-    on every ``analyze``."""
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
