@@ -4,8 +4,9 @@ Decoding produces typed records: msgspec reads each event's ``ph`` and builds an
 (complete spans), a flow end, or an empty ``Skipped`` (every other phase: metadata, instants,
 counters), filling only the declared fields and skipping the rest inside its C decoder. The
 builder turns the spans analysis needs into ``Columns`` (numpy arrays; names, categories and
-threads as codes into tables) and lets the records go with their chunk, so a trace costs
-~40 bytes a kept span (32-bit codes; correlation ids dropped once linked). ``Trace.host`` and ``Trace.device`` read the columns back as ``Span`` rows.
+threads as codes into tables) and lets the records go with their chunk, so a trace costs ~40
+bytes a kept span (32-bit codes; correlation ids dropped once linked). ``Trace.host`` and
+``Trace.device`` read the columns back as ``Span`` rows.
 """
 
 from __future__ import annotations
