@@ -165,8 +165,13 @@ def test_report_replaces_its_own_output_but_nothing_else(
         mine.write_text("the user's own notes")
         one_line_error(tk(capsys, "report", run, "-f", fmt, "--out", mine), "is not tracekit's own output", "--force")
         assert mine.read_text() == "the user's own notes"
-        shutil.copy(run / f"report.{fmt}", mine)  # a report the command wrote before: replaced without --force
+        assert tk(capsys, "report", run, "-f", fmt, "--out", mine, "--force")[0] == 0
+        # A report the command wrote there before: replaced without --force.
         assert tk(capsys, "report", run, "-f", fmt, "--out", mine)[0] == 0
+        # The same report copied there by the user is not tracekit's output there (the ledger
+        # marks what was written where, not what a file looks like).
+        shutil.copy(run / f"report.{fmt}", tmp_path / f"copy.{fmt}")
+        one_line_error(tk(capsys, "report", run, "-f", fmt, "--out", tmp_path / f"copy.{fmt}"), "--force")
     plots = tmp_path / "new-plots"
     plots.mkdir()
     (plots / "categories.png").write_text("someone's picture")
@@ -287,7 +292,7 @@ def test_unknown_check_metric_is_a_usage_error_not_a_failed_gate(run: Path, caps
 
 def test_report_json_is_strict_json(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _edit_manifest(run, lambda d: d["device"].update(measured_bandwidth_gbps=1e308, name="?"))
-    code, out, err = tk(capsys, "report", run, "-f", "json", "--out", "-", "--peak-bandwidth", "1e-300")
+    code, out, err = tk(capsys, "report", run, "-f", "json", "--out", "-", "--peak-bandwidth", "0.001")
     assert code == 0, err
 
     def refuse(token: str) -> None:

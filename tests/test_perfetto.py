@@ -227,12 +227,18 @@ def test_export_trims_to_a_window_and_steps(small_run: Path, tmp_path: Path) -> 
         enrich_file(fixture_path(H100), tmp_path / "x.json.gz", window="nope")
 
 
-def test_export_cli_never_overwrites(small_run: Path, tmp_path: Path) -> None:
+def test_export_replaces_its_own_output_and_nothing_else(small_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "e.json.gz"
     r = run_cli("export", str(small_run), "--out", str(out))
     assert r.returncode == 0 and out.exists(), r.stderr
     assert "added" in r.stderr and "bytes" in r.stderr
-    before = out.read_bytes()
-    r = run_cli("export", str(small_run), "--out", str(out))
+    # Its own earlier output (the ledger's marker): replaced, like the report's.
+    r = run_cli("export", str(small_run), "--out", str(out), "--max-steps", "2")
+    assert r.returncode == 0, r.stderr
+    # A file the user wrote, even a copy of an export: refused without --force.
+    copy = tmp_path / "copy.json.gz"
+    copy.write_bytes(out.read_bytes())
+    r = run_cli("export", str(small_run), "--out", str(copy))
     assert r.returncode == 2 and "never overwrites" in r.stderr
-    assert out.read_bytes() == before
+    assert copy.read_bytes() == out.read_bytes()
+    assert run_cli("export", str(small_run), "--out", str(copy), "--force").returncode == 0

@@ -4,19 +4,23 @@ Input: only regular files are read (a FIFO would hang, ``/dev/zero`` never ends)
 failure to reach one is named (missing, symbolic-link loop, permission).
 
 Output: every write is atomic (a temporary file beside the target, renamed into place; removed on
-any failure, Ctrl-C included). A user-named output (``--out``) must pass ``claim_output``: never a
-folder, never inside a run folder except the report's own files, and never an existing file that
-is not the command's own earlier output unless ``--force``. A device such as ``/dev/null`` is
-written as a stream, never replaced.
+any failure, Ctrl-C included). A user-named output (``--out``) and each file written beside it
+(the report's plots) must pass ``claim_output``: never a folder; never inside a run folder except
+the report's own files (a run is recognized by what its manifest says, not by how it is
+formatted), whatever ``--force`` says; never through a link that leaves the folder it names; and
+never an existing file that tracekit did not write there unless ``--force``. What tracekit wrote is
+recorded by ``record_outputs`` in a ledger beside the files (``.tracekit-outputs.json``: each
+name with the SHA-256 of what was written), so a file is recognized by that marker, not by its
+first bytes: a user's notes that happen to begin like a report, or a report the user edited
+since, are not replaced. A device such as ``/dev/null`` is written as a stream, never replaced.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -177,20 +181,35 @@ def write_files_atomic(files: dict[Path, bytes]) -> None:
 
 # What makes a folder a run: this file, holding a tracekit manifest (``tracekit.manifest`` writes it).
 MANIFEST_NAME = "manifest.json"
-_MANIFEST_SIGNATURE = b'"tracekit.manifest/'
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
+OUTPUTS_LEDGER = ".tracekit-outputs.json"
+_LEDGER_SCHEMA = "tracekit.outputs/1"
+_MAX_LEDGER_BYTES = 4 << 20
+
+
+def _json_schema(f: Path, limit: int) -> str | None:
+    """The ``schema`` field of a JSON object in the regular file ``f``, or None: the file is read
+    as JSON (any key order, any formatting), never matched by its bytes."""
+    import msgspec
+
+    class _Schema(msgspec.Struct):
+        schema: str = ""
+
+    try:
+        st = os.stat(f)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None  # a FIFO would block the read
+        with open(f, "rb") as fh:
+            data = fh.read(limit + 1)
+        return msgspec.json.decode(data, type=_Schema).schema
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
 
 
 def is_run_folder(d: Path) -> bool:
     """Whether ``d`` holds a tracekit manifest (what makes a folder a run)."""
-    f = Path(d) / MANIFEST_NAME
-    try:
-        if not stat.S_ISREG(os.stat(f).st_mode):
-            return False  # a FIFO would block the read
-        with open(f, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return False
-    return _MANIFEST_SIGNATURE in head
+    schema = _json_schema(Path(d) / MANIFEST_NAME, MAX_MANIFEST_BYTES)
+    return schema is not None and schema.startswith("tracekit.manifest/")
 
 
 def run_folder_of(path: Path) -> Path | None:
@@ -201,22 +220,85 @@ def run_folder_of(path: Path) -> Path | None:
     return None
 
 
-def _starts_with(path: Path, signature: re.Pattern[bytes]) -> bool:
+def _digest(path: Path) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            head = fh.read(1024)
+            while block := fh.read(1 << 20):
+                h.update(block)
     except OSError:
-        return False
-    return signature.match(head) is not None
+        return None
+    return h.hexdigest()
 
 
-def claim_output(path: Path, *, force: bool, signature: re.Pattern[bytes] | None = None, flag: str = "--out") -> Path:
-    """Check a user-named output file against the output policy; return it.
+def _ledger(folder: Path) -> dict[str, str] | None:
+    """The names and digests tracekit recorded in ``folder``; {} when there is no ledger, None when
+    a file of that name is not one (it is then left alone)."""
+    import msgspec
 
-    Refused: a folder; a file inside a run folder other than the report's own (even with
-    ``force``: a run is the user's measurement); an existing regular file whose first bytes do not
-    match ``signature`` (the command's own earlier output), unless ``force``.
-    """
+    f = folder / OUTPUTS_LEDGER
+    if not os.path.lexists(f):
+        return {}
+    if _json_schema(f, _MAX_LEDGER_BYTES) != _LEDGER_SCHEMA:
+        return None
+    try:
+        files = msgspec.json.decode(f.read_bytes(), type=dict[str, object]).get("files")
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def owned(path: Path) -> bool:
+    """Whether ``path`` is a file tracekit wrote there and nobody changed since (the ledger's marker)."""
+    path = Path(path)
+    recorded = (_ledger(path.parent) or {}).get(path.name)
+    return recorded is not None and recorded == _digest(path)
+
+
+def record_outputs(paths: Iterable[Path]) -> None:
+    """Mark ``paths`` (just written) as tracekit's own in their folders' ledgers. A ledger that
+    cannot be written costs only the mark: the next write there then asks for ``--force``."""
+    by_folder: dict[Path, list[Path]] = {}
+    for p in paths:
+        p = Path(p)
+        if not _is_stream(p):
+            by_folder.setdefault(p.parent, []).append(p)
+    for folder, written in by_folder.items():
+        ledger = _ledger(folder)
+        if ledger is None:
+            continue  # someone else's file by that name: never replaced
+        ledger = {name: d for name, d in ledger.items() if (folder / name).is_file()}
+        for p in written:
+            digest = _digest(p)
+            if digest is not None:
+                ledger[p.name] = digest
+        import json
+
+        text = json.dumps({"schema": _LEDGER_SCHEMA, "files": dict(sorted(ledger.items()))}, indent=1) + "\n"
+        try:
+            write_text_atomic(folder / OUTPUTS_LEDGER, text)
+        except OutputError:
+            pass
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(folder)))
+
+
+def claim_output(
+    path: Path, *, force: bool, flag: str = "--out", attachments: Iterable[str] = ()
+) -> Path:
+    """Check a user-named output file, and the files written beside it (``attachments``, relative
+    to its folder), against the output policy; return it.
+
+    Refused, even with ``force``: a folder; a file inside a run folder other than the report's own
+    (a run is the user's measurement); an attachment whose folder is a link leading out of the
+    output's folder. Refused unless ``force``: an existing regular file tracekit did not write
+    there (``owned``)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name")
@@ -231,12 +313,21 @@ def claim_output(path: Path, *, force: bool, signature: re.Pattern[bytes] | None
                 f"{flag} {path} is inside the run folder {run}; tracekit writes only its report there "
                 f"({', '.join(REPORT_FILES)}, {REPORT_PLOTS}/): choose a path outside the run"
             )
-    if _is_stream(path) or not path.exists():
-        return path
-    if force or (signature is not None and _starts_with(path, signature)):
-        return path
-    what = "is not tracekit's own output" if signature is not None else "exists"
-    raise UserError(f"{flag} {path} {what}; tracekit never overwrites a file: use --force or another {flag}")
+    targets = [path]
+    for rel in attachments:
+        p = parent / rel
+        if not _inside(p.parent, parent):
+            raise UserError(
+                f"{p.parent} leads out of {parent} (a link); tracekit never writes through it: "
+                "remove the link or choose another --out"
+            )
+        targets.append(p)
+    for p in targets:
+        if _is_stream(p) or not os.path.lexists(p) or force or owned(p):
+            continue
+        what = "exists and is not tracekit's own output" if p == path else "exists and tracekit did not write it"
+        raise UserError(f"{p} {what}; tracekit never overwrites a file: use --force or another {flag}")
+    return path
 
 
 def check_run_name(name: str) -> str:

@@ -16,12 +16,11 @@ import msgspec
 
 from tracekit import stats
 from tracekit.errors import UserError
-from tracekit.fsutil import MANIFEST_NAME, regular_file, write_text_atomic
+from tracekit.fsutil import MANIFEST_NAME, MAX_MANIFEST_BYTES, regular_file, write_text_atomic
 
 SCHEMA = "tracekit.manifest/1"
 MANIFEST = MANIFEST_NAME  # the file that makes a folder a run (fsutil.is_run_folder)
 REPORT_STEM = "report"
-MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
 
 
 def trace_file(context_tokens: int) -> str:

@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None, debug: bool) -> int:
     try:
+        from tracekit.trace.policy import check_environment
+
+        check_environment()
         rv = app(args=argv, standalone_mode=False, prog_name="tracekit")
     except TracekitError as exc:
         if debug:

@@ -8,7 +8,7 @@ from typing import Literal
 
 import typer
 
-from tracekit.cli.common import check_choice
+from tracekit.cli.common import MAX_WORKERS, Number, check_choice
 from tracekit.errors import UserError
 
 
@@ -25,7 +25,7 @@ def analyze(
     hta: bool = typer.Option(False, help="Add HolisticTraceAnalysis's temporal and idle breakdowns (needs [hta])."),
     workers: int | None = typer.Option(
         None,
-        min=1,
+        parser=Number("--workers", 1, MAX_WORKERS),
         help="Processes of the embedded Dask cluster (default: one per usable core, at most one per trace, "
         "or this process alone when the traces hold under 256 MB of JSON); 1 analyzes in this process, without Dask.",
     ),
@@ -76,7 +76,11 @@ def analyze(
             raise UserError(f"--explain {explain!r} is not a valid regular expression ({exc})") from None
     if scheduler is not None and workers is not None:
         raise UserError("give --workers (a cluster on this machine) or --scheduler (an existing one), not both")
+    if memory_limit is not None:
+        memory_limit = str(check_memory_limit(memory_limit))
     paths = expand(traces)
+    if workers is not None:
+        workers = _capped(workers, len(paths))
     # An explicit --workers or --memory-limit (both about a cluster tracekit starts) wins over the
     # environment; --workers 1 never touches Dask, and neither does a single trace unless
     # --scheduler says so (an address left in the environment for other tools would cost a
@@ -97,6 +101,33 @@ def analyze(
     code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern)
     if code:
         raise typer.Exit(code)
+
+
+def check_memory_limit(text: str) -> int:
+    """--memory-limit in bytes, checked whether or not a cluster is started (from 64 MB to 1 PB)."""
+    from tracekit.trace.policy import parse_size
+
+    try:
+        size = parse_size(text) if len(text) <= 32 else -1
+    except (ValueError, OverflowError):
+        size = -1
+    if not (64 << 20) <= size <= (1 << 50):
+        raise UserError(f"--memory-limit {text[:32]!r}: give a size per worker from 64MB to 1PB (example: 4GB)")
+    return size
+
+
+def _capped(workers: int, traces: int) -> int:
+    """--workers at most one per trace and one per usable core (more would only wait), with a note."""
+    from tracekit.cli.common import err
+    from tracekit.cores import usable_cores
+
+    cap = max(1, min(traces, usable_cores()))
+    if workers > cap:
+        err.print(
+            f"tracekit: note: --workers {workers} lowered to {cap} "
+            f"({traces} trace{'s' if traces != 1 else ''}, {usable_cores()} usable cores)"
+        )
+    return min(workers, cap)
 
 
 def _one_blas_thread() -> None:

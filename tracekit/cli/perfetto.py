@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tracekit.cli.common import err
+from tracekit.cli.common import MAX_TOKENS, Number, err
 from tracekit.errors import UserError
 from tracekit.perfetto import DEFAULT_PORT
 from tracekit.sanitize import printable
@@ -44,12 +44,12 @@ def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
 
 def open_cmd(
     target: Path = typer.Argument(..., help="A trace file or a run folder."),
-    context: int | None = typer.Option(None, help="Run folder: which context length (default: the largest)."),
+    context: int | None = typer.Option(None, parser=Number("--context", 1, MAX_TOKENS), help="Run folder: which context length (default: the largest)."),
     port: int = typer.Option(
-        DEFAULT_PORT, min=1, max=65535, help=f"Port on 127.0.0.1. The Perfetto UI only fetches from {DEFAULT_PORT}."
+        DEFAULT_PORT, parser=Number("--port", 1, 65535), help=f"Port on 127.0.0.1. The Perfetto UI only fetches from {DEFAULT_PORT}."
     ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL instead of opening a browser."),
-    timeout: float | None = typer.Option(None, help="Stop serving after this many seconds."),
+    timeout: float | None = typer.Option(None, parser=Number("--timeout", 0.001, 1e6, integer=False), help="Stop serving after this many seconds."),
 ) -> None:
     """Open a trace in ui.perfetto.dev: serve it once from 127.0.0.1 (port 9001) and open the UI on it.
 
@@ -95,9 +95,9 @@ def open_cmd(
 def export(
     target: Path = typer.Argument(..., help="A trace file or a run folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Enriched trace to write (.json.gz or .json)."),
-    context: int | None = typer.Option(None, help="Run folder: which context length (default: the largest)."),
+    context: int | None = typer.Option(None, parser=Number("--context", 1, MAX_TOKENS), help="Run folder: which context length (default: the largest)."),
     window: str | None = typer.Option(None, help="Keep only the span of this annotation (e.g. ProfilerStep#6)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Keep only the first N phases/steps."),
+    max_steps: int | None = typer.Option(None, "--max-steps", parser=Number("--max-steps", 1, 10**9), help="Keep only the first N phases/steps."),
     force: bool = typer.Option(False, help="Overwrite --out if it exists."),
 ) -> None:
     """Write an enriched trace: the original events, each kernel tagged with tracekit.category and
@@ -109,7 +109,7 @@ def export(
       tracekit export traces/RUN --out enriched.json.gz --max-steps 8
       tracekit export trace.json.gz --out step6.json.gz --window ProfilerStep#6
     """
-    from tracekit.fsutil import claim_output
+    from tracekit.fsutil import claim_output, record_outputs
     from tracekit.perfetto.export import enrich_file
 
     raw, _ = _trace_for(target, context)
@@ -117,6 +117,7 @@ def export(
     if out.exists() and os.path.samefile(out, raw):
         raise UserError(f"--out {out} is the trace being exported; choose another --out")
     st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True)
+    record_outputs([out])
     err.print(
         printable(
             f"{raw} -> {out}: {st.events_in} events in, {st.events_out} out; added {st.added_events} tracekit events, "

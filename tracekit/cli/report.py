@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 import sys
 from pathlib import Path
 
 import typer
 
-from tracekit.cli.common import check_choice, err
+from tracekit.cli.common import Number, check_choice, err
 from tracekit.errors import CheckFailed, UserError
 from tracekit.sanitize import printable
-
-# The first bytes of tracekit's own reports, by format: such a file is replaced without --force.
-SIGNATURES = {
-    "md": re.compile(rb"\s*# tracekit report"),
-    "html": re.compile(rb"<!doctype html>.{0,400}<title>tracekit report</title>", re.DOTALL),
-    "json": re.compile(rb'\s*\{\s*"schema":\s*"tracekit\.report/'),
-}
 
 
 def report(
@@ -31,12 +23,12 @@ def report(
         [], "--check", help="Gate: METRIC@CONTEXT OP VALUE, e.g. 'tokens_per_s@4096>=40'. Exit 1 if violated."
     ),
     peak_bandwidth: float | None = typer.Option(
-        None, "--peak-bandwidth", help="Device memory bandwidth in GB/s for the bound."
+        None, "--peak-bandwidth", parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False), help="Device memory bandwidth in GB/s for the bound."
     ),
     partial: bool = typer.Option(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
     ),
-    force: bool = typer.Option(False, help="Replace --out even if it is not a tracekit report."),
+    force: bool = typer.Option(False, help="Replace --out (and its plots) even if tracekit did not write them."),
 ) -> None:
     """Explain how decode cost grows with context: per-context figures, fits, bounds, findings, plots.
 
@@ -73,8 +65,8 @@ def report(
         raise UserError("--out - works with --format json or md; HTML needs a file")
     targets = {f: out if out is not None else Path(run_dir) / report_file(f) for f in fmt}
     if not to_stdout:
-        for f, target in targets.items():
-            claim_output(target, force=force, signature=SIGNATURES[f])
+        for target in targets.values():
+            claim_output(target, force=force)
     data = build_report(run_dir, peak_bandwidth=peak_bandwidth, partial=partial)
     for finding in data.findings:
         if finding.kind == "trace-problem":

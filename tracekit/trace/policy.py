@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
     from numpy.typing import NDArray
 
-from tracekit.errors import TraceFormatError
+from tracekit.errors import TraceFormatError, UserError
 
 MAX_DEPTH = 1000
 ENV_BUDGET = "TRACEKIT_MAX_INFLATE"
@@ -45,10 +45,54 @@ def human(n: float) -> str:
 
 
 def parse_size(text: str) -> int:
-    m = _SIZE.match(text)
+    """'8G', '512M', '4GB', bytes -> bytes; ValueError for anything else, a 5,000-digit literal or
+    a size past an exabyte included."""
+    m = _SIZE.match(text) if len(text) <= 32 else None
     if m is None:
         raise ValueError(text)
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not size < 2**60:
+        raise ValueError(text)
+    return int(size)
+
+
+# Every variable tracekit reads, with what it accepts: checked once, before any command runs
+# (``check_environment``), so a bad setting is one line, not a warning per trace or a silent default.
+SIZE_VARIABLES = {
+    ENV_BUDGET: (1 << 20, 1 << 50),
+    "TRACEKIT_CHUNKED_BYTES": (1 << 10, 1 << 50),
+    "TRACEKIT_PARALLEL_BYTES": (1 << 10, 1 << 50),
+}
+CHOICE_VARIABLES = {
+    "TRACEKIT_LOADER": ("auto", "whole", "chunked"),
+    "TRACEKIT_PROGRESS": ("0", "1"),
+    "TRACEKIT_DEBUG": ("0", "1"),
+}
+COUNT_VARIABLES = {"TRACEKIT_LOAD_WORKERS": (1, 4096)}
+
+
+def check_environment(environ: dict[str, str] | None = None) -> None:
+    """Refuse a bad ``TRACEKIT_*`` setting in one line naming the variable and what it accepts."""
+    env = os.environ if environ is None else environ
+    for name, (lo, hi) in SIZE_VARIABLES.items():
+        given = env.get(name)
+        if given:
+            try:
+                ok = lo <= parse_size(given) <= hi
+            except ValueError:
+                ok = False
+            if not ok:
+                raise UserError(
+                    f"{name}={given[:32]!r}: give a size from {human(lo)} to {human(hi)} (examples: {name}=8G, {name}=512M)"
+                )
+    for name, choices in CHOICE_VARIABLES.items():
+        given = env.get(name)
+        if given and given not in choices:
+            raise UserError(f"{name}={given[:32]!r}: give one of {', '.join(choices)}")
+    for name, (lo, hi) in COUNT_VARIABLES.items():
+        given = env.get(name)
+        if given and not (len(given) <= 6 and given.isdigit() and lo <= int(given) <= hi):
+            raise UserError(f"{name}={given[:32]!r}: give a whole number from {lo} to {hi}")
 
 
 def env_size(name: str, default: int) -> int:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracekit.errors import UserError
-from tracekit.fsutil import write_files_atomic
+from tracekit.fsutil import claim_output, record_outputs, write_files_atomic
 from tracekit.report.model import ReportData
 from tracekit.report.renderers import html, json, md
 from tracekit.report.renderers.base import Output, Renderer
@@ -20,16 +19,14 @@ def render(data: ReportData, fmt: str, *, stem: str = "report", attachments: boo
 
 def write_report(data: ReportData, fmt: str, out: Path, *, force: bool = False) -> list[Path]:
     """Write the report in ``fmt`` to ``out`` (its attachments beside it) as one atomic set;
-    return every file written. A new report does not replace attachment files someone else left
-    there unless ``force``."""
+    return every file written. The report and its attachments pass the output policy
+    (``claim_output``) and are recorded as tracekit's own once written."""
     rendered = render(data, fmt, stem=out.stem)
+    claim_output(out, force=force, attachments=rendered.attachments)
     files = {out.parent / rel: content for rel, content in rendered.attachments.items()}
-    if not force and not out.exists():
-        taken = [p for p in files if p.exists()]
-        if taken:
-            raise UserError(f"{taken[0]} exists and is not part of a tracekit report; use --force or another --out")
     files[out] = rendered.text.encode("utf-8")
     write_files_atomic(files)
+    record_outputs(files)
     return [out, *(p for p in files if p != out)]
 
 
