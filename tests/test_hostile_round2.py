@@ -1,0 +1,172 @@
+"""Bad input, faults and attack, second round (issue 28): numbers from every flag and variable,
+outputs recognized by what tracekit wrote, work bounded by the input, the cluster, the server and
+escaping. Each test makes its hostile input at test time and fails with its fix undone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from tests.hostile import doc, events, leftovers, one_line_error, tk, write
+from tracekit.cli import app
+from tracekit.cli.common import Number
+
+# -- numbers: every numeric flag of every command ---------------------------------------------------
+
+# Positional arguments each command needs to reach its options (the values are never read: a
+# bad number is refused while the command line is parsed).
+POSITIONAL = {"analyze": ["x.json"], "report": ["run"], "diff": ["a", "b"], "export": ["t", "--out", "o"]}
+POSITIONAL["open"] = ["t"]
+HOSTILE_NUMBERS = ["99999999999999999999", "-1", "0", "nan", "inf", "-inf", "1e400", "9" * 5000, "1.5", "abc", ""]
+
+
+def _numeric_options() -> list[tuple[str, str, Number]]:
+    found = []
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        for p in command.params:
+            kind = type(p.type).__name__
+            if kind in ("IntParamType", "FloatParamType", "IntRange", "FloatRange"):
+                raise AssertionError(f"{name} {p.opts[0]} reads a number without the number policy (Number)")
+            func = getattr(p.type, "func", None)
+            if isinstance(func, Number):
+                found.append((name, p.opts[0], func))
+    return found
+
+
+NUMERIC = _numeric_options()
+
+
+def test_every_numeric_flag_is_under_the_number_policy() -> None:
+    flags = {(c, f) for c, f, _ in NUMERIC}
+    assert ("analyze", "--workers") in flags and ("open", "--timeout") in flags and ("capture", "--tokens") in flags
+    assert len(flags) >= 12
+
+
+@pytest.mark.parametrize(("command", "flag", "number"), NUMERIC, ids=[f"{c} {f}" for c, f, _ in NUMERIC])
+def test_hostile_numbers_on_every_flag_are_one_line_with_the_range(
+    command: str, flag: str, number: Number, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for value in HOSTILE_NUMBERS:
+        x: float | None
+        try:
+            x = int(value) if number.integer else float(value)
+        except ValueError:
+            x = None
+        if x is not None and x == x and number.lo <= x <= number.hi:
+            continue  # a valid value (0 for --seed)
+        line = one_line_error(tk(capsys, command, *POSITIONAL.get(command, []), f"{flag}={value}"), flag)
+        assert "from" in line and "to" in line and len(line) < 300, line
+
+
+def test_context_lists_are_range_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    one_line_error(tk(capsys, "capture", "--context", "128," + "9" * 5000), "--context", "16,777,216")
+    one_line_error(tk(capsys, "capture", "--context", "128,99999999999"), "--context", "from 1")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TRACEKIT_MAX_INFLATE", "abc"),
+        ("TRACEKIT_MAX_INFLATE", "9" * 5000),
+        ("TRACEKIT_MAX_INFLATE", "-1"),
+        ("TRACEKIT_CHUNKED_BYTES", "1e400"),
+        ("TRACEKIT_LOADER", "abc"),
+        ("TRACEKIT_LOAD_WORKERS", "99999999999"),
+        ("TRACEKIT_PROGRESS", "yes"),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "diff", "analyze", "export"])
+def test_bad_variables_are_one_line_before_any_work(
+    variable: str, value: str, command: str, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(variable, value)
+    args = {"report": [run], "diff": [run, run], "analyze": [run], "export": [run, "--out", tmp_path / "e.json"]}
+    one_line_error(tk(capsys, command, *args[command]), variable)
+    assert not (run / "report.md").exists() and not (tmp_path / "e.json").exists()
+
+
+def test_workers_are_capped_by_traces_and_cores_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write(tmp_path / "a.json", doc(events()))
+    b = write(tmp_path / "b.json", doc(events()))
+    # 2**63: once a cluster of that many processes (the driver grew 350 MB/s until killed).
+    code, out, err = tk(capsys, "analyze", a, b, "--workers", str(2**62), "--format", "json")
+    assert code == 2 and "--workers" in err  # beyond any machine: refused with the range
+    code, out, err = tk(capsys, "analyze", a, "--workers", "4000", "--format", "json")
+    assert code == 0 and "--workers 4000 lowered to 1" in err, err
+    assert json.loads(out)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "1e400GB", "9" * 5000])
+def test_memory_limit_is_checked_with_or_without_workers(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write(tmp_path / "a.json", doc(events()))
+    one_line_error(tk(capsys, "analyze", a, a, "--memory-limit", value), "--memory-limit", "64MB")
+    one_line_error(tk(capsys, "analyze", a, "--workers", "2", "--memory-limit", value), "--memory-limit")
+
+
+# -- outputs: only its own files, only where told -------------------------------------------------
+
+
+def test_report_never_writes_through_a_plots_link_leaving_the_run(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "categories.png").write_text("the user's picture")
+    os.symlink("../victim", run / "report-plots")
+    for force in ([], ["--force"]):
+        one_line_error(tk(capsys, "report", run, *force), "report-plots", "leads out of")
+    assert [p.name for p in victim.iterdir()] == ["categories.png"]
+    assert (victim / "categories.png").read_text() == "the user's picture"
+    assert not (run / "report.md").exists() and not leftovers(tmp_path)
+
+
+def test_report_never_replaces_plots_it_did_not_write(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    notes = tmp_path / "notes.md"
+    assert tk(capsys, "report", run, "--out", notes)[0] == 0
+    (tmp_path / "notes-plots" / "categories.png").write_text("the user's own picture")
+    # notes.md is tracekit's; the picture the user put in its place is not.
+    one_line_error(tk(capsys, "report", run, "--out", notes), "categories.png", "--force")
+    assert (tmp_path / "notes-plots" / "categories.png").read_text() == "the user's own picture"
+    assert tk(capsys, "report", run, "--out", notes, "--force")[0] == 0
+
+
+def test_user_notes_that_begin_like_a_report_are_not_replaced(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes").mkdir()
+    summary = tmp_path / "notes" / "summary.md"
+    summary.write_text("# tracekit reports: my notes\n\nkeep me\n")
+    one_line_error(tk(capsys, "report", run, "--out", summary), "not tracekit's own output")
+    assert "keep me" in summary.read_text()
+    # Nor a report the user edited since tracekit wrote it.
+    assert tk(capsys, "report", run, "--out", tmp_path / "r.md")[0] == 0
+    with open(tmp_path / "r.md", "a") as fh:
+        fh.write("\nmy conclusions\n")
+    one_line_error(tk(capsys, "report", run, "--out", tmp_path / "r.md"), "--force")
+    assert "my conclusions" in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.parametrize("style", ["sorted keys", "minified", "schema last"])
+def test_a_reformatted_manifest_still_makes_a_run(
+    style: str, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m = json.loads((run / "manifest.json").read_text())
+    if style == "sorted keys":
+        text = json.dumps(m, sort_keys=True, indent=2)  # what jq -S writes
+    elif style == "minified":
+        text = " " * 300 + json.dumps(m, separators=(",", ":"))
+    else:
+        schema = m.pop("schema")
+        text = json.dumps({**m, "schema": schema}, indent=4)
+    (run / "manifest.json").write_text(text)
+    before = {p: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    trace = next(p for p in run.iterdir() if p.name.endswith(".pt.trace.json.gz"))
+    for force in ([], ["--force"]):
+        one_line_error(tk(capsys, "export", run, "--out", trace, *force), "inside the run folder")
+        one_line_error(tk(capsys, "report", run, "-f", "json", "--out", run / "manifest.json", *force), "inside the run")
+    assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
