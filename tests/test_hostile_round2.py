@@ -170,3 +170,73 @@ def test_a_reformatted_manifest_still_makes_a_run(
         one_line_error(tk(capsys, "export", run, "--out", trace, *force), "inside the run folder")
         one_line_error(tk(capsys, "report", run, "-f", "json", "--out", run / "manifest.json", *force), "inside the run")
     assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+# -- manifests: absurd numbers, duplicates, and work bounded by limits --------------------------------
+
+
+def _edit(run: Path, edit: object) -> None:
+    m = run / "manifest.json"
+    d = json.loads(m.read_text())
+    edit(d)  # type: ignore[operator]
+    m.write_text(json.dumps(d))
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("context_tokens", 2**63 + 5), ("step", 1e308), ("step", 5e-324), ("prefill_s", 1e300), ("bandwidth", 1e300)],
+)
+@pytest.mark.parametrize("command", ["report", "diff"])
+def test_absurd_manifest_numbers_are_refused_in_one_line(
+    where: str, value: float, command: str, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(d: dict) -> None:  # type: ignore[type-arg]
+        c = d["contexts"][-1]
+        if where == "context_tokens":
+            c["context_tokens"] = value
+        elif where == "step":
+            c["timings"]["decode_s_by_round"][0][-1] = value
+        elif where == "bandwidth":
+            d["device"]["measured_bandwidth_gbps"] = value
+        else:
+            c["timings"][where] = value
+
+    _edit(run, edit)
+    args = [run, run] if command == "diff" else [run, "-f", "json", "--out", "-"]
+    line = one_line_error(tk(capsys, command, *args), "manifest.json", "outside the range")
+    assert "Warning" not in line
+
+
+def test_a_context_listed_twice_is_refused(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _edit(run, lambda d: d["contexts"].append(d["contexts"][-1]))
+    one_line_error(tk(capsys, "report", run, "--check", "tokens_per_s@160>=1"), "listed twice")
+
+
+def test_many_contexts_stop_at_the_limit_before_they_are_built(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1,000,000 failed contexts took 6 GB; the same refusal, at a limit lowered for the test.
+    monkeypatch.setenv("TRACEKIT_MAX_CONTEXTS", "100")
+    _edit(run, lambda d: d.__setitem__("contexts", [
+        {"context_tokens": i + 1, "status": "failed", "error": "x"} for i in range(3000)
+    ]))  # fmt: skip
+    one_line_error(tk(capsys, "report", run), "3,000 contexts", "limit of 100", "TRACEKIT_MAX_CONTEXTS=3000")
+    monkeypatch.setenv("TRACEKIT_MAX_CONTEXTS", "1000000000000")
+    one_line_error(tk(capsys, "report", run), "TRACEKIT_MAX_CONTEXTS")
+
+
+def test_many_steps_stop_at_the_limit(run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3 contexts x 1000 rounds x 2000 steps ran for minutes; the same refusal, at a lower limit.
+    monkeypatch.setenv("TRACEKIT_MAX_STEPS", "5000")
+    _edit(run, lambda d: [c["timings"].__setitem__("decode_s_by_round", [[0.01] * 200] * 20) for c in d["contexts"]])
+    one_line_error(tk(capsys, "report", run), "decode steps", "limit of 5,000", "TRACEKIT_MAX_STEPS=")
+
+
+def test_contexts_naming_one_trace_are_refused(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 3,000 such contexts re-analyzed the one trace 3,000 times (55 ms each).
+    def edit(d: dict) -> None:  # type: ignore[type-arg]
+        first = d["contexts"][0]
+        d["contexts"] += [{**first, "context_tokens": 1000 + i} for i in range(3)]
+
+    _edit(run, edit)
+    one_line_error(tk(capsys, "report", run), "name the same trace")

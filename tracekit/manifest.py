@@ -203,20 +203,67 @@ def _numbers(v: Any) -> list[float]:
     return []
 
 
+# The physical range of every number a capture writes: counts, sizes, rates and durations are 0 or
+# between a nanosecond and 10**15 (a petabyte, a quadrillion tokens per second); durations are at
+# most a day; a context at most 16 M tokens. Beyond them the figures overflow ("from inf to inf").
+SMALLEST, LARGEST = 1e-9, 1e15
+LONGEST_S = 86_400.0
+MAX_CONTEXT_TOKENS = 1 << 24
+# Work a report does is bootstrap over every kept step of every context: bounded per manifest.
+LIMITS = {"TRACEKIT_MAX_CONTEXTS": 1024, "TRACEKIT_MAX_STEPS": 200_000}
+
+
+def limit(name: str) -> int:
+    """A manifest limit, or the whole number its variable sets (``policy.check_environment``
+    has refused a bad one)."""
+    given = os.environ.get(name, "")
+    return int(given) if given.isdigit() else LIMITS[name]
+
+
 def _bad_numbers(m: Manifest) -> str | None:
-    """Where the manifest holds a number no capture writes (negative, not finite), or None: model
-    and device facts, and every timing, are counts, sizes and durations."""
+    """Where the manifest holds a number no capture writes (negative, not finite, outside the
+    physical range), or None: model and device facts, and every timing, are counts, sizes and
+    durations."""
     fields = [("model", m.model), ("device", m.device)]
     fields += [(f"context {c.context_tokens} timings", c.timings) for c in m.contexts]
     for where, struct in fields:
         for k in struct.__struct_fields__:
+            top = LONGEST_S if where.endswith("timings") and ("_s" in k and "tokens_per_s" not in k) else LARGEST
             for x in _numbers(getattr(struct, k)):
-                if not (math.isfinite(x) and x >= 0):
+                if not (math.isfinite(x) and (x == 0 or SMALLEST <= x <= top)):
                     return f"{where}.{k} = {x!r}"
     for c in m.contexts:
-        if c.context_tokens <= 0 or c.profiled_steps < 0:
+        if not 0 < c.context_tokens <= MAX_CONTEXT_TOKENS or not 0 <= c.profiled_steps <= LARGEST:
             return f"context {c.context_tokens}"
     return None
+
+
+def _too_much(f: Path, m: Manifest) -> str | None:
+    """Why a manifest holds more than a report can bound its work by, or None."""
+    seen: set[int] = set()
+    traces: dict[str, int] = {}
+    for c in m.contexts:
+        if c.context_tokens in seen:
+            return f"context {c.context_tokens} is listed twice; a capture lists each context once"
+        seen.add(c.context_tokens)
+        if c.trace is not None:
+            if c.trace in traces:
+                return f"contexts {traces[c.trace]} and {c.context_tokens} name the same trace {c.trace!r}"
+            traces[c.trace] = c.context_tokens
+    steps = sum(len(r) for c in m.contexts for r in c.timings.decode_s_by_round) + sum(
+        len(c.timings.decode_s_per_token) for c in m.contexts
+    )
+    most = limit("TRACEKIT_MAX_STEPS")
+    if steps > most:
+        return (
+            f"{steps:,} decode steps, over the limit of {most:,} a report bootstraps "
+            f"(raise it with TRACEKIT_MAX_STEPS={steps})"
+        )
+    return None
+
+
+class _Contexts(msgspec.Struct):
+    contexts: list[msgspec.Raw] = []
 
 
 def read_manifest(run_dir: Path) -> Manifest:
@@ -230,8 +277,20 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise UserError(f"{p}: no {MANIFEST} here; is this a folder written by 'tracekit capture'?")
     if regular_file(f, "manifest").st_size > MAX_MANIFEST_BYTES:
         raise UserError(f"{f}: {f.stat().st_size:,} bytes is far too large for a manifest; refused")
+    data = f.read_bytes()
     try:
-        m = msgspec.json.decode(f.read_bytes(), type=Manifest)
+        # Counted before they are built (a context costs kilobytes once decoded): 1,000,000
+        # contexts in 44 MB took 6 GB.
+        count = len(msgspec.json.decode(data, type=_Contexts).contexts)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        count = 0  # the full decode below says what is wrong
+    most = limit("TRACEKIT_MAX_CONTEXTS")
+    if count > most:
+        raise UserError(
+            f"{f}: lists {count:,} contexts, over the limit of {most:,} (raise it with TRACEKIT_MAX_CONTEXTS={count})"
+        )
+    try:
+        m = msgspec.json.decode(data, type=Manifest)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UserError(f"{f}: unreadable manifest ({exc})") from None
     except RecursionError:
@@ -240,7 +299,13 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise UserError(f"{f}: unknown manifest schema {m.schema!r}")
     bad = _bad_numbers(m)
     if bad is not None:
-        raise UserError(f"{f}: unreadable manifest ({bad} is not a finite, non-negative number)")
+        raise UserError(
+            f"{f}: unreadable manifest ({bad} is outside the range a capture writes: 0, or {SMALLEST:g} to "
+            f"{LARGEST:g}; durations at most {LONGEST_S:g} s; contexts at most {MAX_CONTEXT_TOKENS:,} tokens)"
+        )
+    much = _too_much(f, m)
+    if much is not None:
+        raise UserError(f"{f}: {much}")
     for c in m.contexts:
         for name in (c.trace, c.enriched_trace):
             if name is not None:

@@ -68,7 +68,11 @@ CHOICE_VARIABLES = {
     "TRACEKIT_PROGRESS": ("0", "1"),
     "TRACEKIT_DEBUG": ("0", "1"),
 }
-COUNT_VARIABLES = {"TRACEKIT_LOAD_WORKERS": (1, 4096)}
+COUNT_VARIABLES = {
+    "TRACEKIT_LOAD_WORKERS": (1, 4096),
+    "TRACEKIT_MAX_CONTEXTS": (1, 10**7),
+    "TRACEKIT_MAX_STEPS": (1, 10**9),
+}
 
 
 def check_environment(environ: dict[str, str] | None = None) -> None:
@@ -91,8 +95,8 @@ def check_environment(environ: dict[str, str] | None = None) -> None:
             raise UserError(f"{name}={given[:32]!r}: give one of {', '.join(choices)}")
     for name, (lo, hi) in COUNT_VARIABLES.items():
         given = env.get(name)
-        if given and not (len(given) <= 6 and given.isdigit() and lo <= int(given) <= hi):
-            raise UserError(f"{name}={given[:32]!r}: give a whole number from {lo} to {hi}")
+        if given and not (len(given) <= 10 and given.isdigit() and lo <= int(given) <= hi):
+            raise UserError(f"{name}={given[:32]!r}: give a whole number from {lo:,} to {hi:,}")
 
 
 def env_size(name: str, default: int) -> int:
