@@ -240,3 +240,84 @@ def test_contexts_naming_one_trace_are_refused(run: Path, capsys: pytest.Capture
 
     _edit(run, edit)
     one_line_error(tk(capsys, "report", run), "name the same trace")
+
+
+# -- walks: globs and folders ---------------------------------------------------------------------
+
+
+def test_a_glob_through_links_back_into_its_tree_ends(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gl = tmp_path / "gl"
+    (gl / "sub").mkdir(parents=True)
+    write(gl / "sub" / "x.json.gz", doc(events()))
+    os.symlink(".", gl / "a")
+    os.symlink(".", gl / "b")  # two links: 2**depth paths, memory grew until killed
+    for pattern in (f"{gl}/**/*.json.gz", f"{gl}/*/*.json.gz", str(gl)):
+        code, out, err = tk(capsys, "analyze", pattern, "--format", "json")
+        assert code == 0, err
+        assert "/a/" not in out and "/b/" not in out and f"{gl}/sub/x.json.gz" in out
+
+
+def test_a_walk_stops_at_its_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(30):
+        (tmp_path / "d" / f"f{i}").mkdir(parents=True)
+    monkeypatch.setenv("TRACEKIT_MAX_WALK", "20")
+    one_line_error(tk(capsys, "analyze", tmp_path / "d"), "more than 20", "TRACEKIT_MAX_WALK=40")
+    one_line_error(tk(capsys, "analyze", f"{tmp_path}/d/**/*.json"), "TRACEKIT_MAX_WALK")
+
+
+def test_a_folder_1100_levels_deep_is_walked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bottom = tmp_path / "deep"  # 1,100 levels were once "nested too deeply to read"
+    bottom.mkdir()
+    for _ in range(1100):  # one level at a time: mkdir(parents=True) recurses once per level
+        bottom = bottom / "d"
+        os.mkdir(bottom)
+    write(bottom / "x.json", doc(events()))
+    try:
+        code, out, err = tk(capsys, "analyze", tmp_path / "deep", "--format", "json")
+        assert code == 0 and json.loads(out), err
+    finally:  # bottom up: pytest's own clean-up recurses once per level
+        (bottom / "x.json").unlink()
+        for level in [bottom, *bottom.parents]:
+            if level == tmp_path:
+                break
+            level.rmdir()
+
+
+def test_an_unreadable_subfolder_is_named_not_skipped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.conftest import ROOT
+    from tests.hostile import as_nobody
+
+    if not as_nobody():
+        pytest.skip("needs root to drop to another user (root reads every folder)")
+    top = Path(tempfile.mkdtemp(prefix="tk-unreadable-"))
+    try:
+        os.chmod(top, 0o755)
+        write(top / "a.json", doc(events()))
+        (top / "locked").mkdir(mode=0o755)
+        write(top / "locked" / "b.json", doc(events()))
+        os.chmod(top / "a.json", 0o644)
+        os.chmod(top / "locked", 0o000)
+        r = subprocess.run(
+            [*as_nobody(), sys.executable, "-m", "tracekit", "analyze", str(top)],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        assert r.returncode == 2 and "locked: cannot read this folder (permission denied)" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1
+        os.chmod(top, 0o000 | 0o711)
+        r = subprocess.run(
+            [*as_nobody(), sys.executable, "-m", "tracekit", "analyze", str(top)],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        assert r.returncode == 2 and "cannot read this folder" in r.stderr and "no *.json" not in r.stderr, r.stderr
+    finally:
+        os.chmod(top, 0o755)
+        os.chmod(top / "locked", 0o755)
+        import shutil
+
+        shutil.rmtree(top)

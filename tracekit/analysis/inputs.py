@@ -4,11 +4,18 @@ A path is a trace file, a directory (searched recursively for ``*.json`` and ``*
 glob. Directories skip tracekit's own non-trace files (``manifest.json``, the report) and the
 Perfetto-enriched twin of each raw trace, so a run folder counts every context once. A file named
 outright is always taken, even when it is not a trace: analyzing it then lists it as failed.
+
+Walks (a directory, a glob) are iterative (a folder 1,100 levels deep is walked like any other),
+follow a linked folder only when it leads somewhere the walk has not been (a link back into the
+tree, ``a -> .``, would otherwise multiply paths without end), stop at ``MAX_WALK_ENTRIES``
+entries, and name a folder they cannot read instead of skipping it.
 """
 
 from __future__ import annotations
 
-import glob
+import fnmatch
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from tracekit.errors import TraceFormatError, UserError
@@ -32,11 +39,77 @@ def _is_trace_name(p: Path) -> bool:
     return name != MANIFEST and not name.startswith(f"{REPORT_STEM}.") and not name.endswith(".enriched.json.gz")
 
 
+MAX_WALK_ENTRIES = 1_000_000  # a walk visits at most this many names (TRACEKIT_MAX_WALK raises it)
+
+
+def _walk(root: Path, depth: int | None = None) -> Iterator[tuple[Path, bool]]:
+    """Every (path, is_folder) below ``root`` (not ``root`` itself), breadth first, at most ``depth``
+    levels down; each real folder once, so links back into the tree end the walk instead of
+    looping. An unreadable folder is a ``UserError`` naming it."""
+    most = int(os.environ.get("TRACEKIT_MAX_WALK", "") or MAX_WALK_ENTRIES)
+    seen = {os.path.realpath(root)}
+    queue: list[tuple[Path, int]] = [(root, 0)]
+    count = 0
+    while queue:
+        folder, level = queue.pop(0)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            why = (exc.strerror or type(exc).__name__).lower()
+            name = str(folder) if len(str(folder)) <= 200 else f"{str(folder)[:80]}...{str(folder)[-80:]}"
+            raise UserError(f"{name}: cannot read this folder ({why}); fix it or name the traces outright") from None
+        for e in entries:
+            count += 1
+            if count > most:
+                raise UserError(
+                    f"{root}: more than {most:,} files and folders below it, the walk's limit "
+                    f"(raise it with TRACEKIT_MAX_WALK={2 * most})"
+                )
+            p = Path(folder) / e.name
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                real = os.path.realpath(p)
+                if real in seen:
+                    continue  # a link back into the tree, or to a folder already walked
+                seen.add(real)
+                if depth is None or level + 1 < depth:
+                    queue.append((p, level + 1))
+            yield p, is_dir
+
+
 def _in_directory(d: Path) -> list[Path]:
-    found = sorted(p for p in d.rglob("*") if _is_trace_name(p) and p.is_file())
+    found = sorted(p for p, is_dir in _walk(d) if not is_dir and _is_trace_name(p) and p.is_file())
     if not found:
         raise UserError(f"{d}: no *.json or *.json.gz trace in this directory or below it")
     return found
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether path components match glob components (``**``: any number of folders)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    if not parts or (parts[0].startswith(".") and not pattern[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
+
+
+def _glob(arg: str) -> list[Path]:
+    """What a glob matches, sorted: ``glob.glob`` without its endless walks through linked loops."""
+    parts = Path(arg).parts
+    fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), len(parts))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    pattern = parts[fixed:]
+    if not root.is_dir():
+        return []
+    depth = None if "**" in pattern else len(pattern)
+    hits = [p for p, _ in _walk(root, depth) if _matches(p.relative_to(root).parts, pattern)]
+    return sorted(hits)
 
 
 def expand(args: list[str]) -> list[str]:
@@ -58,7 +131,7 @@ def expand(args: list[str]) -> list[str]:
         elif p.exists() or not (_GLOB_CHARS & set(arg)):
             take(p)  # a missing file is listed as failed, like any other bad trace
         else:
-            hits = [Path(h) for h in sorted(glob.glob(arg, recursive=True))]
+            hits = _glob(arg)
             files = [f for h in hits for f in (_in_directory(h) if h.is_dir() else [h] if _is_trace_name(h) else [])]
             if not files:
                 raise UserError(f"{arg}: no *.json or *.json.gz trace matches this pattern")
