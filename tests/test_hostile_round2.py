@@ -102,7 +102,9 @@ def test_workers_are_capped_by_traces_and_cores_with_a_note(tmp_path: Path, caps
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "0", "1e400GB", "9" * 5000])
-def test_memory_limit_is_checked_with_or_without_workers(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_memory_limit_is_checked_with_or_without_workers(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a = write(tmp_path / "a.json", doc(events()))
     one_line_error(tk(capsys, "analyze", a, a, "--memory-limit", value), "--memory-limit", "64MB")
     one_line_error(tk(capsys, "analyze", a, "--workers", "2", "--memory-limit", value), "--memory-limit")
@@ -125,7 +127,9 @@ def test_report_never_writes_through_a_plots_link_leaving_the_run(
     assert not (run / "report.md").exists() and not leftovers(tmp_path)
 
 
-def test_report_never_replaces_plots_it_did_not_write(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_never_replaces_plots_it_did_not_write(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     notes = tmp_path / "notes.md"
     assert tk(capsys, "report", run, "--out", notes)[0] == 0
     (tmp_path / "notes-plots" / "categories.png").write_text("the user's own picture")
@@ -152,9 +156,7 @@ def test_user_notes_that_begin_like_a_report_are_not_replaced(
 
 
 @pytest.mark.parametrize("style", ["sorted keys", "minified", "schema last"])
-def test_a_reformatted_manifest_still_makes_a_run(
-    style: str, run: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_reformatted_manifest_still_makes_a_run(style: str, run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     m = json.loads((run / "manifest.json").read_text())
     if style == "sorted keys":
         text = json.dumps(m, sort_keys=True, indent=2)  # what jq -S writes
@@ -168,7 +170,9 @@ def test_a_reformatted_manifest_still_makes_a_run(
     trace = next(p for p in run.iterdir() if p.name.endswith(".pt.trace.json.gz"))
     for force in ([], ["--force"]):
         one_line_error(tk(capsys, "export", run, "--out", trace, *force), "inside the run folder")
-        one_line_error(tk(capsys, "report", run, "-f", "json", "--out", run / "manifest.json", *force), "inside the run")
+        one_line_error(
+            tk(capsys, "report", run, "-f", "json", "--out", run / "manifest.json", *force), "inside the run"
+        )
     assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
@@ -225,7 +229,9 @@ def test_many_contexts_stop_at_the_limit_before_they_are_built(
     one_line_error(tk(capsys, "report", run), "TRACEKIT_MAX_CONTEXTS")
 
 
-def test_many_steps_stop_at_the_limit(run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_steps_stop_at_the_limit(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 3 contexts x 1000 rounds x 2000 steps ran for minutes; the same refusal, at a lower limit.
     monkeypatch.setenv("TRACEKIT_MAX_STEPS", "5000")
     _edit(run, lambda d: [c["timings"].__setitem__("decode_s_by_round", [[0.01] * 200] * 20) for c in d["contexts"]])
@@ -257,7 +263,9 @@ def test_a_glob_through_links_back_into_its_tree_ends(tmp_path: Path, capsys: py
         assert "/a/" not in out and "/b/" not in out and f"{gl}/sub/x.json.gz" in out
 
 
-def test_a_walk_stops_at_its_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_walk_stops_at_its_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(30):
         (tmp_path / "d" / f"f{i}").mkdir(parents=True)
     monkeypatch.setenv("TRACEKIT_MAX_WALK", "20")
@@ -321,3 +329,230 @@ def test_an_unreadable_subfolder_is_named_not_skipped(tmp_path: Path) -> None:
         import shutil
 
         shutil.rmtree(top)
+
+
+# -- the Perfetto server and `open` -----------------------------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    import threading
+
+    from tracekit.perfetto.serve import TraceServer
+
+    f = tmp_path / "t.json.gz"
+    f.write_bytes(os.urandom(1 << 20))
+    s = TraceServer(f, 0, idle_s=3.0, head_s=1.0)
+    t = threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield s
+    s.shutdown()
+    s.server_close()
+
+
+def _get(port: int, request: bytes, timeout: float = 10) -> bytes:
+    import socket
+
+    reply = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        c.sendall(request)
+        while chunk := c.recv(1 << 20):
+            reply += chunk
+    return reply
+
+
+def test_a_slowloris_does_not_lock_out_the_ui(server) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import threading
+    import time
+
+    from tracekit.perfetto.serve import MAX_CLIENTS
+
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conns = []
+        try:
+            for _ in range(MAX_CLIENTS + 8):
+                c = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                c.sendall(f"GET /{server.route} HTTP/1.1\r\n".encode())
+                conns.append(c)
+            while not stop.is_set():
+                for c in conns:  # a header line now and then: a per-read timeout never fires
+                    try:
+                        c.sendall(b"X-a: b\r\n")
+                    except OSError:
+                        pass
+                time.sleep(0.3)
+        finally:
+            for c in conns:
+                c.close()
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    time.sleep(1.0)
+    try:
+        for _ in range(3):  # once: every legitimate GET closed with 0 bytes while the trickle lasted
+            reply = _get(
+                server.port, f"GET /{server.route} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+            )
+            assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(server.data), reply[:80]
+    finally:
+        stop.set()
+        t.join(10)
+
+
+def test_a_request_head_trickled_past_its_deadline_is_cut(server) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as c:
+        c.sendall(f"GET /{server.route} HTTP/1.1\r\n".encode())
+        start = time.monotonic()
+        closed = False
+        while time.monotonic() - start < 5:
+            try:
+                c.sendall(b"X-a: b\r\n")
+            except OSError:
+                closed = True
+                break
+            c.settimeout(0.3)
+            try:
+                if c.recv(100) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+        assert closed and time.monotonic() - start < 3  # head_s is 1 s here
+
+
+def test_two_host_headers_are_refused(server) -> None:  # type: ignore[no-untyped-def]
+    two = f"GET /{server.route} HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    assert _get(server.port, two.encode()).startswith(b"HTTP/1.1 403 ")
+    assert not server.fetched.is_set()
+
+
+def test_a_cross_site_page_cannot_fetch_the_trace_or_stop_the_server(server) -> None:  # type: ignore[no-untyped-def]
+    # A page anywhere can make the browser GET a predictable name (no-cors): the name holds a
+    # per-run random token, and a browser's cross-site no-cors request is refused outright.
+    guess = f"GET /{server.name} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    assert _get(server.port, guess.encode()).startswith(b"HTTP/1.1 404 ")
+    marked = (
+        f"GET /{server.route} HTTP/1.1\r\nHost: 127.0.0.1\r\nSec-Fetch-Mode: no-cors\r\n"
+        "Sec-Fetch-Site: cross-site\r\nConnection: close\r\n\r\n"
+    )
+    assert _get(server.port, marked.encode()).startswith(b"HTTP/1.1 403 ")
+    assert not server.fetched.is_set() and server.fetches == 0
+    assert len(server.token) >= 16 and server.token in server.url
+
+
+def _open(args: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full.pop("DISPLAY", None)
+    full.pop("WAYLAND_DISPLAY", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tracekit", "open", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=full,
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fetch(url: str) -> bytes:
+    import urllib.request
+
+    target = url.split("url=", 1)[1]
+    with urllib.request.urlopen(target, timeout=30) as r:  # noqa: S310 - loopback
+        return bytes(r.read())
+
+
+def test_open_serves_reloads_until_stopped_and_says_ssh(run: Path) -> None:
+    import gzip
+    import signal
+
+    port = _free_port()
+    proc = _open([str(run), "--no-browser", f"--port={port}", "--timeout=60"])
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    first, second = _fetch(url), _fetch(url)  # the tab reloaded: served again
+    assert first == second and b"tracekit" in gzip.decompress(first)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "after 2 fetches" in err, err
+    assert f"ssh -L {port}:127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_open_once_stops_after_the_first_fetch(run: Path) -> None:
+    port = _free_port()
+    proc = _open([str(run), "--no-browser", f"--port={port}", "--once", "--timeout=60"])
+    assert proc.stdout is not None
+    _fetch(proc.stdout.readline().strip())
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "after 1 fetch" in err, err
+
+
+def test_open_a_foreign_trace_serves_it_with_tracekits_tracks(tmp_path: Path) -> None:
+    import gzip
+
+    f = write(tmp_path / "foreign.json", doc(events()))
+    before = f.read_bytes()
+    port = _free_port()
+    proc = _open([str(f), "--no-browser", f"--port={port}", "--once", "--timeout=60"])
+    assert proc.stdout is not None
+    served = json.loads(gzip.decompress(_fetch(proc.stdout.readline().strip())))
+    proc.communicate(timeout=60)
+    names = {e.get("args", {}).get("name") for e in served["traceEvents"] if e.get("ph") == "M"}
+    assert "tracekit" in names
+    assert any("tracekit.category" in (e.get("args") or {}) for e in served["traceEvents"])
+    assert f.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["foreign.json"]
+
+
+def test_open_writes_the_enriched_trace_only_beside_its_raw_trace(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for p in run.glob("*.enriched.json.gz"):
+        p.unlink()
+    (run / "report.md").write_text("the report")
+    _edit(run, lambda d: [c.__setitem__("enriched_trace", "report.md") for c in d["contexts"]])
+    code, out, err = tk(capsys, "open", run, "--no-browser", "--timeout", "0.5")
+    assert code == 2 and "nothing fetched" in err
+    assert (run / "report.md").read_text() == "the report"
+    _edit(run, lambda d: [c.__setitem__("enriched_trace", "sub/deeper/new.json.gz") for c in d["contexts"]])
+    tk(capsys, "open", run, "--no-browser", "--timeout", "0.5")
+    assert not (run / "sub").exists() and any(run.glob("*.enriched.json.gz"))
+
+
+# -- export -------------------------------------------------------------------------------------------
+
+
+def test_export_strip_metadata_leaves_out_the_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = doc(events())[:-1] + b', "metadata": {"env": {"AWS_SECRET": "hunter2"}}}'
+    f = write(tmp_path / "t.json", data)
+    assert tk(capsys, "export", f, "--out", tmp_path / "kept.json")[0] == 0
+    assert "hunter2" in (tmp_path / "kept.json").read_text()
+    assert tk(capsys, "export", f, "--out", tmp_path / "clean.json", "--strip-metadata")[0] == 0
+    text = (tmp_path / "clean.json").read_text()
+    assert "hunter2" not in text and "tracekit.category" in text
+
+
+def test_export_to_stdout_and_to_a_device(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    from tracekit.cli import main
+
+    f = write(tmp_path / "t.json", doc(events()))
+    assert main(["export", str(f), "--out", "-"]) == 0
+    out, err = capfdbinary.readouterr()
+    assert json.loads(out)["traceEvents"] and not (Path.cwd() / "-").exists()
+    assert main(["export", str(f), "--out", "/dev/null"]) == 0
+    out, err = capfdbinary.readouterr()
+    assert b"-100" not in err and b"+" in err, err

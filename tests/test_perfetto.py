@@ -53,18 +53,24 @@ def test_serves_the_one_file_with_cors_then_stops(tmp_path: Path) -> None:
         assert server.server_address[0] == "127.0.0.1"
         port = server.port
         origin = {"Origin": PERFETTO_ORIGIN}
-        status, h, _ = _request(
-            port, "OPTIONS", "/trace%20one.json.gz", {**origin, "Access-Control-Request-Method": "GET"}
-        )
+        route = f"/{server.token}/trace%20one.json.gz"
+        status, h, _ = _request(port, "OPTIONS", route, {**origin, "Access-Control-Request-Method": "GET"})
         assert status == 204 and h["access-control-allow-origin"] == PERFETTO_ORIGIN
         assert "GET" in h["access-control-allow-methods"]
-        for bad in ("/../trace%20one.json.gz", "/%2e%2e/etc/passwd", "/", "/other.json", "/trace%20one.json.gz/x"):
+        for bad in (
+            "/../trace%20one.json.gz",
+            "/%2e%2e/etc/passwd",
+            "/",
+            "/other.json",
+            f"{route}/x",
+            "/trace%20one.json.gz",
+        ):
             status, h, _ = _request(port, "GET", bad, origin)
             assert status == 404, bad
-        status, _, _ = _request(port, "POST", "/trace%20one.json.gz", origin)
+        status, _, _ = _request(port, "POST", route, origin)
         assert status == 405
         assert not server.fetched.is_set()
-        status, h, body = _request(port, "GET", "/trace%20one.json.gz", origin)
+        status, h, body = _request(port, "GET", route, origin)
         assert status == 200 and body == f.read_bytes()
         assert h["access-control-allow-origin"] == PERFETTO_ORIGIN and int(h["content-length"]) == len(body)
     assert result["fetched"] is True
@@ -105,9 +111,10 @@ def test_open_cli_prints_url_and_times_out(small_run: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = run_cli("open", str(small_run), "--no-browser", "--port", str(port), "--timeout", "1")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == perfetto_url(port, "context-000160.enriched.json.gz")
-    assert "timed out; server stopped" in r.stderr
+    assert r.returncode == 2, r.stderr  # nothing fetched it
+    token = r.stdout.strip().rsplit("/", 2)[1]
+    assert r.stdout.strip() == perfetto_url(port, "context-000160.enriched.json.gz", token) and len(token) >= 16
+    assert "timed out after 1 s and nothing fetched the trace" in r.stderr
 
 
 # --- enriched traces --------------------------------------------------------------------------------

@@ -289,9 +289,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(folder)))
 
 
-def claim_output(
-    path: Path, *, force: bool, flag: str = "--out", attachments: Iterable[str] = ()
-) -> Path:
+def claim_output(path: Path, *, force: bool, flag: str = "--out", attachments: Iterable[str] = ()) -> Path:
     """Check a user-named output file, and the files written beside it (``attachments``, relative
     to its folder), against the output policy; return it.
 

@@ -19,7 +19,9 @@ def capture(
     context: str = typer.Option(
         "128,512,1024,2048", "--context", "-c", help="Prompt lengths to sweep, comma-separated (e.g. 128,1k,4096)."
     ),
-    tokens: int = typer.Option(32, "--tokens", "-n", parser=Number("--tokens", 1, MAX_TOKENS), help="Tokens generated per context length."),
+    tokens: int = typer.Option(
+        32, "--tokens", "-n", parser=Number("--tokens", 1, MAX_TOKENS), help="Tokens generated per context length."
+    ),
     backend: str = typer.Option("builtin", help="Engine: builtin (no downloads), hf, exllamav2."),
     preset: str = typer.Option("tiny", help="Builtin shapes: tiny (CPU-friendly), llama2-7b, mistral-7b, llama3-8b."),
     model: str | None = typer.Option(None, help="Model directory for --backend hf or exllamav2 (local files only)."),
@@ -29,19 +31,33 @@ def capture(
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto (float32 on CPU, float16 on CUDA), float32, bfloat16, float16."),
-    chunk: int = typer.Option(512, parser=Number("--chunk", 1, MAX_TOKENS), help="Prefill in chunks of at most this many tokens."),
+    chunk: int = typer.Option(
+        512, parser=Number("--chunk", 1, MAX_TOKENS), help="Prefill in chunks of at most this many tokens."
+    ),
     profile_steps: int = typer.Option(
-        16, "--profile-steps", parser=Number("--profile-steps", 1, 100_000), help="Decode steps recorded in each trace, spread over the rounds (bounds its size)."
+        16,
+        "--profile-steps",
+        parser=Number("--profile-steps", 1, 100_000),
+        help="Decode steps recorded in each trace, spread over the rounds (bounds its size).",
     ),
     rounds: int = typer.Option(
-        5, "--rounds", "-r", parser=Number("--rounds", 1, 1000), help="Interleaved rounds over the contexts; more rounds, narrower intervals."
+        5,
+        "--rounds",
+        "-r",
+        parser=Number("--rounds", 1, 1000),
+        help="Interleaved rounds over the contexts; more rounds, narrower intervals.",
     ),
     prefill_repeats: int = typer.Option(
-        3, "--prefill-repeats", parser=Number("--prefill-repeats", 1, 1000), help="Timed prefills per context (where the KV cache is kept; else one per round)."
+        3,
+        "--prefill-repeats",
+        parser=Number("--prefill-repeats", 1, 1000),
+        help="Timed prefills per context (where the KV cache is kept; else one per round).",
     ),
     out: Path = typer.Option(Path("traces"), "--out", "-o", help="Parent folder; each run gets a new folder inside."),
     name: str | None = typer.Option(None, help="Name of the run folder (default: time, backend, preset, attention)."),
-    seed: int = typer.Option(0, parser=Number("--seed", 0, 2**32 - 1), help="Seed for the random weights and the synthetic prompt."),
+    seed: int = typer.Option(
+        0, parser=Number("--seed", 0, 2**32 - 1), help="Seed for the random weights and the synthetic prompt."
+    ),
     no_graphs: bool = typer.Option(
         False, "--no-graphs", help="exllamav2: disable CUDA graphs so kernels attribute one by one."
     ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -16,7 +15,9 @@ from tracekit.sanitize import printable
 
 
 def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
-    """(raw trace, enriched trace or None) for a trace file or a run folder."""
+    """(raw trace, enriched trace or None) for a trace file or a run folder. The enriched trace
+    is always the raw one's twin beside it (``enriched_file``): whatever a manifest's
+    ``enriched_trace`` says, tracekit writes nowhere else."""
     if not target.is_dir():
         from tracekit.fsutil import regular_file
 
@@ -38,71 +39,120 @@ def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
             raise UserError(f"{target}: no context {context} (has {', '.join(str(c.context_tokens) for c in ok)})")
         entry = match[0]
     raw = run_file(target, str(entry.trace))
-    enriched = run_file(target, entry.enriched_trace or enriched_file(str(entry.trace)))
-    return raw, enriched
+    twin = enriched_file(str(entry.trace))
+    if twin == str(entry.trace) or "/" in twin:
+        raise UserError(f"{target}: the trace name {entry.trace!r} is not one a capture writes; refused")
+    return raw, run_file(target, twin)
+
+
+def _no_display() -> bool:
+    return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def open_cmd(
     target: Path = typer.Argument(..., help="A trace file or a run folder."),
-    context: int | None = typer.Option(None, parser=Number("--context", 1, MAX_TOKENS), help="Run folder: which context length (default: the largest)."),
+    context: int | None = typer.Option(
+        None, parser=Number("--context", 1, MAX_TOKENS), help="Run folder: which context length (default: the largest)."
+    ),
     port: int = typer.Option(
-        DEFAULT_PORT, parser=Number("--port", 1, 65535), help=f"Port on 127.0.0.1. The Perfetto UI only fetches from {DEFAULT_PORT}."
+        DEFAULT_PORT,
+        parser=Number("--port", 1, 65535),
+        help=f"Port on 127.0.0.1. The Perfetto UI only fetches from {DEFAULT_PORT}.",
     ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL instead of opening a browser."),
-    timeout: float | None = typer.Option(None, parser=Number("--timeout", 0.001, 1e6, integer=False), help="Stop serving after this many seconds."),
+    timeout: float | None = typer.Option(
+        None,
+        parser=Number("--timeout", 0.001, 1e6, integer=False),
+        help="Stop serving after this many seconds (exit 2 if nothing fetched the trace by then).",
+    ),
+    once: bool = typer.Option(False, "--once", help="Stop after the first complete fetch (a reload then fails)."),
 ) -> None:
-    """Open a trace in ui.perfetto.dev: serve it once from 127.0.0.1 (port 9001) and open the UI on it.
+    """Open a trace in ui.perfetto.dev: serve it from 127.0.0.1 (port 9001) and open the UI on it.
 
     A run folder opens the enriched trace of one context (phases, steps and attention share as
-    tracks; each kernel carries tracekit.category). The server stops after the UI has fetched it.
+    tracks; each kernel carries tracekit.category); any other trace is enriched the same way on
+    the fly. The server keeps serving (a reload of the tab fetches again) until Ctrl-C, --timeout,
+    or with --once the first complete fetch. The URL holds a random token, so no other web page
+    can fetch the trace. Without a display, it prints the ssh -L line that forwards the port.
 
     \b
     Examples:
       tracekit open traces/RUN
       tracekit open traces/RUN --context 1024
-      tracekit open trace.json.gz --no-browser
+      tracekit open trace.json.gz --no-browser --once
     """
     import webbrowser
 
-    from tracekit.perfetto.export import enrich_file
+    from tracekit.perfetto.export import enrich_data, enrich_file
     from tracekit.perfetto.serve import TraceServer
 
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise UserError(f"--timeout {timeout:g}: give a number of seconds above 0")
     raw, enriched = _trace_for(target, context)
-    path = raw
     if enriched is not None:
         if not enriched.exists():
             err.print(printable(f"writing the enriched trace {enriched} ..."))
             enrich_file(raw, enriched)
-        path = enriched
-    server = TraceServer(path, port)
+        server = TraceServer(enriched, port)
+    else:
+        # A foreign trace: tracekit's tracks added in memory; the user's file stays as it is.
+        data, _ = enrich_data(raw)
+        name = raw.name.removesuffix(".gz").removesuffix(".json") + ".enriched.json.gz"
+        server = TraceServer(raw, port, data=data, name=name)
     url = server.url
-    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    headless = _no_display()
     if port != DEFAULT_PORT:
         err.print(
             f"tracekit: note: ui.perfetto.dev only fetches from port {DEFAULT_PORT}; port {port} suits other clients"
         )
     if no_browser or headless or not webbrowser.open(url):
-        print(url)
-    err.print(
-        printable(f"serving {path.name} on http://127.0.0.1:{server.port}/ until Perfetto fetches it (Ctrl-C stops)")
-    )
-    done = server.serve_until_fetched(timeout)
-    err.print("trace fetched; server stopped" if done else "timed out; server stopped")
+        print(url, flush=True)
+    if headless:
+        import socket
+
+        err.print(
+            printable(
+                f"no display here: on the machine with the browser, run "
+                f"'ssh -L {server.port}:127.0.0.1:{server.port} {socket.gethostname()}', then open the URL above"
+            )
+        )
+    until = "Perfetto fetches it" if once else "Ctrl-C (a reload fetches it again)"
+    err.print(printable(f"serving {server.name} on http://127.0.0.1:{server.port}/ until {until}"))
+    try:
+        fetches = server.serve(timeout, once=once)
+    except KeyboardInterrupt:
+        if server.fetches == 0:
+            raise
+        err.print(f"server stopped after {server.fetches} fetch{'es' if server.fetches != 1 else ''}")
+        return
+    if fetches == 0:
+        raise UserError(
+            f"timed out after {timeout:g} s and nothing fetched the trace; server stopped "
+            "(open the URL above in a browser, or forward the port with ssh -L)"
+        )
+    err.print(f"server stopped after {fetches} fetch{'es' if fetches != 1 else ''}")
 
 
 def export(
     target: Path = typer.Argument(..., help="A trace file or a run folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Enriched trace to write (.json.gz or .json)."),
-    context: int | None = typer.Option(None, parser=Number("--context", 1, MAX_TOKENS), help="Run folder: which context length (default: the largest)."),
+    context: int | None = typer.Option(
+        None, parser=Number("--context", 1, MAX_TOKENS), help="Run folder: which context length (default: the largest)."
+    ),
     window: str | None = typer.Option(None, help="Keep only the span of this annotation (e.g. ProfilerStep#6)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", parser=Number("--max-steps", 1, 10**9), help="Keep only the first N phases/steps."),
-    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", parser=Number("--max-steps", 1, 10**9), help="Keep only the first N phases/steps."
+    ),
+    force: bool = typer.Option(False, help="Replace --out even if tracekit did not write it."),
+    strip_metadata: bool = typer.Option(
+        False,
+        "--strip-metadata",
+        help="Leave out the trace's top-level metadata (machine, environment, command line) before sharing it.",
+    ),
 ) -> None:
     """Write an enriched trace: the original events, each kernel tagged with tracekit.category and
     tracekit.rule, plus a 'tracekit' process with one slice per phase/step and counter tracks for
-    context tokens, step time and attention share. Trim with --window / --max-steps.
+    context tokens, step time and attention share. Trim with --window / --max-steps; --out -
+    writes the JSON to stdout. An earlier export to the same --out is replaced; any other file
+    needs --force.
 
     \b
     Examples:
@@ -110,13 +160,21 @@ def export(
       tracekit export trace.json.gz --out step6.json.gz --window ProfilerStep#6
     """
     from tracekit.fsutil import claim_output, record_outputs
-    from tracekit.perfetto.export import enrich_file
+    from tracekit.perfetto.export import enrich_data, enrich_file
 
     raw, _ = _trace_for(target, context)
+    if str(out) == "-":
+        if sys.stdout.isatty():
+            raise UserError("--out - writes the trace to stdout, which is a terminal here; redirect it or name a file")
+        data, st = enrich_data(raw, window=window, max_steps=max_steps, strip_metadata=strip_metadata, gz=False)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        err.print(printable(f"{raw} -> stdout: {st.events_in} events in, {st.events_out} out; {st.bytes_out:,} bytes"))
+        return
     claim_output(out, force=force)
     if out.exists() and os.path.samefile(out, raw):
         raise UserError(f"--out {out} is the trace being exported; choose another --out")
-    st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True)
+    st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True, strip_metadata=strip_metadata)
     record_outputs([out])
     err.print(
         printable(

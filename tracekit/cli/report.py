@@ -23,7 +23,10 @@ def report(
         [], "--check", help="Gate: METRIC@CONTEXT OP VALUE, e.g. 'tokens_per_s@4096>=40'. Exit 1 if violated."
     ),
     peak_bandwidth: float | None = typer.Option(
-        None, "--peak-bandwidth", parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False), help="Device memory bandwidth in GB/s for the bound."
+        None,
+        "--peak-bandwidth",
+        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
+        help="Device memory bandwidth in GB/s for the bound.",
     ),
     partial: bool = typer.Option(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."

@@ -217,17 +217,23 @@ def _gz_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=6, mtime=0))
 
 
-def enrich_file(
+# Top-level fields of a trace that may describe the machine it came from (foreign traces carry
+# environment variables, host names and command lines there): ``strip_metadata`` drops them.
+METADATA_FIELDS = ("metadata", "systemTraceEvents", "otherData", "deviceProperties", "distributedInfo")
+
+
+def enrich_data(
     src: Path,
-    dest: Path,
     *,
     window: str | None = None,
     max_steps: int | None = None,
-    overwrite: bool = True,
     measure_growth: bool = False,
-) -> ExportStats:
-    """Read ``src``, write the enriched trace to ``dest`` (gzipped when it ends in .gz), atomically."""
-    src, dest = Path(src), Path(dest)
+    strip_metadata: bool = False,
+    gz: bool = True,
+) -> tuple[bytes, ExportStats]:
+    """The enriched trace of ``src`` as bytes (gzipped when ``gz``), and its statistics (``bytes_out``
+    is the length of those bytes)."""
+    src = Path(src)
     if src.is_dir():
         raise UserError(f"{src}: is a directory; give a trace file or a run directory")
     if not src.exists():
@@ -236,6 +242,10 @@ def enrich_file(
     n_in = len(raw.events)
     trace = decode_bytes(str(src), raw.text)
     doc, result, annotated, n_added = enrich(raw.doc, trace, window=window, max_steps=max_steps)
+    del raw, trace  # the document holds what is written; the text and columns are done
+    if strip_metadata:
+        for key in METADATA_FIELDS:
+            doc.pop(key, None)
     data = msgspec.json.encode(doc)
     baseline = 0
     if measure_growth:
@@ -246,19 +256,43 @@ def enrich_file(
                 a.pop("tracekit.category", None)
                 a.pop("tracekit.rule", None)
         plain = msgspec.json.encode({**doc, "traceEvents": kept})
-        baseline = _gz_size(plain) if dest.name.endswith(".gz") else len(plain)
-    with atomic_open(dest, overwrite=overwrite) as fh:
-        if dest.name.endswith(".gz"):
-            with gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=6, mtime=0) as gz:
-                gz.write(data)
-        else:
-            fh.write(data)
-    return ExportStats(
+        baseline = _gz_size(plain) if gz else len(plain)
+    n_out = len(doc["traceEvents"])
+    del doc
+    if gz:
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    stats = ExportStats(
         events_in=n_in,
-        events_out=len(doc["traceEvents"]),
+        events_out=n_out,
         added_events=n_added,
         annotated_events=annotated,
         bytes_in=src.stat().st_size,
-        bytes_out=dest.stat().st_size,
+        bytes_out=len(data),
         bytes_baseline=baseline,
     )
+    return data, stats
+
+
+def enrich_file(
+    src: Path,
+    dest: Path,
+    *,
+    window: str | None = None,
+    max_steps: int | None = None,
+    overwrite: bool = True,
+    measure_growth: bool = False,
+    strip_metadata: bool = False,
+) -> ExportStats:
+    """Read ``src``, write the enriched trace to ``dest`` (gzipped when it ends in .gz), atomically."""
+    dest = Path(dest)
+    data, stats = enrich_data(
+        src,
+        window=window,
+        max_steps=max_steps,
+        measure_growth=measure_growth,
+        strip_metadata=strip_metadata,
+        gz=dest.name.endswith(".gz"),
+    )
+    with atomic_open(dest, overwrite=overwrite) as fh:
+        fh.write(data)
+    return stats
