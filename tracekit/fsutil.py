@@ -312,8 +312,8 @@ def claim_output(path: Path, *, force: bool, flag: str = "--out", attachments: I
                 f"({', '.join(REPORT_FILES)}, {REPORT_PLOTS}/): choose a path outside the run"
             )
     targets = [path]
-    for rel in attachments:
-        p = parent / rel
+    for name in attachments:
+        p = parent / name
         if not _inside(p.parent, parent):
             raise UserError(
                 f"{p.parent} leads out of {parent} (a link); tracekit never writes through it: "
