@@ -556,3 +556,82 @@ def test_export_to_stdout_and_to_a_device(tmp_path: Path, capfdbinary: pytest.Ca
     assert main(["export", str(f), "--out", "/dev/null"]) == 0
     out, err = capfdbinary.readouterr()
     assert b"-100" not in err and b"+" in err, err
+
+
+# -- Dask -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["garbage", "", "foo://bar:1", "tcp://host:99999", "tcp://a b:1"])
+def test_a_malformed_scheduler_address_is_one_line_at_once(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("distributed")
+    import time
+
+    a = write(tmp_path / "a.json", doc(events()))
+    b = write(tmp_path / "b.json", doc(events()))
+    start = time.monotonic()
+    one_line_error(tk(capsys, "analyze", a, b, "--scheduler", address), "not a Dask scheduler")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address or " ")
+    one_line_error(tk(capsys, "analyze", a, b), "DASK_SCHEDULER_ADDRESS")
+    assert time.monotonic() - start < 20  # once: a 60 s hang and a Client.__del__ traceback
+
+
+def test_a_refused_scheduler_port_is_one_line_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("distributed")
+    a = write(tmp_path / "a.json", doc(events()))
+    one_line_error(tk(capsys, "analyze", a, a.with_name("a2.json"), "--scheduler", f"tcp://127.0.0.1:{_free_port()}"))
+
+
+@pytest.mark.parametrize("peer", ["http", "silent"])
+def test_a_port_that_is_no_scheduler_is_refused_within_the_timeout(peer: str, tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from tracekit.errors import UserError
+    from tracekit.fleet.cluster import check_scheduler
+
+    if peer == "http":  # once a hang of 150 s and more
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        port, close = srv.server_address[1], srv.shutdown
+    else:  # accepts and never speaks: once a hang of 590 s and more
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port, close = listener.getsockname()[1], listener.close
+    try:
+        start = time.monotonic()
+        with pytest.raises(UserError, match="Dask scheduler"):
+            check_scheduler(f"tcp://127.0.0.1:{port}", timeout=1.0)
+        assert time.monotonic() - start < 10
+    finally:
+        close()
+
+
+def test_ctrl_c_while_the_cluster_starts_is_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    for name in ("a", "b"):
+        write(tmp_path / f"{name}.json", doc(events()))
+    for delay in (0.7, 3.0):  # in the imports; while the workers start
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tracekit", "analyze", str(tmp_path), "--workers", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        time.sleep(delay)
+        os.killpg(p.pid, signal.SIGINT)  # as a terminal does: to every process of the group
+        _, err = p.communicate(timeout=120)
+        time.sleep(0.5)  # the workers' own last words, if any, would come now
+        assert p.returncode == 130 and err.splitlines() == ["tracekit: interrupted"], (delay, err)
+        assert "leaked semaphore" not in err and "Traceback" not in err

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -36,6 +37,9 @@ from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file
 # A worker's own memory before any trace (Python, numpy, Dask, tracekit): about 150 MB measured.
 WORKER_BASE = 256 * 2**20
 WORKERS_TIMEOUT_S = 30
+CONNECT_TIMEOUT_S = 10.0  # reaching the scheduler and hearing it say it is one
+# tcp://host:port (or tls, ws, wss, ucx), or host:port: what a scheduler's address looks like.
+_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):(\d{1,5})/?$")
 _CONFIG = {
     "distributed.scheduler.allowed-failures": 1,  # a task whose worker dies runs once more, then fails
     "distributed.worker.memory.target": False,  # nothing to spill: tasks keep no data
@@ -66,7 +70,7 @@ def run_on_dask(paths: list[str], options: TaskOptions, plan: Plan, listener: Li
 
 def _quiet() -> None:
     """Keep Dask's logs and warnings (ports, event-loop lag, closing workers) off the terminal."""
-    for name in ("distributed", "dask"):
+    for name in ("distributed", "dask", "tornado", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module=r"(distributed|dask)(\.|$)")
 
@@ -76,8 +80,9 @@ def _connect(plan: Plan) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if plan.scheduler is not None:
+        check_scheduler(plan.scheduler)
         try:
-            client = Client(plan.scheduler, set_as_default=False)  # type: ignore[no-untyped-call]
+            client = Client(plan.scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError, ValueError) as exc:
             raise UserError(
                 f"cannot reach the Dask scheduler at {plan.scheduler} ({exc}); start one with 'dask scheduler', "
@@ -93,18 +98,109 @@ def _connect(plan: Plan) -> Iterator[Any]:
                 ) from None
             yield client
         return
-    cluster = LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=plan.workers,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit=_memory_limit(plan),
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-        env={"PYTHONWARNINGS": "ignore"},
-        preload=["tracekit.fleet.worker_setup"],
-    )
-    with _closing(cluster), _closing(Client(cluster, set_as_default=False)) as client:  # type: ignore[no-untyped-call]
+    limit = _memory_limit(plan)
+    with _no_interrupts_for_workers():
+        try:
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=plan.workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=limit,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+                env={"PYTHONWARNINGS": "ignore"},
+                preload=["tracekit.fleet.worker_setup"],
+            )
+        except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is one line, whatever Dask raised
+            why = str(exc).strip().split("\n")[0][:200] or type(exc).__name__
+            raise UserError(
+                f"the embedded Dask cluster of {plan.workers} workers could not start ({why}); "
+                "try fewer --workers, or --workers 1 to analyze in this process"
+            ) from None
+        client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
+    with _closing(cluster), _closing(client):
         yield client
+
+
+@contextlib.contextmanager
+def _no_interrupts_for_workers() -> Iterator[None]:
+    """Start the cluster with its processes' standard error on /dev/null and SIGINT blocked here.
+
+    The terminal sends Ctrl-C to every process of the group: workers and Dask's resource tracker
+    then printed ~90 lines of tracebacks and "leaked semaphore" warnings over the user's terminal
+    (their own logs are silenced already). Processes started now inherit the null standard error;
+    this process's is restored after, and a press meanwhile is delivered as the block ends, once
+    the cluster can be closed cleanly."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, in one line and within ``timeout`` seconds, an address that is not a Dask
+    scheduler's: malformed, nothing listening, or a server that does not answer Dask's identity
+    request as a scheduler (an HTTP server, a port that accepts and never speaks). The Client
+    itself would wait 60 s and more, then print a traceback from its destructor."""
+    import asyncio
+
+    m = _ADDRESS.match(address.strip())
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        raise UserError(
+            f"scheduler address {address[:80]!r} (--scheduler or DASK_SCHEDULER_ADDRESS) is not a Dask "
+            "scheduler's (example: tcp://head:8786)"
+        )
+    import socket
+
+    try:  # refused or unreachable: said at once (Dask retries for the whole timeout)
+        socket.create_connection((m.group(1).strip("[]"), int(m.group(2))), timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach a Dask scheduler at {address} ({(exc.strerror or str(exc) or 'timed out').lower()}); "
+            "start one with 'dask scheduler', or leave out --scheduler and DASK_SCHEDULER_ADDRESS to run here"
+        ) from None
+
+    async def identity() -> Any:
+        from distributed.comm import connect
+
+        comm = await connect(address if "://" in address else f"tcp://{address}", timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(identity(), timeout)
+
+    try:
+        reply = asyncio.run(bounded())
+    except (OSError, TimeoutError, asyncio.TimeoutError, ValueError, TypeError) as exc:
+        why = str(exc).split("\n")[0][:160] or type(exc).__name__
+        raise UserError(
+            f"cannot reach a Dask scheduler at {address} within {timeout:g} s ({why}); start one with "
+            "'dask scheduler', or leave out --scheduler and DASK_SCHEDULER_ADDRESS to run here"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - whatever the peer sent, it is not a scheduler
+        reply = exc
+    if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
+        raise UserError(
+            f"{address} answers, but not as a Dask scheduler; give the address 'dask scheduler' prints "
+            "(tcp://host:8786)"
+        )
 
 
 @contextlib.contextmanager
