@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 
-from tracekit import stats
 from tracekit.errors import UserError
 from tracekit.fsutil import MANIFEST_NAME, regular_file, write_text_atomic
 
@@ -36,11 +35,6 @@ def enriched_file(trace: str) -> str:
 
 def report_file(fmt: str) -> str:
     return f"{REPORT_STEM}.{fmt}"
-
-
-def decode_seed(context_tokens: int) -> int:
-    """The bootstrap seed of a context's decode figures: capture and report draw the same replicates."""
-    return stats.seed_for("decode", context_tokens)
 
 
 class ModelFacts(msgspec.Struct, omit_defaults=True):
