@@ -23,14 +23,18 @@ REPORT_STEM = "report"
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
 
 
+TRACE_SUFFIX = ".pt.trace.json.gz"
+ENRICHED_SUFFIX = ".enriched.json.gz"
+
+
 def trace_file(context_tokens: int) -> str:
     """The raw trace of one context length (opens in Perfetto as is)."""
-    return f"context-{context_tokens:06d}.pt.trace.json.gz"
+    return f"context-{context_tokens:06d}{TRACE_SUFFIX}"
 
 
 def enriched_file(trace: str) -> str:
     """The Perfetto-enriched twin of a raw trace."""
-    return trace.replace(".pt.trace.json.gz", ".enriched.json.gz")
+    return trace.replace(TRACE_SUFFIX, ENRICHED_SUFFIX)
 
 
 def report_file(fmt: str) -> str:
