@@ -30,9 +30,11 @@ def _mkstemp(prefix: str, suffix: str = "", dir: Path | None = None) -> tuple[in
     return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
 
 
-# What a command may write inside a run folder: the report's own files, nothing else.
-REPORT_FILES = ("report.md", "report.html", "report.json")
-REPORT_PLOTS = "report-plots"
+# The run folder's fixed names live here, below ``manifest`` (which imports this module): what a
+# command may write inside a run folder is the report's own files, nothing else.
+REPORT_STEM = "report"
+REPORT_FILES = tuple(f"{REPORT_STEM}.{ext}" for ext in ("md", "html", "json"))
+REPORT_PLOTS = f"{REPORT_STEM}-plots"  # where the Markdown report's plots go (``<stem>-plots``)
 MAX_NAME_BYTES = 200  # a run name, leaving room for "-9999" within the 255 bytes a file name may have
 
 

@@ -1,7 +1,8 @@
 """The run folder and its manifest: what a capture recorded, per context length (pure Python, no torch).
 
 Contract: fields may be added, never renamed. ``schema`` names the version. The names of the
-files in a run folder are decided here only (``trace_file``, ``enriched_file``, ``report_file``).
+files a capture writes are decided here (``trace_file``, ``enriched_file``); the folder's fixed
+names (the manifest's, the report's stem) come from ``fsutil``, which this module builds on.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from typing import Any
 import msgspec
 
 from tracekit.errors import UserError
-from tracekit.fsutil import MANIFEST_NAME, regular_file, write_text_atomic
+from tracekit.fsutil import MANIFEST_NAME, REPORT_STEM, regular_file, write_text_atomic
 
 SCHEMA = "tracekit.manifest/1"
 MANIFEST = MANIFEST_NAME  # the file that makes a folder a run (fsutil.is_run_folder)
-REPORT_STEM = "report"
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
 
 

@@ -12,7 +12,8 @@ import glob
 from pathlib import Path
 
 from tracekit.errors import UserError
-from tracekit.manifest import ENRICHED_SUFFIX, MANIFEST, REPORT_STEM
+from tracekit.fsutil import REPORT_STEM
+from tracekit.manifest import ENRICHED_SUFFIX, MANIFEST
 
 SUFFIXES = (".json", ".json.gz")
 _GLOB_CHARS = frozenset("*?[")
