@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tracekit.errors import TraceFormatError, UserError
 from tracekit.manifest import MANIFEST, REPORT_STEM
-from tracekit.trace.load import CHUNKED_THRESHOLD, decoded_size
+from tracekit.trace.load import decoded_size
 
 SUFFIXES = (".json", ".json.gz")
 _GLOB_CHARS = frozenset("*?[")
@@ -76,9 +76,10 @@ def json_bytes(path: str) -> int:
         return 0
 
 
-def memory_needed(path: str) -> int:
+def memory_needed(path: str, chunked_from: int) -> int:
     """A generous estimate of the peak bytes analyzing ``path`` takes, from its JSON size: what the
-    scheduler budgets before any worker reads the file."""
+    scheduler budgets before any worker reads the file (files past ``chunked_from`` bytes of JSON
+    are read in chunks)."""
     size = json_bytes(path)
-    whole = min(size, CHUNKED_THRESHOLD)
+    whole = min(size, chunked_from)
     return int(WHOLE_FACTOR * whole + CHUNKED_FACTOR * (size - whole))
