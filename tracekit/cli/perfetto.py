@@ -85,16 +85,18 @@ def open_cmd(
 
     from tracekit.perfetto.export import enrich_data, enrich_file
     from tracekit.perfetto.serve import TraceServer
+    from tracekit.trace.options import ReadOptions
 
+    read = ReadOptions.from_env()
     raw, enriched = _trace_for(target, context)
     if enriched is not None:
         if not enriched.exists():
             err.print(printable(f"writing the enriched trace {enriched} ..."))
-            enrich_file(raw, enriched)
+            enrich_file(raw, enriched, read=read)
         server = TraceServer(enriched, port)
     else:
         # A foreign trace: tracekit's tracks added in memory; the user's file stays as it is.
-        data, _ = enrich_data(raw)
+        data, _ = enrich_data(raw, read=read)
         name = raw.name.removesuffix(".gz").removesuffix(".json") + ".enriched.json.gz"
         server = TraceServer(raw, port, data=data, name=name)
     url = server.url
@@ -161,12 +163,16 @@ def export(
     """
     from tracekit.fsutil import claim_output, record_outputs
     from tracekit.perfetto.export import enrich_data, enrich_file
+    from tracekit.trace.options import ReadOptions
 
+    read = ReadOptions.from_env()
     raw, _ = _trace_for(target, context)
     if str(out) == "-":
         if sys.stdout.isatty():
             raise UserError("--out - writes the trace to stdout, which is a terminal here; redirect it or name a file")
-        data, st = enrich_data(raw, window=window, max_steps=max_steps, strip_metadata=strip_metadata, gz=False)
+        data, st = enrich_data(
+            raw, window=window, max_steps=max_steps, strip_metadata=strip_metadata, gz=False, read=read
+        )
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         err.print(printable(f"{raw} -> stdout: {st.events_in} events in, {st.events_out} out; {st.bytes_out:,} bytes"))
@@ -174,7 +180,9 @@ def export(
     claim_output(out, force=force)
     if out.exists() and os.path.samefile(out, raw):
         raise UserError(f"--out {out} is the trace being exported; choose another --out")
-    st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True, strip_metadata=strip_metadata)
+    st = enrich_file(
+        raw, out, window=window, max_steps=max_steps, measure_growth=True, strip_metadata=strip_metadata, read=read
+    )
     record_outputs([out])
     err.print(
         printable(

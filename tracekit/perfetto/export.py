@@ -25,6 +25,7 @@ from tracekit.manifest import ContextEntry, enriched_file
 from tracekit.trace.lenient import as_number
 from tracekit.trace.load import decode_bytes
 from tracekit.trace.model import Trace
+from tracekit.trace.options import ReadOptions
 from tracekit.trace.raw import read_document
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges
@@ -231,15 +232,16 @@ def enrich_data(
     measure_growth: bool = False,
     strip_metadata: bool = False,
     gz: bool = True,
+    read: ReadOptions | None = None,
 ) -> tuple[bytes, ExportStats]:
-    """The enriched trace of ``src`` as bytes (gzipped when ``gz``), and its statistics (``bytes_out``
-    is the length of those bytes)."""
+    """The enriched trace of ``src`` (read as ``read`` says) as bytes (gzipped when ``gz``), and
+    its statistics (``bytes_out`` is the length of those bytes)."""
     src = Path(src)
     if src.is_dir():
         raise UserError(f"{src}: is a directory; give a trace file or a run directory")
     if not src.exists():
         raise UserError(f"{src}: no such file")
-    raw = read_document(src)
+    raw = read_document(src, read)
     n_in = len(raw.events)
     trace = decode_bytes(str(src), raw.text)
     doc, result, annotated, n_added = enrich(raw.doc, trace, window=window, max_steps=max_steps)
@@ -283,8 +285,10 @@ def enrich_file(
     overwrite: bool = True,
     measure_growth: bool = False,
     strip_metadata: bool = False,
+    read: ReadOptions | None = None,
 ) -> ExportStats:
-    """Read ``src``, write the enriched trace to ``dest`` (gzipped when it ends in .gz), atomically."""
+    """Read ``src`` (as ``read`` says), write the enriched trace to ``dest`` (gzipped when it ends
+    in .gz), atomically."""
     dest = Path(dest)
     data, stats = enrich_data(
         src,
@@ -293,6 +297,7 @@ def enrich_file(
         measure_growth=measure_growth,
         strip_metadata=strip_metadata,
         gz=dest.name.endswith(".gz"),
+        read=read,
     )
     with atomic_open(dest, overwrite=overwrite) as fh:
         fh.write(data)

@@ -20,12 +20,10 @@ only once every byte reached the client: a download aborted half-way does not co
 from __future__ import annotations
 
 import errno
-import fcntl
 import http.server
 import secrets
 import socket
 import struct
-import termios
 import threading
 import time
 import urllib.parse
@@ -51,10 +49,14 @@ def perfetto_url(port: int, name: str, token: str = "") -> str:
 
 
 def _unsent(sock: socket.socket) -> int:
-    """Bytes the kernel still holds for the peer (not yet acknowledged); 0 where unknown."""
+    """Bytes the kernel still holds for the peer (not yet acknowledged); 0 where unknown (TIOCOUTQ
+    is Linux's; fcntl and termios exist only on Unix)."""
     try:
+        import fcntl
+        import termios
+
         return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return 0
 
 
