@@ -635,3 +635,31 @@ def test_ctrl_c_while_the_cluster_starts_is_one_line(tmp_path: Path) -> None:
         time.sleep(0.5)  # the workers' own last words, if any, would come now
         assert p.returncode == 130 and err.splitlines() == ["tracekit: interrupted"], (delay, err)
         assert "leaked semaphore" not in err and "Traceback" not in err
+
+
+# -- escaping: one policy for terminal, Markdown, HTML and CSV -----------------------------------------
+
+
+def test_csv_cells_never_start_a_spreadsheet_formula(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    evs = events()
+    for i, name in enumerate(['=HYPERLINK("http://evil.example")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"]):
+        evs[4 * i + 3] = {**evs[4 * i + 3], "name": name}
+    f = write(tmp_path / "t.json", doc(evs))
+    code, out, err = tk(capsys, "analyze", f, "--by", "kernel", "--format", "csv")
+    assert code == 0, err
+    cells = [c for row in csv.reader(io.StringIO(out)) for c in row]
+    assert not any(c[:1] in "=+@" for c in cells if c), cells
+    assert not any(c.startswith("-") and not c.replace(".", "").lstrip("-").isdigit() for c in cells), cells
+    assert '\'=HYPERLINK("http://evil.example")' in cells
+
+
+def test_the_html_report_escapes_a_device_name_like_markdown(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _edit(run, lambda d: d["device"].__setitem__("name", "GPU\x1b]0;owned\x07\u202eevil"))
+    for fmt in ("html", "md"):
+        assert tk(capsys, "report", run, "-f", fmt)[0] == 0
+        text = (run / f"report.{fmt}").read_text()
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, fmt
+        assert "\\x1b" in text and "\\u202e" in text, fmt

@@ -1,6 +1,8 @@
 """The output-escaping policy, in one place: what reaches a terminal, a CSV cell or a JSON file.
 
-Trace names come from other programs and may carry anything. Control characters (C0, DEL, C1)
+Trace names come from other programs and may carry anything. The same policy serves every output:
+terminal lines, Markdown and HTML (escaped for their syntax after ``printable``) and CSV cells
+(``cell``: a kernel named ``=HYPERLINK(...)`` must not run as a spreadsheet formula). Control characters (C0, DEL, C1)
 and the Unicode controls that reorder or hide text (bidirectional overrides and isolates) are
 written as visible escapes (``\\x1b``, ``\\u202e``), so a kernel name can neither retitle a
 terminal, clear it, nor hide part of a line. JSON written for machines holds no ``NaN`` or
@@ -30,6 +32,19 @@ def _escape(m: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """``text`` with every control character written as a visible escape (one line, no effects)."""
     return _controls().sub(_escape, text)
+
+
+_NUMBER = r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?"
+
+
+def cell(text: str) -> str:
+    """A CSV cell: ``printable``, and a text a spreadsheet would run as a formula (starting with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) prefixed with ``'``; numbers
+    (``-1.5``) stay numbers."""
+    text = printable(text)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and re.fullmatch(_NUMBER, text) is None:
+        return "'" + text
+    return text
 
 
 def finite(obj: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tracekit.analysis.breakdown import merge_phases
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
 from tracekit.analysis.rules import RULE_INDEX
-from tracekit.sanitize import finite, printable
+from tracekit.sanitize import cell, finite, printable
 
 if TYPE_CHECKING:  # rich loads only when a table is drawn
     from rich.table import Table
@@ -73,9 +73,9 @@ def to_csv(results: list[AnalysisResult], by: str) -> str:
     for i, r in enumerate(results):
         head, body = rows(r, by, cats)
         if i == 0:
-            w.writerow(["trace", *map(printable, head)])
+            w.writerow(["trace", *map(cell, head)])
         for row in body:
-            w.writerow([printable(r.path), *map(printable, row)])
+            w.writerow([cell(r.path), *map(cell, row)])
     return buf.getvalue()
 
 

@@ -9,6 +9,7 @@ from tracekit.report import plots
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
 from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
+from tracekit.sanitize import printable
 
 EXTENSION = "html"
 
@@ -28,7 +29,10 @@ td:first-child,th:first-child,td.t{text-align:left}td.t{word-break:break-all;min
 code{font-size:.85em;word-break:break-all}
 """
 
-e = html.escape
+def e(text: str) -> str:
+    """Text for HTML: the escaping policy's ``printable`` first (a device name's ESC, BEL or
+    U+202E reached the page raw), then HTML's own escaping."""
+    return html.escape(printable(str(text)))
 
 
 _NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?[%x]?$")
