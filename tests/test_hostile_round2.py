@@ -663,3 +663,73 @@ def test_the_html_report_escapes_a_device_name_like_markdown(run: Path, capsys: 
         text = (run / f"report.{fmt}").read_text()
         assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, fmt
         assert "\\x1b" in text and "\\u202e" in text, fmt
+
+
+# -- the error policy at the edges: closed and full streams, Ctrl-C with JSON ------------------------
+
+
+def _tk_proc(args: list[str], **kw: object):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "tracekit", *args], capture_output=False, timeout=120, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_closed_stdout_is_one_line_and_exit_2(fmt: str, tmp_path: Path) -> None:
+    import subprocess
+
+    f = write(tmp_path / "t.json", doc(events()))
+    err = tmp_path / "err"
+    with open(err, "w") as e:  # once: internal error ('NoneType' ... isatty), or JSON lost with exit 0
+        r = _tk_proc(["analyze", str(f), "-f", fmt], stdout=subprocess.DEVNULL, stderr=e, pass_fds=())
+        assert r.returncode == 0  # an open stdout: fine
+        import sys
+
+        from tests.conftest import ROOT
+
+        r = subprocess.run(
+            f"exec {sys.executable} -m tracekit analyze {f} -f {fmt} >&-", shell=True, stderr=e, timeout=120,
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    lines = err.read_text().splitlines()
+    assert r.returncode == 2 and lines == [
+        "tracekit: error: stdout is closed; tracekit writes its results there (redirect it to a file or /dev/null)"
+    ], lines
+
+
+def test_an_unwritable_stderr_keeps_exit_2(tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        r = _tk_proc(["analyze", str(tmp_path / "missing.json")], stderr=full, stdout=full)
+    assert r.returncode == 2  # once: 1, the interpreter's own failure to print
+
+
+def test_ctrl_c_during_json_analyze_still_prints_the_document(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    write(tmp_path / "a-first.json", doc(events(40_000)))  # still being read when Ctrl-C comes
+    for i in range(5):
+        write(tmp_path / f"t{i:03d}.json", doc(events(200)))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tracekit", "analyze", str(tmp_path), "--workers", "1", "-f", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    summary = json.loads(out)["summary"]
+    assert summary["interrupted"] is True, summary

@@ -73,7 +73,10 @@ for _name, _fn in COMMANDS.items():
 
 def _say(line: str) -> None:
     if sys.stderr is not None:  # None when the process started with its stderr closed
-        print(printable(" ".join(line.split("\n"))), file=sys.stderr)
+        try:
+            print(printable(" ".join(line.split("\n"))), file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # 2>/dev/full, a closed stream: the exit code still says it
+            pass
 
 
 def _os_error(exc: OSError) -> str:
@@ -121,6 +124,9 @@ def _interrupts() -> Iterator[_Presses]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (``sys.exit(main())``)."""
     debug = os.environ.get("TRACEKIT_DEBUG") == "1"
+    if sys.stdout is None:  # the process started with its stdout closed (>&-)
+        _say("tracekit: error: stdout is closed; tracekit writes its results there (redirect it to a file or /dev/null)")
+        return 2
     try:
         with _interrupts():
             return _run(argv, debug)

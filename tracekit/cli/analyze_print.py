@@ -35,7 +35,9 @@ def emit(outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern
                 err.print(printable(f"tracekit: no kernel in {r.path} matches {explain.pattern!r}"))
             else:
                 out.print(shown)
-    elif results and fmt == "json":
+    elif fmt == "json" and (results or outcome.interrupted):
+        # After Ctrl-C the document still comes, with "interrupted" in its summary, even when no
+        # trace had finished: a script reading stdout learns why it holds no traces.
         print(analyze_tables.to_json(results, summary.to_json(), by))
     elif results and fmt == "csv":
         print(analyze_tables.to_csv(results, by), end="")
