@@ -733,3 +733,19 @@ def test_ctrl_c_during_json_analyze_still_prints_the_document(tmp_path: Path) ->
     assert p.returncode == 130, err
     summary = json.loads(out)["summary"]
     assert summary["interrupted"] is True, summary
+
+
+@pytest.mark.parametrize(
+    ("check", "needle"),
+    [
+        ("error@160>=1", "unknown metric 'error'"),
+        ("tokens_per_s@" + "9" * 5000 + ">=1", "the context is a whole number"),
+        ("tokens_per_s@160>=" + "9" * 5000, "finite number"),
+        ("tokens_per_s@160>=1e400", "finite number"),
+    ],
+)
+def test_check_expressions_are_range_checked(
+    check: str, needle: str, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = one_line_error(tk(capsys, "report", run, "-f", "json", "--out", "-", "--check", check), needle)
+    assert "error," not in line.split("one of", 1)[-1]  # a text field is never offered as a metric

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracekit.errors import UserError
+from tracekit.manifest import MAX_CONTEXT_TOKENS
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -34,17 +36,22 @@ def parse_check(text: str) -> Check:
     m = _EXPR.match(text)
     if not m:
         raise UserError(f"--check {text!r}: expected METRIC@CONTEXT OP VALUE, e.g. 'tokens_per_s@4096>=40'")
+    if len(m.group(2)) > 9 or not 0 < int(m.group(2)) <= MAX_CONTEXT_TOKENS:
+        raise UserError(f"--check {text[:80]!r}: the context is a whole number from 1 to {MAX_CONTEXT_TOKENS:,}")
     try:
-        value = float(m.group(4))
+        value = float(m.group(4)) if len(m.group(4)) <= 32 else math.inf
     except ValueError:
-        raise UserError(f"--check {text!r}: {m.group(4)!r} is not a number") from None
+        raise UserError(f"--check {text[:80]!r}: {m.group(4)!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UserError(f"--check {text[:80]!r}: the value must be a finite number of at most 32 characters")
     return Check(m.group(1), int(m.group(2)), m.group(3), value, text.strip())
 
 
 def _metrics(report: dict[str, Any]) -> list[str]:
-    """The names a check can gate on: every numeric figure of a context row."""
+    """The names a check can gate on: every figure that is a number in some context row (a text
+    field such as ``error``, null where a context succeeded, is not one)."""
     rows = report["contexts"]
-    names = {k for row in rows for k, v in row.items() if not isinstance(v, (dict, list, str, bool))}
+    names = {k for row in rows for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return sorted(names - {"context_tokens"})
 
 
