@@ -749,3 +749,27 @@ def test_check_expressions_are_range_checked(
 ) -> None:
     line = one_line_error(tk(capsys, "report", run, "-f", "json", "--out", "-", "--check", check), needle)
     assert "error," not in line.split("one of", 1)[-1]  # a text field is never offered as a metric
+
+
+# -- work bounded by the input: string tables ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("loader", ["auto", "chunked", "whole"])
+@pytest.mark.parametrize("command", ["analyze", "export"])
+def test_unique_names_stop_at_the_limit(
+    loader: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1,000,000 unique names (80 MB of JSON) took 888 MB and 25 s; the same refusal, at a limit
+    # lowered for the test.
+    evs = [
+        {"ph": "X", "cat": "cpu_op", "name": f"op_{i}", "pid": 1, "tid": 1, "ts": 5.1e12 + 10 * i, "dur": 5}
+        for i in range(3000)
+    ]
+    f = write(tmp_path / "names.json", doc(evs))
+    monkeypatch.setenv("TRACEKIT_MAX_NAMES", "1000")
+    monkeypatch.setenv("TRACEKIT_LOADER", loader)
+    monkeypatch.setenv("TRACEKIT_CHUNKED_BYTES", "4096" if loader == "chunked" else "33554432")
+    args = ["--out", tmp_path / "e.json"] if command == "export" else []
+    one_line_error(tk(capsys, command, f, *args), "more than 1,000 distinct event names", "TRACEKIT_MAX_NAMES=2000")
+    monkeypatch.setenv("TRACEKIT_MAX_NAMES", "5000")
+    assert tk(capsys, command, f, *args)[0] == 0

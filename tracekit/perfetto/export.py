@@ -243,7 +243,7 @@ def enrich_data(
         raise UserError(f"{src}: no such file")
     raw = read_document(src, read)
     n_in = len(raw.events)
-    trace = decode_bytes(str(src), raw.text)
+    trace = decode_bytes(str(src), raw.text, read)
     doc, result, annotated, n_added = enrich(raw.doc, trace, window=window, max_steps=max_steps)
     del raw, trace  # the document holds what is written; the text and columns are done
     if strip_metadata:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.annotations import python_frame_filter
+from tracekit.trace import policy
 from tracekit.trace.heap import release_freed_memory
 from tracekit.trace.links import CorrelationIds, link_by_id, link_flows, recode
 from tracekit.trace.model import (
@@ -70,8 +71,9 @@ class TraceBuilder:
     vectorized.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_names: int | None = None) -> None:
         self.trace = Trace(path=name)
+        self.max_names = max_names  # None: no limit (a worker's piece; the builder it joins checks)
         self._host = ColumnStore()
         self._py = ColumnStore()
         self._device = ColumnStore()
@@ -114,6 +116,11 @@ class TraceBuilder:
             # Kept as decoded; read only if some device event has no correlation id to link by.
             at = np.flatnonzero(cc == self._cats["ac2g"]).tolist()
             self._flows.extend(f for f in map(chunk.__getitem__, at) if isinstance(f, FlowStart))
+        self._check_names()
+
+    def _check_names(self) -> None:
+        if self.max_names is not None and len(self.trace.string_ids) > self.max_names:
+            raise policy.too_many_names(self.trace.path, self.max_names)
 
     def _grow_cats(self) -> None:
         """Refresh the per-category lookups after new categories appeared."""
@@ -157,6 +164,7 @@ class TraceBuilder:
         mapped onto this builder's tables and its origins shifted past the events seen so far."""
         tr = self.trace
         strings = encode(piece.strings, tr.string_ids, len(piece.strings))
+        self._check_names()
         threads = encode(piece.threads, self._threads, len(piece.threads))
         corr_codes = self._ids.translation(piece.corr_ids)
         for src, dst in ((piece.host, self._host), (piece.py, self._py), (piece.device, self._device)):

@@ -428,7 +428,7 @@ def read_spans(p: Path, gz: bool, budget: int, options: ReadOptions) -> Spans:
     their kernels by correlation id). Raises ``NoEventArray`` for a document without one,
     ``GzipDamaged`` for a broken gzip stream (whose last read is lost here), ``BudgetExceeded``,
     ``TooDeep`` and ``TraceFormatError`` (empty text)."""
-    builder = TraceBuilder(str(p))
+    builder = TraceBuilder(str(p), options.max_names)
     reader, damage = _pass(p, gz, SPANS_DECODER, builder.add, budget, options)
     return Spans(builder, reader, damage)
 
@@ -486,7 +486,7 @@ def _pass(
 def salvage(name: str, text: bytes | memoryview, options: ReadOptions) -> Trace:
     """The events before the damage in a damaged text already in memory, as this reader finds them
     reading the file (``TooDeep`` if the JSON nests too deep)."""
-    builder = TraceBuilder(name)
+    builder = TraceBuilder(name, options.max_names)
     try:
         for chunk in ChunkedReader(io.BytesIO(text), chunk_size=options.chunk_bytes, lenient=lenient_events).events():
             builder.add(chunk)

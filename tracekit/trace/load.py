@@ -48,8 +48,13 @@ def load_trace(path: str | os.PathLike[str], *, partial: bool = False, options: 
     """
     paused = gc.isenabled()
     gc.disable()
+    opts = options or _DEFAULTS
     try:
-        return _load(Path(path), partial, options or _DEFAULTS)
+        trace = _load(Path(path), partial, opts)
+        # The chunked readers stop as the table passes the limit; a text read whole is checked here.
+        if max(len(trace.strings), len(trace.string_ids)) > opts.max_names:
+            raise policy.too_many_names(str(path), opts.max_names)
+        return trace
     finally:
         if paused:
             gc.enable()
@@ -207,13 +212,17 @@ def read_text(path: str | os.PathLike[str], options: ReadOptions | None = None) 
     return data
 
 
-def decode_bytes(name: str, data: bytes) -> Trace:
+def decode_bytes(name: str, data: bytes, options: ReadOptions | None = None) -> Trace:
     """A trace from its JSON text (as ``read_text`` gives it). Each span's ``origin`` is the
     position of its event in the document's event array."""
     paused = gc.isenabled()
     gc.disable()
+    most = (options or _DEFAULTS).max_names
     try:
-        return _usable(whole.decode_text(name, data))
+        trace = _usable(whole.decode_text(name, data))
+        if max(len(trace.strings), len(trace.string_ids)) > most:
+            raise policy.too_many_names(name, most)
+        return trace
     except whole.DamagedText as exc:
         raise exc.error from None
     except TooDeep:

@@ -122,7 +122,7 @@ def read_spans(p: Path, gz: bool, workers: int, budget: int, options: ReadOption
     Workers are forked (``fork`` start method, whatever the platform's default): they inherit the
     shared memory their pieces arrive in.
     """
-    builder = TraceBuilder(str(p))
+    builder = TraceBuilder(str(p), options.max_names)
     ctx = multiprocessing.get_context("fork")
     # A few pieces in flight per worker: enough to keep them busy, little text held.
     in_flight = 2 * workers + 1

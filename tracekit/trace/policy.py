@@ -102,6 +102,15 @@ def over_budget(name: str, budget: int, source: str) -> TraceFormatError:
     )
 
 
+def too_many_names(name: str, limit: int) -> TraceFormatError:
+    return TraceFormatError(
+        name,
+        f"holds more than {limit:,} distinct event names, the limit (each costs about 0.9 kB to analyze); "
+        f"if the trace is genuine and the machine has the memory, raise it, e.g. TRACEKIT_MAX_NAMES={2 * limit}",
+        kind="names",
+    )
+
+
 def too_deep(name: str) -> TraceFormatError:
     return TraceFormatError(
         name, f"JSON nested more than about {MAX_DEPTH} levels deep; not a trace tracekit can read", kind="depth"
