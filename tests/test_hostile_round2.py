@@ -773,3 +773,16 @@ def test_unique_names_stop_at_the_limit(
     one_line_error(tk(capsys, command, f, *args), "more than 1,000 distinct event names", "TRACEKIT_MAX_NAMES=2000")
     monkeypatch.setenv("TRACEKIT_MAX_NAMES", "5000")
     assert tk(capsys, command, f, *args)[0] == 0
+
+
+def test_an_export_that_would_not_fit_in_memory_is_refused_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4,000,000 kernel events (402 MB of JSON) peaked at 5.48 GB; the same refusal, at a limit
+    # lowered for the test.
+    f = write(tmp_path / "t.json.gz", doc(events(400)))
+    monkeypatch.setenv("TRACEKIT_EXPORT_MEMORY", "1M")
+    one_line_error(tk(capsys, "export", f, "--out", tmp_path / "e.json"), "14x its JSON", "TRACEKIT_EXPORT_MEMORY=")
+    assert not (tmp_path / "e.json").exists()
+    monkeypatch.setenv("TRACEKIT_EXPORT_MEMORY", "1G")
+    assert tk(capsys, "export", f, "--out", tmp_path / "e.json")[0] == 0

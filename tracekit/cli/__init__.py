@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (``sys.exit(main())``)."""
     debug = os.environ.get("TRACEKIT_DEBUG") == "1"
     if sys.stdout is None:  # the process started with its stdout closed (>&-)
-        _say("tracekit: error: stdout is closed; tracekit writes its results there (redirect it to a file or /dev/null)")
+        _say(
+            "tracekit: error: stdout is closed; tracekit writes its results there (redirect it to a file or /dev/null)"
+        )
         return 2
     try:
         with _interrupts():
@@ -141,11 +143,24 @@ _CHOICES = {"TRACEKIT_PROGRESS": ("0", "1"), "TRACEKIT_DEBUG": ("0", "1")}
 _COUNTS = {"TRACEKIT_MAX_CONTEXTS": (1, 10**7), "TRACEKIT_MAX_STEPS": (1, 10**9), "TRACEKIT_MAX_WALK": (1, 10**9)}
 
 
+_SIZES = {"TRACEKIT_EXPORT_MEMORY": (10**6, 10**15)}
+
+
 def _check_environment() -> None:
     from tracekit.errors import SettingError
     from tracekit.trace.options import ReadOptions
+    from tracekit.units import format_size, parse_size
 
     ReadOptions.from_env()
+    for name, (lo, hi) in _SIZES.items():
+        given = os.environ.get(name)
+        if given:
+            try:
+                ok = lo <= parse_size(given) <= hi
+            except ValueError:
+                ok = False
+            if not ok:
+                raise SettingError(name, given, f"give a size from {format_size(lo)} to {format_size(hi)}")
     for name, choices in _CHOICES.items():
         given = os.environ.get(name)
         if given and given not in choices:

@@ -45,6 +45,15 @@ def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
     return raw, run_file(target, twin)
 
 
+def export_memory() -> int | None:
+    """TRACEKIT_EXPORT_MEMORY in bytes (the command line checked it), or None: what this process may use."""
+    from tracekit.perfetto.export import EXPORT_MEMORY_ENV
+    from tracekit.units import parse_size
+
+    given = os.environ.get(EXPORT_MEMORY_ENV)
+    return parse_size(given) if given else None
+
+
 def _no_display() -> bool:
     return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
@@ -166,12 +175,13 @@ def export(
     from tracekit.trace.options import ReadOptions
 
     read = ReadOptions.from_env()
+    memory = export_memory()
     raw, _ = _trace_for(target, context)
     if str(out) == "-":
         if sys.stdout.isatty():
             raise UserError("--out - writes the trace to stdout, which is a terminal here; redirect it or name a file")
         data, st = enrich_data(
-            raw, window=window, max_steps=max_steps, strip_metadata=strip_metadata, gz=False, read=read
+            raw, window=window, max_steps=max_steps, strip_metadata=strip_metadata, gz=False, read=read, memory=memory
         )
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -181,7 +191,14 @@ def export(
     if out.exists() and os.path.samefile(out, raw):
         raise UserError(f"--out {out} is the trace being exported; choose another --out")
     st = enrich_file(
-        raw, out, window=window, max_steps=max_steps, measure_growth=True, strip_metadata=strip_metadata, read=read
+        raw,
+        out,
+        window=window,
+        max_steps=max_steps,
+        measure_growth=True,
+        strip_metadata=strip_metadata,
+        read=read,
+        memory=memory,
     )
     record_outputs([out])
     err.print(
