@@ -786,3 +786,53 @@ def test_an_export_that_would_not_fit_in_memory_is_refused_before_reading(
     assert not (tmp_path / "e.json").exists()
     monkeypatch.setenv("TRACEKIT_EXPORT_MEMORY", "1G")
     assert tk(capsys, "export", f, "--out", tmp_path / "e.json")[0] == 0
+
+
+# -- model folders ------------------------------------------------------------------------------------
+
+
+def _tiny_llama(folder: Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder
+
+
+def test_weights_that_do_not_match_the_config_are_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers")
+    import torch
+    from safetensors.torch import save_file
+
+    from tracekit.capture.backends.base import CaptureOptions
+    from tracekit.capture.backends.hf import HFBackend
+    from tracekit.errors import UserError
+
+    folder = _tiny_llama(tmp_path / "m")
+    for f in folder.glob("*.safetensors"):
+        f.unlink()
+    save_file({"unrelated.weight": torch.zeros(4, 4)}, str(folder / "model.safetensors"))
+    capfd.readouterr()
+    with pytest.raises(UserError, match=r"model\.safetensors does not match config\.json .*missing"):
+        HFBackend(CaptureOptions(backend="hf", model=str(folder), device="cpu"))
+    out, err = capfd.readouterr()
+    assert "\x1b[" not in err and "\x1b[" not in out and len(err.splitlines()) <= 1, err  # no raw load report
+
+
+@pytest.mark.parametrize(("key", "value"), [("num_hidden_layers", -1), ("hidden_size", 0), ("vocab_size", 10**30)])
+def test_absurd_shapes_in_config_json_are_one_line(key: str, value: int, tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from tracekit.capture.backends.hf import check_model_dir
+    from tracekit.errors import UserError
+
+    folder = _tiny_llama(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=f"config.json has {key}"):
+        check_model_dir(str(folder))
