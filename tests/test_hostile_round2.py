@@ -836,3 +836,47 @@ def test_absurd_shapes_in_config_json_are_one_line(key: str, value: int, tmp_pat
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match=f"config.json has {key}"):
         check_model_dir(str(folder))
+
+
+def test_a_scheduler_killed_mid_run_is_one_line_per_lost_trace(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "traces").mkdir()
+    for i in range(12):
+        write(tmp_path / "traces" / f"t{i:02d}.json", doc(events(20_000)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    sched_file = tmp_path / "scheduler.json"
+    local = ["--host", "127.0.0.1", "--no-dashboard"]
+    with open(tmp_path / "dask.log", "wb") as log:
+        sched = subprocess.Popen(
+            [sys.executable, "-m", "dask", "scheduler", "--port", "0", "--scheduler-file", str(sched_file), *local],
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1", "--no-nanny", *local],
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        try:
+            p = subprocess.Popen(
+                [sys.executable, "-m", "tracekit", "analyze", str(tmp_path / "traces"), "--scheduler", address],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+            )  # fmt: skip
+            time.sleep(5)
+            sched.kill()  # once: Dask's own ERROR log with two tracebacks came first
+            _, err = p.communicate(timeout=120)
+        finally:
+            for proc in (worker, sched):
+                proc.kill()
+                proc.wait(timeout=30)
+    lines = err.splitlines()
+    assert p.returncode == 2 and "Traceback" not in err and " ERROR " not in err, err
+    assert lines and all(ln.startswith("tracekit: ") for ln in lines), err

@@ -69,9 +69,15 @@ def run_on_dask(paths: list[str], options: TaskOptions, plan: Plan, listener: Li
 
 
 def _quiet() -> None:
-    """Keep Dask's logs and warnings (ports, event-loop lag, closing workers) off the terminal."""
-    for name in ("distributed", "dask", "tornado", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    """Keep Dask's logs and warnings (ports, event-loop lag, closing workers, a lost scheduler's
+    reconnection tracebacks) off the terminal. Dask's logging configuration gives some loggers
+    levels of their own (``distributed.client``: warning), so every one below these names is set."""
+    import distributed  # noqa: F401 - its import configures the loggers set here
+
+    roots = ("distributed", "dask", "tornado", "asyncio")
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in roots]
+    for name in (*roots, *names):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     warnings.filterwarnings("ignore", module=r"(distributed|dask)(\.|$)")
 
 
