@@ -29,6 +29,7 @@ td:first-child,th:first-child,td.t{text-align:left}td.t{word-break:break-all;min
 code{font-size:.85em;word-break:break-all}
 """
 
+
 def e(text: str) -> str:
     """Text for HTML: the escaping policy's ``printable`` first (a device name's ESC, BEL or
     U+202E reached the page raw), then HTML's own escaping."""
