@@ -168,12 +168,12 @@ def test_runs_are_never_overwritten(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--context", "9000", "--tokens", "4"], "exceeds the model's maximum of 8192"),
-        (["--tokens", "0"], "--tokens must be at least 1"),
+        (["--tokens", "0"], "--tokens '0': give a whole number from 1"),
         (["--backend", "vllm"], "--backend 'vllm' is not one of"),
         (["--preset", "gpt5"], "unknown --preset 'gpt5'"),
         (["--device", "cuda", "--context", "16", "--tokens", "2"], "CUDA is not available"),
         (["--context", "12,abc"], "'abc' is not a whole number"),
-        (["--tokens", "many"], "Invalid value for '--tokens'"),
+        (["--tokens", "many"], "--tokens 'many': give a whole number"),
         (["--attn", "flash", "--context", "16"], "--attn 'flash' is not available for the builtin backend"),
     ],
 )
