@@ -8,10 +8,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from tests.conftest import run_cli
-from tests.test_steps import ENGINES, HF_CONTEXTS, SGLANG_DECODE, VLLM_DECODE, hf_traces  # noqa: F401 (fixture)
+from tests.conftest import ROOT, run_cli
+from tests.test_steps import ENGINES, HF_BATCH, HF_CONTEXTS, SGLANG_DECODE, VLLM_DECODE, hf_traces  # noqa: F401 (fixture)
 
 
 def test_report_on_one_foreign_trace(tmp_path: Path) -> None:
@@ -42,14 +43,15 @@ def test_report_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
 
 def test_report_on_a_folder_of_generate_traces_fits_growth(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "r.json"
-    r = run_cli("report", str(hf_traces), "--format", "json", "--out", str(out), "--at-kv", "8000")
+    r = run_cli("report", str(hf_traces / "sweep"), "--format", "json", "--out", str(out), "--at-kv", "32000")
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
+    jsonschema.validate(doc, json.loads((ROOT / "tracekit" / "schemas" / "steps-report.schema.json").read_text()))
     assert doc["schema"] == "tracekit.steps-report/1" and len(doc["traces"]) == len(HF_CONTEXTS)
     g = doc["growth"]
     assert g["conclusive"] and g["attention_us_per_1k_kv_ci95"][0] > 0
-    assert doc["headline"].startswith(f"From {HF_CONTEXTS[0] + 1:,} to ")
-    r = run_cli("report", str(hf_traces), "--format", "md", "--out", str(tmp_path / "r.md"))
+    assert doc["headline"].startswith(f"From {HF_BATCH * (HF_CONTEXTS[0] + 1):,} to ")
+    r = run_cli("report", str(hf_traces / "sweep"), "--format", "md", "--out", str(tmp_path / "r.md"))
     assert r.returncode == 0, r.stderr
     assert "µs per 1,000 KV tokens [" in (tmp_path / "r.md").read_text().splitlines()[2]
 
@@ -67,7 +69,7 @@ def test_folder_report_renders_in_headless_chromium(hf_traces: Path, tmp_path: P
     exe = _chromium()
     folder = tmp_path / "traces"
     shutil.copytree(ENGINES, folder)
-    for p in hf_traces.glob("*.json"):
+    for p in hf_traces.glob("*/*.json"):
         shutil.copy(p, folder / p.name)
     r = run_cli("report", str(folder), "--format", "html")
     assert r.returncode == 0, r.stderr
