@@ -13,7 +13,9 @@ the min-max over the rounds.
   imports included, as a user runs it) and against the floor;
 * a ~1 GB trace (the fixture replicated with shifted times and ids): the same three;
 * many tiny events (12.8 M, ~1.4 GB of JSON): tracekit against the floor, bytes per kept span at
-  peak, cores used.
+  peak, cores used;
+* per-step analysis: ``analyze --by step`` against plain ``analyze`` on the ~1 GB trace (goal: at
+  most 1.5x its time), alternating; ``python bench/bench_analyze.py --by-step`` runs this part alone.
 
 The floor is what no JSON trace reader can beat on one core: ISA-L inflate plus a msgspec decode of
 only ``ph``, ``ts``, ``dur`` and ``name`` of every event. tracekit runs on every core the process
@@ -276,8 +278,24 @@ def line(name: str, runs: list[Run]) -> str:
 TRACEKIT = Path(PY).with_name("tracekit")
 
 
-def analyze_cmd(path: Path) -> list[str]:
-    return [str(TRACEKIT), "analyze", str(path), "--format", "json"]
+def analyze_cmd(path: Path, *extra: str) -> list[str]:
+    return [str(TRACEKIT), "analyze", str(path), "--format", "json", *extra]
+
+
+def by_step(path: Path, n: int) -> None:
+    """``--by step`` against plain ``analyze`` on the same trace, whole processes, alternating."""
+    print(f"\nper-step analysis: {path.name}, {json_mb(path):.0f} MB of JSON")
+    got = rounds(
+        {"tracekit analyze": analyze_cmd(path), "tracekit analyze --by step": analyze_cmd(path, "--by", "step")}, n
+    )
+    for name, runs in got.items():
+        print(line(name, runs))
+    plain, steps = got["tracekit analyze"], got["tracekit analyze --by step"]
+    if plain and steps:
+        print(
+            f"  --by step / plain: {med(steps) / med(plain):.2f}x the time (goal <= 1.5x), "
+            f"{max(r.peak_mb for r in steps) / max(r.peak_mb for r in plain):.2f}x the peak memory"
+        )
 
 
 def spans_in(path: Path) -> int:
@@ -407,6 +425,9 @@ def main() -> int:
     if not FIXTURE.exists():
         print(f"bench-analyze: {FIXTURE} is absent; the benchmark needs ../shared/fixtures")
         return 0
+    if sys.argv[1:] == ["--by-step"]:  # the per-step section alone
+        by_step(big_trace(BIG_BYTES), BIG_ROUNDS)
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
         f"bench-analyze, {time.strftime('%Y-%m-%d')}, {platform.machine()} with {cores} usable cores, "
@@ -417,6 +438,7 @@ def main() -> int:
         tmp = Path(d)
         versus_hta("V100 DDP fixture", FIXTURE, ROUNDS, True, tmp)
         versus_hta("~1 GB trace", big_trace(BIG_BYTES), BIG_ROUNDS, HTA_BIG, tmp)
+        by_step(big_trace(BIG_BYTES), BIG_ROUNDS)
         tiny = tiny_trace(TINY_EVENTS)
         versus_hta("many tiny events", tiny, BIG_ROUNDS, False, tmp)
         n = spans_in(tiny)
