@@ -68,7 +68,7 @@ def report(
       tracekit report 'bench/**/*.json.gz' --at-kv 32768 --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
     """
-    from tracekit.fsutil import claim_output, is_run_folder
+    from tracekit.fsutil import claim_output
     from tracekit.manifest import report_file
     from tracekit.report.checks import evaluate, parse_check, unknown_metrics
     from tracekit.report.data import build_report
@@ -81,7 +81,7 @@ def report(
         raise UserError("--out names one file; with several --format values leave it out")
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
-    if not (len(inputs) == 1 and is_run_folder(Path(inputs[0]))):
+    if not (len(inputs) == 1 and _run_folder_meant(inputs[0])):
         if check or peak_bandwidth is not None:
             raise UserError("--check and --peak-bandwidth need a run folder (tracekit capture); these are traces")
         from tracekit.cli.report_traces import report_traces
@@ -127,3 +127,17 @@ def report(
         err.print(f"tracekit: check failed: {printable(line)}")
     if failures:
         raise CheckFailed(f"{len(failures)} of {len(checks)} checks failed")
+
+
+def _run_folder_meant(arg: str) -> bool:
+    """Whether ``arg`` asks for a run's report: a folder with a manifest entry of any kind (a broken
+    one gets the run report's own error), or a path that does not exist and is no trace's name."""
+    import os
+
+    from tracekit.manifest import MANIFEST
+
+    p = Path(arg)
+    if p.is_dir():
+        return os.path.lexists(p / MANIFEST)
+    name = p.name.lower()
+    return not p.exists() and not any(c in arg for c in "*?[") and not name.endswith((".json", ".json.gz"))
