@@ -281,3 +281,20 @@ def test_hf_generate_without_shapes_says_how_to_record_them(hf_traces: Path, tmp
     assert len(steps) == HF_NEW and all(s["kv_tokens"] is None and s["requests"] is None for s in steps)
     assert [s["step"] for s in steps] == list(range(HF_NEW))
     assert any("record_shapes=True" in n for n in out["traces"][0]["step_notes"])
+
+
+def test_hf_gpu_trace_step_from_shapes_matches_tracelens() -> None:
+    """TraceLens's H100 Qwen1.5-0.5B trace (../shared/fixtures): one ProfilerStep#6 holding a batch of
+    16 prompts of 559 tokens; its attention time is TraceLens's own figure (24 flash kernels, 2722.7 µs)."""
+    from tests.conftest import H100, fixture_path
+
+    doc = _steps_json(str(fixture_path(H100)))
+    (step,) = doc["traces"][0]["steps"]
+    assert (step["step"], step["phase"], step["requests"], step["query_tokens"], step["kv_tokens"]) == (
+        6,
+        "prefill",
+        16,
+        16 * 559,
+        16 * 559,
+    )
+    assert step["attention_us"] == pytest.approx(2722.7, rel=1e-3)
