@@ -69,6 +69,7 @@ def analyze(
     from tracekit.fleet.run import default_workers, run
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_tables
+    from tracekit.trace.options import ReadOptions
 
     check_choice(by, analyze_tables.GROUPINGS, "--by")
     check_choice(fmt, analyze_tables.FORMATS, "--format")
@@ -97,7 +98,10 @@ def analyze(
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
-    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, steps=by == "step")
+    read = ReadOptions.from_env()
+    options = TaskOptions(
+        window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, read=read, steps=by == "step"
+    )
     with progress(len(paths)) as listener:
         outcome = run(paths, options, plan, listener)
     code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, at_kv=at_kv)

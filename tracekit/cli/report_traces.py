@@ -30,6 +30,7 @@ def report_traces(
     from tracekit.fleet.task import TaskOptions
     from tracekit.fsutil import claim_output, write_files_atomic
     from tracekit.report import traces
+    from tracekit.trace.options import ReadOptions
 
     paths = expand(inputs)
     if not paths:
@@ -43,7 +44,8 @@ def report_traces(
         for f, target in targets.items():
             claim_output(target, force=force, signature=SIGNATURES[f])
     with progress(len(paths)) as listener:
-        outcome = run(paths, TaskOptions(partial=partial, steps=True), Plan(default_workers(paths)), listener)
+        options = TaskOptions(partial=partial, steps=True, read=ReadOptions.from_env())
+        outcome = run(paths, options, Plan(default_workers(paths)), listener)
     for failure in outcome.failed:
         err.print(printable(f"tracekit: error: {failure.path}: {' '.join(str(failure.error).split())}"))
     if not outcome.partials:
