@@ -32,7 +32,15 @@ def report_traces(
     from tracekit.report import traces
     from tracekit.trace.options import ReadOptions
 
-    paths = expand(inputs)
+    try:
+        paths = expand(inputs)
+    except UserError:
+        if len(inputs) == 1 and Path(inputs[0]).is_dir():
+            raise UserError(
+                f"{inputs[0]}: no manifest.json (not a run folder of 'tracekit capture') and no *.json or "
+                "*.json.gz trace in it or below it"
+            ) from None
+        raise
     if not paths:
         raise UserError(f"{' '.join(inputs)}: no *.json or *.json.gz trace there")
     to_stdout = out is not None and str(out) == "-"
