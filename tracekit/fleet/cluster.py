@@ -35,7 +35,7 @@ from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file
 from tracekit.trace.heap import DASK_WORKER_ENV
 from tracekit.units import format_size, parse_size
 
-# A worker's own memory before any trace (Python, numpy, Dask, tracekit): about 150 MB measured.
+# A worker's own memory before any trace (Python, numpy, Dask, tracekit), with headroom.
 WORKER_BASE = 256 * 2**20
 WORKERS_TIMEOUT_S = 30
 _CONFIG = {
