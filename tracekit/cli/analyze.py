@@ -36,7 +36,10 @@ def analyze(
         "Workers need tracekit and must see the same paths.",
     ),
     at_kv: int | None = typer.Option(
-        None, "--at-kv", help="With --by step: predict attention per decode step at this many KV tokens (from the fit)."
+        None,
+        "--at-kv",
+        parser=Number("--at-kv", 1, 10**12),
+        help="With --by step: predict attention per decode step at this many KV tokens (from the fit).",
     ),
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
