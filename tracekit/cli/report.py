@@ -93,7 +93,8 @@ def report(
     if not to_stdout:
         from tracekit.report.headline import headline
 
-        err.print(printable(headline(data).text))
+        for line in headline(data).lines:
+            err.print(printable(line))
     failures = evaluate(checks, report)
     for line in failures:
         err.print(f"tracekit: check failed: {printable(line)}")

@@ -6,9 +6,10 @@ import html
 import re
 
 from tracekit.report import plots
+from tracekit.report.headline import split
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
+from tracekit.report.sections import Answer, Bullets, Paragraph, Plots, Table, sections
 
 EXTENSION = "html"
 
@@ -17,7 +18,7 @@ EXTENSION = "html"
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:12px;color:#222;box-sizing:border-box}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-p.answer{font-size:1.05em;line-height:1.45;background:#f6f8fa;border-left:4px solid #1f77b4;padding:8px 12px;overflow-wrap:anywhere}
+div.answer{font-size:1.05em;line-height:1.45;margin:1em 0;background:#f6f8fa;border-left:4px solid #1f77b4;padding:8px 12px;overflow-wrap:anywhere}
 li{overflow-wrap:anywhere}
 .wrap{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.85em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:normal}th{background:#f3f3f3}
@@ -81,9 +82,15 @@ def render(data: ReportData, *, stem: str = "report", attachments: bool = True) 
         tag = "h1" if i == 0 else "h2"
         parts.append(f"<{tag}>{e(sec.title)}</{tag}>")
         for block in sec.blocks:
-            if isinstance(block, Paragraph):
+            if isinstance(block, Answer):
+                lines = []
+                for line in block.lines:
+                    lead, rest = split(line)
+                    lines.append(f"<p>{f'<b>{e(lead)}</b> ' if lead else ''}{e(rest)}</p>")
+                parts.append(f'<div class="answer">{"".join(lines)}</div>')
+            elif isinstance(block, Paragraph):
                 lead = f"<b>{e(block.label)}</b> " if block.label else ""
-                parts.append(f'<p class="answer">{lead}{e(block.text)}</p>')
+                parts.append(f"<p>{lead}{e(block.text)}</p>")
             elif isinstance(block, Bullets):
                 parts.append(_bullets(block))
             elif isinstance(block, Table):

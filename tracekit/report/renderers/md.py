@@ -8,9 +8,10 @@ from __future__ import annotations
 import html
 
 from tracekit.report import plots
+from tracekit.report.headline import split
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
+from tracekit.report.sections import Answer, Bullets, Paragraph, Plots, Table, sections
 from tracekit.sanitize import printable
 
 EXTENSION = "md"
@@ -49,6 +50,11 @@ def render(data: ReportData, *, stem: str = "report", attachments: bool = True) 
     for i, sec in enumerate(sections(data, with_plots=attachments)):
         out += [f"{'#' if i == 0 else '##'} {_text(sec.title)}", ""]
         for block in sec.blocks:
+            if isinstance(block, Answer):
+                for line in block.lines:
+                    lead, rest = split(line)
+                    out += [f"**{_text(lead)}** {_text(rest)}" if lead else _text(rest), ""]
+                continue
             if isinstance(block, Paragraph):
                 lead = f"**{_text(block.label)}** " if block.label else ""
                 out.append(f"{lead}{_text(block.text)}")
