@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 from tracekit.report import plots
 from tracekit.report.headline import split
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Answer, Bullets, Paragraph, Plots, Table, sections
+from tracekit.report.sections import Answer, Bullets, Paragraph, Plots, Section, Table, sections
 
 EXTENSION = "html"
 
@@ -70,15 +71,16 @@ def _plots(data: ReportData, p: Plots) -> str:
     return "".join(parts)
 
 
-def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+def render_sections(secs: list[Section], title: str, plot: Callable[[Plots], str] | None = None) -> str:
+    """Sections as one HTML page (the first one's title as its heading); ``plot`` draws a plots block."""
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         '<meta name=viewport content="width=device-width,initial-scale=1">',
-        "<title>tracekit report</title><style>",
+        f"<title>{e(title)}</title><style>",
         _CSS,
         "</style></head><body>",
     ]
-    for i, sec in enumerate(sections(data)):
+    for i, sec in enumerate(secs):
         tag = "h1" if i == 0 else "h2"
         parts.append(f"<{tag}>{e(sec.title)}</{tag}>")
         for block in sec.blocks:
@@ -95,7 +97,11 @@ def render(data: ReportData, *, stem: str = "report", attachments: bool = True) 
                 parts.append(_bullets(block))
             elif isinstance(block, Table):
                 parts.append(_table(block))
-            elif isinstance(block, Plots):
-                parts.append(_plots(data, block))
+            elif isinstance(block, Plots) and plot is not None:
+                parts.append(plot(block))
     parts.append("</body></html>\n")
-    return Output("".join(parts))
+    return "".join(parts)
+
+
+def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+    return Output(render_sections(sections(data), "tracekit report", lambda p: _plots(data, p)))
