@@ -8,7 +8,7 @@ from typing import Literal
 
 import typer
 
-from tracekit.cli.common import check_choice
+from tracekit.cli.common import check_choice, err, out
 from tracekit.errors import UserError
 
 
@@ -17,8 +17,28 @@ def analyze(
         ...,
         help="Trace files (*.json or *.json.gz) from any torch.profiler source, directories (searched recursively) or globs.",
     ),
-    window: str | None = typer.Option(None, help="Restrict to the span of this annotation (e.g. ProfilerStep#6)."),
+    window: str | None = typer.Option(
+        None,
+        help="Restrict to the span of this annotation: a name (ProfilerStep#6) or a pattern (ProfilerStep#*); "
+        "several matches: the earliest, and a line says which.",
+    ),
+    window_all: bool = typer.Option(False, "--window-all", help="Sum every window --window matches."),
+    list_windows: bool = typer.Option(
+        False, "--list-windows", help="List each trace's annotations (window names) with their counts, and stop."
+    ),
+    phase: str | None = typer.Option(
+        None,
+        help="prefill, decode or all: only that phase's work (default: decode for a tracekit run folder, else all).",
+    ),
+    ranks: bool = typer.Option(
+        False,
+        "--ranks",
+        help="The traces are ranks of one job: read ranks from file names too (rank-3), not only from the "
+        "traces' distributedInfo.",
+    ),
     by: str = typer.Option("category", help="Group by: category, phase, step or kernel."),
+    wide: bool = typer.Option(False, "--wide", help="Full kernel names in tables (default: their short identity)."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Only the N longest kernels (--by kernel)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
     explain: str | None = typer.Option(None, help="Show which rule classified each kernel matching this regex."),
     partial: bool = typer.Option(False, help="Analyze the usable prefix of a truncated trace (with a warning)."),
@@ -59,15 +79,23 @@ def analyze(
       tracekit analyze 'sweeps/**/*.json.gz' --scheduler tcp://head:8786 --format json
     """
     _one_blas_thread()
+    from tracekit.analysis.analyze import PHASES
     from tracekit.analysis.inputs import expand
     from tracekit.analysis.partial import TaskOptions
     from tracekit.cli.analyze_print import emit
     from tracekit.cli.progress import progress
-    from tracekit.fleet.run import Plan, default_workers, run
+    from tracekit.fleet.run import Plan, default_workers
+    from tracekit.fleet.run import run as run_tasks
     from tracekit.report import tables
 
     check_choice(by, tables.GROUPINGS, "--by")
     check_choice(fmt, tables.FORMATS, "--format")
+    if phase is not None:
+        check_choice(phase, PHASES, "--phase")
+    if window_all and window is None:
+        raise UserError("--window-all sums the windows --window matches: give --window PATTERN too")
+    if phase not in (None, "all") and window is not None:
+        raise UserError("give --window (an annotation's span) or --phase (a phase's work), not both")
     pattern = None
     if explain is not None:
         try:
@@ -77,7 +105,15 @@ def analyze(
     if scheduler is not None and workers is not None:
         raise UserError("give --workers (a cluster on this machine) or --scheduler (an existing one), not both")
     paths = expand(traces)
-    # An explicit --workers or --memory-limit (both about a cluster tracekit starts) wins over the
+    if list_windows:
+        _list_windows(paths, partial)
+        return
+    run = window is None and phase is None and _in_run_folders(paths)
+    if run:
+        phase = "decode"
+        err.print(
+            "tracekit: a tracekit run: decode steps only (--phase all for every phase, --phase prefill)"
+        )  # An explicit --workers or --memory-limit (both about a cluster tracekit starts) wins over the
     # environment; --workers 1 never touches Dask, and neither does a single trace unless
     # --scheduler says so (an address left in the environment for other tools would cost a
     # connection and need tracekit on the cluster, for one file).
@@ -91,12 +127,42 @@ def analyze(
         )
     plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
-    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain)
+    options = TaskOptions(
+        window=window,
+        partial=partial,
+        hta=hta,
+        kernels=kernels,
+        explain=explain,
+        window_all=window_all,
+        phase=phase,
+    )
     with progress(len(paths)) as listener:
-        outcome = run(paths, options, plan, listener)
-    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern)
+        outcome = run_tasks(paths, options, plan, listener)
+    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, wide=wide, top=top, ranks=ranks, contexts=run)
     if code:
         raise typer.Exit(code)
+
+
+def _in_run_folders(paths: list[str]) -> bool:
+    """Whether every trace is a context of a tracekit run (a manifest beside it)."""
+    from pathlib import Path
+
+    from tracekit.manifest import MANIFEST
+
+    return bool(paths) and all((Path(p).parent / MANIFEST).is_file() for p in paths)
+
+
+def _list_windows(paths: list[str], partial: bool) -> None:
+    """Each trace's annotation names, in natural order, with how often each occurs."""
+    from tracekit.analysis.window import annotation_counts
+    from tracekit.sanitize import printable
+    from tracekit.trace.load import load_trace
+
+    for p in paths:
+        counts = annotation_counts(load_trace(p, partial=partial))
+        out.print(printable(f"{p}: {len(counts)} window names"))
+        for name, n in counts.items():
+            out.print(printable(f"  {name}" + (f"  (x{n})" if n > 1 else "")))
 
 
 def _one_blas_thread() -> None:

@@ -19,9 +19,24 @@ from tracekit.sanitize import printable
 INTERRUPTED = 130
 
 
-def emit(outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern[str] | None) -> int:
-    """Print ``outcome`` (of ``total`` traces); return the exit code: 130 interrupted, 2 some failed."""
-    summary = summarize(outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled)
+def emit(
+    outcome: Outcome,
+    total: int,
+    *,
+    fmt: str,
+    by: str,
+    explain: re.Pattern[str] | None,
+    wide: bool = False,
+    top: int | None = None,
+    ranks: bool = False,
+    contexts: bool = False,
+) -> int:
+    """Print ``outcome`` (of ``total`` traces); return the exit code: 130 interrupted, 2 some failed.
+    ``contexts``: the traces are the contexts of a tracekit run, and no sum over them is printed
+    (a sum of different context lengths answers nothing)."""
+    summary = summarize(
+        outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled, ranks=ranks
+    )
     for p in outcome.partials:
         for w in p.result.warnings:
             err.print(f"tracekit: warning: {printable(w)}")
@@ -36,18 +51,20 @@ def emit(outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern
             else:
                 out.print(shown)
     elif results and fmt == "json":
-        print(tables.to_json(results, summary.to_json(), by))
+        print(tables.to_json(results, summary.to_json(), by, top=top))
     elif results and fmt == "csv":
-        print(tables.to_csv(results, by), end="")
+        print(tables.to_csv(results, by, top=top), end="")
     elif results:
         for r in results:
-            out.print(tables.table(r, by))
+            out.print(tables.table(r, by, wide=wide, top=top, width=out.rich.width))
             if r.extra.get("hta"):
                 out.print_json(data=r.extra["hta"])
-        if total > 1:
+        if total > 1 and not contexts:
             out.print(fleet.summary_table(summary))
         if summary.ranks is not None:
             out.print(fleet.rank_table(summary.ranks))
+    if summary.ranks_refused:
+        err.print(f"tracekit: {summary.ranks_refused}")
     for f in outcome.failed:
         err.print(printable(f"tracekit: error: {f.path}: {' '.join(str(f.error).split())}"))
     if outcome.interrupted:
