@@ -153,7 +153,8 @@ def find_windows(trace: Trace, pattern: str) -> list[Window]:
         listed = list(counts)[:LISTED]
         more = f" ... and {len(counts) - LISTED} more; --list-windows lists them all" if len(counts) > LISTED else ""
         hint = ", ".join(listed) + more
-        raise UserError(f"{trace.path}: no annotation matches {pattern!r} for --window (available: {hint or 'none'})")
+        what = "matches" if _is_pattern(pattern) else "named"
+        raise UserError(f"{trace.path}: no annotation {what} {pattern!r} for --window (available: {hint or 'none'})")
     return found
 
 

@@ -80,16 +80,17 @@ def analyze(
     """
     _one_blas_thread()
     from tracekit.analysis.analyze import PHASES
-    from tracekit.analysis.inputs import expand
-    from tracekit.analysis.partial import TaskOptions
     from tracekit.cli.analyze_print import emit
     from tracekit.cli.progress import progress
-    from tracekit.fleet.run import Plan, default_workers
+    from tracekit.fleet.inputs import expand
+    from tracekit.fleet.plan import Plan
+    from tracekit.fleet.run import default_workers
     from tracekit.fleet.run import run as run_tasks
-    from tracekit.report import tables
+    from tracekit.fleet.task import TaskOptions
+    from tracekit.render import analyze_tables
 
-    check_choice(by, tables.GROUPINGS, "--by")
-    check_choice(fmt, tables.FORMATS, "--format")
+    check_choice(by, analyze_tables.GROUPINGS, "--by")
+    check_choice(fmt, analyze_tables.FORMATS, "--format")
     if phase is not None:
         check_choice(phase, PHASES, "--phase")
     if window_all and window is None:

@@ -53,12 +53,12 @@ def diff(
         print(json.dumps(finite(diff_json(d)), indent=2, allow_nan=False))
     elif fmt == "md":
         from tracekit.report.diff import sections
-        from tracekit.report.renderers.md import render_sections
+        from tracekit.report.renderers.markdown import render_sections
 
         print(render_sections(sections(d)), end="")
     elif fmt == "html":
         from tracekit.report.diff import sections
-        from tracekit.report.renderers.html import render_sections as html_sections
+        from tracekit.report.renderers.htmlreport import render_sections as html_sections
 
         print(html_sections(sections(d), "tracekit diff"), end="")
     else:
