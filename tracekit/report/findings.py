@@ -56,15 +56,38 @@ def findings_for(d: ReportFacts) -> list[Finding]:
     return out
 
 
+def _threads(d: ReportFacts) -> list[Finding]:
+    """Rounds run with different thread counts (the capture follows the cores others leave free):
+    a round with fewer threads is slower, and that widens the intervals."""
+    load = d.device.background_load
+    counts = [] if load is None else load.threads_by_round
+    if len(set(counts)) < 2:
+        return []
+    by_round = ", ".join(str(t) for t in counts)
+    return [
+        Finding(
+            "threads-changed",
+            "warning",
+            f"The thread count changed between rounds ({by_round} threads, round by round) as other processes took "
+            "cores: the rounds with fewer threads decode more slowly, which widens the intervals. Capture again on a "
+            "quieter machine for one thread count throughout.",
+        )
+    ]
+
+
 def _background(d: ReportFacts) -> list[Finding]:
     load = d.device.background_load
     if load is None or not (load.high or load.too_busy):
-        return []
+        return _threads(d)
     if load.too_busy:
-        return [Finding("busy-machine", "error", f"The machine was {load.note or 'too busy to measure honestly'}.")]
-    return [
-        Finding("busy-machine", "warning", f"The capture ran beside other work: {load.note or 'high background load'}.")
-    ]
+        busy = [Finding("busy-machine", "error", f"The machine was {load.note or 'too busy to measure honestly'}.")]
+    else:
+        busy = [
+            Finding(
+                "busy-machine", "warning", f"The capture ran beside other work: {load.note or 'high background load'}."
+            )
+        ]
+    return busy + _threads(d)
 
 
 @dataclass(frozen=True)
