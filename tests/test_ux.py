@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tracekit.report.figures import EXTRAPOLATION, growth
 
 from tests.conftest import H100, fixture_path, run_cli
 from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
@@ -28,6 +27,7 @@ from tracekit.report.diff import compare, verdict
 from tracekit.report.findings import findings_for
 from tracekit.report.headline import LINES, headline
 from tracekit.report.model import ContextFigures, ReportFacts
+from tracekit.report.run_analysis import EXTRAPOLATION, growth
 from tracekit.report.uncertainty import apply_samples
 
 WIDTH = "100"
@@ -162,8 +162,9 @@ def test_predictions_stop_at_the_extrapolation_limit_and_say_it() -> None:
 
 def test_the_models_maximum_is_phrased_unambiguously() -> None:
     rng = np.random.default_rng(5)
-    # Attention grows, but slowly: the line crosses half a step far beyond the model's 8,192.
-    cs = [_sampled(n, 20.0 + n / 1000, 0.05 + n / 400_000, 0.05, rng) for n in (2000, 4000)]
+    # Attention = 1 + 0.6 ms per 1k tokens, the step 20 + 1 ms per 1k: attention is half a step
+    # at 90,000 tokens by the line, far beyond the model's 8,192.
+    cs = [_sampled(n, 20.0 + n / 1000, (1 + 0.6 * n / 1000) / (20.0 + n / 1000), 0.05, rng) for n in (2000, 4000)]
     facts = _facts(cs)
     half = facts.growth.attention_half_at
     assert half is not None and half > MODEL.max_context
@@ -177,7 +178,7 @@ def test_the_models_maximum_is_phrased_unambiguously() -> None:
 
 def test_overlapping_intervals_name_the_context_range_that_separates_them() -> None:
     rng = np.random.default_rng(11)
-    a, b = _sampled(128, 20.0, 0.2, 1.5, rng), _sampled(512, 20.6, 0.22, 1.5, rng)
+    a, b = _sampled(128, 20.0, 0.2, 1.0, rng), _sampled(512, 21.0, 0.22, 1.0, rng)
     facts = _facts([a, b])
     ia, ib = a.decode_ms_per_token_ci95, b.decode_ms_per_token_ci95
     assert ia and ib and ia[0] <= ib[1] and ib[0] <= ia[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,10 +71,9 @@ def _terminal(d: Diff) -> None:
 
     from tracekit.report.diff import ROWS_HEAD, SETTINGS_HEAD, context_rows, settings_rows, summary_lines
 
-    out.print(printable(f"A = {d.a.run}"))
-    out.print(printable(f"B = {d.b.run}"))
-    for line in summary_lines(d):
-        out.print(printable(line))
+    width = out.rich.width
+    for line in [f"A = {d.a.run}", f"B = {d.b.run}", *summary_lines(d)]:
+        out.print(textwrap.fill(printable(line), width, subsequent_indent="  "))
     t = Table(title="decode time per token (medians, 95% intervals; B/A < 1: B is faster)")
     for h in ROWS_HEAD:
         t.add_column(h, justify="left" if h == "verdict" else "right", no_wrap=h in ("context", "verdict"))
