@@ -123,7 +123,7 @@ def _data() -> ReportData:
 
 def test_markdown_and_html_show_the_same_sections_and_cells() -> None:
     d = _data()
-    md = render(d, "md", attachments=False).text
+    md = render(d, "md").text
     page = render(d, "html").text
     h = _Headings()
     h.feed(page)
@@ -136,7 +136,7 @@ def test_markdown_and_html_show_the_same_sections_and_cells() -> None:
 def test_markdown_escapes_markup_from_trace_names() -> None:
     d = _data()
     d.findings[0].message = "<script>alert(1)</script>ProfilerStep#6 | x"
-    md = render(d, "md", attachments=False).text
+    md = render(d, "md").text
     assert "<script>" not in md and "&lt;script&gt;" in md
 
 
@@ -242,7 +242,7 @@ def test_the_headline_leads_every_format_with_the_same_text() -> None:
     assert h.conclusive and "the timer was honest" in h.lines[2] and "bandwidth bound" in h.lines[1]
     lo, hi = d.contexts[0].decode_ms_per_token_ci95 or (0, 0)
     assert f"[{lo:.3g}–{hi:.3g}]" in h.lines[0]
-    md = render(d, "md", attachments=False).text.splitlines()
+    md = render(d, "md").text.splitlines()
     lead, rest = h.lines[0].split(": ", 1)
     assert md[0].startswith("# ") and md[2] == f"**{lead}:** {html.escape(rest, quote=False)}"
     assert [line for line in md[2:8] if line] == [

@@ -60,10 +60,6 @@ class Attribution:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def decision(self, i: int) -> Decision:
-        """Category and rule of item ``i``."""
-        return self.decisions[int(self.code[i])]
-
     def in_phase(self, phase: str) -> Attribution:
         """The items of every phase called ``phase`` (``decode``: every decode step)."""
         names = np.array([k.phase == phase for k in self.phase_keys] + [False], bool)

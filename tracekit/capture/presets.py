@@ -76,28 +76,17 @@ PRESETS: dict[str, ModelShape] = {
 
 # --backend hf without --model: small random-weight configs built offline, for tests and for
 # trying the pipeline without a model (transformers config fields, plus the architecture).
-HF_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "arch": "llama",
-        "vocab_size": 4096,
-        "hidden_size": 256,
-        "intermediate_size": 704,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-    },
-    "tiny-qwen": {
-        "arch": "qwen2",
-        "vocab_size": 4096,
-        "hidden_size": 256,
-        "intermediate_size": 704,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-    },
+_TINY_LLAMA: dict[str, Any] = {
+    "arch": "llama",
+    "vocab_size": 4096,
+    "hidden_size": 256,
+    "intermediate_size": 704,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
 }
+HF_PRESETS: dict[str, dict[str, Any]] = {"tiny": _TINY_LLAMA, "tiny-qwen": {**_TINY_LLAMA, "arch": "qwen2"}}
 
 # Each backend's presets, for --help and the messages that name them (exllamav2 needs --model).
 BACKEND_PRESETS: dict[str, tuple[str, ...]] = {

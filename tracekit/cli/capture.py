@@ -74,11 +74,10 @@ def capture(
       tracekit capture --backend hf --model ~/models/Llama-3.2-1B --context 512,2k,8k
     """
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from tracekit.capture.backends import BACKENDS
     from tracekit.capture.backends.base import CaptureOptions
     from tracekit.capture.sweep import SweepOptions, run_capture, validate
+    from tracekit.cli.progress import bar, wanted
     from tracekit.fsutil import check_out_folder, check_run_name
     from tracekit.perfetto.export import enrich_context
 
@@ -110,26 +109,16 @@ def capture(
         seed=seed,
         no_graphs=no_graphs,
     )
-    setting = os.environ.get("TRACEKIT_PROGRESS", "")
-    bar = setting == "1" or (setting != "0" and err.is_terminal)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err.rich,
-        transient=False,
-        disable=not bar,
-    )
+    progress = bar()
     # Not on a terminal (piped, logged, in CI): a plain line at each step instead of the bar, so
     # a long capture is not silent; TRACEKIT_PROGRESS=0 turns both off.
-    lines = LineProgress() if not bar and setting != "0" else None
+    lines = LineProgress() if not wanted() and os.environ.get("TRACEKIT_PROGRESS") != "0" else None
     with progress:
         task = progress.add_task("loading model", total=None)
 
         def on_progress(desc: str, done: int, total: int) -> None:
             while notes:
-                progress.console.print(notes.pop())
+                progress.console.print(notes.pop(), markup=False, highlight=False, soft_wrap=True)
             progress.update(task, description=desc, completed=done, total=total)
             if lines is not None:
                 lines(desc, done, total)

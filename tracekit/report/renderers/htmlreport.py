@@ -103,5 +103,5 @@ def render_sections(secs: list[Section], title: str, plot: Callable[[Plots], str
     return "".join(parts)
 
 
-def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+def render(data: ReportData) -> Output:
     return Output(render_sections(sections(data), "tracekit report", lambda p: _plots(data, p)))

@@ -73,7 +73,17 @@ def render_sections(secs: list[Section], plot: Callable[[Plots], list[str]] | No
     return "\n".join(out)
 
 
-def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+def render(data: ReportData) -> Output:
+    """The report as one Markdown document, with no plots (nothing beside it to refer to)."""
+    return _render(data, None)
+
+
+def render_files(data: ReportData, stem: str) -> Output:
+    """The report as ``<stem>.md`` with its plots as PNG files in ``<stem>-plots/``."""
+    return _render(data, stem)
+
+
+def _render(data: ReportData, stem: str | None) -> Output:
     files: dict[str, bytes] = {}
 
     def plot(block: Plots) -> list[str]:
@@ -84,4 +94,4 @@ def render(data: ReportData, *, stem: str = "report", attachments: bool = True) 
             out.append(f"![{name}]({rel})")
         return out
 
-    return Output(render_sections(sections(data, with_plots=attachments), plot), files)
+    return Output(render_sections(sections(data, with_plots=stem is not None), plot), files)
