@@ -110,6 +110,11 @@ def why(g: Growth) -> str | None:
         return (
             f"Why: decode did not get slower; reading the longer KV cache at {bw} would add {g.bound:.3g} ms per token."
         )
+    if g.added_ci is not None and g.added_ci[0] <= 0.0 <= g.added_ci[1]:
+        return (
+            f"Why: reading the longer KV cache at {bw} adds {g.bound:.3g} ms per token; the total growth "
+            f"({g.added:+.3g}{ci(g.added_ci)} ms) is within the noise, so no share of it is given."
+        )
     share = f"{100 * g.bound_share:.0f}%{ci(g.bound_share_ci, '{:.0f}', 100)}"
     rest = (
         f"the other {100 * (1 - g.bound_share):.0f}% is compute and overhead"
