@@ -66,13 +66,17 @@ def analyze(
     ordered table (kernel name, launching op, enclosing scopes); --explain shows which.
 
     Several traces run as Dask tasks (a local cluster by default, or --scheduler) and get a summary:
-    categories over all traces and, when the traces carry ranks (distributedInfo.rank, or rank-N
-    in the file name), a per-rank table with the slowest rank and the skew. A trace that fails is
-    listed and the others finish (exit 2); Ctrl-C prints what finished (exit 130).
+    categories over all traces and, when the traces are ranks of one job (their own
+    distributedInfo.rank, or rank-N in the file name with --ranks), a per-rank table with the
+    slowest rank and the skew. A tracekit run folder is read over its decode steps (--phase).
+    A trace that fails is listed and the others finish (exit 2); Ctrl-C prints what finished
+    (exit 130).
 
     \b
     Examples:
       tracekit analyze trace.json.gz --window ProfilerStep#6
+      tracekit analyze trace.json.gz --window 'ProfilerStep#*' --window-all
+      tracekit analyze trace.json.gz --by kernel --top 10
       tracekit analyze run/context-004096.pt.trace.json.gz --by step --format json
       tracekit analyze trace.json.gz --explain 'flash|attn'
       tracekit analyze traces/job-42/ --window ProfilerStep#6
