@@ -92,6 +92,7 @@ def analyze(
     from tracekit.fleet.run import run as run_tasks
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_tables
+    from tracekit.trace.options import ReadOptions
 
     check_choice(by, analyze_tables.GROUPINGS, "--by")
     check_choice(fmt, analyze_tables.FORMATS, "--format")
@@ -138,6 +139,7 @@ def analyze(
         hta=hta,
         kernels=kernels,
         explain=explain,
+        read=ReadOptions.from_env(),
         window_all=window_all,
         phase=phase,
     )
