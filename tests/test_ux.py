@@ -308,6 +308,10 @@ def test_a_run_folder_is_analyzed_over_its_decode_steps(runs: dict[str, Path]) -
             c["time_us"] for c in p["categories"].values()
         )
         assert parts <= total + 0.01
+    foreign = str(fixture_path(H100))
+    none = run_cli("analyze", foreign, "--phase", "decode")
+    assert none.returncode == 2 and none.stderr.count(foreign) == 1, none.stderr
+    assert "no decode phase in this trace (phases: step); use --phase all" in none.stderr
     table = run_cli("analyze", str(runs["sdpa"]), env={"COLUMNS": WIDTH}).stdout
     assert "traces:" not in table and "2 traces" not in table  # no sum over different context lengths
 
@@ -359,6 +363,7 @@ def test_window_patterns_say_what_they_took_and_sum_on_request(runs: dict[str, P
     assert total == pytest.approx(sum(sum(c["time_us"] for c in e["categories"].values()) for e in each), rel=1e-6)
     bad = run_cli("analyze", trace, "--window", "nope*")
     assert bad.returncode == 2 and "no annotation matches 'nope*'" in bad.stderr and "--list-windows" in bad.stderr
+    assert bad.stderr.count(trace) == 1  # the path once, not repeated by the failure's line
 
 
 # 9. Capture's messages ----------------------------------------------------------------------------

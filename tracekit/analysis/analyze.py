@@ -17,7 +17,7 @@ from tracekit.analysis.breakdown import (
 )
 from tracekit.analysis.result import AnalysisResult, CategoryTime, KernelRow
 from tracekit.analysis.window import Window, find_window, find_windows, merged_window
-from tracekit.errors import UserError
+from tracekit.errors import InputError
 from tracekit.trace.model import Trace
 
 PHASES = ("prefill", "decode", "all")
@@ -90,9 +90,11 @@ def _phase_result(trace: Trace, att: Attribution, phase: str) -> AnalysisResult:
     phases = [p for p in phase_results(sel) if p.phase == phase]
     if not phases:
         found = sorted({p.phase for p in phase_results(att)})
-        raise UserError(
-            f"{trace.path}: no {phase} phase in this trace (phases: {', '.join(found) or 'none'}); "
-            "use --phase all, or a trace tracekit captured"
+        raise InputError(
+            trace.path,
+            f"no {phase} phase in this trace (phases: {', '.join(found) or 'none'})",
+            kind="no-phase",
+            advice="use --phase all, or a trace tracekit captured",
         )
     span = sum(p.span_us for p in phases)
     busy = sum(p.busy_us for p in phases)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from tracekit.errors import UserError
+from tracekit.errors import InputError
 from tracekit.trace.model import Trace
 from tracekit.trace.tree import nearest_marked
 
@@ -145,7 +145,7 @@ def _window_at(trace: Trace, name: str, host: int) -> Window:
 
 def find_windows(trace: Trace, pattern: str) -> list[Window]:
     """Every window ``pattern`` names (an annotation name, or a shell-style pattern over the
-    names), in time order; a ``UserError`` listing the names (natural order) when none matches."""
+    names), in time order; an ``InputError`` listing the names (natural order) when none matches."""
     names = matching_names(trace, pattern)
     found = sorted((w for n in names for w in _occurrences(trace, n)), key=lambda w: w.start_us)
     if not found:
@@ -154,7 +154,11 @@ def find_windows(trace: Trace, pattern: str) -> list[Window]:
         more = f" ... and {len(counts) - LISTED} more; --list-windows lists them all" if len(counts) > LISTED else ""
         hint = ", ".join(listed) + more
         what = "matches" if _is_pattern(pattern) else "named"
-        raise UserError(f"{trace.path}: no annotation {what} {pattern!r} for --window (available: {hint or 'none'})")
+        raise InputError(
+            trace.path,
+            f"no annotation {what} {pattern!r} for --window (available: {hint or 'none'})",
+            kind="no-window",
+        )
     return found
 
 
