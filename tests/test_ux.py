@@ -308,12 +308,15 @@ def test_a_run_folder_is_analyzed_over_its_decode_steps(runs: dict[str, Path]) -
             c["time_us"] for c in p["categories"].values()
         )
         assert parts <= total + 0.01
+    table = run_cli("analyze", str(runs["sdpa"]), env={"COLUMNS": WIDTH}).stdout
+    assert "traces:" not in table and "2 traces" not in table  # no sum over different context lengths
+
+
+def test_a_phase_the_trace_lacks_is_one_line() -> None:
     foreign = str(fixture_path(H100))
     none = run_cli("analyze", foreign, "--phase", "decode")
     assert none.returncode == 2 and none.stderr.count(foreign) == 1, none.stderr
     assert "no decode phase in this trace (phases: step); use --phase all" in none.stderr
-    table = run_cli("analyze", str(runs["sdpa"]), env={"COLUMNS": WIDTH}).stdout
-    assert "traces:" not in table and "2 traces" not in table  # no sum over different context lengths
 
 
 def test_unrelated_traces_are_not_called_ranks(runs: dict[str, Path], tmp_path: Path) -> None:
