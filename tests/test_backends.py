@@ -128,7 +128,7 @@ def test_hf_model_directory_offline(tmp_path: Path) -> None:
         "--context",
         "32",
         "--tokens",
-        "3",
+        "4",
         "--profile-steps",
         "1",
         "--out",

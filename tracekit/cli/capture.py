@@ -169,10 +169,11 @@ class LineProgress:
         self.last = ""
 
     def __call__(self, desc: str, done: int, total: int) -> None:
-        if desc == self.last:
+        # From the first finished visit on: a capture refused at once says only why.
+        if desc == self.last or done == 0:
             return
         self.last = desc
-        count = f" ({done}/{total})" if total else ""
+        count = f" ({done}/{total} done)" if total else ""
         err.print(printable(f"tracekit: {desc}{count}, {time.monotonic() - self.start:.0f} s"))
 
 

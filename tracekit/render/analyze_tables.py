@@ -153,6 +153,18 @@ def notes(r: AnalysisResult) -> list[str]:
 _NAME_COLUMNS = ("category", "kernel", "phase", "rule")
 
 
+_QUALIFIER = re.compile(r"(?:\(anonymous namespace\)|[A-Za-z_][A-Za-z0-9_]*)::")
+
+
+def compact(name: str, room: int | None) -> str:
+    """A kernel's short name for a column ``room`` wide: its identity as is when it fits, else
+    without namespace qualifiers (``elementwise_kernel<gpu_kernel_impl_nocast<direct_copy_kernel_cuda>>``),
+    where what tells kernels apart sits at the end."""
+    if room is None or len(name) <= room:
+        return name
+    return _QUALIFIER.sub("", name) or name
+
+
 # Columns that name the row: repeated in each part of a table split to fit the width.
 _KEY_COLUMNS = ("kernel", "category", "phase", "step", "context_tokens")
 
@@ -213,6 +225,8 @@ def table(
         t = Table()
         rest = sum(natural[i] + 3 for i in cols[1:])
         room = None if width is None else width - rest - 4
+        if by == "kernel" and not wide:
+            cells = [[compact(row[0], room), *row[1:]] for row in cells]
         for i in cols:
             h = head[i]
             if i == 0:

@@ -106,14 +106,14 @@ def why(g: Growth) -> str | None:
             "Why: the bandwidth bound is unknown (pass --peak-bandwidth GBPS to see what reading more bytes explains)."
         )
     bw = f"{d.bandwidth_gbps:,.1f} GB/s" if d.bandwidth_gbps else "the peak bandwidth"
-    if g.bound_share is None:
-        return (
-            f"Why: decode did not get slower; reading the longer KV cache at {bw} would add {g.bound:.3g} ms per token."
-        )
     if g.added_ci is not None and g.added_ci[0] <= 0.0 <= g.added_ci[1]:
         return (
             f"Why: reading the longer KV cache at {bw} adds {g.bound:.3g} ms per token; the total growth "
             f"({g.added:+.3g}{ci(g.added_ci)} ms) is within the noise, so no share of it is given."
+        )
+    if g.bound_share is None:
+        return (
+            f"Why: decode did not get slower; reading the longer KV cache at {bw} would add {g.bound:.3g} ms per token."
         )
     share = f"{100 * g.bound_share:.0f}%{ci(g.bound_share_ci, '{:.0f}', 100)}"
     rest = (
