@@ -26,6 +26,7 @@ def emit(
     fmt: str,
     by: str,
     explain: re.Pattern[str] | None,
+    at_kv: int | None = None,
     wide: bool = False,
     top: int | None = None,
     ranks: bool = False,
@@ -37,6 +38,13 @@ def emit(
     summary = summarize(
         outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled, ranks=ranks
     )
+    steps = [p.steps for p in outcome.partials] if by == "step" else None
+    grown = None
+    if steps is not None:
+        from tracekit.analysis.growth import growth
+        from tracekit.analysis.steps import concat
+
+        grown = growth(concat([t for t in steps if t is not None]), at_kv)
     for p in outcome.partials:
         for w in p.result.warnings:
             err.print(f"tracekit: warning: {printable(w)}")
@@ -51,18 +59,26 @@ def emit(
             else:
                 out.print(shown)
     elif results and fmt == "json":
-        print(analyze_tables.to_json(results, summary.to_json(), by, top=top))
+        print(analyze_tables.to_json(results, summary.to_json(), by, steps, grown, top=top))
     elif results and fmt == "csv":
-        print(analyze_tables.to_csv(results, by, top=top), end="")
+        print(analyze_tables.to_csv(results, by, steps, top=top), end="")
+        if grown is not None:
+            for line in analyze_tables.growth_lines(grown):
+                err.print(f"tracekit: {printable(line)}")
     elif results:
-        for r in results:
-            out.print(analyze_tables.table(r, by, wide=wide, top=top, width=out.rich.width))
+        for i, r in enumerate(results):
+            out.print(
+                analyze_tables.table(r, by, steps[i] if steps else None, wide=wide, top=top, width=out.rich.width)
+            )
             if r.extra.get("hta"):
                 out.print_json(data=r.extra["hta"])
         if total > 1 and not contexts:
             out.print(fleet_tables.summary_table(summary))
         if summary.ranks is not None:
             out.print(fleet_tables.rank_table(summary.ranks))
+        if grown is not None:
+            for line in analyze_tables.growth_lines(grown):
+                out.print(printable(line))
     if summary.ranks_refused:
         err.print(f"tracekit: {summary.ranks_refused}")
     for f in outcome.failed:

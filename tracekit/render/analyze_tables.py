@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # rich loads only when a table is drawn
     from rich.console import RenderableType
     from rich.table import Table
 
+    from tracekit.analysis.growth import Growth
+    from tracekit.analysis.steps import StepTable
+
 GROUPINGS = ("category", "phase", "step", "kernel")
 FORMATS = ("table", "json", "csv")
 
@@ -38,6 +41,7 @@ def rows(
     r: AnalysisResult,
     by: str,
     categories: list[str] | None = None,
+    steps: StepTable | None = None,
     *,
     wide: bool = True,
     top: int | None = None,
@@ -62,6 +66,8 @@ def rows(
         ]
     phases = _phases(r, by)
     cats = categories if categories is not None else phase_categories([r], by)
+    if by == "step" and steps is not None:
+        return _step_rows(phases, steps, cats)
     head = ["phase", "step", "context_tokens", "time_us", "span_us", "idle_us", *cats]
     body = [
         [
@@ -78,14 +84,37 @@ def rows(
     return head, body
 
 
-def to_csv(results: list[AnalysisResult], by: str, *, top: int | None = None) -> str:
+def _step_rows(phases: list[PhaseResult], steps: StepTable, cats: list[str]) -> tuple[list[str], list[list[str]]]:
+    """``--by step``: the step table's columns (unknown counts blank), then each category's time."""
+    head = ["phase", "step", "context_tokens", "requests", "query_tokens", "kv_tokens", "time_us"]
+    head += ["attention_us", "other_us", "idle_us", "span_us", "attention_share", *cats]
+    body = []
+    for p, row in zip(phases, steps.rows()):
+        body.append(
+            [
+                row["phase"],
+                "" if row["step"] is None else str(row["step"]),
+                "" if p.context_tokens is None else str(p.context_tokens),
+                *["" if row[c] is None else str(row[c]) for c in ("requests", "query_tokens", "kv_tokens")],
+                f"{p.time_us:.1f}",
+                *[f"{row[c]:.1f}" for c in ("attention_us", "other_us", "idle_us", "span_us")],
+                "" if row["attention_share"] is None else f"{row['attention_share']:.3f}",
+                *[f"{p.categories[c].time_us:.1f}" if c in p.categories else "0" for c in cats],
+            ]
+        )
+    return head, body
+
+
+def to_csv(
+    results: list[AnalysisResult], by: str, steps: list[StepTable | None] | None = None, *, top: int | None = None
+) -> str:
     """One CSV for all results, a ``trace`` column first; phase and step columns are the union of
     every result's categories, so the columns line up whatever each trace holds."""
     cats = phase_categories(results, by) if by in ("phase", "step") else None
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for i, r in enumerate(results):
-        head, body = rows(r, by, cats, top=top)
+        head, body = rows(r, by, cats, steps[i] if steps else None, top=top)
         if i == 0:
             w.writerow(["trace", *map(printable, head)])
         for row in body:
@@ -97,13 +126,20 @@ def to_json(
     results: list[AnalysisResult],
     summary: dict[str, Any] | None = None,
     by: str = "category",
+    steps: list[StepTable | None] | None = None,
+    growth: Growth | None = None,
     *,
     top: int | None = None,
 ) -> str:
-    """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows."""
+    """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows, ``--by
+    step`` each trace's ``steps`` and the ``growth`` fits over all of them."""
     traces = []
-    for r in results:
+    for i, r in enumerate(results):
         doc = r.to_json()
+        table = steps[i] if steps else None
+        if table is not None:
+            doc["steps"] = table.rows()
+            doc["step_notes"] = list(table.notes)
         if by == "kernel":
             doc["kernels"] = [
                 {
@@ -119,6 +155,8 @@ def to_json(
     doc = {"schema": SCHEMA, "traces": traces}
     if summary is not None:
         doc["summary"] = summary
+    if growth is not None:
+        doc["growth"] = growth.to_json()
     return json.dumps(finite(doc), indent=2, allow_nan=False)
 
 
@@ -197,7 +235,13 @@ def _parts(head: list[str], natural: list[int], width: int | None, keys: int) ->
 
 
 def table(
-    r: AnalysisResult, by: str, *, wide: bool = False, top: int | None = None, width: int | None = None
+    r: AnalysisResult,
+    by: str,
+    steps: StepTable | None = None,
+    *,
+    wide: bool = False,
+    top: int | None = None,
+    width: int | None = None,
 ) -> RenderableType:
     """The rows as rich tables that fit ``width`` columns: kernels by their short identity (the
     full name with ``wide``: it then folds over lines), numbers kept whole on one line; the first
@@ -206,7 +250,8 @@ def table(
     from rich.console import Group
     from rich.table import Table
 
-    head, body = rows(r, by, wide=wide, top=top)
+    # The step table's own columns say attention and the rest; per-category columns stay in CSV and JSON.
+    head, body = rows(r, by, [] if by == "step" and steps is not None else None, steps, wide=wide, top=top)
     shown = (
         f" (top {len(body)} of {len(r.kernels)})" if by == "kernel" and top is not None and top < len(r.kernels) else ""
     )
@@ -215,7 +260,7 @@ def table(
         f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
         f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms{shown}"
     )
-    caption = "\n".join(map(printable, notes(r)))
+    caption = "\n".join(map(printable, notes(r) + (steps.notes if steps is not None else [])))
     cells = [[printable(c) for c in row] for row in body]
     natural = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(head)]
     keys = 1 if by in ("kernel", "category") else sum(1 for h in head if h in _KEY_COLUMNS)
@@ -262,3 +307,26 @@ def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:
             )
             n += 1
     return t if n else None
+
+
+def growth_lines(g: Growth) -> list[str]:
+    """The growth fits in words, one line each (``analyze --by step``)."""
+    out = []
+    a = g.attention
+    if a is not None:
+        ci = a.slope_ci95
+        ci_text = f" [95%: {ci[0] * 1000:.3g} to {ci[1] * 1000:.3g}]" if ci else ""
+        out.append(
+            f"attention per decode step: {a.slope * 1000:.3g} us per 1k KV tokens{ci_text}, "
+            f"intercept {a.intercept:.3g} us, R² {a.r2:.3f}, over {a.n} steps of {a.x_min:,.0f}-{a.x_max:,.0f} KV tokens"
+        )
+        if g.at_kv is not None:
+            pci = a.at_ci95(g.at_kv)
+            pci_text = f" [95%: {pci[0]:.3g} to {pci[1]:.3g}]" if pci else ""
+            out.append(f"predicted attention at {g.at_kv:,} KV tokens: {a.at(g.at_kv):.3g} us per step{pci_text}")
+    o = g.other
+    if o is not None:
+        ci = o.slope_ci95
+        ci_text = f" [95%: {ci[0]:.3g} to {ci[1]:.3g}]" if ci else ""
+        out.append(f"the rest: {o.slope:.3g} us per query token{ci_text}, R² {o.r2:.3f}, over {o.n} steps")
+    return out + list(g.notes)
