@@ -272,10 +272,12 @@ def test_step_table_splits_columns_instead_of_numbers_and_csv_ends_lines_with_lf
     r = run_cli("analyze", trace, "--by", "step", env={"COLUMNS": "80"})
     assert r.returncode == 0 and _widest(r.stdout) <= 80, r.stdout
     doc = json.loads(run_cli("analyze", trace, "--by", "step", "--format", "json").stdout)
-    step = doc["traces"][0]["phases"][0]
+    step = doc["traces"][0]["steps"][0]
     cells = {h: v for part in r.stdout.split("┏")[1:] for h, v in zip(_head(part), _rows(part)[0])}
-    for cat, v in step["categories"].items():
-        assert float(cells[cat]) == pytest.approx(v["time_us"], abs=0.051)
+    assert len(r.stdout.split("┏")) > 2  # the columns went to a second table, not onto more lines
+    for col in ("attention_us", "other_us", "idle_us", "span_us"):
+        assert float(cells[col]) == pytest.approx(step[col], abs=0.051)
+    assert int(cells["kv_tokens"]) == step["kv_tokens"] and cells["phase"] == step["phase"]
     raw = run_cli("analyze", trace, "--by", "kernel", "--format", "csv").stdout
     kernels = json.loads(run_cli("analyze", trace, "--by", "kernel", "--format", "json").stdout)["traces"][0]["kernels"]
     assert "\r" not in raw and raw.endswith("\n")

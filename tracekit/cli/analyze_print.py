@@ -9,6 +9,7 @@ analyzed, so a single bad trace reads as it always did: one line, exit 2.
 from __future__ import annotations
 
 import re
+import textwrap
 
 from tracekit.cli.common import err, out
 from tracekit.fleet.merge import summarize
@@ -78,7 +79,7 @@ def emit(
             out.print(fleet_tables.rank_table(summary.ranks))
         if grown is not None:
             for line in analyze_tables.growth_lines(grown):
-                out.print(printable(line))
+                out.print(textwrap.fill(printable(line), out.rich.width, subsequent_indent="  "))
     if summary.ranks_refused:
         err.print(f"tracekit: {summary.ranks_refused}")
     for f in outcome.failed:
