@@ -13,7 +13,8 @@ import pytest
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "foreign"
+# Beside the project, or where TRACEKIT_FIXTURES says (a worktree's parent has no shared/).
+FIXTURES = Path(os.environ.get("TRACEKIT_FIXTURES") or ROOT.parent / "shared" / "fixtures" / "foreign")
 
 H100 = "h100-qwen1.5-0.5b-hf-sdpa.json.gz"
 MI300X = "mi300x-qwen1.5-0.5b-hf-sdpa.json.gz"

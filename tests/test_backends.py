@@ -128,7 +128,7 @@ def test_hf_model_directory_offline(tmp_path: Path) -> None:
         "--context",
         "32",
         "--tokens",
-        "3",
+        "4",
         "--profile-steps",
         "1",
         "--out",
@@ -163,7 +163,7 @@ def test_backend_errors_are_one_line(tmp_path: Path, setup: str, args: list[str]
     if setup == "config":
         (d / "config.json").write_text("{}")
     args = [a.replace("{dir}", str(d)) for a in args]
-    r = run_cli("capture", *args, "--context", "16", "--tokens", "2", "--out", str(tmp_path / "runs"))
+    r = run_cli("capture", *args, "--context", "16", "--tokens", "4", "--out", str(tmp_path / "runs"))
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1
@@ -176,7 +176,7 @@ def test_missing_transformers_is_a_clear_error(tmp_path: Path) -> None:
 
     code = (
         "import sys; sys.modules['transformers'] = None; from tracekit.cli import main; "
-        f"sys.exit(main(['capture', '--backend', 'hf', '--context', '16', '--tokens', '2', '--out', {str(tmp_path)!r}]))"
+        f"sys.exit(main(['capture', '--backend', 'hf', '--context', '16', '--tokens', '4', '--out', {str(tmp_path)!r}]))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "pip install 'tracekit[hf]'" in r.stderr and "Traceback" not in r.stderr
@@ -193,7 +193,7 @@ def test_missing_exllamav2_is_a_clear_error(tmp_path: Path) -> None:
         "import sys, torch; torch.cuda.is_available = lambda: True; sys.modules['exllamav2'] = None; "
         "from tracekit.cli import main; "
         f"sys.exit(main(['capture', '--backend', 'exllamav2', '--model', {str(tmp_path / 'm')!r}, "
-        f"'--context', '16', '--tokens', '2', '--out', {str(tmp_path / 'runs')!r}]))"
+        f"'--context', '16', '--tokens', '4', '--out', {str(tmp_path / 'runs')!r}]))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr

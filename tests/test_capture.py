@@ -171,7 +171,7 @@ def test_runs_are_never_overwritten(tmp_path: Path) -> None:
         (["--tokens", "0"], "--tokens '0': give a whole number from 1"),
         (["--backend", "vllm"], "--backend 'vllm' is not one of"),
         (["--preset", "gpt5"], "unknown --preset 'gpt5'"),
-        (["--device", "cuda", "--context", "16", "--tokens", "2"], "CUDA is not available"),
+        (["--device", "cuda", "--context", "16", "--tokens", "4"], "CUDA is not available"),
         (["--context", "12,abc"], "'abc' is not a whole number"),
         (["--tokens", "many"], "--tokens 'many': give a whole number"),
         (["--attn", "flash", "--context", "16"], "--attn 'flash' is not available for the builtin backend"),
@@ -189,7 +189,7 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path, args: list[str], 
 
 
 def test_cli_capture_prints_the_run_folder_last(tmp_path: Path) -> None:
-    r = run_cli("capture", "--context", "16,48", "--tokens", "3", "--profile-steps", "2", "--out", str(tmp_path))
+    r = run_cli("capture", "--context", "16,48", "--tokens", "4", "--profile-steps", "2", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     run = Path(r.stdout.strip().splitlines()[-1])
     assert run.parent == tmp_path and (run / "manifest.json").exists()

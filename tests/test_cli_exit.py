@@ -150,7 +150,7 @@ def test_the_console_script_and_python_m_give_the_same_output() -> None:
         for cmd in ([str(script)], [sys.executable, "-m", "tracekit"])
     ]
     assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
-    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.count("\n") > 100
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.count("\n") > 50
     bad = subprocess.run(
         [str(script), "analyze", "--by", "nonsense", trace], capture_output=True, text=True, timeout=300
     )

@@ -116,8 +116,12 @@ def _partial(rank: int | None, steps: list[float], *, busy: float = 10.0, comm: 
 
 def test_summary_sums_and_the_rank_table() -> None:
     parts = [_partial(0, [10.0, 12.0]), _partial(1, [30.0], comm=4.0), _partial(2, [11.0]), _partial(None, [5.0])]
-    s = summarize(parts, [Failure("bad.json", "truncated")])
-    assert s.traces == 4 and s.failed[0].path == "bad.json"
+    # Ranks from file names only: no table unless the user says the traces are ranks of one job.
+    refused = summarize(parts, [])
+    assert refused.ranks is None and "pass --ranks" in refused.ranks_refused
+    assert refused.to_json()["ranks"] is None and refused.to_json()["ranks_refused"]
+    s = summarize(parts, [Failure("bad.json", "truncated")], ranks=True)
+    assert s.traces == 4 and not s.ranks_refused and s.failed[0].path == "bad.json"
     assert s.busy_us == 40.0 and s.categories["attention"].time_us == 8.0 and s.categories["attention"].count == 4
     assert s.ranks is not None
     assert [r.rank for r in s.ranks.rows] == [0, 1, 2] and s.ranks.unranked == 1
@@ -126,7 +130,7 @@ def test_summary_sums_and_the_rank_table() -> None:
     assert s.ranks.rows[1].exposed_communication_us == 2.0 and s.ranks.rows[1].communication_us == 4.0
     doc = s.to_json()
     assert doc["ranks"]["slowest_rank"] == 1 and doc["failed"] == [{"path": "bad.json", "error": "truncated"}]
-    assert summarize([_partial(0, [1.0]), _partial(0, [2.0])], []).ranks is None  # one rank: no table
+    assert summarize([_partial(0, [1.0]), _partial(0, [2.0])], [], ranks=True).ranks is None  # one rank: no table
 
 
 def test_bad_traces_are_listed_and_the_others_finish(tmp_path: Path) -> None:

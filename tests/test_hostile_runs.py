@@ -342,7 +342,7 @@ def test_hf_weights_that_do_not_load_are_one_line_and_run_nothing(
 
 # -- capture under Ctrl-C and a full disk ---------------------------------------------------------------
 
-_TINY = ["--context", "16,32,48,64", "--tokens", "3", "--profile-steps", "2", "--chunk", "64", "--rounds", "1"]
+_TINY = ["--context", "16,32,48,64", "--tokens", "4", "--profile-steps", "2", "--chunk", "64", "--rounds", "1"]
 
 
 def test_ctrl_c_while_the_enriched_twin_is_written_keeps_the_context(tmp_path: Path) -> None:

@@ -41,7 +41,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tracekit import __version__
+
+        print(f"tracekit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print tracekit's version and exit."
+    ),
+) -> None:
+    """The options before a command: --version, -h (the app's help text is the one shown)."""
 
 
 def _command(fn: Callable[..., None]) -> Callable[..., None]:

@@ -9,6 +9,7 @@ analyzed, so a single bad trace reads as it always did: one line, exit 2.
 from __future__ import annotations
 
 import re
+import textwrap
 
 from tracekit.cli.common import err, out
 from tracekit.fleet.merge import summarize
@@ -20,10 +21,24 @@ INTERRUPTED = 130
 
 
 def emit(
-    outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern[str] | None, at_kv: int | None = None
+    outcome: Outcome,
+    total: int,
+    *,
+    fmt: str,
+    by: str,
+    explain: re.Pattern[str] | None,
+    at_kv: int | None = None,
+    wide: bool = False,
+    top: int | None = None,
+    ranks: bool = False,
+    contexts: bool = False,
 ) -> int:
-    """Print ``outcome`` (of ``total`` traces); return the exit code: 130 interrupted, 2 some failed."""
-    summary = summarize(outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled)
+    """Print ``outcome`` (of ``total`` traces); return the exit code: 130 interrupted, 2 some failed.
+    ``contexts``: the traces are the contexts of a tracekit run, and no sum over them is printed
+    (a sum of different context lengths answers nothing)."""
+    summary = summarize(
+        outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled, ranks=ranks
+    )
     steps = [p.steps for p in outcome.partials] if by == "step" else None
     grown = None
     if steps is not None:
@@ -47,24 +62,28 @@ def emit(
     elif fmt == "json" and (results or outcome.interrupted):
         # After Ctrl-C the document still comes, with "interrupted" in its summary, even when no
         # trace had finished: a script reading stdout learns why it holds no traces.
-        print(analyze_tables.to_json(results, summary.to_json(), by, steps, grown))
+        print(analyze_tables.to_json(results, summary.to_json(), by, steps, grown, top=top))
     elif results and fmt == "csv":
-        print(analyze_tables.to_csv(results, by, steps), end="")
+        print(analyze_tables.to_csv(results, by, steps, top=top), end="")
         if grown is not None:
             for line in analyze_tables.growth_lines(grown):
                 err.print(f"tracekit: {printable(line)}")
     elif results:
         for i, r in enumerate(results):
-            out.print(analyze_tables.table(r, by, steps[i] if steps else None))
+            out.print(
+                analyze_tables.table(r, by, steps[i] if steps else None, wide=wide, top=top, width=out.rich.width)
+            )
             if r.extra.get("hta"):
                 out.print_json(data=r.extra["hta"])
-        if total > 1:
+        if total > 1 and not contexts:
             out.print(fleet_tables.summary_table(summary))
         if summary.ranks is not None:
             out.print(fleet_tables.rank_table(summary.ranks))
         if grown is not None:
             for line in analyze_tables.growth_lines(grown):
-                out.print(printable(line))
+                out.print(textwrap.fill(printable(line), out.rich.width, subsequent_indent="  "))
+    if summary.ranks_refused:
+        err.print(f"tracekit: {summary.ranks_refused}")
     for f in outcome.failed:
         err.print(printable(f"tracekit: error: {f.path}: {' '.join(str(f.error).split())}"))
     if outcome.interrupted:

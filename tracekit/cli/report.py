@@ -45,14 +45,16 @@ def report(
 ) -> None:
     """Explain how decode cost grows with context: per-context figures, fits, bounds, findings, plots.
 
-    The answer comes first (and is printed here): decode ms/token at the smallest and largest
-    context, what attention and the bandwidth bound explain of the difference, and whether the
-    timer and the machine could be trusted, each figure with its 95% interval [lo–hi]. Per
+    The answer comes first (and is printed here), in three lines, each figure with its 95%
+    interval [lo–hi]: what grew (decode ms/token from the smallest to the largest context, and
+    each category's change per token), why (the bandwidth bound's share of the total growth), and
+    whether to trust it (timer, machine load, noise). Per
     context: prefill time (synchronized, and the unsynchronized reading beside it), decode
     ms/token and tokens/s, attention ms/token and share, every other category, device idle share,
     profiler overhead, and the memory-bandwidth bound. Across contexts: least-squares fits of
-    ms/token = a + b·context for total, attention and the rest, predictions at 2x and 4x the
-    largest context, and where attention becomes half of a step.
+    ms/token = a + b·context for total, attention and the rest (two contexts: exact, no R²), and,
+    where the slope's interval excludes zero, tokens/s predicted at 2x the largest context and where
+    attention becomes half of a step (never past 2x the measured range or the model's maximum).
 
     Given traces instead of a run folder (a file, several, a folder, a glob: vLLM, SGLang, HF
     generate(), tracekit's own), the report is built from their steps: attention µs per decode step
@@ -122,7 +124,8 @@ def report(
     if not to_stdout:
         from tracekit.report.headline import headline
 
-        err.print(printable(headline(data).text))
+        for line in headline(data).lines:
+            err.print(printable(line))
     failures = evaluate(checks, report)
     for line in failures:
         err.print(f"tracekit: check failed: {printable(line)}")

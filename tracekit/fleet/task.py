@@ -18,8 +18,10 @@ from tracekit.analysis.attribute import Attribution, attribute
 from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_of, step_times
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable
+from tracekit.analysis.window import find_windows, merged_window
 from tracekit.errors import InputError, TraceFormatError, TracekitError
 from tracekit.trace.load import decoded_size, load_trace
+from tracekit.trace.model import Trace
 from tracekit.trace.options import ReadOptions
 
 TOP_KERNELS = 20
@@ -43,6 +45,8 @@ class TaskOptions:
     kernels: Literal["top", "all", "match"] = "top"
     explain: str | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
+    window_all: bool = False  # sum every window --window matches, not only the earliest
+    phase: str | None = None  # only this phase's work ("decode", "prefill"); None or "all": everything
     steps: bool = False  # also make the step table (``analysis.steps``)
 
 
@@ -91,19 +95,32 @@ def analyze_file(path: str, options: TaskOptions, *, source: str | None = None) 
         return Failure(path, one_line(exc))
 
 
+def _exposed(trace: Trace, att: Attribution, res: AnalysisResult, options: TaskOptions) -> float:
+    """Exposed communication within what was analyzed: each summed window, the phase's work, the window."""
+    if options.window is not None and options.window_all:
+        wins = merged_window(find_windows(trace, options.window), options.window)
+        return sum(communication_exposure(att.within(w), w.start_us, w.end_us) for w in wins)
+    if options.window is None and options.phase not in (None, "all"):
+        sel = att.in_phase(options.phase or "")
+        if not len(sel):
+            return 0.0
+        return communication_exposure(sel, float(sel.ts.min()), float(sel.end.max()))
+    sel = att.within(res.window) if options.window is not None else att
+    return communication_exposure(sel, res.window.start_us, res.window.end_us)
+
+
 def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     trace = load_trace(source, partial=options.partial, options=options.read)
     trace.path = path
     att = attribute(trace)
-    res = analyze_trace(trace, options.window, attribution=att)
-    sel = att.within(res.window) if options.window is not None else att
-    exposed = communication_exposure(sel, res.window.start_us, res.window.end_us)
-    notes: list[str] = []
+    res = analyze_trace(trace, options.window, attribution=att, window_all=options.window_all, phase=options.phase)
+    exposed = _exposed(trace, att, res, options)
+    notes: list[str] = [f"{path}: {n}" for n in res.notes]
     if options.hta:
         from tracekit.analysis.hta_bridge import hta_summary
 
-        res.extra["hta"], notes = hta_summary(Path(source), trace)  # HTA reads the file itself
-        notes = [n.replace(source, path) for n in notes]
+        res.extra["hta"], hta_notes = hta_summary(Path(source), trace)  # HTA reads the file itself
+        notes += [n.replace(source, path) for n in hta_notes]
     if options.kernels == "match" and options.explain is not None:
         pattern = re.compile(options.explain)
         kernels = [k for k in res.kernels if pattern.search(k.name)]
@@ -113,7 +130,7 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         kernels = res.kernels[:TOP_KERNELS]
     rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
-    steps = _steps(res, sel, source, options.read) if options.steps else None
+    steps = _steps(res, _selection(att, res, options), source, options.read) if options.steps else None
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
@@ -123,6 +140,15 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         notes=notes,
         steps=steps,
     )
+
+
+def _selection(att: Attribution, res: AnalysisResult, options: TaskOptions) -> Attribution:
+    """The items the result was made of: the window's, the phase's, or all of them."""
+    if options.window is not None and not options.window_all:
+        return att.within(res.window)
+    if options.window is None and options.phase not in (None, "all"):
+        return att.in_phase(options.phase or "")
+    return att
 
 
 def _steps(res: AnalysisResult, att: Attribution, source: str, read: ReadOptions) -> StepTable:

@@ -8,14 +8,17 @@ import csv
 import io
 import json
 import re
-from typing import TYPE_CHECKING, Any
+import textwrap
+from typing import TYPE_CHECKING, Any, Literal
 
 from tracekit.analysis.breakdown import merge_phases
+from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
 from tracekit.analysis.rules import RULE_INDEX
 from tracekit.sanitize import cell, finite, printable
 
 if TYPE_CHECKING:  # rich loads only when a table is drawn
+    from rich.console import RenderableType
     from rich.table import Table
 
     from tracekit.analysis.growth import Growth
@@ -35,10 +38,18 @@ def phase_categories(results: list[AnalysisResult], by: str) -> list[str]:
 
 
 def rows(
-    r: AnalysisResult, by: str, categories: list[str] | None = None, steps: StepTable | None = None
+    r: AnalysisResult,
+    by: str,
+    categories: list[str] | None = None,
+    steps: StepTable | None = None,
+    *,
+    wide: bool = True,
+    top: int | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one result grouped ``by`` category, phase, step or kernel. Phase and step
-    rows have one column per category in ``categories`` (default: the result's own)."""
+    rows have one column per category in ``categories`` (default: the result's own). Kernels are
+    named in full when ``wide``, else by their identity (``kernel_id.identity``: the function,
+    without template arguments); ``top`` keeps the first rows (longest kernels first)."""
     if by == "category":
         total = r.total_us or 1.0
         body = [
@@ -48,8 +59,10 @@ def rows(
         ]
         return ["category", "time_us", "count", "percent"], body
     if by == "kernel":
+        kernels = r.kernels if top is None else r.kernels[:top]
         return ["kernel", "category", "rule", "count", "time_us"], [
-            [k.name, k.category, k.rule, str(k.count), f"{k.time_us:.1f}"] for k in r.kernels
+            [k.name if wide else identity(k.name), k.category, k.rule, str(k.count), f"{k.time_us:.1f}"]
+            for k in kernels
         ]
     phases = _phases(r, by)
     cats = categories if categories is not None else phase_categories([r], by)
@@ -92,14 +105,16 @@ def _step_rows(phases: list[PhaseResult], steps: StepTable, cats: list[str]) -> 
     return head, body
 
 
-def to_csv(results: list[AnalysisResult], by: str, steps: list[StepTable | None] | None = None) -> str:
+def to_csv(
+    results: list[AnalysisResult], by: str, steps: list[StepTable | None] | None = None, *, top: int | None = None
+) -> str:
     """One CSV for all results, a ``trace`` column first; phase and step columns are the union of
     every result's categories, so the columns line up whatever each trace holds."""
     cats = phase_categories(results, by) if by in ("phase", "step") else None
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv.writer(buf, lineterminator="\n")
     for i, r in enumerate(results):
-        head, body = rows(r, by, cats, steps[i] if steps else None)
+        head, body = rows(r, by, cats, steps[i] if steps else None, top=top)
         if i == 0:
             w.writerow(["trace", *map(cell, head)])
         for row in body:
@@ -113,6 +128,8 @@ def to_json(
     by: str = "category",
     steps: list[StepTable | None] | None = None,
     growth: Growth | None = None,
+    *,
+    top: int | None = None,
 ) -> str:
     """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows, ``--by
     step`` each trace's ``steps`` and the ``growth`` fits over all of them."""
@@ -132,7 +149,7 @@ def to_json(
                     "count": k.count,
                     "time_us": round(k.time_us, 3),
                 }
-                for k in r.kernels
+                for k in (r.kernels if top is None else r.kernels[:top])
             ]
         traces.append(doc)
     doc = {"schema": SCHEMA, "traces": traces}
@@ -169,23 +186,109 @@ def notes(r: AnalysisResult) -> list[str]:
     return out
 
 
-def table(r: AnalysisResult, by: str, steps: StepTable | None = None) -> Table:
+# Columns that hold names: they take what width is left, shortened with an ellipsis; every other
+# column holds numbers, which never wrap.
+_NAME_COLUMNS = ("category", "kernel", "phase", "rule")
+
+
+_QUALIFIER = re.compile(r"(?:\(anonymous namespace\)|[A-Za-z_][A-Za-z0-9_]*)::")
+
+
+def compact(name: str, room: int | None) -> str:
+    """A kernel's short name for a column ``room`` wide: its identity as is when it fits, else
+    without namespace qualifiers (``elementwise_kernel<gpu_kernel_impl_nocast<direct_copy_kernel_cuda>>``),
+    where what tells kernels apart sits at the end."""
+    if room is None or len(name) <= room:
+        return name
+    return _QUALIFIER.sub("", name) or name
+
+
+# Columns that name the row: repeated in each part of a table split to fit the width.
+_KEY_COLUMNS = ("kernel", "category", "phase", "step", "context_tokens")
+
+
+def _wrapped(text: str, width: int | None) -> str:
+    """``text`` broken at spaces to fit ``width`` (a line per note kept)."""
+    if width is None:
+        return text
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _parts(head: list[str], natural: list[int], width: int | None, keys: int) -> list[list[int]]:
+    """Column indices of each part: the ``keys`` first columns in every part, the others in turn
+    while they fit ``width`` (each column costs its text, a space either side and a border)."""
+    if width is None:
+        return [list(range(len(head)))]
+    base = sum(natural[:keys]) + 3 * keys + 1
+    parts: list[list[int]] = []
+    current: list[int] = []
+    used = base
+    for i in range(keys, len(head)):
+        cost = natural[i] + 3
+        if current and used + cost > width:
+            parts.append(current)
+            current, used = [], base
+        current.append(i)
+        used += cost
+    parts.append(current)
+    return [list(range(keys)) + p for p in parts]
+
+
+def table(
+    r: AnalysisResult,
+    by: str,
+    steps: StepTable | None = None,
+    *,
+    wide: bool = False,
+    top: int | None = None,
+    width: int | None = None,
+) -> RenderableType:
+    """The rows as rich tables that fit ``width`` columns: kernels by their short identity (the
+    full name with ``wide``: it then folds over lines), numbers kept whole on one line; the first
+    column takes what the others leave and shortens its names with an ellipsis; columns that do
+    not fit go to a further table that repeats the columns naming the row."""
+    from rich.console import Group
     from rich.table import Table
 
     # The step table's own columns say attention and the rest; per-category columns stay in CSV and JSON.
-    head, body = rows(r, by, [] if by == "step" and steps is not None else None, steps)
-    busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
-    t = Table(
-        title=f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
-        f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms",
-        caption="\n".join(map(printable, notes(r) + (steps.notes if steps is not None else []))) or None,
-        caption_justify="left",
+    head, body = rows(r, by, [] if by == "step" and steps is not None else None, steps, wide=wide, top=top)
+    shown = (
+        f" (top {len(body)} of {len(r.kernels)})" if by == "kernel" and top is not None and top < len(r.kernels) else ""
     )
-    for h in head:
-        t.add_column(h, overflow="fold", justify="left" if h in ("category", "kernel", "phase", "rule") else "right")
-    for row in body:
-        t.add_row(*map(printable, row))
-    return t
+    busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
+    title = (
+        f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
+        f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms{shown}"
+    )
+    caption = "\n".join(map(printable, notes(r) + (steps.notes if steps is not None else [])))
+    cells = [[printable(c) for c in row] for row in body]
+    natural = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(head)]
+    keys = 1 if by in ("kernel", "category") else sum(1 for h in head if h in _KEY_COLUMNS)
+    parts = _parts(head, natural, None if head[0] == "kernel" else width, keys)
+    out: list[RenderableType] = [_wrapped(title, width)]
+    for cols in parts:
+        t = Table()
+        rest = sum(natural[i] + 3 for i in cols[1:])
+        room = None if width is None else width - rest - 4
+        if by == "kernel" and not wide:
+            cells = [[compact(row[0], room), *row[1:]] for row in cells]
+        for i in cols:
+            h = head[i]
+            if i == 0:
+                fold = wide and h == "kernel"
+                limit = None if room is None else max(len(h), room)
+                t.add_column(
+                    h, justify="left", overflow="fold" if fold else "ellipsis", no_wrap=not fold, max_width=limit
+                )
+            else:
+                justify: Literal["left", "right"] = "left" if h in _NAME_COLUMNS else "right"
+                t.add_column(h, justify=justify, no_wrap=True, min_width=natural[i])
+        for row in cells:
+            t.add_row(*(row[i] for i in cols))
+        out.append(t)
+    if caption:
+        out.append(_wrapped(caption, width))
+    return Group(*out)
 
 
 def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:

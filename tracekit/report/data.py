@@ -30,7 +30,7 @@ def build_report(
         model=m.model,
         settings=m.settings,
         contexts=contexts,
-        growth=growth(contexts),
+        growth=growth(contexts, m.model.max_context),
         bandwidth_gbps=bw,
         bandwidth_source=bw_source,
         complete=m.complete,

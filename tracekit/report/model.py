@@ -54,6 +54,8 @@ class ContextFigures:
     # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty.apply_samples``.
     decode_samples_ms: list[list[float]] = field(default_factory=list)
     attention_share_samples: list[list[float]] = field(default_factory=list)
+    # Each category's share of the profiled steps, per round (attention's is attention_share_samples).
+    category_share_samples: dict[str, list[list[float]]] = field(default_factory=dict)
     decode_reps: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
     share_reps: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
 
@@ -66,6 +68,12 @@ class Growth:
     predictions: dict[str, float] = field(default_factory=dict)
     prediction_ci95: dict[str, Interval] = field(default_factory=dict)
     attention_half_at: float | None = None
+    # How far the fits are trusted: up to this many times the largest measured context (and never
+    # past the model's maximum); predictions and the crossing beyond it are not given.
+    measured_max: int | None = None
+    extrapolation_limit: int | None = None
+    # Why a prediction or the crossing is not given ("" when it is)
+    withheld: str = ""
 
 
 @dataclass

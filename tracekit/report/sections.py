@@ -25,6 +25,13 @@ class Paragraph:
 
 
 @dataclass
+class Answer:
+    """The headline: one short line each, led by what it answers (``What grew:``)."""
+
+    lines: list[str]
+
+
+@dataclass
 class Bullets:
     items: list[Bullet]
     empty: str = "none"
@@ -41,7 +48,7 @@ class Plots:
     names: list[str]
 
 
-Block = Paragraph | Bullets | Table | Plots
+Block = Answer | Paragraph | Bullets | Table | Plots
 
 
 @dataclass
@@ -156,7 +163,7 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
     """The whole report, in order. The first section (titled ``TITLE``) is the summary."""
     h = headline(d)
     out = [
-        Section(TITLE, [Paragraph(h.text, "Answer:"), Bullets([Bullet(line) for line in summary(d)])]),
+        Section(TITLE, [Answer(h.lines), Bullets([Bullet(line) for line in summary(d)])]),
         Section("Findings", [Bullets([Bullet(f.message, f.severity, f.kind) for f in d.findings])]),
         Section("Per context (medians, 95% intervals)", [Table(list(COLUMNS), [context_row(c) for c in d.contexts])]),
     ]
@@ -177,7 +184,7 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 k,
                 f"{f.intercept:.4g}{ci(f.intercept_ci95, '{:.4g}')}",
                 f"{f.slope * 1000:.4g}{ci(f.slope_ci95, '{:.4g}', 1000.0)}",
-                f"{f.r2:.4f}",
+                "exact (2 points)" if f.exact else f"{f.r2:.4f}",
             ]
             for k, f in d.fits.items()
         ]

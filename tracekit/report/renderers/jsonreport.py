@@ -25,6 +25,7 @@ def _headline(d: ReportData) -> dict[str, Any]:
     h = headline(d)
     return {
         "text": h.text,
+        "lines": h.lines,
         "smallest_context": h.smallest_context,
         "largest_context": h.largest_context,
         **{k: None if v is None else round(v, 4) for k, v in h.figures.items()},
@@ -32,7 +33,16 @@ def _headline(d: ReportData) -> dict[str, Any]:
         "timer_honest": h.timer_honest,
         "machine_quiet": h.machine_quiet,
         "conclusive": h.conclusive,
+        "categories_added_ms_per_token": [
+            {"category": name, "added_ms_per_token": round(v, 4), "ci95": _ci(iv)} for name, v, iv in h.categories
+        ],
     }
+
+
+def _half(d: ReportData) -> int | None:
+    """Where attention becomes half a step, where the fits may say so (within the extrapolation limit)."""
+    x, limit = d.growth.attention_half_at, d.growth.extrapolation_limit
+    return None if x is None or (limit is not None and x > limit) else round(x)
 
 
 def to_json(d: ReportData) -> dict[str, Any]:
@@ -90,6 +100,8 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "slope_ms_per_1k_tokens": round(f.slope * 1000, 6),
                 "r2": round(f.r2, 6),
                 "points": f.n,
+                "exact": f.exact,
+                "slope_known": f.slope_known,
                 "slope_ci95": None if f.slope_ci95 is None else [round(x * 1000, 6) for x in f.slope_ci95],
                 "intercept_ci95": _ci(f.intercept_ci95, 6),
             }
@@ -97,7 +109,8 @@ def to_json(d: ReportData) -> dict[str, Any]:
         },
         "predictions": {k: round(v, 3) for k, v in d.growth.predictions.items()},
         "predictions_ci95": {k: _ci(v, 3) for k, v in d.growth.prediction_ci95.items()},
-        "attention_half_at_context": None if d.growth.attention_half_at is None else round(d.growth.attention_half_at),
+        "attention_half_at_context": _half(d),
+        "extrapolation_limit_context": d.growth.extrapolation_limit,
         "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in d.findings],
     }
 
