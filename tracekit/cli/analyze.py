@@ -38,7 +38,9 @@ def analyze(
     ),
     by: str = typer.Option("category", help="Group by: category, phase, step or kernel."),
     wide: bool = typer.Option(False, "--wide", help="Full kernel names in tables (default: their short identity)."),
-    top: int | None = typer.Option(None, "--top", min=1, help="Only the N longest kernels (--by kernel)."),
+    top: int | None = typer.Option(
+        None, "--top", parser=Number("--top", 1, 10**6), help="Only the N longest kernels (--by kernel)."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
     explain: str | None = typer.Option(None, help="Show which rule classified each kernel matching this regex."),
     partial: bool = typer.Option(False, help="Analyze the usable prefix of a truncated trace (with a warning)."),
