@@ -622,8 +622,8 @@ def test_ctrl_c_while_the_cluster_starts_is_one_line(tmp_path: Path) -> None:
     from tests.conftest import ROOT
 
     for name in ("a", "b"):
-        write(tmp_path / f"{name}.json", doc(events()))
-    for delay in (0.7, 3.0):  # in the imports; while the workers start
+        write(tmp_path / f"{name}.json", doc(events(20_000)))  # about 4 s in all: Ctrl-C comes before the end
+    for delay in (0.7, 2.0):  # in the imports; while the workers start
         p = subprocess.Popen(
             [sys.executable, "-m", "tracekit", "analyze", str(tmp_path), "--workers", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
@@ -633,7 +633,8 @@ def test_ctrl_c_while_the_cluster_starts_is_one_line(tmp_path: Path) -> None:
         os.killpg(p.pid, signal.SIGINT)  # as a terminal does: to every process of the group
         _, err = p.communicate(timeout=120)
         time.sleep(0.5)  # the workers' own last words, if any, would come now
-        assert p.returncode == 130 and err.splitlines() == ["tracekit: interrupted"], (delay, err)
+        lines = err.splitlines()
+        assert p.returncode == 130 and len(lines) == 1 and lines[0].startswith("tracekit: interrupted"), (delay, err)
         assert "leaked semaphore" not in err and "Traceback" not in err
 
 
