@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CPU_ONLY, V100_DDP, fixture_path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import CPU_ONLY, ROOT, V100_DDP, fixture_param, fixture_path
 
 # An exit handler writes ``marker``; an object's finalizer, run only by the interpreter's own
 # teardown, writes ``marker.teardown``: its absence shows the early exit was taken.
@@ -47,7 +45,7 @@ def _run(marker: Path, *args: str, stdout: Any = subprocess.PIPE) -> subprocess.
     )
 
 
-@pytest.mark.parametrize("name", [CPU_ONLY, V100_DDP])
+@pytest.mark.parametrize("name", [CPU_ONLY, fixture_param(V100_DDP)])
 def test_output_is_whole_and_exit_handlers_run(tmp_path: Path, name: str) -> None:
     marker = tmp_path / "marker"
     done = _run(marker, "analyze", str(fixture_path(name)), "--format", "json")
@@ -57,6 +55,7 @@ def test_output_is_whole_and_exit_handlers_run(tmp_path: Path, name: str) -> Non
     assert not Path(f"{marker}.teardown").exists(), "the early exit was not taken"
 
 
+@pytest.mark.slow  # V100_DDP is only in ../shared
 def test_output_equals_a_normal_exit(tmp_path: Path) -> None:
     """The kernel table (many lines) as printed before ``os._exit`` and as printed by a process
     that returns from ``main`` and leaves the usual way."""
@@ -118,6 +117,7 @@ def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
     assert done.returncode in (0, 2), done.stderr
 
 
+@pytest.mark.slow  # V100_DDP is only in ../shared
 def test_the_console_script_and_python_m_give_the_same_output() -> None:
     """The entry point pyproject.toml names (``tracekit.__main__:main``, which runs the command in
     one large frame) is what the installed ``tracekit`` script calls; ``python -m tracekit`` runs

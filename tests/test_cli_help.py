@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tracekit.cli import app
 
 COMMANDS = {c.name: c.callback for c in app.registered_commands}

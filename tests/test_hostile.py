@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import tracekit.trace.load as load_mod
 import tracekit.trace.parallel as parallel_mod
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.hostile import (
     BAD,
     HOSTILE_NAME,
@@ -135,6 +135,7 @@ def test_partial_salvages_the_same_events_on_every_path(tmp_path: Path, monkeypa
         assert len(set(seen.values())) == 1 and "partial=True" in seen["whole"], (name, seen)
 
 
+@pytest.mark.slow  # 60 damaged traces through every reader
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(0, 12_000), junk=st.binary(min_size=0, max_size=6), at=st.integers(0, 12_000))
 def test_fuzz_damage_anywhere_gives_one_outcome_on_every_path(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import H100, fixture_path, run_cli
+from tests.helpers import H100, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.errors import UserError
 from tracekit.perfetto.export import TRACEKIT_PID, enrich_file
