@@ -12,6 +12,7 @@ from tests.helpers import capture
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
+
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A quick real capture: builtin tiny model, two contexts, a few tokens."""

@@ -7,9 +7,9 @@ from pathlib import Path
 from tracekit.errors import UserError
 from tracekit.manifest import MANIFEST, read_manifest
 from tracekit.report import bandwidth
-from tracekit.report.figures import context_figures, growth
 from tracekit.report.findings import findings_for
 from tracekit.report.model import ReportData, ReportFacts
+from tracekit.report.run_analysis import context_figures, growth
 
 
 def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial: bool = False) -> ReportData:
