@@ -65,12 +65,16 @@ def _command(fn: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-app.command("capture")(_command(_capture.capture))
-app.command("analyze")(_command(_analyze.analyze))
-app.command("report")(_command(_report.report))
-app.command("diff")(_command(_diff.diff))
-app.command("export")(_command(_perfetto.export))
-app.command("open")(_command(_perfetto.open_cmd))
+def _docs(page: str) -> str:
+    return f"Docs: docs/{page}.md (all pages: docs/README.md)."
+
+
+app.command("capture", epilog=_docs("capture"))(_command(_capture.capture))
+app.command("analyze", epilog=_docs("analyze"))(_command(_analyze.analyze))
+app.command("report", epilog=_docs("report"))(_command(_report.report))
+app.command("diff", epilog=_docs("diff"))(_command(_diff.diff))
+app.command("export", epilog=_docs("perfetto"))(_command(_perfetto.export))
+app.command("open", epilog=_docs("perfetto"))(_command(_perfetto.open_cmd))
 
 
 def _say(line: str) -> None:
