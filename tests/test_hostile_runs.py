@@ -296,6 +296,7 @@ def test_report_json_is_strict_json(run: Path, capsys: pytest.CaptureFixture[str
     json.loads(out, parse_constant=refuse)  # no NaN, Infinity or -Infinity
 
 
+@pytest.mark.slow  # HolisticTraceAnalysis loads the whole trace into pandas
 def test_hta_failure_on_the_h100_fixture_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("hta")
     from tests.helpers import H100, fixture_path
