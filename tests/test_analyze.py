@@ -26,7 +26,7 @@ SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").rea
 
 def test_h100_window_matches_tracelens_within_0_1_percent() -> None:
     res = analyze_trace(load_trace(fixture_path(H100)), "ProfilerStep#6")
-    # Reference figures computed by TraceLens (../shared/fixtures/README.md).
+    # Reference figures computed by TraceLens (tests/data/SOURCES.md).
     assert res.window.dur_us == pytest.approx(34892.421, rel=1e-6)
     assert res.busy_us == pytest.approx(31905.0, rel=1e-3)
     assert res.idle_us == pytest.approx(2987.0, rel=1e-3)
