@@ -1,8 +1,8 @@
-"""Conformance: every foreign fixture against its reference figures (tests/data/SOURCES.md, and
-../shared/fixtures/README.md for the traces only there)
-(TraceLens, and each kernel's launching op and enclosing scopes), plus the figures issue 10 states
-for the V100 ResNet and the unlinked tails of the Qwen traces. The traces too big to commit are in
-the slow lane and come from ../shared/fixtures (tests/helpers.fixture_path)."""
+"""Conformance: every foreign fixture against independent reference figures (TraceLens, and each
+kernel's launching op and enclosing scopes; tests/data/SOURCES.md, and ../shared/fixtures/README.md
+for the traces only there), plus the figures issue 10 states for the V100 ResNet and the unlinked
+tails of the Qwen traces. The traces too big to commit are in the slow lane and come from
+../shared/fixtures (tests/helpers.fixture_path)."""
 
 from __future__ import annotations
 
