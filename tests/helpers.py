@@ -16,8 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Where a foreign trace is looked for, in order: the small traces committed with the tests, then the
-# shared fixtures folder beside the project (it also holds the bigger ones, e.g. V100_DDP).
-FIXTURE_DIRS = (ROOT / "tests" / "data" / "foreign", ROOT.parent / "shared" / "fixtures" / "foreign")
+# shared fixtures folder (it also holds the bigger ones, e.g. V100_DDP): beside the project, or where
+# TRACEKIT_FIXTURES says (a checkout whose parent has no shared/).
+FIXTURE_DIRS = (
+    ROOT / "tests" / "data" / "foreign",
+    Path(os.environ.get("TRACEKIT_FIXTURES") or ROOT.parent / "shared" / "fixtures" / "foreign"),
+)
 
 H100 = "h100-qwen1.5-0.5b-hf-sdpa.json.gz"
 MI300X = "mi300x-qwen1.5-0.5b-hf-sdpa.json.gz"
