@@ -85,8 +85,11 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "export": _perfetto.export,
     "open": _perfetto.open_cmd,
 }
+# Each command's --help ends with its page in docs/ (export and open share one).
+DOCS = {"export": "perfetto", "open": "perfetto"}
 for _name, _fn in COMMANDS.items():
-    app.command(_name)(_command(_fn))
+    _page = DOCS.get(_name, _name)
+    app.command(_name, epilog=f"Docs: docs/{_page}.md (all pages: docs/README.md).")(_command(_fn))
 
 
 def _say(line: str) -> None:
