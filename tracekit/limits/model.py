@@ -56,9 +56,18 @@ class ModelShape:
     source: Mapping[str, str]  # fact -> where it came from ('config.json', 'preset', 'trace shapes', 'manifest')
     name: str = ""
     dtype: str = "bf16"  # the dtype attention and GEMMs compute in (its peak FLOP/s is the roof)
+    tied_embeddings: bool = False
 
     def weight_bytes(self) -> float:
         return self.params * self.weight_bits / 8
+
+    def gemm_params(self) -> int:
+        """The weights a decode step reads: all but the embedding table, which is a lookup of one
+        row a token (tied embeddings are read once, as the output head)."""
+        return self.params if self.tied_embeddings else max(0, self.params - self.vocab * self.hidden)
+
+    def step_weight_bytes(self) -> float:
+        return self.gemm_params() * self.weight_bits / 8
 
     def kv_bytes_per_token(self) -> float:
         """Bytes one token of context adds to the cache: K and V, every layer."""
@@ -245,6 +254,7 @@ def from_config(path: str | Path) -> ModelShape:
         source=MappingProxyType(source),
         name=str(raw.get("_name_or_path") or (raw.get("architectures") or [""])[0] or p.parent.name),
         dtype=dtype,
+        tied_embeddings=tied,
     )
 
 
