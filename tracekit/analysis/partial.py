@@ -19,6 +19,7 @@ from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable
 from tracekit.errors import TraceFormatError, TracekitError
+from tracekit.limits.trace_facts import TraceFacts
 from tracekit.trace.load import load_trace
 
 TOP_KERNELS = 20
@@ -36,6 +37,7 @@ class TaskOptions:
     kernels: Literal["top", "all", "match"] = "top"
     explain: str | None = None
     steps: bool = False  # also make the step table (``analysis.steps``)
+    limits: bool = False  # also read what the trace says of the limits (``limits.trace_facts``)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class TracePartial:
     step_us: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # from the HTA bridge
     steps: StepTable | None = None  # with ``TaskOptions.steps``: columns, a few numbers a step
+    facts: TraceFacts | None = None  # with ``TaskOptions.limits``: device name, shapes, kernels' work
 
     @property
     def communication_us(self) -> float:
@@ -107,6 +110,12 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
     steps = _steps(res, sel, source) if options.steps else None
+    facts = None
+    if options.limits:
+        from tracekit.limits.trace_facts import trace_facts
+        from tracekit.trace.load import read_text
+
+        facts = trace_facts(sel, res, lambda: read_text(source))
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
@@ -115,6 +124,7 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         step_us=step_times(res),
         notes=notes,
         steps=steps,
+        facts=facts,
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Literal
 
 import typer
 
 from tracekit.cli.common import check_choice
 from tracekit.errors import UserError
+from tracekit.limits.flags import LimitFlags
 
 
 def analyze(
@@ -40,6 +42,18 @@ def analyze(
     ),
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="With --by step/kernel: the device whose peaks to compare with (see 'tracekit devices')."
+    ),
+    peak_bandwidth: float | None = typer.Option(
+        None, "--peak-bandwidth", help="With --by step/kernel: device memory bandwidth in GB/s (a device the table lacks)."
+    ),
+    peak_flops: float | None = typer.Option(
+        None, "--peak-flops", help="With --by step/kernel: device dense peak TFLOP/s, every dtype."
+    ),
+    model_config: Path | None = typer.Option(
+        None, "--model-config", help="With --by step/kernel: a local Hugging Face config.json for the model facts."
     ),
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
@@ -96,10 +110,18 @@ def analyze(
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
-    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, steps=by == "step")
+    limits = by in ("step", "kernel")
+    flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
+    if limits:
+        flags.check()  # a bad --device or config.json fails before any trace is read
+    elif flags.given():
+        raise UserError("--device, --peak-bandwidth, --peak-flops and --model-config go with --by step or --by kernel")
+    options = TaskOptions(
+        window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, steps=by == "step", limits=limits
+    )
     with progress(len(paths)) as listener:
         outcome = run(paths, options, plan, listener)
-    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, at_kv=at_kv)
+    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, at_kv=at_kv, flags=flags if limits else None)
     if code:
         raise typer.Exit(code)
 

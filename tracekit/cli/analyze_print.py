@@ -13,6 +13,7 @@ import re
 from tracekit.analysis.merge import summarize
 from tracekit.cli.common import err, out
 from tracekit.fleet.run import Outcome
+from tracekit.limits.flags import LimitFlags
 from tracekit.report import fleet, tables
 from tracekit.sanitize import printable
 
@@ -20,10 +21,32 @@ INTERRUPTED = 130
 
 
 def emit(
-    outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern[str] | None, at_kv: int | None = None
+    outcome: Outcome,
+    total: int,
+    *,
+    fmt: str,
+    by: str,
+    explain: re.Pattern[str] | None,
+    at_kv: int | None = None,
+    flags: LimitFlags | None = None,
 ) -> int:
     """Print ``outcome`` (of ``total`` traces); return the exit code: 130 interrupted, 2 some failed."""
     summary = summarize(outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled)
+    view = None
+    if flags is not None and outcome.partials:
+        from tracekit.limits.steps import resolve
+
+        facts = [p.facts for p in outcome.partials]
+        limits = resolve(
+            facts,
+            device=flags.device,
+            peak_bandwidth=flags.peak_bandwidth,
+            peak_flops=flags.peak_flops,
+            model_config=flags.model_config,
+        )
+        view = tables.LimitView(limits, facts)
+        for line in limits.notes:
+            err.print(f"tracekit: note: {printable(line)}")
     steps = [p.steps for p in outcome.partials] if by == "step" else None
     grown = None
     if steps is not None:
@@ -45,15 +68,15 @@ def emit(
             else:
                 out.print(shown)
     elif results and fmt == "json":
-        print(tables.to_json(results, summary.to_json(), by, steps, grown))
+        print(tables.to_json(results, summary.to_json(), by, steps, grown, view))
     elif results and fmt == "csv":
-        print(tables.to_csv(results, by, steps), end="")
+        print(tables.to_csv(results, by, steps, view), end="")
         if grown is not None:
             for line in tables.growth_lines(grown):
                 err.print(f"tracekit: {printable(line)}")
     elif results:
         for i, r in enumerate(results):
-            out.print(tables.table(r, by, steps[i] if steps else None))
+            out.print(tables.table(r, by, steps[i] if steps else None, view, i))
             if r.extra.get("hta"):
                 out.print_json(data=r.extra["hta"])
         if total > 1:
