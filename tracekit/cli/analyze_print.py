@@ -47,6 +47,10 @@ def emit(
         view = tables.LimitView(limits, facts)
         for line in limits.notes:
             err.print(f"tracekit: note: {printable(line)}")
+        for i, p in enumerate(outcome.partials):
+            if p.steps is not None:  # the truth check: a figure above the device's peak
+                for line in view.steps(i, p.result, p.steps)[1]:
+                    err.print(f"tracekit: finding: {printable(p.result.path)}: {printable(line)}")
     steps = [p.steps for p in outcome.partials] if by == "step" else None
     grown = None
     if steps is not None:

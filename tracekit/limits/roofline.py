@@ -205,6 +205,7 @@ class Achieved:
             f"{prefix}intensity": r(self.intensity, 4),
             f"{prefix}peak_share": r(self.peak_share, 4),
             f"{prefix}bound": self.bound,
+            f"{prefix}above_peak": self.impossible,
         }
 
 

@@ -28,7 +28,7 @@ from tracekit.limits.roofline import (
 )
 from tracekit.limits.trace_facts import KernelWork, TraceFacts, shape_from_facts
 
-FIELDS = ("bytes", "flops", "achieved_tb_s", "achieved_tflops", "intensity", "peak_share", "bound")
+FIELDS = ("bytes", "flops", "achieved_tb_s", "achieved_tflops", "intensity", "peak_share", "bound", "above_peak")
 
 
 @dataclass

@@ -94,7 +94,8 @@ def rows(
             head += ["achieved_tb_s", "achieved_tflops", "peak_share_pct", "bound"]
             for k, row in zip(r.kernels, body):
                 f = view.kernel(index, k.name)
-                row += [_g(f["achieved_tb_s"]), _g(f["achieved_tflops"]), _pct(f["peak_share"]), f["bound"] or ""]
+                share = "above peak" if f["above_peak"] else _pct(f["peak_share"])
+                row += [_g(f["achieved_tb_s"]), _g(f["achieved_tflops"]), share, f["bound"] or ""]
         return head, body
     phases = _phases(r, by)
     cats = categories if categories is not None else phase_categories([r], by)
@@ -144,10 +145,10 @@ def _step_rows(
             x = extra[j]
             body[-1] += [
                 _g(x["attention_achieved_tb_s"]),
-                _pct(x["attention_peak_share"]),
+                "above peak" if x["attention_above_peak"] else _pct(x["attention_peak_share"]),
                 x["attention_bound"] or "",
                 _g(x["step_achieved_tb_s"]),
-                _pct(x["step_peak_share"]),
+                "above peak" if x["step_above_peak"] else _pct(x["step_peak_share"]),
             ]
     return head, body
 
@@ -263,7 +264,8 @@ def table(
 
 
 def _limit_caption(view: LimitView | None, index: int, r: AnalysisResult, steps: StepTable | None) -> list[str]:
-    """The roof, the model facts' sources and any above-peak finding, under a step or kernel table."""
+    """The roof and the model facts' sources, under a step or kernel table (above-peak findings go
+    to stderr, in every format)."""
     if view is None:
         return []
     lim = view.limits
@@ -276,8 +278,6 @@ def _limit_caption(view: LimitView | None, index: int, r: AnalysisResult, steps:
             f"model: {s.layers} layers, {s.heads}/{s.kv_heads} heads/KV heads, head dim {s.head_dim}, "
             f"{s.kv_bits:g}-bit KV ({s.source.get('layers', '?')})"
         )
-    if steps is not None:
-        out += [f"finding: {line}" for line in view.steps(index, r, steps)[1]]
     return out
 
 
