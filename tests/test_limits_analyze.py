@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tracekit.analysis.partial import TaskOptions, TracePartial, analyze_file
+from tracekit.fleet.task import TaskOptions, TracePartial, analyze_file
 from tracekit.limits.devices import find_device
 from tracekit.limits.model import from_config
 from tracekit.limits.roofline import attention_work, qk_pairs

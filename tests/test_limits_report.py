@@ -17,7 +17,7 @@ from tests.conftest import ROOT, run_cli
 from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
 from tracekit.report.renderers import write_report
-from tracekit.report.renderers.json import to_json
+from tracekit.report.renderers.jsonreport import to_json
 
 QWEN3_8B = ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json"
 
