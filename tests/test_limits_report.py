@@ -126,3 +126,26 @@ def test_roofline_in_the_html_report_seen_in_chromium(small_run: Path, tmp_path:
     )
     assert [ln for ln in dom.stderr.splitlines() if ":CONSOLE" in ln] == []
     assert 'id="plot-roofline"' in dom.stdout
+
+
+def test_analyze_by_step_on_an_own_trace_takes_the_runs_manifest(small_run: Path) -> None:
+    """A trace of a tracekit run, analyzed alone: the model facts and the measured bandwidth come
+    from its run's manifest; each decode step's attention bytes from its annotation's context."""
+    m = read_manifest(small_run)
+    trace = small_run / str(m.contexts[-1].trace)
+    done = run_cli("analyze", str(trace), "--by", "step", "--format", "json", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["model_facts"]["facts"]["kv_heads"]["source"] == "manifest"
+    assert "measured during capture" in doc["device"]["source"]
+    model = m.model
+    elem = model.dtype_bytes or 4
+    per_token = 2 * model.layers * model.kv_heads * model.head_dim * elem  # type: ignore[operator]
+    q_and_o = 2 * model.heads * model.head_dim * elem * model.layers  # type: ignore[operator]
+    decode = [s for s in doc["traces"][0]["steps"] if s["phase"] == "decode"]
+    assert decode
+    for s in decode:
+        assert s["attention_bytes"] == per_token * s["kv_tokens"] + q_and_o
+        if s["attention_us"] > 0:
+            assert s["attention_achieved_tb_s"] == pytest.approx(s["attention_bytes"] / s["attention_us"] / 1e6, rel=1e-4)
+        assert s["step_achieved_tb_s"] is not None and s["step_achieved_tb_s"] > 0

@@ -43,6 +43,7 @@ def emit(
             peak_bandwidth=flags.peak_bandwidth,
             peak_flops=flags.peak_flops,
             model_config=flags.model_config,
+            paths=[p.result.path for p in outcome.partials],
         )
         view = analyze_tables.LimitView(limits, facts)
         for line in limits.notes:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit.analysis.result import PhaseResult
-from tracekit.limits.model import ModelShape, from_config
+from tracekit.limits.model import ModelShape, from_config, from_manifest
 from tracekit.limits.roofline import (
     Achieved,
     Roof,
@@ -27,8 +27,19 @@ from tracekit.limits.roofline import (
     impossible_message,
 )
 from tracekit.limits.trace_facts import KernelWork, TraceFacts, shape_from_facts
+from tracekit.manifest import Manifest
 
-FIELDS = ("bytes", "flops", "achieved_tb_s", "achieved_tflops", "intensity", "peak_share", "bound", "above_peak")
+FIELDS = (
+    "bytes",
+    "flops",
+    "achieved_tb_s",
+    "achieved_tflops",
+    "intensity",
+    "peak_share",
+    "bound",
+    "above_peak",
+    "above_measured",
+)
 
 
 @dataclass
@@ -50,6 +61,24 @@ class Limits:
         return {"device": device, "model_facts": None if self.shape is None else self.shape.to_json()}
 
 
+def own_run(paths: list[str]) -> Manifest | None:
+    """The manifest of the tracekit run the first trace belongs to (its folder's), if it is one."""
+    from tracekit.errors import UserError
+    from tracekit.manifest import MANIFEST, read_manifest
+
+    if not paths:
+        return None
+    folder = Path(paths[0]).parent
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        m = read_manifest(folder)
+    except UserError:
+        return None
+    names = {c.trace for c in m.contexts} | {c.enriched_trace for c in m.contexts}
+    return m if Path(paths[0]).name in names else None
+
+
 def resolve(
     facts: list[TraceFacts | None],
     *,
@@ -57,28 +86,48 @@ def resolve(
     peak_bandwidth: float | None = None,
     peak_flops: float | None = None,
     model_config: Path | None = None,
+    paths: list[str] | None = None,
 ) -> Limits:
-    """The roof and model facts for these traces: flags first, then the first trace that names a
-    device and the first whose shapes give the model."""
+    """The roof and model facts for these traces: flags first; then, for traces of a tracekit run,
+    its manifest (model facts, the device, the bandwidth capture measured); then the first trace
+    that names a device and the first whose shapes give the model."""
     names = sorted({f.device_name for f in facts if f is not None and f.device_name})
+    run = own_run(paths or [])
+    if run is not None and run.device.name and run.device.kind == "cuda":
+        names = names or [run.device.name]
     trace_device = names[0] if names else ""
+    measured = (
+        run.device.measured_bandwidth_gbps
+        if run is not None and (run.device.measured_bandwidth_gbps or 0) > 0
+        else None
+    )
     roof, source = choose_roof(
-        trace_device=trace_device, device=device, peak_bandwidth_gbps=peak_bandwidth, peak_tflops=peak_flops
+        trace_device=trace_device,
+        device=device,
+        peak_bandwidth_gbps=peak_bandwidth,
+        peak_tflops=peak_flops,
+        measured_gbps=measured,
     )
     out = Limits(roof=roof, roof_source=source)
+    if model_config is None and run is not None:
+        out.shape = from_manifest(run.model)
     if len(names) > 1 and device is None:
-        out.notes.append(f"the traces ran on {len(names)} devices ({', '.join(names)}): all are compared with {trace_device}'s peaks; pass --device")
+        out.notes.append(
+            f"the traces ran on {len(names)} devices ({', '.join(names)}): all are compared with {trace_device}'s peaks; pass --device"
+        )
     if roof is None:
         out.notes.append(f"no peaks to compare with: {source}")
     if model_config is not None:
         out.shape = from_config(model_config)
-    else:
+    elif out.shape is None:
         for f in facts:
             shape = shape_from_facts(f) if f is not None else None
             if shape is not None:
                 out.shape = shape
                 if not f or not f.step_weight_bytes:
-                    out.notes.append("the trace's shapes show no GEMM weights: step bytes leave the weights out; pass --model-config")
+                    out.notes.append(
+                        "the trace's shapes show no GEMM weights: step bytes leave the weights out; pass --model-config"
+                    )
                 break
         else:
             out.notes.append(
@@ -105,7 +154,9 @@ def _fields(prefix: str, a: Achieved | None) -> dict[str, Any]:
     return _blank(prefix) if a is None else a.to_json(prefix)
 
 
-def step_fields(rows: list[dict[str, Any]], phases: list[PhaseResult], limits: Limits) -> tuple[list[dict[str, Any]], list[str]]:
+def step_fields(
+    rows: list[dict[str, Any]], phases: list[PhaseResult], limits: Limits
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Each step row's limit fields (``attention_*``, ``gemm_*``, ``step_*``, ``step_achieved_tb_s``),
     and the truth check's lines for figures above the device's peak."""
     out: list[dict[str, Any]] = []
@@ -125,7 +176,7 @@ def step_fields(rows: list[dict[str, Any]], phases: list[PhaseResult], limits: L
             gemm = achieved(gw, gemm_us / 1e6, roof, dtype) if gw.bytes > 0 else None
             step = achieved(aw + gw, p.busy_us / 1e6, roof, dtype)
             for what, a in (("attention", att), ("the weight GEMMs", gemm), ("the step", step)):
-                if a is not None and a.impossible and roof is not None:
+                if a is not None and a.above_roof and roof is not None:
                     problems.append(f"step {row.get('step')}: " + impossible_message(what, a, roof))
         extra.update(_fields("attention_", att))
         extra.update(_fields("gemm_", gemm))

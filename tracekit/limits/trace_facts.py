@@ -262,7 +262,9 @@ def _model_facts(
             break
 
 
-def _kernel_work(facts: TraceFacts, att: Attribution, marked: Any, work: dict[int, tuple[float, float, str, str]]) -> None:
+def _kernel_work(
+    facts: TraceFacts, att: Attribution, marked: Any, work: dict[int, tuple[float, float, str, str]]
+) -> None:
     if not work or not len(att):
         return
     trace = att.trace

@@ -57,6 +57,15 @@ def _g(x: Any, fmt: str = "{:.3g}") -> str:
 
 def _pct(x: Any) -> str:
     return "" if x is None else f"{100 * x:.1f}"
+
+
+def _share_cell(fields: dict[str, Any], prefix: str) -> str:
+    """A share of the roof: 'above peak' where that is impossible, never a number above 100."""
+    if fields[f"{prefix}above_peak"]:
+        return "above peak"
+    if fields[f"{prefix}above_measured"]:
+        return f"{_pct(fields[f'{prefix}peak_share'])} (of a measured floor)"
+    return _pct(fields[f"{prefix}peak_share"])
 FORMATS = ("table", "json", "csv")
 
 
@@ -94,7 +103,7 @@ def rows(
             head += ["achieved_tb_s", "achieved_tflops", "peak_share_pct", "bound"]
             for k, row in zip(r.kernels, body):
                 f = view.kernel(index, k.name)
-                share = "above peak" if f["above_peak"] else _pct(f["peak_share"])
+                share = _share_cell(f, "")
                 row += [_g(f["achieved_tb_s"]), _g(f["achieved_tflops"]), share, f["bound"] or ""]
         return head, body
     phases = _phases(r, by)
@@ -145,10 +154,10 @@ def _step_rows(
             x = extra[j]
             body[-1] += [
                 _g(x["attention_achieved_tb_s"]),
-                "above peak" if x["attention_above_peak"] else _pct(x["attention_peak_share"]),
+                _share_cell(x, "attention_"),
                 x["attention_bound"] or "",
                 _g(x["step_achieved_tb_s"]),
-                "above peak" if x["step_above_peak"] else _pct(x["step_peak_share"]),
+                _share_cell(x, "step_"),
             ]
     return head, body
 
