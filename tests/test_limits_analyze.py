@@ -185,3 +185,20 @@ def test_pairs_and_sliding_windows_by_hand() -> None:
     assert w.bytes == per_layer_token * (18 * 4000 + 18 * 4 * 128) + 2 * 4 * 32 * 128 * 2 * 36
     assert cfg["num_hidden_layers"] == 36
     assert find_device("mi300x").peak_tflops["bf16"] == 1307.4
+
+
+def test_an_unnamed_rocm_device_is_told_by_its_properties() -> None:
+    """vLLM's MI300X traces leave deviceProperties.name empty: gfx 9.4, 304 CUs and 192 GiB name it."""
+    from tracekit.limits.devices import device_from_props
+
+    mi300x = device_from_props(9, 4, 304, 206_141_652_992)
+    assert mi300x is not None and mi300x.key == "mi300x"
+    assert device_from_props(9, 4, 304, 8 * 2**30) is None  # no such MI300
+    doc = _analyze(str(MIXED), "--by", "step")
+    assert doc["device"]["key"] == "mi300x" and "deviceProperties" in doc["device"]["source"]
+    facts = doc["model_facts"]["facts"]
+    # gpt-oss: 24 layers, 64 heads, 8 KV heads, head dim 64, hidden 2880 (its config.json)
+    got = tuple(facts[k]["value"] for k in ("layers", "heads", "kv_heads", "head_dim", "hidden"))
+    assert got == (24, 64, 8, 64, 2880)
+    (step,) = doc["traces"][0]["steps"]
+    assert step["attention_peak_share"] is not None and not step["attention_above_peak"]

@@ -74,6 +74,8 @@ def analyze(
       tracekit analyze trace.json.gz --explain 'flash|attn'
       tracekit analyze traces/job-42/ --window ProfilerStep#6
       tracekit analyze 'sweeps/**/*.json.gz' --scheduler tcp://head:8786 --format json
+      tracekit analyze sglang-decode.json.gz --by step --model-config Qwen3-8B/config.json
+      tracekit analyze h100-trace.json.gz --by kernel --device h100-sxm
     """
     _one_blas_thread()
     from tracekit.cli.analyze_print import emit

@@ -62,6 +62,7 @@ def report(
     Examples:
       tracekit report traces/RUN --format html --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
+      tracekit report traces/RUN --device jetson-orin-agx --model-config Llama-3-8B/config.json
     """
     from tracekit.fsutil import claim_output
     from tracekit.manifest import report_file

@@ -91,7 +91,9 @@ def resolve(
     """The roof and model facts for these traces: flags first; then, for traces of a tracekit run,
     its manifest (model facts, the device, the bandwidth capture measured); then the first trace
     that names a device and the first whose shapes give the model."""
-    names = sorted({f.device_name for f in facts if f is not None and f.device_name})
+    flags_device = device
+    names = sorted({f.device_name for f in facts if f is not None and f.device_name.strip()})
+    keys = sorted({f.device_key for f in facts if f is not None and f.device_key})
     run = own_run(paths or [])
     if run is not None and run.device.name and run.device.kind == "cuda":
         names = names or [run.device.name]
@@ -101,6 +103,8 @@ def resolve(
         if run is not None and (run.device.measured_bandwidth_gbps or 0) > 0
         else None
     )
+    if device is None and not trace_device and len(keys) == 1:
+        device = keys[0]  # named by its properties: the source says how
     roof, source = choose_roof(
         trace_device=trace_device,
         device=device,
@@ -108,6 +112,8 @@ def resolve(
         peak_tflops=peak_flops,
         measured_gbps=measured,
     )
+    if roof is not None and device is not None and flags_device is None:
+        source = f"{roof.name} (the trace's deviceProperties: compute capability, SM/CU count and memory): {roof.source}"
     out = Limits(roof=roof, roof_source=source)
     if model_config is None and run is not None:
         out.shape = from_manifest(run.model)

@@ -71,6 +71,37 @@ class _Doc(msgspec.Struct, gc=False):
     traceEvents: list[_Event] = msgspec.field(default_factory=list)  # noqa: N815 (the file's key)
 
 
+class _Props(msgspec.Struct, gc=False):
+    name: Any = ""
+    totalGlobalMem: Any = 0  # noqa: N815 (the file's keys)
+    computeMajor: Any = -1  # noqa: N815
+    computeMinor: Any = -1  # noqa: N815
+    numSms: Any = 0  # noqa: N815
+
+
+class _PropsDoc(msgspec.Struct, gc=False):
+    deviceProperties: Any = None  # noqa: N815
+
+
+def _unnamed_device(data: bytes) -> str:
+    """The table key of a device a trace describes without a name (compute capability, SMs or
+    CUs, memory), or ""."""
+    from tracekit.limits.devices import device_from_props
+
+    try:
+        props = msgspec.json.decode(data, type=_PropsDoc).deviceProperties if data.lstrip()[:1] == b"{" else None
+        first = msgspec.convert(props[0], _Props) if isinstance(props, list) and props else None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+    if first is None:
+        return ""
+    values = (first.computeMajor, first.computeMinor, first.numSms, first.totalGlobalMem)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return ""
+    dev = device_from_props(*values)
+    return "" if dev is None else dev.key
+
+
 @dataclass
 class KernelWork:
     """Summed over a kernel's instances that had an operator with shapes above them."""
@@ -88,6 +119,7 @@ class TraceFacts:
     """The limits-related facts of one trace (small: a few numbers and one row per kernel name)."""
 
     device_name: str = ""
+    device_key: str = ""  # the table's device for an unnamed deviceProperties entry
     heads: int | None = None
     kv_heads: int | None = None
     head_dim: int | None = None
@@ -160,6 +192,15 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
     GEMM or attention operator this module reads."""
     trace = att.trace
     facts = TraceFacts(device_name=trace.device_names[0] if trace.device_names else "")
+    read: list[bytes] = []
+
+    def once() -> bytes:
+        if not read:
+            read.append(text())
+        return read[0]
+
+    if not facts.device_name.strip() and trace.kind == "gpu":
+        facts.device_key = _unnamed_device(once())
     kinds: dict[int, str] = {}
     for code, s in enumerate(trace.strings):
         if _GEMM.match(s):
@@ -171,7 +212,7 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
     marked = np.isin(trace.spans.name, list(kinds))
     if not marked.any():
         return facts
-    data = text()
+    data = once()
     try:
         events = (
             msgspec.json.decode(data, type=list[_Event])
@@ -202,7 +243,7 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
     # Work and dtype of each marked operator with usable shapes.
     work: dict[int, tuple[float, float, str, str]] = {}
     att_ops: list[tuple[float, int, tuple[int, int, int], str | None]] = []
-    gemm_ops: list[tuple[float, float, str | None]] = []  # (ts, weight elements, dtype)
+    gemm_ops: list[tuple[float, float, str | None, int]] = []  # (ts, weight elements, dtype, K)
     for span in ops.tolist():
         a = args(span)
         if a is None:
@@ -217,7 +258,7 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
             b, m, n, k = g
             work[span] = (b * (m * k + k * n + m * n) * elem, 2.0 * b * m * n * k, dtype or "", "gemm")
             if not nested[span]:
-                gemm_ops.append((float(trace.spans.ts[span]), float(k * n * b), dtype))
+                gemm_ops.append((float(trace.spans.ts[span]), float(k * n * b), dtype, k))
         else:
             heads = attention_shape(name, a.dims)
             if heads is None or nested[span]:
@@ -232,7 +273,7 @@ def _model_facts(
     facts: TraceFacts,
     result: AnalysisResult,
     att_ops: list[tuple[float, int, tuple[int, int, int], str | None]],
-    gemm_ops: list[tuple[float, float, str | None]],
+    gemm_ops: list[tuple[float, float, str | None, int]],
     trace: Any,
     strings: list[str],
 ) -> None:
@@ -246,15 +287,19 @@ def _model_facts(
         facts.sources.update(heads=src, kv_heads=src, head_dim=src)
         if dtype:
             facts.sources["dtype"] = f"trace shapes ({op} Input type)"
-        facts.hidden = heads * d
-        facts.sources["hidden"] = "trace shapes (heads x head dim)"
+        if gemm_ops:  # the first projection of a layer reads the hidden state: its K is the hidden size
+            facts.hidden = gemm_ops[0][3]
+            facts.sources["hidden"] = "trace shapes (the first GEMM operator's K)"
+        else:
+            facts.hidden = heads * d
+            facts.sources["hidden"] = "trace shapes (heads x head dim)"
     spans = [p.host_span for p in result.phases if p.host_span is not None]
     for start, end in spans:
         n_att = sum(1 for ts, *_ in att_ops if start <= ts <= end)
         if n_att and facts.layers is None:
             facts.layers = n_att
             facts.sources["layers"] = "trace shapes (attention operators in one step)"
-        weights = [(w, dt) for ts, w, dt in gemm_ops if start <= ts <= end]
+        weights = [(w, dt) for ts, w, dt, _ in gemm_ops if start <= ts <= end]
         if weights and facts.step_weight_bytes is None:
             facts.step_weight_bytes = sum(w * DTYPE_BYTES.get(dt or "", 2.0) for w, dt in weights)
             facts.sources["params"] = "trace shapes (GEMM weight matrices in one step)"
