@@ -57,7 +57,8 @@ def distance_line(d: ReportFacts) -> str | None:
     text = f"At context {c.context_tokens}, attention read the KV cache at {bandwidth_text(a.tb_s)}, " + _share(a, roof)
     if c.ceiling_tokens_per_s and c.tokens_per_s:
         text += (
-            f"; the bandwidth allows at most {c.ceiling_tokens_per_s:,.0f} tokens/s there (weights + KV cache at peak), "
+            f"; the bandwidth allows at most {c.ceiling_tokens_per_s:,.0f} tokens/s there (weights + KV cache at "
+            f"{'the measured' if roof.measured else 'peak'} bandwidth), "
             f"measured {c.tokens_per_s:,.1f} ({c.tokens_per_s / c.ceiling_tokens_per_s:.0%} of that ceiling)"
         )
     return text + "."
