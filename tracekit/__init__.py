@@ -3,7 +3,8 @@
 The pipeline is visible in the package layout (see ARCHITECTURE.md):
 
 capture (torch, backends) -> trace files -> ``trace`` (fast typed loader) -> ``analysis``
-(one attribution, small analyses) -> ``report`` / ``perfetto`` (renderers) -> ``cli`` (thin).
+(one attribution, small analyses) -> ``fleet`` (many traces) -> ``report`` (the run report) /
+``render`` (analyze's tables) / ``perfetto`` -> ``cli`` (thin).
 
 Only ``tracekit.capture`` imports torch; everything else is pure Python. The names below load on
 first use, so ``import tracekit`` (and every command's start-up) stays cheap.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from tracekit.analysis.attribute import Attribution, attribute
     from tracekit.analysis.result import AnalysisResult
     from tracekit.trace.load import load_trace
+    from tracekit.trace.options import ReadOptions
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,7 @@ _LAZY = {
     "analyze_trace": "tracekit.analysis.analyze",
     "attribute": "tracekit.analysis.attribute",
     "load_trace": "tracekit.trace.load",
+    "ReadOptions": "tracekit.trace.options",
 }
 
 
@@ -43,6 +46,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AnalysisResult",
     "Attribution",
+    "ReadOptions",
     "TracekitError",
     "UserError",
     "__version__",

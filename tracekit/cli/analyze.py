@@ -85,6 +85,7 @@ def analyze(
     from tracekit.fleet.run import default_workers, run
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_tables
+    from tracekit.trace.options import ReadOptions
 
     check_choice(by, analyze_tables.GROUPINGS, "--by")
     check_choice(fmt, analyze_tables.FORMATS, "--format")
@@ -113,6 +114,7 @@ def analyze(
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
+    read = ReadOptions.from_env()
     limits = by in ("step", "kernel")
     flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
     if limits:
@@ -120,7 +122,14 @@ def analyze(
     elif flags.given():
         raise UserError("--device, --peak-bandwidth, --peak-flops and --model-config go with --by step or --by kernel")
     options = TaskOptions(
-        window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, steps=by == "step", limits=limits
+        window=window,
+        partial=partial,
+        hta=hta,
+        kernels=kernels,
+        explain=explain,
+        read=read,
+        steps=by == "step",
+        limits=limits,
     )
     with progress(len(paths)) as listener:
         outcome = run(paths, options, plan, listener)
@@ -130,9 +139,9 @@ def analyze(
 
 
 def _one_blas_thread() -> None:
-    """numpy's OpenBLAS starts a thread per core when numpy is imported: measured on 2 cores, a
-    small trace's whole ``analyze`` took 142 ms with them and 123 ms without. Analysis does no
-    linear algebra, so one thread, unless the user chose otherwise (workers inherit the setting)."""
+    """numpy's OpenBLAS starts a thread per core when numpy is imported, which a small trace's
+    ``analyze`` waits for (docs/performance.md, Start-up). Analysis does no linear algebra, so one
+    thread, unless the user chose otherwise (workers inherit the setting)."""
     import sys
 
     if "numpy" not in sys.modules:

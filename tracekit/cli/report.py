@@ -85,10 +85,14 @@ def report(
     if not to_stdout:
         for f, target in targets.items():
             claim_output(target, force=force, signature=SIGNATURES[f])
+    from tracekit.trace.options import ReadOptions
+
+    read = ReadOptions.from_env()
     data = build_report(
         run_dir,
         peak_bandwidth=peak_bandwidth,
         partial=partial,
+        read=read,
         device=device,
         peak_flops=peak_flops,
         model_config=model_config,
@@ -102,7 +106,7 @@ def report(
         raise UserError(bad)
     for f in fmt:
         if to_stdout:
-            sys.stdout.write(render(data, f, attachments=False).text)
+            sys.stdout.write(render(data, f).text)
             continue
         for p in write_report(data, f, targets[f], force=force):
             if p.suffix in (".md", ".html", ".json"):
