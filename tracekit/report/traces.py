@@ -58,7 +58,7 @@ def build(
     if limits is not None:
         for p in partials:
             if p.steps is not None:
-                extra, problems = step_fields(p.steps.rows(), p.result.phases, limits)
+                extra, problems = step_fields(p.steps.rows(), p.result.phases, limits, p.facts)
                 rows += extra
                 found += [f"{p.result.path}: {line}" for line in problems]
     return TracesReport(
