@@ -51,6 +51,14 @@ class Limits:
     roof_source: str = ""
     shape: ModelShape | None = None
     notes: list[str] = field(default_factory=list)
+    step_notes: list[str] = field(default_factory=list)  # what only step figures miss (model facts)
+
+    def notes_for(self, by: str, kernels_with_work: bool) -> list[str]:
+        """The notes worth saying for ``--by`` this: kernel rows need no model facts, and a
+        missing roof matters to them only where some kernel had shapes to compare."""
+        if by == "step":
+            return self.notes + self.step_notes
+        return self.notes if kernels_with_work else []
 
     def to_json(self) -> dict[str, Any]:
         device: dict[str, Any] = (
@@ -133,12 +141,12 @@ def resolve(
             if shape is not None:
                 out.shape = shape
                 if not f or not f.step_weight_bytes:
-                    out.notes.append(
+                    out.step_notes.append(
                         "the trace's shapes show no GEMM weights: step bytes leave the weights out; pass --model-config"
                     )
                 break
         else:
-            out.notes.append(
+            out.step_notes.append(
                 "no model facts: the traces record no attention operator shapes (record_shapes, eager ops); "
                 "pass --model-config PATH/config.json for attention bytes and FLOPs"
             )

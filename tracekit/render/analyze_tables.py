@@ -217,7 +217,7 @@ def to_json(
     doc = {"schema": SCHEMA, "traces": traces}
     if view is not None:
         doc.update(view.limits.to_json())
-        doc["limit_notes"] = list(view.limits.notes)
+        doc["limit_notes"] = list(view.limits.notes + view.limits.step_notes)
     if summary is not None:
         doc["summary"] = summary
     if growth is not None:

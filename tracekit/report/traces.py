@@ -271,7 +271,7 @@ def _limits_section(r: TracesReport) -> Section | None:
             f"Model facts: {sh.layers} layers, {sh.heads} heads / {sh.kv_heads} KV heads, head dim {sh.head_dim}, "
             f"KV cache at {sh.kv_bits:g} bits; " + "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
         )
-    lines += lim.notes
+    lines += lim.notes + lim.step_notes
     items = [Bullet(x) for x in lines] + [Bullet(x, label="finding") for x in r.limit_findings]
     blocks: list[Any] = [Bullets(items)]
     rows = []
