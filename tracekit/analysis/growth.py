@@ -116,7 +116,7 @@ class Growth:
 
 
 def _ci(iv: tuple[float, float] | None, scale: float) -> list[float] | None:
-    return None if iv is None else [round(iv[0] * scale, 6), round(iv[1] * scale, 6)]
+    return None if iv is None else [round(iv[0] * scale, 6) + 0.0, round(iv[1] * scale, 6) + 0.0]
 
 
 def growth(steps: StepTable, at_kv: int | None = None) -> Growth:

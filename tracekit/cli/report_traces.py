@@ -38,8 +38,17 @@ def report_traces(
     from tracekit.fleet.task import TaskOptions
     from tracekit.fsutil import claim_output, write_files_atomic
     from tracekit.report import traces
+    from tracekit.trace.options import ReadOptions
 
-    paths = expand(inputs)
+    try:
+        paths = expand(inputs)
+    except UserError:
+        if len(inputs) == 1 and Path(inputs[0]).is_dir():
+            raise UserError(
+                f"{inputs[0]}: no manifest.json (not a run folder of 'tracekit capture') and no *.json or "
+                "*.json.gz trace in it or below it"
+            ) from None
+        raise
     if not paths:
         raise UserError(f"{' '.join(inputs)}: no *.json or *.json.gz trace there")
     to_stdout = out is not None and str(out) == "-"
@@ -51,9 +60,8 @@ def report_traces(
         for f, target in targets.items():
             claim_output(target, force=force, signature=SIGNATURES[f])
     with progress(len(paths)) as listener:
-        outcome = run(
-            paths, TaskOptions(partial=partial, steps=True, limits=True), Plan(default_workers(paths)), listener
-        )
+        options = TaskOptions(partial=partial, steps=True, limits=True, read=ReadOptions.from_env())
+        outcome = run(paths, options, Plan(default_workers(paths)), listener)
     for failure in outcome.failed:
         err.print(printable(f"tracekit: error: {failure.path}: {' '.join(str(failure.error).split())}"))
     if not outcome.partials:

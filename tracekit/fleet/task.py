@@ -116,7 +116,7 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         kernels = res.kernels[:TOP_KERNELS]
     rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
-    steps = _steps(res, sel, source) if options.steps else None
+    steps = _steps(res, sel, source, options.read) if options.steps else None
     facts = None
     if options.limits:
         from tracekit.limits.trace_facts import trace_facts
@@ -135,14 +135,14 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     )
 
 
-def _steps(res: AnalysisResult, att: Attribution, source: str) -> StepTable:
+def _steps(res: AnalysisResult, att: Attribution, source: str, read: ReadOptions) -> StepTable:
     """The step table of one trace; steps whose annotation has no context take it from the
     attention operator's input shapes (a second, narrow read of the file, only when one can)."""
     from tracekit.analysis.shapes import attention_context, needs_shapes
     from tracekit.analysis.steps import step_table
     from tracekit.trace.load import read_text
 
-    shapes = attention_context(att, res, lambda: read_text(source)) if needs_shapes(res) else {}
+    shapes = attention_context(att, res, lambda: read_text(source, read)) if needs_shapes(res) else {}
     return step_table(res, shapes)
 
 

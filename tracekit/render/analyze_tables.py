@@ -256,7 +256,8 @@ def table(
 ) -> Table:
     from rich.table import Table
 
-    head, body = rows(r, by, None, steps, view, index)
+    # The step table's own columns say attention and the rest; per-category columns stay in CSV and JSON.
+    head, body = rows(r, by, [] if by == "step" and steps is not None else None, steps, view, index)
     busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
     t = Table(
         title=f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
@@ -314,18 +315,18 @@ def growth_lines(g: Growth) -> list[str]:
     a = g.attention
     if a is not None:
         ci = a.slope_ci95
-        ci_text = f" [95% {ci[0] * 1000:.3g}-{ci[1] * 1000:.3g}]" if ci else ""
+        ci_text = f" [95%: {ci[0] * 1000:.3g} to {ci[1] * 1000:.3g}]" if ci else ""
         out.append(
             f"attention per decode step: {a.slope * 1000:.3g} us per 1k KV tokens{ci_text}, "
             f"intercept {a.intercept:.3g} us, R² {a.r2:.3f}, over {a.n} steps of {a.x_min:,.0f}-{a.x_max:,.0f} KV tokens"
         )
         if g.at_kv is not None:
             pci = a.at_ci95(g.at_kv)
-            pci_text = f" [95% {pci[0]:.3g}-{pci[1]:.3g}]" if pci else ""
+            pci_text = f" [95%: {pci[0]:.3g} to {pci[1]:.3g}]" if pci else ""
             out.append(f"predicted attention at {g.at_kv:,} KV tokens: {a.at(g.at_kv):.3g} us per step{pci_text}")
     o = g.other
     if o is not None:
         ci = o.slope_ci95
-        ci_text = f" [95% {ci[0]:.3g}-{ci[1]:.3g}]" if ci else ""
+        ci_text = f" [95%: {ci[0]:.3g} to {ci[1]:.3g}]" if ci else ""
         out.append(f"the rest: {o.slope:.3g} us per query token{ci_text}, R² {o.r2:.3f}, over {o.n} steps")
     return out + list(g.notes)

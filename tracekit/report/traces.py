@@ -81,7 +81,7 @@ def _us(x: float) -> str:
 
 
 def _iv(iv: tuple[float, float] | None, scale: float = 1.0) -> str:
-    return "" if iv is None else f" [{_us(iv[0] * scale)}–{_us(iv[1] * scale)}]"
+    return "" if iv is None else f" [{_us(iv[0] * scale)} to {_us(iv[1] * scale)}]"
 
 
 def headline(r: TracesReport) -> str:
