@@ -24,6 +24,7 @@ import typer
 
 from tracekit.cli import analyze as _analyze
 from tracekit.cli import capture as _capture
+from tracekit.cli import devices as _devices
 from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
@@ -84,6 +85,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "diff": _diff.diff,
     "export": _perfetto.export,
     "open": _perfetto.open_cmd,
+    "devices": _devices.devices_cmd,
 }
 # Each command's --help ends with its page in docs/ (export and open share one).
 DOCS = {"export": "perfetto", "open": "perfetto"}
