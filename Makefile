@@ -43,11 +43,11 @@ lint: $(STAMP) ## ruff, and the layers contract (every import points down the pi
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-unit: $(STAMP) ## pytest only
-	$(BIN)/python -m pytest -q
+unit: $(STAMP) ## The fast lane: every test not marked slow (no capture, Dask, chromium or ../shared)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 test: $(STAMP) chromium lint typecheck ## Set up, then lint, type check and run every test
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 bench: bench-capture bench-analyze bench-scale ## Every benchmark
 

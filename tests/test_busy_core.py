@@ -21,7 +21,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
+
+pytestmark = pytest.mark.slow  # a whole default sweep beside a busy process
 
 MANIFEST_SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "manifest.schema.json").read_text())
 REPORT_SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "report.schema.json").read_text())

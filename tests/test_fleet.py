@@ -13,7 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.conftest import H100, MI300X, ROOT, V100_DDP, fixture_path, run_cli
+from tests.helpers import H100, MI300X, RESNET_ROCM, ROOT, V100_DDP, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.ranks import communication_exposure, rank_of
@@ -26,7 +26,6 @@ from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file
 from tracekit.trace.load import load_trace
 from tracekit.trace.options import ReadOptions
 
-RESNET_ROCM = "mi300x-resnet-training-rocm.json.gz"
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
 
 
@@ -56,6 +55,7 @@ def test_expand_directories_globs_and_files(tmp_path: Path) -> None:
         expand([str(tmp_path / "empty")])
 
 
+@pytest.mark.slow  # V100_DDP is only in ../shared
 def test_memory_estimate_follows_the_json_size(tmp_path: Path) -> None:
     small = fixture_path(MI300X)  # 9.7 MB of JSON: read whole
     big = fixture_path(V100_DDP)  # 54 MB: read in pieces
@@ -99,6 +99,7 @@ def test_exposed_communication_matches_a_sweep_on_a_real_training_trace() -> Non
     assert 0 < got < res.categories["communication"].time_us  # partly hidden behind compute
 
 
+@pytest.mark.slow  # V100_DDP is only in ../shared
 def test_exposed_communication_on_v100_ddp_is_all_of_it() -> None:
     # In this DDP trace no kernel runs while NCCL's all-reduces do (checked pairwise by hand).
     p = analyze_file(str(fixture_path(V100_DDP)), TaskOptions())

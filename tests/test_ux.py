@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import H100, fixture_path, run_cli
+from tests.helpers import H100, fixture_path, run_cli
 from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
 from tracekit.report.diff import compare, verdict
 from tracekit.report.findings import findings_for

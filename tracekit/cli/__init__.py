@@ -24,6 +24,7 @@ import typer
 
 from tracekit.cli import analyze as _analyze
 from tracekit.cli import capture as _capture
+from tracekit.cli import devices as _devices
 from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
@@ -84,9 +85,13 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "diff": _diff.diff,
     "export": _perfetto.export,
     "open": _perfetto.open_cmd,
+    "devices": _devices.devices_cmd,
 }
+# Each command's --help ends with its page in docs/ (export and open share one).
+DOCS = {"export": "perfetto", "open": "perfetto"}
 for _name, _fn in COMMANDS.items():
-    app.command(_name)(_command(_fn))
+    _page = DOCS.get(_name, _name)
+    app.command(_name, epilog=f"Docs: docs/{_page}.md (all pages: docs/README.md).")(_command(_fn))
 
 
 def _say(line: str) -> None:

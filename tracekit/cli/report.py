@@ -32,6 +32,22 @@ def report(
         parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
         help="Device memory bandwidth in GB/s for the bound.",
     ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="The device to compare with (a name from 'tracekit devices'), instead of the captured one.",
+    ),
+    peak_flops: float | None = typer.Option(
+        None,
+        "--peak-flops",
+        parser=Number("--peak-flops", 0.001, 1e7, integer=False),
+        help="Device dense peak TFLOP/s (every dtype), for a device the table lacks.",
+    ),
+    model_config: Path | None = typer.Option(
+        None,
+        "--model-config",
+        help="A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...).",
+    ),
     partial: bool = typer.Option(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
     ),
@@ -67,6 +83,7 @@ def report(
       tracekit report vllm-trace.json.gz --format html
       tracekit report 'bench/**/*.json.gz' --at-kv 32768 --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
+      tracekit report traces/RUN --device jetson-orin-agx --model-config Llama-3-8B/config.json
     """
     from tracekit.fsutil import claim_output
     from tracekit.manifest import report_file
@@ -82,11 +99,14 @@ def report(
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
     if not (len(inputs) == 1 and _run_folder_meant(inputs[0])):
-        if check or peak_bandwidth is not None:
-            raise UserError("--check and --peak-bandwidth need a run folder (tracekit capture); these are traces")
+        if check:
+            raise UserError("--check needs a run folder (tracekit capture); these are traces")
         from tracekit.cli.report_traces import report_traces
+        from tracekit.limits.flags import LimitFlags
 
-        code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv)
+        flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
+        flags.check()  # a bad --device or config.json fails before any trace is read
+        code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv, flags=flags)
         if code:
             raise typer.Exit(code)
         return
@@ -106,7 +126,15 @@ def report(
     from tracekit.trace.options import ReadOptions
 
     read = ReadOptions.from_env()
-    data = build_report(run_dir, peak_bandwidth=peak_bandwidth, partial=partial, read=read)
+    data = build_report(
+        run_dir,
+        peak_bandwidth=peak_bandwidth,
+        partial=partial,
+        read=read,
+        device=device,
+        peak_flops=peak_flops,
+        model_config=model_config,
+    )
     for finding in data.findings:
         if finding.kind == "trace-problem":
             err.print(f"tracekit: warning: {printable(finding.message)}")

@@ -20,6 +20,7 @@ from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable
 from tracekit.analysis.window import find_windows, merged_window
 from tracekit.errors import InputError, TraceFormatError, TracekitError
+from tracekit.limits.trace_facts import TraceFacts
 from tracekit.trace.load import decoded_size, load_trace
 from tracekit.trace.model import Trace
 from tracekit.trace.options import ReadOptions
@@ -48,6 +49,7 @@ class TaskOptions:
     window_all: bool = False  # sum every window --window matches, not only the earliest
     phase: str | None = None  # only this phase's work ("decode", "prefill"); None or "all": everything
     steps: bool = False  # also make the step table (``analysis.steps``)
+    limits: bool = False  # also read what the trace says of the limits (``limits.trace_facts``)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class TracePartial:
     step_us: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # from the HTA bridge
     steps: StepTable | None = None  # with ``TaskOptions.steps``: columns, a few numbers a step
+    facts: TraceFacts | None = None  # with ``TaskOptions.limits``: device name, shapes, kernels' work
 
     @property
     def communication_us(self) -> float:
@@ -130,7 +133,14 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         kernels = res.kernels[:TOP_KERNELS]
     rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
-    steps = _steps(res, _selection(att, res, options), source, options.read) if options.steps else None
+    sel = _selection(att, res, options)
+    steps = _steps(res, sel, source, options.read) if options.steps else None
+    facts = None
+    if options.limits:
+        from tracekit.limits.trace_facts import trace_facts
+        from tracekit.trace.load import read_text
+
+        facts = trace_facts(sel, res, lambda: read_text(source, options.read))
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
@@ -139,6 +149,7 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         step_us=step_times(res),
         notes=notes,
         steps=steps,
+        facts=facts,
     )
 
 

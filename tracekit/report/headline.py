@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracekit import stats
+from tracekit.report.distance import distance_line
 from tracekit.report.findings import ci
 from tracekit.report.model import ContextFigures, ReportData
 from tracekit.report.uncertainty import category_change, decode_reps, difference
@@ -155,8 +156,12 @@ def _trust_line(g: Growth) -> str:
     )
 
 
+def _distance_line(g: Growth) -> str | None:
+    return distance_line(g.d)
+
+
 # The headline's lines, in order; a new line is a function here.
-LINES: list[LineFn] = [what_grew, why, _trust_line]
+LINES: list[LineFn] = [what_grew, why, _distance_line, _trust_line]
 
 
 def _categories(a: ContextFigures, b: ContextFigures) -> list[tuple[str, float, Interval | None]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tracekit.limits.roofline import Achieved
 from tracekit.report import plots
+from tracekit.report.distance import bandwidth_text
 from tracekit.report.findings import ci
 from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData
@@ -159,6 +161,74 @@ def _categories(d: ReportData) -> Table | None:
     return Table(["context tokens", *cats], rows)
 
 
+LIMIT_COLUMNS: tuple[str, ...] = (
+    "context tokens",
+    "tokens/s measured",
+    "tokens/s ceiling",
+    "attention MB",
+    "attention achieved",
+    "attention % of peak",
+    "attention bound",
+    "GEMM TFLOP/s",
+    "GEMM % of peak",
+    "step achieved",
+    "step % of peak",
+)
+
+
+def _share(a: Achieved | None) -> str:
+    if a is None or a.peak_share is None:
+        return "n/a"
+    if a.impossible:
+        return "above peak (impossible: see findings)"
+    return f"{100 * a.peak_share:.1f}%" + (" (of a measured floor)" if a.above_roof else "")
+
+
+def limit_row(c: ContextFigures) -> list[str]:
+    att, gemm, step = c.attention, c.gemm, c.step
+    return [
+        str(c.context_tokens),
+        _f(c.tokens_per_s, "{:,.1f}"),
+        _f(c.ceiling_tokens_per_s, "{:,.1f}"),
+        _f(None if att is None else att.bytes / 1e6, "{:,.2f}"),
+        "n/a" if att is None else bandwidth_text(att.tb_s),
+        _share(att),
+        (att.bound if att is not None else None) or "n/a",
+        _f(None if gemm is None else gemm.tflops, "{:.3g}"),
+        _share(gemm),
+        "n/a" if step is None else bandwidth_text(step.tb_s),
+        _share(step),
+    ]
+
+
+def _limits(d: ReportData) -> Section | None:
+    ok = [c for c in d.ok_contexts() if c.attention is not None or c.step is not None]
+    if not ok:
+        return None
+    shape = d.shape
+    roof = d.roof
+    lines = []
+    if roof is not None:
+        flops = ", ".join(f"{k} {v:g}" for k, v in roof.tflops.items()) or "none known (pass --peak-flops)"
+        lines.append(f"Roof: {roof.name}: {bandwidth_text(roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {d.roof_source}")
+    else:
+        lines.append(f"Roof: none ({d.roof_source}); achieved figures are shown without a share of peak")
+    if shape is not None:
+        by_source: dict[str, list[str]] = {}
+        for k, src in shape.source.items():
+            by_source.setdefault(src, []).append(k)
+        facts = "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
+        lines.append(
+            f"Model facts: {shape.layers} layers, {shape.heads} heads / {shape.kv_heads} KV heads, head dim {shape.head_dim}, "
+            f"{shape.params / 1e6:,.1f} M parameters at {shape.weight_bits:g} bits, KV cache at {shape.kv_bits:g} bits "
+            f"({shape.kv_bytes_per_token() / 1e3:,.1f} kB a token); {facts}"
+        )
+    return Section(
+        "Distance to the limit (achieved bandwidth and FLOP/s against the device's peaks)",
+        [Bullets([Bullet(x) for x in lines]), Table(list(LIMIT_COLUMNS), [limit_row(c) for c in ok])],
+    )
+
+
 def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
     """The whole report, in order. The first section (titled ``TITLE``) is the summary."""
     h = headline(d)
@@ -175,6 +245,9 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 [Table(list(LATENCY_COLUMNS), [latency_row(c) for c in ok])],
             )
         )
+    limits = _limits(d)
+    if limits is not None:
+        out.append(limits)
     cats = _categories(d)
     if cats is not None:
         out.append(Section("ms per decoded token, by category", [cats]))
@@ -209,5 +282,5 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
             )
         )
     if with_plots:
-        out.append(Section("Plots", [Plots(list(plots.PLOTS))]))
+        out.append(Section("Plots", [Plots(plots.available(d))]))
     return out
