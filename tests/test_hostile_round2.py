@@ -296,7 +296,7 @@ def test_an_unreadable_subfolder_is_named_not_skipped(tmp_path: Path) -> None:
     import sys
     import tempfile
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
     from tests.hostile import as_nobody
 
     if not as_nobody():
@@ -450,7 +450,7 @@ def _open(args: list[str], env: dict[str, str] | None = None):  # type: ignore[n
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full.pop("DISPLAY", None)
@@ -619,7 +619,7 @@ def test_ctrl_c_while_the_cluster_starts_is_one_line(tmp_path: Path) -> None:
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     for name in ("a", "b"):
         write(tmp_path / f"{name}.json", doc(events(20_000)))  # about 4 s in all: Ctrl-C comes before the end
@@ -673,7 +673,7 @@ def _tk_proc(args: list[str], **kw: object):  # type: ignore[no-untyped-def]
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     return subprocess.run(
         [sys.executable, "-m", "tracekit", *args], capture_output=False, timeout=120, cwd=ROOT,
@@ -692,7 +692,7 @@ def test_a_closed_stdout_is_one_line_and_exit_2(fmt: str, tmp_path: Path) -> Non
         assert r.returncode == 0  # an open stdout: fine
         import sys
 
-        from tests.conftest import ROOT
+        from tests.helpers import ROOT
 
         r = subprocess.run(
             f"exec {sys.executable} -m tracekit analyze {f} -f {fmt} >&-", shell=True, stderr=e, timeout=120,
@@ -718,7 +718,7 @@ def test_ctrl_c_during_json_analyze_still_prints_the_document(tmp_path: Path) ->
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     write(tmp_path / "a-first.json", doc(events(40_000)))  # still being read when Ctrl-C comes
     for i in range(5):
@@ -845,7 +845,7 @@ def test_a_scheduler_killed_mid_run_is_one_line_per_lost_trace(tmp_path: Path) -
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     (tmp_path / "traces").mkdir()
     for i in range(12):
