@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
+from tracekit.sanitize import printable
+
 if TYPE_CHECKING:
     from tracekit.limits.roofline import Roof
     from tracekit.report.model import ReportData
@@ -199,25 +201,27 @@ def roofline_figure(roof: Roof | None, dtype: str, series: list[tuple[str, str, 
         bw = roof.bandwidth_tb_s * 1e12
         roof_y = np.minimum(grid * bw, peak) if peak else grid * bw
         what = f"{bw / 1e12:.3g} TB/s" + (f", {peak / 1e12:,.4g} TFLOP/s {dtype}" if peak else ", no FLOP/s peak known")
-        ax.plot(grid, roof_y, "-", color="#222222", linewidth=1.5, label=f"roof: {roof.name} ({what})")
+        ax.plot(grid, roof_y, "-", color="#222222", linewidth=1.5, label=printable(f"roof: {roof.name} ({what})"))
         if peak and ridge:
-            ax.axvline(ridge, color="#999999", linewidth=0.8, linestyle=":", label=f"ridge point ({ridge:.3g} FLOP/byte)")
+            ax.axvline(
+                ridge, color="#999999", linewidth=0.8, linestyle=":", label=f"ridge point ({ridge:.3g} FLOP/byte)"
+            )
         ys.append(float(roof_y.max()))
     for label, color, marker, pts in series:
         pts = [p for p in pts if p[0] > 0 and p[1] > 0]
         if not pts:
             continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color=color, linestyle="none", label=label)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color=color, linestyle="none", label=printable(label))
         for x, y, text in pts:
             if text:
-                ax.annotate(text, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(printable(text), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_ylim(min(ys + [1.0]) / 10, max(ys + [10.0]) * 3)
     ax.set_xlabel("arithmetic intensity (FLOP per byte of DRAM traffic)")
     ax.set_ylabel("achieved FLOP/s")
-    ax.set_title(title)
+    ax.set_title(printable(title))  # names from traces and manifests: the SVG lands in the HTML
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
@@ -235,10 +239,17 @@ def roofline(d: ReportData) -> Any:
         got = [(ctx, a) for ctx, a in pts if a is not None and a.intensity]
         ends = {got[0][0], got[-1][0]} if got else set()
         series.append(
-            (label, color, marker, [(a.intensity or 0.0, a.tflops * 1e12, str(ctx) if ctx in ends else "") for ctx, a in got])
+            (
+                label,
+                color,
+                marker,
+                [(a.intensity or 0.0, a.tflops * 1e12, str(ctx) if ctx in ends else "") for ctx, a in got],
+            )
         )
     dtype = d.shape.dtype if d.shape is not None else "bf16"
-    return roofline_figure(d.roof, dtype, series, "Roofline: attention and weight GEMMs at each context (labels: context)")
+    return roofline_figure(
+        d.roof, dtype, series, "Roofline: attention and weight GEMMs at each context (labels: context)"
+    )
 
 
 PLOTS = {
