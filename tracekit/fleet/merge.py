@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from tracekit.analysis.ranks import ATTENTION
 from tracekit.analysis.result import CategoryTime, KernelRow
@@ -129,9 +129,15 @@ def summarize(
             row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
             row.count += k.count
             row.time_us += k.time_us
+            row.min_us = _fold(min, row.min_us, k.min_us)
+            row.max_us = _fold(max, row.max_us, k.max_us)
     s.kernels = sorted(kernels.values(), key=lambda k: -k.time_us)[:SUMMARY_KERNELS]
     s.ranks = rank_table(partials)
     return s
+
+
+def _fold(pick: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else pick(a, b)
 
 
 def rank_table(partials: list[TracePartial]) -> RankTable | None:

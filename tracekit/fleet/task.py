@@ -19,6 +19,7 @@ from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_
 from tracekit.analysis.result import AnalysisResult
 from tracekit.errors import TraceFormatError, TracekitError
 from tracekit.trace.load import CHUNKED_THRESHOLD, decoded_size, load_trace
+from tracekit.trace.model import Trace
 
 TOP_KERNELS = 20
 
@@ -90,12 +91,26 @@ def analyze_file(path: str, options: TaskOptions, *, source: str | None = None) 
 def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     trace = load_trace(source, partial=options.partial)
     trace.path = path
+    return partial_of(trace, options, source=source)
+
+
+def analyze_loaded(trace: Trace, options: TaskOptions) -> TracePartial | Failure:
+    """``analyze_file`` for a trace already in memory (the Python API's loaded traces)."""
+    try:
+        return partial_of(trace, options)
+    except TracekitError as exc:
+        return Failure(trace.path, one_line(trace.path, exc))
+
+
+def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None) -> TracePartial:
+    """The partial of a loaded trace; ``source`` is its file, which the HTA bridge reads again."""
+    path = trace.path
     att = attribute(trace)
     res = analyze_trace(trace, options.window, attribution=att)
     sel = att.within(res.window) if options.window is not None else att
     exposed = communication_exposure(sel, res.window.start_us, res.window.end_us)
     notes: list[str] = []
-    if options.hta:
+    if options.hta and source is not None:
         from tracekit.analysis.hta_bridge import hta_summary
 
         res.extra["hta"], notes = hta_summary(Path(source), trace)  # HTA reads the file itself

@@ -1,0 +1,79 @@
+# %% [markdown]
+# # tracekit in a notebook
+#
+# Open this file as a notebook (Jupyter and VS Code read the `# %%` cells; `jupytext` converts it
+# to `.ipynb`) or run it as a script:
+#
+#     python examples/notebook.py [TRACE ...] [--run RUN_FOLDER]
+#
+# Without arguments it analyzes the H100 trace committed under `tests/data/foreign/` and, if
+# `traces/` holds a run from `make demo` or `tracekit capture`, the newest one. Every table is a
+# `tracekit.Table`: `.to_pandas()` and `.to_arrow()` need `pip install 'tracekit[notebook]'`.
+
+# %%
+import sys
+from pathlib import Path
+
+import tracekit
+
+here = Path(__file__).resolve().parent.parent
+args = sys.argv[1:]
+run_dir = None
+if "--run" in args:
+    i = args.index("--run")
+    run_dir = args[i + 1]
+    del args[i : i + 2]
+traces = args or [str(here / "tests/data/foreign/h100-qwen1.5-0.5b-hf-sdpa.json.gz")]
+if run_dir is None:
+    runs = sorted((p for p in (here / "traces").glob("*/manifest.json")), key=lambda p: p.stat().st_mtime)
+    run_dir = str(runs[-1].parent) if runs else None
+
+# %% [markdown]
+# ## A trace from anywhere: device time by category
+#
+# `tracekit.analyze` runs what `tracekit analyze` runs (files, folders, globs; several traces on
+# Dask). `window=` restricts to one profiler step, as `--window` does.
+
+# %%
+a = tracekit.analyze(traces, window="ProfilerStep#6")
+categories = a.categories.to_pandas()
+by_category = categories.groupby("category", observed=True)["time_us"].sum().sort_values(ascending=False)
+print(by_category.round(1))
+
+# %% [markdown]
+# ## Kernels: total, count, mean, shortest, longest and median launch
+
+# %%
+kernels = a.kernels.to_pandas()
+print(kernels[["kernel", "category", "count", "time_us", "mean_us", "p50_us", "max_us"]].head(10).to_string())
+
+# %% [markdown]
+# ## Steps with their attention share
+
+# %%
+phases = a.phases.to_pandas()
+print(phases[["phase", "step", "span_us", "attention_us", "attention_share"]].to_string())
+
+# %% [markdown]
+# ## Every launch: one row per kernel, memcpy and memset
+
+# %%
+launches = a.launches.to_pandas()
+print(launches.groupby(["category", "stream"], observed=True)["time_us"].agg(["count", "sum"]).round(1))
+
+# %% [markdown]
+# ## A captured run: decode cost against context
+#
+# `tracekit.load_run` gives the report's own figures: medians with 95 % intervals, per round and
+# per step, the fits and the findings.
+
+# %%
+if run_dir is not None:
+    run = tracekit.load_run(run_dir)
+    print(run.headline)
+    contexts = run.contexts.to_pandas()
+    print(contexts[["context_tokens", "tokens_per_s", "tokens_per_s_ci95_lo", "tokens_per_s_ci95_hi", "attention_share"]].to_string())
+    print(run.rounds.to_pandas().pivot(index="round", columns="context_tokens", values="decode_ms_per_token").round(3))
+    figure = run.plot.attention_share()  # a matplotlib figure: shown inline in a notebook
+else:
+    print("no run folder: make demo (or tracekit capture) makes one")
