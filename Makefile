@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,hta,hf
+EXTRAS ?= dev,hta,hf,notebook
 DEMO_CONTEXTS ?= 128,1024,4096
 DEMO_TOKENS ?= 32
 
@@ -37,10 +37,11 @@ chromium: ## Install Debian's chromium for the browser test (root, apt-get)
 	    || echo "warning: could not install chromium; the browser test will skip"; }
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check tracekit tests bench scripts
+	$(BIN)/ruff check tracekit tests bench scripts examples
 
-typecheck: $(STAMP) ## mypy --strict
+typecheck: $(STAMP) ## mypy --strict (the package, and the notebook example as a user's code)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples/notebook.py
 
 unit: $(STAMP) ## pytest only
 	$(BIN)/python -m pytest -q

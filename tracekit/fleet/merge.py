@@ -12,8 +12,9 @@ steps. The slowest rank has the longest step time; the skew is that time over th
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tracekit.analysis.ranks import ATTENTION
 from tracekit.analysis.result import CategoryTime, KernelRow
