@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
-from tracekit.analysis.intervals import union_length, union_length_arrays
-from tracekit.trace.tree import END_TOLERANCE_US, nearest_marked, nest
+from tracekit.analysis.intervals import union_length_arrays
+from tracekit.trace.tree import END_TOLERANCE_US, child_time, nearest_marked, nest_sorted, nesting_order
+
+
+def nest(
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """The library's nesting as one call, as the build runs it: ``(order, parent, child)``, where
+    ``order`` sorts the spans by thread, start, and longest first among equal starts (stable);
+    ``parent[i]`` is the index (in sorted order) of the innermost span enclosing sorted span ``i``
+    or -1; ``child[i]`` the total duration of its direct children."""
+    order = nesting_order(thread, ts, dur)
+    sorted_dur = dur[order]
+    parent = nest_sorted(thread[order], ts[order], sorted_dur)
+    return order, parent, child_time(parent, sorted_dur)
+
+
+def union_length(intervals: Iterable[tuple[float, float]], lo: float | None = None, hi: float | None = None) -> float:
+    """The reference: sort, then merge overlapping intervals one by one, clipped to ``[lo, hi]``."""
+    spans = []
+    for s, e in intervals:
+        if lo is not None:
+            s = max(s, lo)
+        if hi is not None:
+            e = min(e, hi)
+        if e > s:
+            spans.append((s, e))
+    spans.sort()
+    total = 0.0
+    cur_s = cur_e = None
+    for s, e in spans:
+        if cur_e is None or s > cur_e:
+            if cur_e is not None and cur_s is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        elif e > cur_e:
+            cur_e = e
+    if cur_e is not None and cur_s is not None:
+        total += cur_e - cur_s
+    return total
 
 
 def _stack_nest(thread: list[int], ts: list[float], dur: list[float]) -> tuple[list[int], list[int], list[float]]:

@@ -3,7 +3,8 @@
 The pipeline is visible in the package layout (see ARCHITECTURE.md):
 
 capture (torch, backends) -> trace files -> ``trace`` (fast typed loader) -> ``analysis``
-(one attribution, small analyses) -> ``report`` / ``perfetto`` (renderers) -> ``cli`` (thin).
+(one attribution, small analyses) -> ``fleet`` (many traces) -> ``report`` (the run report) /
+``render`` (analyze's tables) / ``perfetto`` -> ``cli`` (thin).
 
 Only ``tracekit.capture`` imports torch; everything else is pure Python. The names below load on
 first use, so ``import tracekit`` (and every command's start-up) stays cheap.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from tracekit.api.run import Run, load_run
     from tracekit.api.table import Table
     from tracekit.trace.load import load_trace
+    from tracekit.trace.options import ReadOptions
 
 __version__ = "0.1.0"
 
@@ -38,6 +40,7 @@ _LAZY = {
     "analyze_trace": "tracekit.analysis.analyze",
     "attribute": "tracekit.analysis.attribute",
     "load_trace": "tracekit.trace.load",
+    "ReadOptions": "tracekit.trace.options",
 }
 
 
@@ -53,6 +56,7 @@ __all__ = [
     "Analysis",
     "AnalysisResult",
     "Attribution",
+    "ReadOptions",
     "TracekitError",
     "Run",
     "Table",

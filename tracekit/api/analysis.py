@@ -23,6 +23,7 @@ from tracekit.fleet.plan import Outcome, Plan
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial
 from tracekit.sanitize import printable
 from tracekit.trace.model import Trace
+from tracekit.trace.options import ReadOptions
 
 Paths = str | PathLike[str] | Trace | Iterable[str | PathLike[str] | Trace]
 
@@ -100,6 +101,7 @@ class Analysis:
     failed: list[Failure]
     summary: Summary
     interrupted: bool = False
+    read: ReadOptions = field(default_factory=ReadOptions)
     _traces: dict[str, Trace] = field(default_factory=dict, repr=False)
 
     @property
@@ -184,7 +186,7 @@ class Analysis:
 
         cols: dict[str, list[Any]] = {k: [] for k in LAUNCH_KINDS}
         for r in self.results:
-            trace = self._traces.get(r.path) or load_trace(r.path)
+            trace = self._traces.get(r.path) or load_trace(r.path, options=self.read)
             att = attribute(trace)
             if self.window is not None:
                 att = att.within(find_window(trace, self.window))
@@ -286,11 +288,13 @@ def analyze(
     *,
     scheduler: str | None = None,
     partial: bool = False,
+    read: ReadOptions | None = None,
 ) -> Analysis:
     """Analyze traces as ``tracekit analyze`` does: ``paths`` are files, folders (searched
     recursively), globs, or loaded ``Trace`` objects. Several traces run on Dask when they are
     large enough to pay for a cluster (``workers`` overrides: 1 runs in this process; ``scheduler``
-    names an existing cluster). ``by`` is the JSON's grouping (category, phase, step or kernel)."""
+    names an existing cluster). ``by`` is the JSON's grouping (category, phase, step or kernel);
+    ``read`` how each file is read (``ReadOptions.from_env()`` reads the command line's variables)."""
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.run import default_workers, run
 
@@ -298,7 +302,7 @@ def analyze(
     items = [paths] if isinstance(paths, str | PathLike | Trace) else list(paths)
     loaded = {t.path: t for t in items if isinstance(t, Trace)}
     files = expand([str(p) for p in items if not isinstance(p, Trace)]) if len(loaded) < len(items) else []
-    options = TaskOptions(window=window, partial=partial, kernels="all")
+    options = TaskOptions(window=window, partial=partial, kernels="all", read=read or ReadOptions())
     outcome = Outcome()
     if loaded:
         outcome = _here(list(loaded.values()), options)
@@ -317,6 +321,7 @@ def analyze(
         failed=outcome.failed,
         summary=summary,
         interrupted=outcome.interrupted,
+        read=options.read,
         _traces=loaded,
     )
 

@@ -66,6 +66,7 @@ def analyze(
     from tracekit.fleet.run import default_workers, run
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_tables
+    from tracekit.trace.options import ReadOptions
 
     check_choice(by, analyze_tables.GROUPINGS, "--by")
     check_choice(fmt, analyze_tables.FORMATS, "--format")
@@ -92,7 +93,8 @@ def analyze(
         )
     plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
-    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain)
+    read = ReadOptions.from_env()
+    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, read=read)
     with progress(len(paths)) as listener:
         outcome = run(paths, options, plan, listener)
     code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern)
@@ -101,9 +103,9 @@ def analyze(
 
 
 def _one_blas_thread() -> None:
-    """numpy's OpenBLAS starts a thread per core when numpy is imported: measured on 2 cores, a
-    small trace's whole ``analyze`` took 142 ms with them and 123 ms without. Analysis does no
-    linear algebra, so one thread, unless the user chose otherwise (workers inherit the setting)."""
+    """numpy's OpenBLAS starts a thread per core when numpy is imported, which a small trace's
+    ``analyze`` waits for (docs/performance.md, Start-up). Analysis does no linear algebra, so one
+    thread, unless the user chose otherwise (workers inherit the setting)."""
     import sys
 
     if "numpy" not in sys.modules:

@@ -75,7 +75,10 @@ def report(
     if not to_stdout:
         for f, target in targets.items():
             claim_output(target, force=force, signature=SIGNATURES[f])
-    data = build_report(run_dir, peak_bandwidth=peak_bandwidth, partial=partial)
+    from tracekit.trace.options import ReadOptions
+
+    read = ReadOptions.from_env()
+    data = build_report(run_dir, peak_bandwidth=peak_bandwidth, partial=partial, read=read)
     for finding in data.findings:
         if finding.kind == "trace-problem":
             err.print(f"tracekit: warning: {printable(finding.message)}")
@@ -85,7 +88,7 @@ def report(
         raise UserError(bad)
     for f in fmt:
         if to_stdout:
-            sys.stdout.write(render(data, f, attachments=False).text)
+            sys.stdout.write(render(data, f).text)
             continue
         for p in write_report(data, f, targets[f], force=force):
             if p.suffix in (".md", ".html", ".json"):

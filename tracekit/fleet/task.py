@@ -17,15 +17,16 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_of, step_times
 from tracekit.analysis.result import AnalysisResult
-from tracekit.errors import TraceFormatError, TracekitError
-from tracekit.trace.load import CHUNKED_THRESHOLD, decoded_size, load_trace
+from tracekit.errors import InputError, TraceFormatError, TracekitError
+from tracekit.trace.load import decoded_size, load_trace
 from tracekit.trace.model import Trace
+from tracekit.trace.options import ReadOptions
 
 TOP_KERNELS = 20
 
-# Peak memory of loading and analyzing a trace, per byte of its JSON, measured on the fixtures of
-# ../shared/fixtures: 2.1-3.1x below the chunked reader's threshold (the whole text, its decoded
-# records and the columns are alive at once), 0.8-1.1x above it (a few MB of text at a time).
+# Peak memory of loading and analyzing a trace, per byte of its JSON, with headroom: below the
+# chunked reader's threshold the whole text, its decoded records and the columns are alive at once;
+# above it, a few MB of text at a time (docs/performance.md, Memory a trace takes).
 WHOLE_FACTOR = 3.5
 CHUNKED_FACTOR = 1.2
 
@@ -34,13 +35,14 @@ CHUNKED_FACTOR = 1.2
 class TaskOptions:
     """What every task of one run is asked for. ``kernels``: ``top`` keeps the ``TOP_KERNELS``
     longest kernel rows, ``all`` every row (``--by kernel``), ``match`` those whose name matches
-    ``explain``."""
+    ``explain``; ``read``: how each trace is read (built once by the command line)."""
 
     window: str | None = None
     partial: bool = False
     hta: bool = False
     kernels: Literal["top", "all", "match"] = "top"
     explain: str | None = None
+    read: ReadOptions = field(default_factory=ReadOptions)
 
 
 @dataclass
@@ -64,11 +66,10 @@ class TracePartial:
         return c.time_us if c else 0.0
 
 
-def one_line(path: str, exc: BaseException) -> str:
-    """What went wrong, in one line, without the path the message may start with (a failure lists
-    it apart); the exception's type leads unless it is one of tracekit's own."""
-    text = exc.problem if isinstance(exc, TraceFormatError) else str(exc)
-    text = text.removeprefix(f"{path}: ")
+def one_line(exc: BaseException) -> str:
+    """What went wrong, in one line; an error about an input file leaves out its path (a failure
+    lists it apart); the exception's type leads unless it is one of tracekit's own."""
+    text = exc.detail if isinstance(exc, InputError) else str(exc)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first if isinstance(exc, TracekitError) else f"{type(exc).__name__}: {first}"
 
@@ -85,11 +86,11 @@ def analyze_file(path: str, options: TaskOptions, *, source: str | None = None) 
     except MemoryError:
         return Failure(path, "ran out of memory while analyzing it")
     except TracekitError as exc:
-        return Failure(path, one_line(source or path, exc).removeprefix(f"{path}: "))
+        return Failure(path, one_line(exc))
 
 
 def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
-    trace = load_trace(source, partial=options.partial)
+    trace = load_trace(source, partial=options.partial, options=options.read)
     trace.path = path
     return partial_of(trace, options, source=source)
 
@@ -99,7 +100,7 @@ def analyze_loaded(trace: Trace, options: TaskOptions) -> TracePartial | Failure
     try:
         return partial_of(trace, options)
     except TracekitError as exc:
-        return Failure(trace.path, one_line(trace.path, exc))
+        return Failure(trace.path, one_line(exc))
 
 
 def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None) -> TracePartial:
@@ -143,9 +144,10 @@ def json_bytes(path: str) -> int:
         return 0
 
 
-def memory_needed(path: str) -> int:
+def memory_needed(path: str, chunked_from: int) -> int:
     """A generous estimate of the peak bytes analyzing ``path`` takes, from its JSON size: what the
-    scheduler budgets before any worker reads the file."""
+    scheduler budgets before any worker reads the file (files past ``chunked_from`` bytes of JSON
+    are read in chunks)."""
     size = json_bytes(path)
-    whole = min(size, CHUNKED_THRESHOLD)
+    whole = min(size, chunked_from)
     return int(WHOLE_FACTOR * whole + CHUNKED_FACTOR * (size - whole))

@@ -10,9 +10,12 @@ from tracekit.report import bandwidth
 from tracekit.report.findings import findings_for
 from tracekit.report.model import ReportData, ReportFacts
 from tracekit.report.run_analysis import context_figures, growth
+from tracekit.trace.options import ReadOptions
 
 
-def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial: bool = False) -> ReportData:
+def build_report(
+    run_dir: Path, *, peak_bandwidth: float | None = None, partial: bool = False, read: ReadOptions | None = None
+) -> ReportData:
     run_dir = Path(run_dir)
     if run_dir.name == MANIFEST and run_dir.is_file():  # the manifest named instead of its folder
         run_dir = run_dir.parent
@@ -20,7 +23,7 @@ def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial:
     if not m.contexts:
         raise UserError(f"{run_dir}: the run holds no finished context yet; capture again")
     bw, bw_source = bandwidth.choose(m.device, peak_bandwidth)
-    contexts, gaps = context_figures(run_dir, m, bw, partial=partial)
+    contexts, gaps = context_figures(run_dir, m, bw, partial=partial, read=read)
     facts = ReportFacts(
         run=str(run_dir),
         device=m.device,

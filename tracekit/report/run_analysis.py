@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tracekit.report.model import ContextFigures, Growth
 from tracekit.report.uncertainty import apply_samples, attention_reps, decode_reps, stacked
 from tracekit.stats import Interval, interval
 from tracekit.trace.load import load_trace
+from tracekit.trace.options import ReadOptions
 
 
 def _decode_figures(
@@ -71,7 +71,7 @@ def _step_rounds(e: ContextEntry) -> dict[int, int]:
 
 
 def context_figures(
-    run_dir: Path, m: Manifest, bw: float | None, *, partial: bool = False
+    run_dir: Path, m: Manifest, bw: float | None, *, partial: bool = False, read: ReadOptions | None = None
 ) -> tuple[list[ContextFigures], list[HostDeviceGap]]:
     kv_per_token = m.model.kv_bytes_per_token()
     weight_bytes = int(m.model.parameter_bytes or 0)
@@ -99,10 +99,9 @@ def context_figures(
                 f.error = f"trace file {e.trace} is missing; its trace figures are left out"
                 continue
             try:
-                trace = load_trace(path, partial=partial)
+                trace = load_trace(path, partial=partial, options=read)
             except TraceFormatError as exc:
-                problem = re.split(r"[.;] [Uu]se --partial", exc.problem)[0]
-                f.error = f"trace file {e.trace}: {problem}; its trace figures are left out"
+                f.error = f"trace file {e.trace}: {exc.problem}; its trace figures are left out"
                 if exc.has_prefix and not partial:
                     f.error += " (report --partial uses the usable prefix)"
                 continue
