@@ -51,7 +51,7 @@ class ContextFigures:
     rounds: int = 0
     decode_ms_by_round: list[float] = field(default_factory=list)  # each round's median step
     # The samples the intervals come from: decode steps (ms) and profiled steps' attention shares,
-    # one list per round; and their bootstrap replicates, drawn once (``report.uncertainty``).
+    # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty.apply_samples``.
     decode_samples_ms: list[list[float]] = field(default_factory=list)
     attention_share_samples: list[list[float]] = field(default_factory=list)
     decode_reps: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
