@@ -49,10 +49,18 @@ print(kernels[["kernel", "category", "count", "time_us", "mean_us", "p50_us", "m
 
 # %% [markdown]
 # ## Steps with their attention share
+#
+# `a.steps` is `analyze --by step`: one row per engine step with its requests, query and KV
+# tokens (from vLLM's and SGLang's annotations, tracekit's own, or the attention operator's
+# recorded shapes), attention and other µs, and attention's share. Here: real vLLM and SGLang
+# steps on an MI300X, committed under `tests/data/engines/`.
 
 # %%
-phases = a.phases.to_pandas()
-print(phases[["phase", "step", "span_us", "attention_us", "attention_share"]].to_string())
+engines = tracekit.analyze(sorted(str(p) for p in (here / "tests/data/engines").glob("*.json.gz")), by="step")
+steps = engines.steps.to_pandas()
+print(
+    steps[["phase", "requests", "query_tokens", "kv_tokens", "attention_us", "other_us", "attention_share"]].to_string()
+)
 
 # %% [markdown]
 # ## Every launch: one row per kernel, memcpy and memset
@@ -72,7 +80,11 @@ if run_dir is not None:
     run = tracekit.load_run(run_dir)
     print(run.headline)
     contexts = run.contexts.to_pandas()
-    print(contexts[["context_tokens", "tokens_per_s", "tokens_per_s_ci95_lo", "tokens_per_s_ci95_hi", "attention_share"]].to_string())
+    print(
+        contexts[
+            ["context_tokens", "tokens_per_s", "tokens_per_s_ci95_lo", "tokens_per_s_ci95_hi", "attention_share"]
+        ].to_string()
+    )
     print(run.rounds.to_pandas().pivot(index="round", columns="context_tokens", values="decode_ms_per_token").round(3))
     figure = run.plot.attention_share()  # a matplotlib figure: shown inline in a notebook
 else:

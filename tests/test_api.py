@@ -176,6 +176,32 @@ def test_the_notebook_example_runs_on_a_fixture_and_a_run(small_run: Path) -> No
     out = r.stdout
     assert "attention        2722.7" in out  # the category table
     assert "pytorch_flash::flash_fwd_kernel" in out  # the kernel table
-    assert "attention_share" in out and "0.055" in out  # the step table
+    assert "32785" in out and "0.2176" in out  # the step table: SGLang's decode step, its attention share
     assert "tokens_per_s_ci95_lo" in out  # the run's per-context table
     assert "no run folder" not in out
+
+
+def test_step_table_equals_analyze_by_step() -> None:
+    engines = sorted(str(p) for p in (ROOT / "tests" / "data" / "engines").glob("*.json.gz"))
+    a = tracekit.analyze(engines, by="step", workers=1)
+    steps = a.steps.to_pandas()
+    assert {c: str(t) for c, t in steps.dtypes.items()} == {
+        "trace": "string", "step": "Int64", "phase": "category", "source": "category", "requests": "Int64",
+        "query_tokens": "Int64", "kv_tokens": "Int64", "attention_us": "float64", "other_us": "float64",
+        "idle_us": "float64", "span_us": "float64", "attention_share": "float64", "start_us": "float64",
+    }  # fmt: skip
+    doc = json.loads(run_cli("analyze", *engines, "--by", "step", "-f", "json", "--workers", "1").stdout)
+    rows = [(t["path"], s) for t in doc["traces"] for s in t["steps"]]
+    assert len(rows) == len(steps)
+    for got, (path, want) in zip(steps.itertuples(), rows):
+        assert got.trace == path
+        assert (got.requests, got.query_tokens, got.kv_tokens) == (
+            want["requests"],
+            want["query_tokens"],
+            want["kv_tokens"],
+        )
+        assert (
+            round(got.attention_us, 3) == want["attention_us"]
+            and round(got.attention_share, 4) == want["attention_share"]
+        )
+    assert a.to_json()["growth"] == doc["growth"]

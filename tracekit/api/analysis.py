@@ -15,8 +15,10 @@ from functools import cached_property
 from os import PathLike
 from typing import Any
 
+from tracekit.analysis.growth import Growth, growth
 from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.result import AnalysisResult
+from tracekit.analysis.steps import StepTable, concat
 from tracekit.api.table import Kind, Table
 from tracekit.fleet.merge import Summary, summarize
 from tracekit.fleet.plan import Outcome, Plan
@@ -71,6 +73,21 @@ RANK_KINDS: dict[str, Kind] = {
     "exposed_communication_us": "float",
     "step_us": "float",
     "steps": "int",
+}
+STEP_KINDS: dict[str, Kind] = {
+    "trace": "str",
+    "step": "int",
+    "phase": "category",
+    "source": "category",
+    "requests": "int",
+    "query_tokens": "int",
+    "kv_tokens": "int",
+    "attention_us": "float",
+    "other_us": "float",
+    "idle_us": "float",
+    "span_us": "float",
+    "attention_share": "float",
+    "start_us": "float",
 }
 LAUNCH_KINDS: dict[str, Kind] = {
     "trace": "str",
@@ -168,6 +185,31 @@ class Analysis:
         return Table.from_rows("phases", PHASE_KINDS, rows)
 
     @property
+    def steps(self) -> Table:
+        """One row per step (``analyze --by step``): its phase, requests, query and KV tokens from
+        the engine's annotation or the attention operator's shapes (unknown: <NA>), attention,
+        other and idle µs, span and attention share. ``growth`` fits it against KV tokens."""
+        t = self.step_table
+        cols: dict[str, list[Any]] = {"trace": [t.paths[i] for i in t.trace.tolist()]}
+        cols["step"] = [None if s < 0 else s for s in t.step.tolist()]
+        cols["phase"], cols["source"] = t.phase.tolist(), [s or None for s in t.source.tolist()]
+        for c in ("requests", "query_tokens", "kv_tokens"):
+            cols[c] = [None if v != v else int(v) for v in getattr(t, c).tolist()]
+        for c in ("attention_us", "other_us", "idle_us", "span_us", "attention_share", "start_us"):
+            cols[c] = [None if v != v else v for v in getattr(t, c).tolist()]
+        return Table("steps", STEP_KINDS, cols)
+
+    @property
+    def step_table(self) -> StepTable:
+        """The step table's columns (numpy), every trace's in input order."""
+        return concat([p.steps for p in self.partials if p.steps is not None])
+
+    def growth(self, at_kv: int | None = None) -> Growth:
+        """Attention µs per decode step against KV tokens (and the rest against query tokens):
+        least squares with bootstrap-over-steps 95 % intervals; a prediction at ``at_kv``."""
+        return growth(self.step_table, at_kv)
+
+    @property
     def ranks(self) -> Table:
         """The per-rank table (traces of a multi-rank job); empty when the traces carry no ranks."""
         t = self.summary.ranks
@@ -213,9 +255,15 @@ class Analysis:
 
     def to_json(self) -> dict[str, Any]:
         """The ``tracekit.analysis/1`` document ``analyze --format json --by BY`` prints."""
+        return dict(json.loads(self._json()))
+
+    def _json(self, at_kv: int | None = None) -> str:
         from tracekit.render.analyze_tables import to_json
 
-        return dict(json.loads(to_json(self.results, self.summary.to_json(), self.by)))
+        if self.by != "step":
+            return to_json(self.results, self.summary.to_json(), self.by)
+        steps = [p.steps for p in self.partials]
+        return to_json(self.results, self.summary.to_json(), self.by, steps, self.growth(at_kv))
 
     @property
     def plot(self) -> AnalysisPlots:
@@ -231,7 +279,9 @@ class Analysis:
             + (f", {len(self.failed)} failed" if self.failed else "")
             + f": device busy {s.busy_us / 1000:.3f} ms, attention {share} of device time.</p>"
         )
-        failed = "".join(f"<p>failed: {html.escape(printable(f.path))}: {html.escape(printable(f.error))}</p>" for f in self.failed)
+        failed = "".join(
+            f"<p>failed: {html.escape(printable(f.path))}: {html.escape(printable(f.error))}</p>" for f in self.failed
+        )
         return head + failed + self.categories._repr_html_()
 
     def __repr__(self) -> str:
@@ -302,7 +352,7 @@ def analyze(
     items = [paths] if isinstance(paths, str | PathLike | Trace) else list(paths)
     loaded = {t.path: t for t in items if isinstance(t, Trace)}
     files = expand([str(p) for p in items if not isinstance(p, Trace)]) if len(loaded) < len(items) else []
-    options = TaskOptions(window=window, partial=partial, kernels="all", read=read or ReadOptions())
+    options = TaskOptions(window=window, partial=partial, kernels="all", steps=True, read=read or ReadOptions())
     outcome = Outcome()
     if loaded:
         outcome = _here(list(loaded.values()), options)

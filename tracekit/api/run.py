@@ -126,7 +126,13 @@ class Run:
                 for i, s in enumerate(steps):
                     warm = i < t.warmup_steps
                     rows.append(
-                        {"context_tokens": e.context_tokens, "round": r + 1, "step": i, "decode_ms": s * 1000, "warmup": warm}
+                        {
+                            "context_tokens": e.context_tokens,
+                            "round": r + 1,
+                            "step": i,
+                            "decode_ms": s * 1000,
+                            "warmup": warm,
+                        }
                     )
         return Table.from_rows("steps", STEP_KINDS, rows)
 
@@ -152,7 +158,9 @@ class Run:
     @property
     def findings(self) -> Table:
         return Table.from_rows(
-            "findings", FINDING_KINDS, [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in self.data.findings]
+            "findings",
+            FINDING_KINDS,
+            [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in self.data.findings],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -174,8 +182,9 @@ class Run:
         return RunPlots(self.data)
 
     def _repr_html_(self) -> str:
-        return f"<p><b>tracekit run</b> {html.escape(printable(str(self.path)))}</p><p>{html.escape(printable(self.headline))}</p>" + (
-            self.contexts._repr_html_()
+        return (
+            f"<p><b>tracekit run</b> {html.escape(printable(str(self.path)))}</p><p>{html.escape(printable(self.headline))}</p>"
+            + (self.contexts._repr_html_())
         )
 
     def __repr__(self) -> str:

@@ -100,8 +100,9 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
 
 def analyze_loaded(trace: Trace, options: TaskOptions) -> TracePartial | Failure:
     """``analyze_file`` for a trace already in memory (the Python API's loaded traces)."""
+    source = trace.path if Path(trace.path).is_file() else None  # where the shapes pass can read it again
     try:
-        return partial_of(trace, options)
+        return partial_of(trace, options, source=source)
     except TracekitError as exc:
         return Failure(trace.path, one_line(exc))
 
@@ -140,15 +141,18 @@ def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None)
     )
 
 
-def _steps(res: AnalysisResult, att: Attribution, source: str, read: ReadOptions) -> StepTable:
+def _steps(res: AnalysisResult, att: Attribution, source: str | None, read: ReadOptions) -> StepTable:
     """The step table of one trace; steps whose annotation has no context take it from the
-    attention operator's input shapes (a second, narrow read of the file, only when one can)."""
+    attention operator's input shapes (a second, narrow read of the file, only when one can: a
+    trace built in memory has no file to read, and its steps keep an unknown context)."""
     from tracekit.analysis.shapes import attention_context, needs_shapes
     from tracekit.analysis.steps import step_table
     from tracekit.trace.load import read_text
 
-    shapes = attention_context(att, res, lambda: read_text(source, read)) if needs_shapes(res) else {}
-    return step_table(res, shapes)
+    if source is None or not needs_shapes(res):
+        return step_table(res, {})
+    file = source
+    return step_table(res, attention_context(att, res, lambda: read_text(file, read)))
 
 
 def json_bytes(path: str) -> int:
