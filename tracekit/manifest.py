@@ -43,6 +43,11 @@ def decode_seed(context_tokens: int) -> int:
     return stats.seed_for("decode", context_tokens)
 
 
+def prefill_seed(context_tokens: int, what: str = "prefill") -> int:
+    """The bootstrap seed of a context's prefill (or ``ttft``) figures, drawn alike everywhere."""
+    return stats.seed_for(what, context_tokens)
+
+
 class ModelFacts(msgspec.Struct, omit_defaults=True):
     """What the engine says about the model: shapes, precision, weight bytes (each backend fills it)."""
 

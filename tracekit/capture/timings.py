@@ -7,15 +7,11 @@ from dataclasses import dataclass, field
 
 from tracekit import stats
 from tracekit.capture.backends.base import Generation
-from tracekit.manifest import Timings, decode_seed, kept_steps
+from tracekit.manifest import Timings, decode_seed, kept_steps, prefill_seed
 
 
 def _r(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else round(x, digits)
-
-
-def prefill_seed(context_tokens: int, what: str = "prefill") -> int:
-    return stats.seed_for(what, context_tokens)
 
 
 @dataclass

@@ -28,6 +28,7 @@ try:  # typer >= 0.2x vendors click; older releases use the click package
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as cx  # type: ignore[no-redef]
 
+from tracekit.cli import advise as _advise
 from tracekit.cli import analyze as _analyze
 from tracekit.cli import capture as _capture
 from tracekit.cli import diff as _diff
@@ -69,6 +70,7 @@ app.command("capture")(_command(_capture.capture))
 app.command("analyze")(_command(_analyze.analyze))
 app.command("report")(_command(_report.report))
 app.command("diff")(_command(_diff.diff))
+app.command("advise")(_command(_advise.advise))
 app.command("export")(_command(_perfetto.export))
 app.command("open")(_command(_perfetto.open_cmd))
 

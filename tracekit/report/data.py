@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tracekit.advise.model import AdviceSet
 from tracekit.errors import UserError
 from tracekit.manifest import MANIFEST, read_manifest
 from tracekit.report import bandwidth
 from tracekit.report.figures import context_figures, growth
 from tracekit.report.findings import findings_for
-from tracekit.report.model import ReportData, ReportFacts
+from tracekit.report.model import Finding, ReportData, ReportFacts
 
 
 def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial: bool = False) -> ReportData:
@@ -33,4 +34,15 @@ def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial:
         complete=m.complete,
         gaps=gaps,
     )
-    return ReportData.of(facts, findings_for(facts))
+    findings = findings_for(facts)
+    return ReportData.of(facts, findings, advice_for(facts, findings))
+
+
+def advice_for(facts: ReportFacts, findings: list[Finding]) -> AdviceSet | None:
+    """The report's "What would help": tracekit's default plan (no target, no other device)."""
+    from tracekit.advise import Plan, advise
+    from tracekit.advise.basis import from_report
+
+    if not facts.ok_contexts():
+        return None
+    return advise(from_report(facts, findings), Plan(), run=facts.run)

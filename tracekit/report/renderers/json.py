@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from tracekit.advise.document import to_json as advice_json
 from tracekit.report.headline import headline
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
@@ -99,6 +100,7 @@ def to_json(d: ReportData) -> dict[str, Any]:
         "predictions_ci95": {k: _ci(v, 3) for k, v in d.growth.prediction_ci95.items()},
         "attention_half_at_context": None if d.growth.attention_half_at is None else round(d.growth.attention_half_at),
         "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in d.findings],
+        "advice": None if d.advice is None else advice_json(d.advice),
     }
 
 

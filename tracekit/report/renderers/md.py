@@ -10,7 +10,7 @@ import html
 from tracekit.report import plots
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
+from tracekit.report.sections import Bullets, Paragraph, Plots, Section, Table, sections
 from tracekit.sanitize import printable
 
 EXTENSION = "md"
@@ -43,20 +43,33 @@ def _bullets(b: Bullets) -> list[str]:
     return out
 
 
+def _block(block: Paragraph | Bullets | Table) -> list[str]:
+    if isinstance(block, Paragraph):
+        lead = f"**{_text(block.label)}** " if block.label else ""
+        return [f"{lead}{_text(block.text)}"]
+    if isinstance(block, Bullets):
+        return _bullets(block)
+    return _table(block)
+
+
+def section(sec: Section, level: str = "##") -> str:
+    """One section on its own, without plots (``tracekit advise --format md``)."""
+    out = [f"{level} {_text(sec.title)}", ""]
+    for block in sec.blocks:
+        if not isinstance(block, Plots):
+            out += [*_block(block), ""]
+    return "\n".join(out)
+
+
 def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
     files: dict[str, bytes] = {}
     out: list[str] = []
     for i, sec in enumerate(sections(data, with_plots=attachments)):
         out += [f"{'#' if i == 0 else '##'} {_text(sec.title)}", ""]
         for block in sec.blocks:
-            if isinstance(block, Paragraph):
-                lead = f"**{_text(block.label)}** " if block.label else ""
-                out.append(f"{lead}{_text(block.text)}")
-            elif isinstance(block, Bullets):
-                out += _bullets(block)
-            elif isinstance(block, Table):
-                out += _table(block)
-            elif isinstance(block, Plots):
+            if not isinstance(block, Plots):
+                out += _block(block)
+            else:
                 pngs = plots.render(data, "png", block.names)
                 for name, png in pngs.items():
                     rel = f"{stem}-plots/{name}.png"
