@@ -46,8 +46,8 @@ def to_json(a: AdviceSet) -> dict[str, Any]:
                 "kind": x.kind,
                 "severity": x.severity,
                 "claim": x.claim,
-                "predicted_gain": _r(x.predicted_gain),
-                "predicted_gain_ci95": _ci(x.predicted_gain_ci95),
+                "predicted_gain": _r(x.predicted_gain, 6),
+                "predicted_gain_ci95": _ci(x.predicted_gain_ci95, 6),
                 "gain_basis": x.gain_basis,
                 "rests_on": list(x.rests_on),
                 "assumptions": list(x.assumptions),
@@ -57,8 +57,8 @@ def to_json(a: AdviceSet) -> dict[str, Any]:
             for x in a.advice
         ],
         "projection": [_row(p) for p in a.projection],
-        "bound_explains": _r(a.bound_explains),
-        "bound_explains_ci95": _ci(a.bound_explains_ci95),
+        "bound_explains": _r(a.bound_explains, 6),
+        "bound_explains_ci95": _ci(a.bound_explains_ci95, 6),
         "notes": list(a.notes),
     }
     return finite(doc)  # type: ignore[no-any-return]
