@@ -48,7 +48,8 @@ class Hand:
         pre = [float(np.median(c["timings"]["prefill_s_repeats"])) for c in ok]
         self.pre_slope, self.pre_intercept = (float(v) for v in np.polyfit(self.ctx, pre, 1))
         model = self.m["model"]
-        self.weights = float(model["parameter_bytes"])
+        # The weights a step reads: every one but the embedding table (one row a token).
+        self.weights = float(model["parameter_bytes"] - model["vocab"] * model["hidden"] * model["dtype_bytes"])
         self.kv_per_token = 2.0 * model["layers"] * model["kv_heads"] * model["head_dim"] * model["dtype_bytes"]
         self.bw = self.m["device"].get("measured_bandwidth_gbps")
 
@@ -136,7 +137,9 @@ def test_advise_on_a_run_matches_hand_computations(small_run: Path) -> None:
         assert measured[c]["measured_tokens_per_s"] == pytest.approx(1000.0 / ms_c, rel=1e-6, abs=1e-3)
     if h.bw:
         dev = _one(doc, "device")
-        assert dev["predicted_gain"] == pytest.approx(rows[top]["predicted_tokens_per_s"] / (1000.0 / h.ms[-1]) - 1, rel=1e-4, abs=1e-6)
+        assert dev["predicted_gain"] == pytest.approx(
+            rows[top]["predicted_tokens_per_s"] / (1000.0 / h.ms[-1]) - 1, rel=1e-4, abs=1e-6
+        )
         assert dev["figures"]["efficiency"] == pytest.approx(
             (h.weights + h.kv_per_token * top) / (h.bw * 1e9) * 1e3 / h.ms[-1], rel=1e-6
         )
@@ -146,7 +149,9 @@ def test_advise_on_a_run_matches_hand_computations(small_run: Path) -> None:
     before = h.weights + h.kv_per_token * top
     assert kv["figures"]["bytes_before"] == pytest.approx(before)
     assert kv["figures"]["bytes_after"] == pytest.approx(h.weights + h.kv_per_token * top / 2)
-    assert kv["predicted_gain"] == pytest.approx(before / (h.weights + h.kv_per_token * top / 2) - 1, rel=1e-4, abs=1e-6)
+    assert kv["predicted_gain"] == pytest.approx(
+        before / (h.weights + h.kv_per_token * top / 2) - 1, rel=1e-4, abs=1e-6
+    )
     w = _one(doc, "precision", "Weights at 16 bits")
     assert w["predicted_gain"] == pytest.approx(before / (h.weights / 2 + h.kv_per_token * top) - 1, rel=1e-4, abs=1e-6)
 
@@ -195,7 +200,7 @@ def test_projection_from_model_facts_alone() -> None:
     from its shapes), a 16-bit KV cache of 2·32 layers·8 KV heads·128·2 bytes per token."""
     params = 32000 * 4096 * 2 + 4096 + 32 * (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 2 * 4096)
     assert params == 7_241_732_096
-    weights = params * 4 / 8
+    weights = (params - 32000 * 4096) * 4 / 8  # a step reads every weight but the embedding table
     kv_per_token = 2 * 32 * 8 * 128 * 2
     doc = _advise(
         "--preset", "mistral-7b", "--weight-bits", "4", "--on", "jetson-orin-agx",
@@ -205,7 +210,9 @@ def test_projection_from_model_facts_alone() -> None:
     for c in (16, 1441):
         assert rows[c]["weight_bytes"] == round(weights)
         assert rows[c]["kv_bytes"] == kv_per_token * c
-        assert rows[c]["ceiling_tokens_per_s"] == pytest.approx(ORIN_AGX_GBPS * 1e9 / (weights + kv_per_token * c), rel=1e-6, abs=1e-3)
+        assert rows[c]["ceiling_tokens_per_s"] == pytest.approx(
+            ORIN_AGX_GBPS * 1e9 / (weights + kv_per_token * c), rel=1e-6, abs=1e-3
+        )
     assert rows[16]["measured_tokens_per_s"] == 31 and rows[1441]["measured_tokens_per_s"] == 20
     # The KV cache's growth at peak bandwidth against the measured slowdown in ms per token.
     bound_ms = kv_per_token * (1441 - 16) / (ORIN_AGX_GBPS * 1e9) * 1e3

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 PREFIX = "tracekit::"
@@ -74,28 +75,215 @@ def _compiled(key: str) -> re.Pattern[str]:
 def python_frame_filter() -> re.Pattern[str]:
     """Python frames worth keeping: those some scope pattern matches, plus every ``nn.Module``
     frame (the module tree, for ``--explain`` and future scope rules on module names)."""
-    return re.compile("|".join([r"^nn\.Module: ", *(f"(?:{p})" for p in SCOPES.values())]))
+    steps = [r.pattern.pattern for r in STEP_READERS]
+    return re.compile("|".join([r"^nn\.Module: ", *(f"(?:{p})" for p in [*SCOPES.values(), *steps])]))
 
 
 # --- phases and steps --------------------------------------------------------------------------
 
+# Limits on what one engine step can hold: a count past these is not a step's but a broken or
+# hostile annotation, and leaves the step's context unknown (with a note) rather than wrong.
+MAX_REQUESTS = 1_000_000
+MAX_QUERY_TOKENS = 1_000_000_000
+MAX_KV_TOKENS = 1_000_000_000_000
+
 
 @dataclass(frozen=True)
 class PhaseKey:
+    """A phase or step annotation, read. ``requests``/``query_tokens``/``kv_tokens`` are what the
+    annotation says the step held (None: it does not say); ``source`` names the reader of
+    ``STEP_READERS`` that matched; ``note`` says why an annotation that looked like a step's could
+    not be read (its context is then None)."""
+
     phase: str
     step: int | None
     context_tokens: int | None
+    requests: int | None = None
+    query_tokens: int | None = None
+    kv_tokens: int | None = None
+    source: str = ""
+    note: str | None = None
 
 
-_TK_PHASE = re.compile(r"^tracekit::(prefill|decode)\[([^\]]*)\]$")
-_FOREIGN_STEPS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^ProfilerStep#(\d+)$"), "step"),
+@dataclass(frozen=True)
+class StepReader:
+    """One row of the step-pattern table: a name pattern, the function reading a match, the
+    engine and version that write it, and where that was confirmed."""
+
+    source: str
+    pattern: re.Pattern[str]
+    read: Callable[[re.Match[str], str], PhaseKey]
+    writes: str
+
+
+def _bad(source: str, name: str, why: str, phase: str = "step") -> PhaseKey:
+    shown = name if len(name) <= 120 else name[:117] + "..."
+    return PhaseKey(phase, None, None, source=source, note=f"step annotation {shown!r}: {why}; its context is unknown")
+
+
+def _checked(source: str, name: str, phase: str, requests: int | None, query: int | None, kv: int | None) -> PhaseKey:
+    """A step's key, or the unknown-context key with a note when a count is absurd."""
+    for what, value, limit in (
+        ("requests", requests, MAX_REQUESTS),
+        ("query tokens", query, MAX_QUERY_TOKENS),
+        ("KV tokens", kv, MAX_KV_TOKENS),
+    ):
+        if value is not None and not 0 <= value <= limit:
+            return _bad(source, name, f"{what} {value} outside 0..{limit:,}", phase)
+    return PhaseKey(phase, None, None, requests, query, kv, source)
+
+
+def _mix(ctx_requests: int, gen_requests: int) -> str:
+    if ctx_requests and gen_requests:
+        return "mixed"
+    return "prefill" if ctx_requests else "decode" if gen_requests else "step"
+
+
+def _read_tracekit(m: re.Match[str], name: str) -> PhaseKey:
+    fields: dict[str, int] = {}
+    for part in m.group(2).split(","):
+        k, _, v = part.partition("=")
+        if v.lstrip("-").isdigit():
+            fields[k.strip()] = int(v)
+    phase = m.group(1)
+    step = fields.get("step") if phase == "decode" else fields.get("chunk")
+    ctx = fields.get("ctx")
+    query = 1 if phase == "decode" else fields.get("tokens")
+    key = _checked("tracekit", name, phase, 1, query, ctx)
+    if key.note is not None or ctx is None:
+        return PhaseKey(phase, step, None, source="tracekit", note=key.note)
+    return PhaseKey(phase, step, ctx, 1, query, ctx, "tracekit")
+
+
+def _read_vllm_native(m: re.Match[str], name: str) -> PhaseKey:
+    rc, tc, rg, tg = (int(m.group(i)) for i in (1, 2, 4, 5))
+    return _checked("vllm", name, _mix(rc, rg), rc + rg, tc + tg, None)
+
+
+def _read_vllm_detailed(m: re.Match[str], name: str) -> PhaseKey:
+    total, rc, cq, ck, cqq, _, rg, gq, gk, gqq, _ = (int(g) for g in m.groups())
+    phase = _mix(rc, rg)
+    for what, requests, q, k, qq in (("context", rc, cq, ck, cqq), ("generation", rg, gq, gk, gqq)):
+        if (requests == 0) != (q == 0) or k < q or qq < q:
+            return _bad(
+                "vllm", name, f"its {what} counts disagree (requests {requests}, sq {q}, sk {k}, sqsq {qq})", phase
+            )
+    if total != cq + gq:
+        return _bad("vllm", name, f"{total} scheduled tokens but sq {cq} + {gq}", phase)
+    return _checked("vllm", name, phase, rc + rg, cq + gq, ck + gk)
+
+
+_SGLANG_PHASES = {"EXTEND": "prefill", "DECODE": "decode", "MIXED": "mixed"}
+
+
+def _read_sglang(m: re.Match[str], name: str) -> PhaseKey:
+    mode = m.group(1)
+    phase = _SGLANG_PHASES.get(mode, "step")
+    fields: dict[str, int] = {}
+    for part in m.group(2).split():
+        k, eq, v = part.partition("=")
+        if not eq or not v.isdigit():
+            return _bad("sglang", name, f"field {part!r} is not name=count", phase)
+        fields[k] = int(v)
+    if "bs" not in fields:
+        return _bad("sglang", name, "it has no bs=", phase)
+    bs = fields["bs"]
+    query: int | None = None
+    kv: int | None = None
+    if "c_sq" in fields or "g_sq" in fields:  # the detailed form: per-phase sums
+        query = fields.get("c_sq", 0) + fields.get("g_sq", 0)
+        if "c_sk" in fields or "g_sk" in fields:
+            kv = fields.get("c_sk", 0) + fields.get("g_sk", 0)
+            if kv < query:
+                return _bad("sglang", name, f"{kv} KV tokens for {query} query tokens", phase)
+    elif mode == "EXTEND" and "toks" in fields:
+        query = fields["toks"]
+    # A plain DECODE step's query tokens are bs only without speculative decoding (EAGLE/MTP
+    # decode num_tokens_per_req per request under the same mode): the annotation cannot tell.
+    return _checked("sglang", name, phase, bs, query, kv)
+
+
+def _read_profiler_step(m: re.Match[str], name: str) -> PhaseKey:
+    return PhaseKey("step", int(m.group(1)), None, source="profiler_step")
+
+
+def _read_unnumbered(source: str) -> Callable[[re.Match[str], str], PhaseKey]:
+    def read(m: re.Match[str], name: str) -> PhaseKey:
+        return PhaseKey("step", None, None, source=source)
+
+    return read
+
+
+_N = r"(\d{1,19})"  # a count as written; the range check decides whether it is plausible
+# The step-pattern table: every step annotation tracekit reads, one row each, most specific first.
+STEP_READERS: tuple[StepReader, ...] = (
+    StepReader(
+        "tracekit",
+        re.compile(r"^tracekit::(prefill|decode)\[([^\]]*)\]$"),
+        _read_tracekit,
+        "tracekit capture: prefill[chunk,ctx,tokens], decode[step,ctx] (ctx = tokens attended over)",
+    ),
+    StepReader(
+        "vllm",
+        re.compile(
+            rf"^execute_{_N}_context_{_N}\(sq{_N}sk{_N}sqsq{_N}sqsk{_N}\)"
+            rf"_generation_{_N}\(sq{_N}sk{_N}sqsq{_N}sqsk{_N}\)$"
+        ),
+        _read_vllm_detailed,
+        "vLLM v1 Worker.annotate_profile with ProfilerConfig.detailed_trace_annotation (TraceLens's vllm_patches "
+        "for v0.14.0-v0.25.0), and SGLang with TraceLens's scheduler_profiler_mixin patch: "
+        "execute_{tokens}_context_{requests}(sq..sk..sqsq..sqsk..)_generation_{requests}(...)",
+    ),
+    StepReader(
+        "vllm",
+        re.compile(rf"^execute_context_{_N}\({_N}(_\d+)?\)_generation_{_N}\({_N}(_\d+)?\)$"),
+        _read_vllm_native,
+        "vLLM v1 vllm/v1/worker/gpu_worker.py Worker.annotate_profile (VLLM_TORCH_PROFILER_DIR or --profiler-config): "
+        "execute_context_{requests}({tokens})_generation_{requests}({tokens}); a second _number (Σq²) is accepted",
+    ),
+    StepReader(
+        "sglang",
+        re.compile(r"^step\[([A-Z_]+)((?: [^\]\s]*)*)\]$"),
+        _read_sglang,
+        "SGLang model_runner.py _build_step_span_name (0.5.13+): step[EXTEND bs=N toks=M], step[MODE bs=N]; "
+        "c_sq/c_sk/g_sq/g_sk... with TraceLens's step_span_utils patch (detailed_annotations)",
+    ),
+    StepReader(
+        "profiler_step", re.compile(r"^ProfilerStep#(\d+)$"), _read_profiler_step, "torch.profiler schedule steps"
+    ),
     # vLLM v1's GPUModelRunner wraps each step's model call in "gpu_model_runner: forward" (beside
-    # ": preprocess" and ": postprocess"; upstream EngineCore.step has no enclosing annotation), so
-    # that is the step; "execute_model" covers older workers. The SGLang names are unverified.
-    (re.compile(r"^(?:execute_model|gpu_model_runner: forward|vllm::execute_model)$"), "step"),
-    (re.compile(r"^(?:forward_batch_generation|run_batch)$"), "step"),
+    # ": preprocess" and ": postprocess"); "execute_model" covers older workers; SGLang's scheduler
+    # frames. None carries the step's context.
+    StepReader(
+        "engine",
+        re.compile(
+            r"^(?:execute_model|gpu_model_runner: forward|vllm::execute_model|forward_batch_generation|run_batch)$"
+        ),
+        _read_unnumbered("engine"),
+        "vLLM v1 record_function scopes; SGLang scheduler functions",
+    ),
+    # A model's whole forward: HF transformers' *ForCausalLM (generate() calls it once per token)
+    # as an nn.Module frame (with_stack), and exllamav2's ExLlamaV2.forward Python frame. Their
+    # context comes from the attention operator's Input Dims (record_shapes), read apart.
+    StepReader(
+        "forward",
+        re.compile(
+            r"^nn\.Module: \w+(?:ForCausalLM|LMHeadModel|ForConditionalGeneration)(?:_\d+)?$"
+            r"|exllamav2/model\.py\(\d+\): forward$"
+        ),
+        _read_unnumbered("forward"),
+        "HF transformers model classes (with_stack), exllamav2 model.py ExLlamaV2.forward",
+    ),
 )
+
+# Engine step annotations that nest (SGLang with TraceLens's patch writes execute_... around
+# step[...] for the same step): the outermost is the step and takes the context of those inside.
+MERGING_SOURCES = frozenset({"vllm", "sglang"})
+# A model forward or an engine scope inside an engine's (or tracekit's) step annotation is part
+# of that step, not a step of its own; inside a ProfilerStep it is the finer step (generate()
+# runs many forwards in one profiler step).
+ENCLOSING_SOURCES = frozenset({"vllm", "sglang", "tracekit", "engine"})
+NESTED_SOURCES = MERGING_SOURCES | {"engine", "forward"}
 
 
 def format_annotation(phase: str, **fields: int) -> str:
@@ -116,20 +304,31 @@ def decode(step: int, ctx: int) -> str:
 
 @functools.lru_cache(maxsize=65536)
 def parse_phase(name: str) -> PhaseKey | None:
-    """The phase a span name denotes, or None; cached because span names repeat a lot."""
-    m = _TK_PHASE.match(name)
-    if m:
-        fields: dict[str, int] = {}
-        for part in m.group(2).split(","):
-            k, _, v = part.partition("=")
-            if v.lstrip("-").isdigit():
-                fields[k.strip()] = int(v)
-        phase = m.group(1)
-        step = fields.get("step") if phase == "decode" else fields.get("chunk")
-        return PhaseKey(phase, step, fields.get("ctx"))
-    for pat, phase in _FOREIGN_STEPS:
-        m = pat.match(name)
+    """The phase or step a span name denotes, or None; cached because span names repeat a lot."""
+    for reader in STEP_READERS:
+        m = reader.pattern.match(name)
         if m:
-            step = int(m.group(1)) if m.groups() and m.group(1) and m.group(1).isdigit() else None
-            return PhaseKey(phase, step, None)
+            return reader.read(m, name)
+    if name.startswith(("execute_context_", "execute_", "step[")) and _LOOKS_LIKE_STEP.match(name):
+        return _bad("vllm" if name.startswith("execute_") else "sglang", name, "it does not parse")
     return None
+
+
+# Names that begin like an engine's step annotation but match no reader (a field missing, a
+# negative number): still a step, with its context unknown and a note.
+_LOOKS_LIKE_STEP = re.compile(r"^(?:execute_(?:-?\d+_)?context_|step\[[A-Z_]+[ \]])")
+
+
+def merge_context(outer: PhaseKey, inner: PhaseKey) -> PhaseKey:
+    """``outer`` with each count it lacks taken from ``inner`` (the same step, annotated twice)."""
+    if outer.note is not None or inner.note is not None:
+        return PhaseKey(outer.phase, outer.step, None, source=outer.source, note=outer.note or inner.note)
+    return PhaseKey(
+        outer.phase if outer.phase != "step" else inner.phase,
+        outer.step,
+        outer.context_tokens,
+        outer.requests if outer.requests is not None else inner.requests,
+        outer.query_tokens if outer.query_tokens is not None else inner.query_tokens,
+        outer.kv_tokens if outer.kv_tokens is not None else inner.kv_tokens,
+        outer.source,
+    )

@@ -13,9 +13,9 @@ import numpy as np
 from tracekit import stats
 from tracekit.advise.measurement import DOUBTS, OWN_TIMER
 from tracekit.advise.model import Basis, Check, Line, Point, Reps
-from tracekit.limits.devices import Device, device_from_trace_name
+from tracekit.limits.devices import Device
 from tracekit.limits.model import ModelShape
-from tracekit.manifest import ModelFacts, prefill_seed
+from tracekit.manifest import prefill_seed
 from tracekit.report.fit import fit_line, fit_replicates
 from tracekit.report.model import Finding, ReportFacts
 from tracekit.report.uncertainty import decode_reps
@@ -30,28 +30,6 @@ def line(xs: Sequence[float], ys: Sequence[float], reps: Reps | None) -> Line | 
     if reps is not None:
         a_r, s_r = fit_replicates(list(xs), reps)
     return Line(f.intercept, f.slope, f.n, f.r2, min(xs), max(xs), a_r, s_r)
-
-
-def shape_of(m: ModelFacts) -> ModelShape | None:
-    """The model's shape from a run's manifest (weights and cache at the precision it ran)."""
-    if not (m.layers and m.kv_heads and m.head_dim and m.parameter_bytes and m.dtype_bytes):
-        return None
-    bits = 8.0 * m.dtype_bytes
-    return ModelShape(
-        layers=m.layers,
-        hidden=m.hidden or 0,
-        heads=m.heads or 0,
-        kv_heads=m.kv_heads,
-        head_dim=m.head_dim,
-        intermediate=m.intermediate or 0,
-        vocab=m.vocab or 0,
-        params=int(m.parameter_bytes // m.dtype_bytes),
-        weight_bits=bits,
-        kv_bits=bits,
-        sliding_window=None,
-        sliding_layers=0,
-        source={"shape": "the run's manifest", "precision": f"the run's manifest ({m.dtype})"},
-    )
 
 
 def capture_command(run: Path, settings: dict[str, object]) -> str | None:
@@ -96,14 +74,14 @@ def from_report(d: ReportFacts, findings: Sequence[Finding]) -> Basis:
         [c.prefill_s or 0.0 for c in with_prefill],
         None if not pre_reps or any(r is None for r in pre_reps) else np.stack(pre_reps, axis=1),  # type: ignore[arg-type]
     )
-    known = device_from_trace_name(d.device.name) if d.device.kind == "cuda" else None
+    peak = None if d.roof is None or d.shape is None else d.roof.peak_flops(d.shape.dtype)
     run = Path(d.run)
     return Basis(
         source=f"run {d.run}",
         points=tuple(points),
         decode=decode,
         prefill=prefill,
-        shape=shape_of(d.model),
+        shape=d.shape,
         device=_device_label(d.device.kind, d.device.name),
         bandwidth_gbps=d.bandwidth_gbps,
         bandwidth_source=d.bandwidth_source,
@@ -111,8 +89,13 @@ def from_report(d: ReportFacts, findings: Sequence[Finding]) -> Basis:
         attn=d.model.attn,
         command=capture_command(run, d.settings),
         rounds=int(d.settings.get("rounds") or 0) or None,
-        peak_tflops=None if known is None else (known.peak_tflops.get("fp16") or known.peak_tflops.get("bf16")),
+        peak_tflops=None if peak is None else peak / 1e12,
     )
+
+
+def _tflops(on: Device | None, shape: ModelShape) -> float | None:
+    peak = None if on is None else on.peak_flops_for(shape.dtype)
+    return None if peak is None else peak / 1e12
 
 
 def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[int, float]], what: str) -> Basis:
@@ -130,5 +113,7 @@ def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[in
         bandwidth_gbps=None if on is None else on.peak_bandwidth_tb_s * 1000.0,
         bandwidth_source="" if on is None else on.source,
         checks=(OWN_TIMER,) if points else (),
-        peak_tflops=None if on is None else (on.peak_tflops.get("fp16") or on.peak_tflops.get("bf16")),
+        peak_tflops=None
+        if on is None or on.peak_flops_for(shape.dtype) is None
+        else on.peak_flops_for(shape.dtype) / 1e12,  # type: ignore[operator]
     )

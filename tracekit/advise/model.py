@@ -78,7 +78,7 @@ class Basis:
     attn: str | None = None
     command: str | None = None  # the capture command that measured it (to vary one flag)
     rounds: int | None = None
-    peak_tflops: float | None = None  # the device's dense fp16 peak, where known (a prefill floor)
+    peak_tflops: float | None = None  # the device's dense peak in the model's dtype, where known (a prefill floor)
 
     @property
     def measured(self) -> bool:

@@ -115,7 +115,7 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
         first_r = again_r = None
         assumptions.append(
             f"no prefill was measured: a prefill of n tokens takes at least 2·{b.shape.params / 1e9:.2f}G·n FLOPs at "
-            f"the device's {b.peak_tflops:g} TFLOP/s fp16 peak (a floor: a real prefill is slower, so the saving is smaller)"
+            f"the device's {b.peak_tflops:g} TFLOP/s dense peak (a floor: a real prefill is slower, so the saving is smaller)"
         )
         source = "floor"
     else:

@@ -2,7 +2,8 @@
 that measured and on another one, at the precision measured and at a lower one; and how much of
 the measured slowdown the growth of those bytes explains.
 
-A decode step reads every weight once and the KV cache of its context: bytes = weights + KV(context).
+A decode step reads every weight once (the embedding table aside: one row a token) and the KV cache
+of its context: bytes = weights + KV(context), as ``limits.roofline.decode_ceiling_tokens_per_s``.
 At a device's peak bandwidth that takes bytes / bandwidth, the least a step can take (the ceiling
 on tokens/s is its inverse). A prediction carries over the measured efficiency, the share of peak
 bandwidth a step reached where it was measured: step = bound / efficiency. That is an assumption,
@@ -49,7 +50,7 @@ def contexts(b: Basis, extra: tuple[int, ...]) -> list[int]:
 
 def _row(b: Basis, shape: ModelShape, c: int, device: str, variant: str, bw: float, scale: float | None) -> Projection:
     """One row; ``scale`` turns the measured step into the predicted one (None: measured as is)."""
-    row = Projection(c, device, variant, shape.weight_bytes(), shape.kv_bytes(c), bw)
+    row = Projection(c, device, variant, shape.step_weight_bytes(), shape.kv_bytes(c), bw)
     got = step_ms(b, c) if b.measured else None
     if got is None:
         return row
@@ -104,7 +105,7 @@ def efficiency(b: Basis, c: int) -> tuple[float, Interval | None] | None:
     if got is None or b.shape is None or not b.bandwidth_gbps:
         return None
     ms, reps, _ = got
-    bound = (b.shape.weight_bytes() + b.shape.kv_bytes(c)) / (b.bandwidth_gbps * 1e9) * 1e3
+    bound = (b.shape.step_weight_bytes() + b.shape.kv_bytes(c)) / (b.bandwidth_gbps * 1e9) * 1e3
     return bound / ms, interval(ratio_reps(np.full_like(reps, bound), reps) if reps is not None else None)
 
 
@@ -169,7 +170,8 @@ def _bytes_rest(b: Basis) -> str:
         return "the model's bytes are unknown"
     where = ", ".join(f"{k} from {v}" for k, v in s.source.items()) if s.source else "the model facts"
     return (
-        f"weights {mb(s.weight_bytes())} at {s.weight_bits:g} bits and a KV cache of "
+        f"weights read per step {mb(s.step_weight_bytes())} at {s.weight_bits:g} bits (the embedding table aside) "
+        f"and a KV cache of "
         f"{s.kv_bytes_per_token() / 1024:,.1f} KiB per token at {s.kv_bits:g} bits ({where})"
     )
 
@@ -200,13 +202,13 @@ def precision(
     ref = reference(b) or (max(extra) if extra else None)
     for label, new in precision_variants(b.shape, kv_to, weight_to):
         for c in contexts(b, extra):
-            ratio = (new.weight_bytes() + new.kv_bytes(c)) / (b.shape.weight_bytes() + b.shape.kv_bytes(c))
+            ratio = (new.step_weight_bytes() + new.kv_bytes(c)) / (b.shape.step_weight_bytes() + b.shape.kv_bytes(c))
             if bw:
                 rows.append(_row(b, new, c, b.device, label, bw, ratio if b.measured else None))
         if ref is None:
             continue
-        old_bytes = b.shape.weight_bytes() + b.shape.kv_bytes(ref)
-        new_bytes = new.weight_bytes() + new.kv_bytes(ref)
+        old_bytes = b.shape.step_weight_bytes() + b.shape.kv_bytes(ref)
+        new_bytes = new.step_weight_bytes() + new.kv_bytes(ref)
         gain = old_bytes / new_bytes - 1.0
         what = label.split(" at ")[0]
         claim = (

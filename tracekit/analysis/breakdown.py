@@ -136,6 +136,12 @@ def phase_results(att: Attribution) -> list[PhaseResult]:
                 idle_us=max(0.0, (e - s) - busy),
                 start_us=s,
                 categories=cats,
+                requests=key.requests,
+                query_tokens=key.query_tokens,
+                kv_tokens=key.kv_tokens,
+                source=key.source,
+                note=key.note,
+                host_span=spans.get(i),
             )
         )
     results.sort(key=lambda p: p.start_us)

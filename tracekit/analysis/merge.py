@@ -162,4 +162,3 @@ def rank_table(partials: list[TracePartial]) -> RankTable | None:
     slowest = max(ordered, key=lambda r: r.step_us)
     median = point([[r.step_us for r in ordered]]) or 0.0
     return RankTable(ordered, slowest.rank, slowest.step_us / median if median > 0 else 1.0, unranked)
-

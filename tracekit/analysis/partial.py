@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 from tracekit.analysis.analyze import analyze_trace
-from tracekit.analysis.attribute import attribute
+from tracekit.analysis.attribute import Attribution, attribute
 from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_of, step_times
 from tracekit.analysis.result import AnalysisResult
+from tracekit.analysis.steps import StepTable
 from tracekit.errors import TraceFormatError, TracekitError
 from tracekit.trace.load import load_trace
 
@@ -34,6 +35,7 @@ class TaskOptions:
     hta: bool = False
     kernels: Literal["top", "all", "match"] = "top"
     explain: str | None = None
+    steps: bool = False  # also make the step table (``analysis.steps``)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class TracePartial:
     exposed_communication_us: float = 0.0
     step_us: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # from the HTA bridge
+    steps: StepTable | None = None  # with ``TaskOptions.steps``: columns, a few numbers a step
 
     @property
     def communication_us(self) -> float:
@@ -103,6 +106,7 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         kernels = res.kernels[:TOP_KERNELS]
     rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
+    steps = _steps(res, sel, source) if options.steps else None
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
@@ -110,4 +114,16 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         exposed_communication_us=min(exposed, comm.time_us) if comm else 0.0,
         step_us=step_times(res),
         notes=notes,
+        steps=steps,
     )
+
+
+def _steps(res: AnalysisResult, att: Attribution, source: str) -> StepTable:
+    """The step table of one trace; steps whose annotation has no context take it from the
+    attention operator's input shapes (a second, narrow read of the file, only when one can)."""
+    from tracekit.analysis.shapes import attention_context, needs_shapes
+    from tracekit.analysis.steps import step_table
+    from tracekit.trace.load import read_text
+
+    shapes = attention_context(att, res, lambda: read_text(source)) if needs_shapes(res) else {}
+    return step_table(res, shapes)

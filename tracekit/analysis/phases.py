@@ -10,18 +10,27 @@ extent of that work (ROCm writes ~17 µs ones; traces without GPU annotations ha
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.analysis.window import covers, launched_extents
-from tracekit.annotations import PhaseKey, parse_phase
+from tracekit.annotations import (
+    ENCLOSING_SOURCES,
+    MERGING_SOURCES,
+    NESTED_SOURCES,
+    PhaseKey,
+    merge_context,
+    parse_phase,
+)
 from tracekit.trace.model import Trace
 from tracekit.trace.tree import nearest_marked
 
 
 def numbered(key: PhaseKey, ordinal: int) -> PhaseKey:
     """``key``, numbered by ``ordinal`` if its annotation carries no step number of its own."""
-    return key if key.step is not None else PhaseKey(key.phase, ordinal, key.context_tokens)
+    return key if key.step is not None else replace(key, step=ordinal)
 
 
 class PhaseIndex:
@@ -32,6 +41,8 @@ class PhaseIndex:
         # The phase each string denotes (most denote none).
         self.key_of: list[PhaseKey | None] = [parse_phase(s) for s in trace.strings]
         marked = np.fromiter((k is not None for k in self.key_of), bool, len(self.key_of))[trace.spans.name]
+        # Spans whose key takes the context of an engine step annotation nested inside it.
+        self._merged: dict[int, PhaseKey] = self._merge_nested(trace, marked)
         self._marks = np.flatnonzero(marked)  # the host spans that are phase annotations
         node = np.full(n + 1, -1, np.int64)
         node[:n] = nearest_marked(trace.parent, marked)
@@ -58,9 +69,41 @@ class PhaseIndex:
 
     def key_at(self, span: int) -> PhaseKey:
         """The phase that host annotation ``span`` denotes (an unnumbered step gets its ordinal)."""
-        key = self.key_of[int(self._names[span])]
+        key = self._merged.get(span) or self.key_of[int(self._names[span])]
         assert key is not None
         return numbered(key, self._ordinal.get(span, 0))
+
+    def _merge_nested(self, trace: Trace, marked: NDArray[np.bool_]) -> dict[int, PhaseKey]:
+        """One step annotated twice: an engine step annotation inside another (SGLang with
+        TraceLens's patch writes ``execute_...`` around ``step[...]``) is unmarked in ``marked``
+        and its context merged into the outer one's key; a model forward or an engine scope
+        inside an engine's or tracekit's step is part of that step, and unmarked too."""
+        sources = [k.source if k is not None else "" for k in self.key_of]
+        nestable = np.fromiter((s in NESTED_SOURCES for s in sources), bool, len(sources))[trace.spans.name]
+        inner = np.flatnonzero(nestable & marked)
+        if not len(inner):
+            return {}
+        above = nearest_marked(trace.parent, marked)  # the annotation at or above each span
+        parent = trace.parent[inner]
+        outer = np.where(parent >= 0, above[np.maximum(parent, 0)], -1)
+        names = trace.spans.name
+        merged: dict[int, PhaseKey] = {}
+        # Innermost first (latest start), so a chain folds into the outermost.
+        has = outer >= 0
+        order = np.argsort(-trace.spans.ts[inner[has]], kind="stable")
+        for h, o in zip(inner[has][order].tolist(), outer[has][order].tolist()):
+            popped = merged.pop(h, None)
+            mine = popped or self.key_of[int(names[h])]
+            theirs = merged.get(o) or self.key_of[int(names[o])]
+            assert mine is not None and theirs is not None
+            if mine.source in MERGING_SOURCES and theirs.source in MERGING_SOURCES:
+                merged[o] = merge_context(theirs, mine)
+            elif not (mine.source in ("engine", "forward") and theirs.source in ENCLOSING_SOURCES):
+                if popped is not None:
+                    merged[h] = popped
+                continue
+            marked[h] = False
+        return merged
 
     def _device_spans(self, trace: Trace) -> list[tuple[float, float, PhaseKey]]:
         """The device-side span of each phase annotation: its GPU-side annotation (paired with the
@@ -85,7 +128,7 @@ class PhaseIndex:
                 dev = g[i] if i < len(g) else None
                 ext = extents.get(h[i]) if i < len(h) else None
                 if i < len(h):
-                    this = numbered(key, self._ordinal.get(h[i], 0))
+                    this = self.key_at(h[i])
                 else:
                     this, unpaired = numbered(key, unpaired), unpaired + 1
                 if dev is not None and (ext is None or covers(dev[0], dev[1], ext)):

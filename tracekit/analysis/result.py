@@ -27,6 +27,13 @@ class PhaseResult:
     idle_us: float
     start_us: float
     categories: dict[str, CategoryTime]
+    # What the step's annotation says it held (None: unknown; see annotations.STEP_READERS).
+    requests: int | None = None
+    query_tokens: int | None = None
+    kv_tokens: int | None = None
+    source: str = ""  # the reader that read its annotation
+    note: str | None = None  # why its annotation could not be read
+    host_span: tuple[float, float] | None = None  # its annotation's host span (start, end), if it has one
 
 
 @dataclass

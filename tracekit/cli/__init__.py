@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 from tracekit.cli import advise as _advise
 from tracekit.cli import analyze as _analyze
 from tracekit.cli import capture as _capture
+from tracekit.cli import devices as _devices
 from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
@@ -73,6 +74,7 @@ app.command("diff")(_command(_diff.diff))
 app.command("advise")(_command(_advise.advise))
 app.command("export")(_command(_perfetto.export))
 app.command("open")(_command(_perfetto.open_cmd))
+app.command("devices")(_command(_devices.devices_cmd))
 
 
 def _say(line: str) -> None:

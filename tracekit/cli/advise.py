@@ -143,10 +143,10 @@ def advise(
     device = find_device(on) if on is not None else None
     plan = Plan(target_tps, target_itl, on, contexts, generate, prompt, keep, every, kv_bits, weight_bits)
     if target is not None:
-        for flag, given in (("--preset", preset), ("--model-config", model_config), ("--measured", measured)):
+        for flag, given in (("--preset", preset), ("--measured", measured)):
             if given is not None:
                 raise UserError(f"{flag} describes a model without a run; with a run ({target}) leave it out")
-        data = build_report(target, peak_bandwidth=peak_bandwidth)
+        data = build_report(target, peak_bandwidth=peak_bandwidth, model_config=model_config)
         others = tuple(from_report(o, o.findings) for o in (build_report(p) for p in compare))
         result = run_advice(from_report(data, data.findings), plan, on=device, compare=others, run=str(target))
     else:

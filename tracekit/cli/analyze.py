@@ -35,6 +35,9 @@ def analyze(
         "default $DASK_SCHEDULER_ADDRESS when there are several traces (and no --workers or --memory-limit). "
         "Workers need tracekit and must see the same paths.",
     ),
+    at_kv: int | None = typer.Option(
+        None, "--at-kv", help="With --by step: predict attention per decode step at this many KV tokens (from the fit)."
+    ),
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
     ),
@@ -91,10 +94,12 @@ def analyze(
         )
     plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
-    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain)
+    if at_kv is not None and not 0 < at_kv <= 10**12:
+        raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
+    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, steps=by == "step")
     with progress(len(paths)) as listener:
         outcome = run(paths, options, plan, listener)
-    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern)
+    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, at_kv=at_kv)
     if code:
         raise typer.Exit(code)
 

@@ -19,9 +19,18 @@ from tracekit.sanitize import printable
 INTERRUPTED = 130
 
 
-def emit(outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern[str] | None) -> int:
+def emit(
+    outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern[str] | None, at_kv: int | None = None
+) -> int:
     """Print ``outcome`` (of ``total`` traces); return the exit code: 130 interrupted, 2 some failed."""
     summary = summarize(outcome.partials, outcome.failed, interrupted=outcome.interrupted, cancelled=outcome.cancelled)
+    steps = [p.steps for p in outcome.partials] if by == "step" else None
+    grown = None
+    if steps is not None:
+        from tracekit.analysis.growth import growth
+        from tracekit.analysis.steps import concat
+
+        grown = growth(concat([t for t in steps if t is not None]), at_kv)
     for p in outcome.partials:
         for w in p.result.warnings:
             err.print(f"tracekit: warning: {printable(w)}")
@@ -36,18 +45,24 @@ def emit(outcome: Outcome, total: int, *, fmt: str, by: str, explain: re.Pattern
             else:
                 out.print(shown)
     elif results and fmt == "json":
-        print(tables.to_json(results, summary.to_json(), by))
+        print(tables.to_json(results, summary.to_json(), by, steps, grown))
     elif results and fmt == "csv":
-        print(tables.to_csv(results, by), end="")
+        print(tables.to_csv(results, by, steps), end="")
+        if grown is not None:
+            for line in tables.growth_lines(grown):
+                err.print(f"tracekit: {printable(line)}")
     elif results:
-        for r in results:
-            out.print(tables.table(r, by))
+        for i, r in enumerate(results):
+            out.print(tables.table(r, by, steps[i] if steps else None))
             if r.extra.get("hta"):
                 out.print_json(data=r.extra["hta"])
         if total > 1:
             out.print(fleet.summary_table(summary))
         if summary.ranks is not None:
             out.print(fleet.rank_table(summary.ranks))
+        if grown is not None:
+            for line in tables.growth_lines(grown):
+                out.print(printable(line))
     for f in outcome.failed:
         err.print(printable(f"tracekit: error: {f.path}: {' '.join(str(f.error).split())}"))
     if outcome.interrupted:

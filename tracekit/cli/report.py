@@ -33,6 +33,15 @@ def report(
     peak_bandwidth: float | None = typer.Option(
         None, "--peak-bandwidth", help="Device memory bandwidth in GB/s for the bound."
     ),
+    device: str | None = typer.Option(
+        None, "--device", help="The device to compare with (a name from 'tracekit devices'), instead of the captured one."
+    ),
+    peak_flops: float | None = typer.Option(
+        None, "--peak-flops", help="Device dense peak TFLOP/s (every dtype), for a device the table lacks."
+    ),
+    model_config: Path | None = typer.Option(
+        None, "--model-config", help="A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...)."
+    ),
     partial: bool = typer.Option(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
     ),
@@ -75,7 +84,14 @@ def report(
     if not to_stdout:
         for f, target in targets.items():
             claim_output(target, force=force, signature=SIGNATURES[f])
-    data = build_report(run_dir, peak_bandwidth=peak_bandwidth, partial=partial)
+    data = build_report(
+        run_dir,
+        peak_bandwidth=peak_bandwidth,
+        partial=partial,
+        device=device,
+        peak_flops=peak_flops,
+        model_config=model_config,
+    )
     for finding in data.findings:
         if finding.kind == "trace-problem":
             err.print(f"tracekit: warning: {printable(finding.message)}")

@@ -6,22 +6,48 @@ from pathlib import Path
 
 from tracekit.advise.model import AdviceSet
 from tracekit.errors import UserError
-from tracekit.manifest import MANIFEST, read_manifest
-from tracekit.report import bandwidth
+from tracekit.limits.model import ModelShape, from_config, from_manifest
+from tracekit.limits.roofline import Roof, choose_roof
+from tracekit.manifest import MANIFEST, Manifest, read_manifest
 from tracekit.report.figures import context_figures, growth
 from tracekit.report.findings import findings_for
 from tracekit.report.model import Finding, ReportData, ReportFacts
 
 
-def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial: bool = False) -> ReportData:
+def run_roof(
+    m: Manifest, *, device: str | None = None, peak_bandwidth: float | None = None, peak_flops: float | None = None
+) -> tuple[Roof | None, str]:
+    """The roof a run is compared with: flags first, then the device table by the captured device's
+    name, then (on a CPU) the bandwidth capture measured."""
+    return choose_roof(
+        trace_device=m.device.name,
+        memory_bytes=m.device.memory_bytes,
+        device=device,
+        peak_bandwidth_gbps=peak_bandwidth,
+        peak_tflops=peak_flops,
+        measured_gbps=m.device.measured_bandwidth_gbps if (m.device.measured_bandwidth_gbps or 0) > 0 else None,
+    )
+
+
+def build_report(
+    run_dir: Path,
+    *,
+    peak_bandwidth: float | None = None,
+    partial: bool = False,
+    device: str | None = None,
+    peak_flops: float | None = None,
+    model_config: Path | None = None,
+) -> ReportData:
     run_dir = Path(run_dir)
     if run_dir.name == MANIFEST and run_dir.is_file():  # the manifest named instead of its folder
         run_dir = run_dir.parent
     m = read_manifest(run_dir)
     if not m.contexts:
         raise UserError(f"{run_dir}: the run holds no finished context yet; capture again")
-    bw, bw_source = bandwidth.choose(m.device, peak_bandwidth)
-    contexts, gaps = context_figures(run_dir, m, bw, partial=partial)
+    roof, roof_source = run_roof(m, device=device, peak_bandwidth=peak_bandwidth, peak_flops=peak_flops)
+    bw = None if roof is None else roof.bandwidth_tb_s * 1000.0
+    shape: ModelShape | None = from_config(model_config) if model_config is not None else from_manifest(m.model)
+    contexts, gaps = context_figures(run_dir, m, bw, partial=partial, shape=shape, roof=roof)
     facts = ReportFacts(
         run=str(run_dir),
         device=m.device,
@@ -30,9 +56,12 @@ def build_report(run_dir: Path, *, peak_bandwidth: float | None = None, partial:
         contexts=contexts,
         growth=growth(contexts),
         bandwidth_gbps=bw,
-        bandwidth_source=bw_source,
+        bandwidth_source=roof_source if roof is not None else "unknown (pass --peak-bandwidth GBPS or --device NAME)",
         complete=m.complete,
         gaps=gaps,
+        roof=roof,
+        roof_source=roof_source,
+        shape=shape,
     )
     findings = findings_for(facts)
     return ReportData.of(facts, findings, advice_for(facts, findings))

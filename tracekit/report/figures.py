@@ -13,6 +13,8 @@ from tracekit.analysis.gaps import HostDeviceGap, host_device_gaps
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.rules import CATEGORIES
 from tracekit.errors import TraceFormatError
+from tracekit.limits.model import ModelShape
+from tracekit.limits.roofline import Roof, achieved, attention_work, decode_ceiling_tokens_per_s, decode_gemm_work
 from tracekit.manifest import ContextEntry, Manifest, run_file
 from tracekit.report.fit import crossing, fit_line, fit_replicates, with_intervals
 from tracekit.report.model import ContextFigures, Growth
@@ -71,8 +73,32 @@ def _step_rounds(e: ContextEntry) -> dict[int, int]:
     return {step: r for r, steps in enumerate(e.timings.profiled_steps_by_round) for step in steps}
 
 
+def limit_figures(f: ContextFigures, shape: ModelShape, roof: Roof | None, context: float) -> None:
+    """Attention, the weight GEMMs and the whole step of a decode step at ``context`` tokens: bytes,
+    FLOPs, and what the measured times achieved against ``roof``. The step is the timed
+    (unprofiled) median; attention and GEMM times are its profiled shares of it."""
+    ctx = int(round(context))
+    att_work = attention_work(shape, query_tokens=1, kv_tokens=ctx)
+    gemm_work = decode_gemm_work(shape, 1)
+    if f.attention_ms_per_token:
+        f.attention = achieved(att_work, f.attention_ms_per_token / 1e3, roof, shape.dtype)
+    gemm_ms = f.categories_ms_per_token.get("gemm")
+    if gemm_ms:
+        f.gemm = achieved(gemm_work, gemm_ms / 1e3, roof, shape.dtype)
+    if f.decode_ms_per_token:
+        f.step = achieved(att_work + gemm_work, f.decode_ms_per_token / 1e3, roof, shape.dtype)
+    if roof is not None:
+        f.ceiling_tokens_per_s = decode_ceiling_tokens_per_s(shape, ctx, roof)
+
+
 def context_figures(
-    run_dir: Path, m: Manifest, bw: float | None, *, partial: bool = False
+    run_dir: Path,
+    m: Manifest,
+    bw: float | None,
+    *,
+    partial: bool = False,
+    shape: ModelShape | None = None,
+    roof: Roof | None = None,
 ) -> tuple[list[ContextFigures], list[HostDeviceGap]]:
     kv_per_token = m.model.kv_bytes_per_token()
     weight_bytes = int(m.model.parameter_bytes or 0)
@@ -120,6 +146,8 @@ def context_figures(
                 f.categories_ms_per_token = {c: s * f.decode_ms_per_token for c, s in cats.items() if s > 0}
                 f.idle_share = idle
                 f.top_attention_kernels = top
+        if shape is not None:
+            limit_figures(f, shape, roof, ctx_mid)
     return out, gaps
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tracekit.report.distance import limit_findings
 from tracekit.report.fit import LineFit
 from tracekit.report.model import ContextFigures, Finding, ReportFacts
 from tracekit.stats import Interval, overlap
@@ -52,6 +53,7 @@ def findings_for(d: ReportFacts) -> list[Finding]:
     out.extend(_noise(d))
     out.extend(_growth(d))
     out.extend(_overheads(d))
+    out.extend(limit_findings(d))
     return out
 
 

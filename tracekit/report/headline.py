@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracekit import stats
+from tracekit.report.distance import distance_line
 from tracekit.report.findings import ci
 from tracekit.report.model import ReportData
 from tracekit.report.uncertainty import decode_reps, difference
@@ -143,6 +144,9 @@ def headline(d: ReportData) -> Headline:
         parts.append(f" The memory-bandwidth bound (more KV cache to read) explains {bound:.3g} ms{of}; {rest}.")
     else:
         parts.append(" The bandwidth bound is unknown (pass --peak-bandwidth GBPS).")
+    distance = distance_line(d)
+    if distance:
+        parts.append(f" {distance}")
     h.text = "".join(parts) + f" {timer}{machine}"
     return h
 

@@ -11,6 +11,8 @@ from numpy.typing import NDArray
 
 from tracekit.advise.model import AdviceSet
 from tracekit.analysis.gaps import HostDeviceGap
+from tracekit.limits.model import ModelShape
+from tracekit.limits.roofline import Achieved, Roof
 from tracekit.manifest import DeviceFacts, ModelFacts
 from tracekit.report.fit import LineFit
 from tracekit.stats import Interval
@@ -38,6 +40,12 @@ class ContextFigures:
     top_attention_kernels: list[tuple[str, float]] = field(default_factory=list)
     top_kernels: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # name, category, rule, count, µs
     error: str | None = None
+    # How far from the hardware limit (``tracekit.limits``): attention, the weight GEMMs and the whole
+    # decode step against the device's roof, and the ceiling the bandwidth puts on tokens/s.
+    attention: Achieved | None = None
+    gemm: Achieved | None = None
+    step: Achieved | None = None
+    ceiling_tokens_per_s: float | None = None
     # Intervals (95 %, two-stage bootstrap over rounds then steps: ``tracekit.stats``).
     decode_ms_per_token_ci95: Interval | None = None
     tokens_per_s_ci95: Interval | None = None
@@ -91,6 +99,9 @@ class ReportFacts:
     bandwidth_source: str
     complete: bool
     gaps: list[HostDeviceGap] = field(default_factory=list)
+    roof: Roof | None = None  # the device's limits the achieved figures are compared with
+    roof_source: str = ""
+    shape: ModelShape | None = None  # the model facts bytes and FLOPs come from (each with its source)
 
     def ok_contexts(self) -> list[ContextFigures]:
         return [c for c in self.contexts if c.status == "ok" and c.decode_ms_per_token is not None]

@@ -176,14 +176,76 @@ def _fit_band(d: ReportData, grid: list[float]) -> tuple[list[float], list[float
     return [float(x) for x in lo], [float(x) for x in hi]
 
 
-PLOTS = {"categories": stacked_categories, "tokens_vs_bound": tokens_vs_bound, "attention_share": attention_share}
+def roofline(d: ReportData) -> Any:
+    """Achieved FLOP/s against arithmetic intensity (log-log), attention and the weight GEMMs of a
+    decode step at each context, under the device's roof: min(peak FLOP/s, intensity × bandwidth)."""
+    import numpy as np
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    roof = d.roof
+    ok = d.ok_contexts()
+    points = [
+        ("attention", COLORS["attention"], "o", [(c.context_tokens, c.attention) for c in ok if c.attention is not None]),
+        ("weight GEMMs", COLORS["gemm"], "s", [(c.context_tokens, c.gemm) for c in ok if c.gemm is not None]),
+    ]
+    points = [(label, color, marker, [(x, a) for x, a in pts if a.intensity]) for label, color, marker, pts in points]
+    xs = [a.intensity or 1.0 for _, _, _, pts in points for _, a in pts]
+    ys = [max(a.tflops * 1e12, 1.0) for _, _, _, pts in points for _, a in pts]
+    lo = min(xs + [0.1]) / 4
+    hi = max(xs + [10.0]) * 4
+    dtype = d.shape.dtype if d.shape is not None else "bf16"
+    if roof is not None:
+        grid = np.logspace(np.log10(lo), np.log10(hi), 200)
+        peak = roof.peak_flops(dtype)
+        bw = roof.bandwidth_tb_s * 1e12
+        roof_y = np.minimum(grid * bw, peak) if peak else grid * bw
+        what = f"{bw / 1e12:.3g} TB/s" + (f", {peak / 1e12:,.4g} TFLOP/s {dtype}" if peak else ", no FLOP/s peak known")
+        ax.plot(grid, roof_y, "-", color="#222222", linewidth=1.5, label=f"roof: {roof.name} ({what})")
+        if peak:
+            ax.axvline(peak / bw, color="#999999", linewidth=0.8, linestyle=":", label=f"ridge point ({peak / bw:.3g} FLOP/byte)")
+        ys.append(float(roof_y.max()))
+    for label, color, marker, pts in points:
+        if not pts:
+            continue
+        ax.plot(
+            [a.intensity for _, a in pts], [a.tflops * 1e12 for _, a in pts], marker, color=color, label=f"{label}, per decode step"
+        )
+        for ctx, a in pts:
+            ax.annotate(str(ctx), (a.intensity or 1.0, a.tflops * 1e12), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(min(ys) / 10, max(ys) * 3)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of DRAM traffic)")
+    ax.set_ylabel("achieved FLOP/s")
+    ax.set_title("Roofline: attention and weight GEMMs at each context (labels: context)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+PLOTS = {
+    "categories": stacked_categories,
+    "tokens_vs_bound": tokens_vs_bound,
+    "attention_share": attention_share,
+    "roofline": roofline,
+}
+
+
+def available(d: ReportData) -> list[str]:
+    """The plots this report has data for (the roofline needs achieved figures)."""
+    names = [n for n in PLOTS if n != "roofline"]
+    if any(c.attention is not None or c.gemm is not None for c in d.ok_contexts()):
+        names.append("roofline")
+    return names
 
 
 def render(d: ReportData, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
     """The plots named (default: all) as ``fmt`` ("png" or "svg") bytes, by name."""
     plt = _plt()
     out = {}
-    for name in names if names is not None else list(PLOTS):
+    for name in names if names is not None else available(d):
         fig = PLOTS[name](d)
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=110)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tracekit.advise.model import AdviceSet
+from tracekit.limits.roofline import Achieved
 from tracekit.report import plots
+from tracekit.report.distance import bandwidth_text
 from tracekit.report.findings import ci
 from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData
@@ -210,6 +212,70 @@ def advice_section(a: AdviceSet) -> Section:
         ]
         blocks.append(Table(list(PROJECTION_COLUMNS), rows))
     return Section(ADVICE_TITLE, blocks)
+LIMIT_COLUMNS: tuple[str, ...] = (
+    "context tokens",
+    "tokens/s measured",
+    "tokens/s ceiling",
+    "attention MB",
+    "attention achieved",
+    "attention % of peak",
+    "attention bound",
+    "GEMM TFLOP/s",
+    "GEMM % of peak",
+    "step achieved",
+    "step % of peak",
+)
+
+
+def _share(a: Achieved | None) -> str:
+    if a is None or a.peak_share is None:
+        return "n/a"
+    return "above peak (impossible: see findings)" if a.impossible else f"{100 * a.peak_share:.1f}%"
+
+
+def limit_row(c: ContextFigures) -> list[str]:
+    att, gemm, step = c.attention, c.gemm, c.step
+    return [
+        str(c.context_tokens),
+        _f(c.tokens_per_s, "{:,.1f}"),
+        _f(c.ceiling_tokens_per_s, "{:,.1f}"),
+        _f(None if att is None else att.bytes / 1e6, "{:,.2f}"),
+        "n/a" if att is None else bandwidth_text(att.tb_s),
+        _share(att),
+        (att.bound if att is not None else None) or "n/a",
+        _f(None if gemm is None else gemm.tflops, "{:.3g}"),
+        _share(gemm),
+        "n/a" if step is None else bandwidth_text(step.tb_s),
+        _share(step),
+    ]
+
+
+def _limits(d: ReportData) -> Section | None:
+    ok = [c for c in d.ok_contexts() if c.attention is not None or c.step is not None]
+    if not ok:
+        return None
+    shape = d.shape
+    roof = d.roof
+    lines = []
+    if roof is not None:
+        flops = ", ".join(f"{k} {v:g}" for k, v in roof.tflops.items()) or "none known (pass --peak-flops)"
+        lines.append(f"Roof: {roof.name}: {bandwidth_text(roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {d.roof_source}")
+    else:
+        lines.append(f"Roof: none ({d.roof_source}); achieved figures are shown without a share of peak")
+    if shape is not None:
+        by_source: dict[str, list[str]] = {}
+        for k, src in shape.source.items():
+            by_source.setdefault(src, []).append(k)
+        facts = "; ".join(f"{', '.join(ks)} from {src}" for src, ks in by_source.items())
+        lines.append(
+            f"Model facts: {shape.layers} layers, {shape.heads} heads / {shape.kv_heads} KV heads, head dim {shape.head_dim}, "
+            f"{shape.params / 1e6:,.1f} M parameters at {shape.weight_bits:g} bits, KV cache at {shape.kv_bits:g} bits "
+            f"({shape.kv_bytes_per_token() / 1e3:,.1f} kB a token); {facts}"
+        )
+    return Section(
+        "Distance to the limit (achieved bandwidth and FLOP/s against the device's peaks)",
+        [Bullets([Bullet(x) for x in lines]), Table(list(LIMIT_COLUMNS), [limit_row(c) for c in ok])],
+    )
 
 
 def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
@@ -228,6 +294,9 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 [Table(list(LATENCY_COLUMNS), [latency_row(c) for c in ok])],
             )
         )
+    limits = _limits(d)
+    if limits is not None:
+        out.append(limits)
     cats = _categories(d)
     if cats is not None:
         out.append(Section("ms per decoded token, by category", [cats]))
@@ -264,5 +333,5 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
     if d.advice is not None:
         out.append(advice_section(d.advice))
     if with_plots:
-        out.append(Section("Plots", [Plots(list(plots.PLOTS))]))
+        out.append(Section("Plots", [Plots(plots.available(d))]))
     return out

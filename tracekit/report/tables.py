@@ -18,6 +18,9 @@ from tracekit.sanitize import finite, printable
 if TYPE_CHECKING:  # rich loads only when a table is drawn
     from rich.table import Table
 
+    from tracekit.analysis.growth import Growth
+    from tracekit.analysis.steps import StepTable
+
 GROUPINGS = ("category", "phase", "step", "kernel")
 FORMATS = ("table", "json", "csv")
 
@@ -31,7 +34,9 @@ def phase_categories(results: list[AnalysisResult], by: str) -> list[str]:
     return sorted({c for r in results for p in _phases(r, by) for c in p.categories})
 
 
-def rows(r: AnalysisResult, by: str, categories: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+def rows(
+    r: AnalysisResult, by: str, categories: list[str] | None = None, steps: StepTable | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one result grouped ``by`` category, phase, step or kernel. Phase and step
     rows have one column per category in ``categories`` (default: the result's own)."""
     if by == "category":
@@ -48,6 +53,8 @@ def rows(r: AnalysisResult, by: str, categories: list[str] | None = None) -> tup
         ]
     phases = _phases(r, by)
     cats = categories if categories is not None else phase_categories([r], by)
+    if by == "step" and steps is not None:
+        return _step_rows(phases, steps, cats)
     head = ["phase", "step", "context_tokens", "time_us", "span_us", "idle_us", *cats]
     body = [
         [
@@ -64,14 +71,35 @@ def rows(r: AnalysisResult, by: str, categories: list[str] | None = None) -> tup
     return head, body
 
 
-def to_csv(results: list[AnalysisResult], by: str) -> str:
+def _step_rows(phases: list[PhaseResult], steps: StepTable, cats: list[str]) -> tuple[list[str], list[list[str]]]:
+    """``--by step``: the step table's columns (unknown counts blank), then each category's time."""
+    head = ["phase", "step", "context_tokens", "requests", "query_tokens", "kv_tokens", "time_us"]
+    head += ["attention_us", "other_us", "idle_us", "span_us", "attention_share", *cats]
+    body = []
+    for p, row in zip(phases, steps.rows()):
+        body.append(
+            [
+                row["phase"],
+                "" if row["step"] is None else str(row["step"]),
+                "" if p.context_tokens is None else str(p.context_tokens),
+                *["" if row[c] is None else str(row[c]) for c in ("requests", "query_tokens", "kv_tokens")],
+                f"{p.time_us:.1f}",
+                *[f"{row[c]:.1f}" for c in ("attention_us", "other_us", "idle_us", "span_us")],
+                "" if row["attention_share"] is None else f"{row['attention_share']:.3f}",
+                *[f"{p.categories[c].time_us:.1f}" if c in p.categories else "0" for c in cats],
+            ]
+        )
+    return head, body
+
+
+def to_csv(results: list[AnalysisResult], by: str, steps: list[StepTable | None] | None = None) -> str:
     """One CSV for all results, a ``trace`` column first; phase and step columns are the union of
     every result's categories, so the columns line up whatever each trace holds."""
     cats = phase_categories(results, by) if by in ("phase", "step") else None
     buf = io.StringIO()
     w = csv.writer(buf)
     for i, r in enumerate(results):
-        head, body = rows(r, by, cats)
+        head, body = rows(r, by, cats, steps[i] if steps else None)
         if i == 0:
             w.writerow(["trace", *map(printable, head)])
         for row in body:
@@ -79,11 +107,22 @@ def to_csv(results: list[AnalysisResult], by: str) -> str:
     return buf.getvalue()
 
 
-def to_json(results: list[AnalysisResult], summary: dict[str, Any] | None = None, by: str = "category") -> str:
-    """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows."""
+def to_json(
+    results: list[AnalysisResult],
+    summary: dict[str, Any] | None = None,
+    by: str = "category",
+    steps: list[StepTable | None] | None = None,
+    growth: Growth | None = None,
+) -> str:
+    """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows, ``--by
+    step`` each trace's ``steps`` and the ``growth`` fits over all of them."""
     traces = []
-    for r in results:
+    for i, r in enumerate(results):
         doc = r.to_json()
+        table = steps[i] if steps else None
+        if table is not None:
+            doc["steps"] = table.rows()
+            doc["step_notes"] = list(table.notes)
         if by == "kernel":
             doc["kernels"] = [
                 {
@@ -99,6 +138,8 @@ def to_json(results: list[AnalysisResult], summary: dict[str, Any] | None = None
     doc = {"schema": SCHEMA, "traces": traces}
     if summary is not None:
         doc["summary"] = summary
+    if growth is not None:
+        doc["growth"] = growth.to_json()
     return json.dumps(finite(doc), indent=2, allow_nan=False)
 
 
@@ -128,15 +169,15 @@ def notes(r: AnalysisResult) -> list[str]:
     return out
 
 
-def table(r: AnalysisResult, by: str) -> Table:
+def table(r: AnalysisResult, by: str, steps: StepTable | None = None) -> Table:
     from rich.table import Table
 
-    head, body = rows(r, by)
+    head, body = rows(r, by, None, steps)
     busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
     t = Table(
         title=f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
         f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms",
-        caption="\n".join(map(printable, notes(r))) or None,
+        caption="\n".join(map(printable, notes(r) + (steps.notes if steps is not None else []))) or None,
         caption_justify="left",
     )
     for h in head:
@@ -162,3 +203,26 @@ def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:
             )
             n += 1
     return t if n else None
+
+
+def growth_lines(g: Growth) -> list[str]:
+    """The growth fits in words, one line each (``analyze --by step``)."""
+    out = []
+    a = g.attention
+    if a is not None:
+        ci = a.slope_ci95
+        ci_text = f" [95% {ci[0] * 1000:.3g}-{ci[1] * 1000:.3g}]" if ci else ""
+        out.append(
+            f"attention per decode step: {a.slope * 1000:.3g} us per 1k KV tokens{ci_text}, "
+            f"intercept {a.intercept:.3g} us, R² {a.r2:.3f}, over {a.n} steps of {a.x_min:,.0f}-{a.x_max:,.0f} KV tokens"
+        )
+        if g.at_kv is not None:
+            pci = a.at_ci95(g.at_kv)
+            pci_text = f" [95% {pci[0]:.3g}-{pci[1]:.3g}]" if pci else ""
+            out.append(f"predicted attention at {g.at_kv:,} KV tokens: {a.at(g.at_kv):.3g} us per step{pci_text}")
+    o = g.other
+    if o is not None:
+        ci = o.slope_ci95
+        ci_text = f" [95% {ci[0]:.3g}-{ci[1]:.3g}]" if ci else ""
+        out.append(f"the rest: {o.slope:.3g} us per query token{ci_text}, R² {o.r2:.3f}, over {o.n} steps")
+    return out + list(g.notes)

@@ -9,7 +9,7 @@ import msgspec
 
 from tracekit.advise.document import to_json as advice_json
 from tracekit.report.headline import headline
-from tracekit.report.model import ReportData
+from tracekit.report.model import ContextFigures, ReportData
 from tracekit.report.renderers.base import Output
 from tracekit.sanitize import finite
 from tracekit.stats import Interval
@@ -36,6 +36,32 @@ def _headline(d: ReportData) -> dict[str, Any]:
     }
 
 
+def _roof(d: ReportData) -> dict[str, Any]:
+    """The device's limits the achieved figures are compared with (``tracekit.limits``)."""
+    roof = d.roof
+    if roof is None:
+        return {"source": d.roof_source, "peak_bandwidth_tb_s": None, "peak_tflops": {}}
+    return {
+        "limits_name": roof.name,
+        "key": roof.key,
+        "source": d.roof_source,
+        "peak_bandwidth_tb_s": roof.bandwidth_tb_s,
+        "peak_tflops": dict(roof.tflops),
+    }
+
+
+def _limits(c: ContextFigures) -> dict[str, Any]:
+    """A context's distance to the limit: attention, the weight GEMMs and the whole step."""
+    out: dict[str, Any] = {}
+    for prefix, a in (("attention_", c.attention), ("gemm_", c.gemm), ("step_", c.step)):
+        if a is None:
+            out.update({f"{prefix}{k}": None for k in ("bytes", "flops", "achieved_tb_s", "achieved_tflops", "intensity", "peak_share", "bound")})
+        else:
+            out.update(a.to_json(prefix))
+    out["ceiling_tokens_per_s"] = None if c.ceiling_tokens_per_s is None else round(c.ceiling_tokens_per_s, 3)
+    return out
+
+
 def to_json(d: ReportData) -> dict[str, Any]:
     def r(x: float | None, n: int = 4) -> float | None:
         return None if x is None else round(x, n)
@@ -48,7 +74,9 @@ def to_json(d: ReportData) -> dict[str, Any]:
             **msgspec.to_builtins(d.device),
             "peak_bandwidth_gbps": d.bandwidth_gbps,
             "peak_bandwidth_source": d.bandwidth_source,
+            **_roof(d),
         },
+        "model_facts": None if d.shape is None else d.shape.to_json(),
         "model": msgspec.to_builtins(d.model),
         "complete": d.complete,
         "contexts": [
@@ -82,6 +110,7 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "itl_ms_p50": r(c.itl_ms_p50),
                 "itl_ms_p90": r(c.itl_ms_p90),
                 "itl_ms_p99": r(c.itl_ms_p99),
+                **_limits(c),
             }
             for c in d.contexts
         ],
