@@ -45,13 +45,13 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
 
 def capture(out: Path, contexts: list[int], tokens: int, **kw: object) -> Path:
     from tracekit.capture.backends.base import CaptureOptions
-    from tracekit.capture.sweep import SweepOptions
-    from tracekit.pipeline import capture_run
+    from tracekit.capture.sweep import SweepOptions, run_capture
+    from tracekit.perfetto.export import enrich_context
 
     opts = CaptureOptions(**{k: v for k, v in kw.items() if k in CaptureOptions.__dataclass_fields__})  # type: ignore[arg-type]
     sweep_kw = {k: v for k, v in kw.items() if k in SweepOptions.__dataclass_fields__}
     sweep = SweepOptions(contexts=contexts, tokens=tokens, out=out, **sweep_kw)  # type: ignore[arg-type]
-    return capture_run(opts, sweep, enrich=bool(kw.get("enrich", True)))
+    return run_capture(opts, sweep, after_context=enrich_context if kw.get("enrich", True) else None)
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,12 @@ import pytest
 
 from tracekit.analysis.gaps import HostDeviceGap
 from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
-from tracekit.report.figures import growth
 from tracekit.report.findings import findings_for
 from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData, ReportFacts
 from tracekit.report.renderers import RENDERERS, render
-from tracekit.report.renderers.json import to_json
+from tracekit.report.renderers.jsonreport import to_json
+from tracekit.report.run_analysis import growth
 from tracekit.report.uncertainty import apply_samples
 
 MODEL = ModelFacts(

@@ -16,13 +16,13 @@ import pytest
 from tests.conftest import H100, MI300X, ROOT, V100_DDP, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
-from tracekit.analysis.inputs import expand, memory_needed
-from tracekit.analysis.merge import summarize
-from tracekit.analysis.partial import Failure, TaskOptions, TracePartial, analyze_file
 from tracekit.analysis.ranks import communication_exposure, rank_of
 from tracekit.analysis.result import AnalysisResult, CategoryTime
 from tracekit.analysis.window import Window
 from tracekit.errors import UserError
+from tracekit.fleet.inputs import expand
+from tracekit.fleet.merge import summarize
+from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file, memory_needed
 from tracekit.trace.load import load_trace
 
 RESNET_ROCM = "mi300x-resnet-training-rocm.json.gz"

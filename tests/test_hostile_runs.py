@@ -347,7 +347,7 @@ def test_ctrl_c_while_the_enriched_twin_is_written_keeps_the_context(tmp_path: P
     from tracekit.capture.backends.base import CaptureOptions
     from tracekit.capture.sweep import SweepOptions, run_capture
     from tracekit.manifest import read_manifest
-    from tracekit.pipeline import enrich_context
+    from tracekit.perfetto.export import enrich_context
 
     def enrich_interrupted(run_dir: Path, entry: object) -> None:
         os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt at the next bytecode

@@ -19,9 +19,9 @@ from tracekit.analysis.gaps import host_device_gaps
 from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
 from tracekit.report.fit import crossing, fit_line
-from tracekit.report.renderers import html as html_renderer
+from tracekit.report.renderers import htmlreport as html_renderer
 from tracekit.report.renderers import write_report
-from tracekit.report.renderers.json import to_json
+from tracekit.report.renderers.jsonreport import to_json
 from tracekit.trace.load import load_trace
 
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "report.schema.json").read_text())

@@ -19,7 +19,7 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.classify import Classifier
 from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.rules import RULES
-from tracekit.report.tables import notes
+from tracekit.render.analyze_tables import notes
 from tracekit.trace.build import build_trace
 from tracekit.trace.model import Args, Event, Trace
 

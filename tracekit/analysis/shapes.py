@@ -6,7 +6,8 @@ long the context is, but with ``record_shapes=True`` every operator event carrie
 query as long as the tokens the step feeds. Read per operator family, by its documented layout:
 
 * SDPA (``aten::scaled_dot_product_attention`` and its ``_flash``/``_efficient``/``_cudnn``/CPU
-  kernels): query and key are ``[batch, heads, seq, dim]``;
+  kernels): query and key are ``[batch, heads, seq, dim]`` (the mask, ``[batch, 1, q, kv]``, gives
+  the query's length where HF folds grouped heads into it);
 * flash-attn and ATen's ``_flash_attention_forward``/``_efficient_attention_forward``:
   ``[batch, seq, heads, dim]``;
 * eager attention (``aten::matmul`` classified as attention, QKᵀ): ``[batch, heads, q, dim]``
@@ -94,6 +95,11 @@ def _context(dims: Any, layout: str) -> tuple[int, int, int] | None:
         return None
     if layout == "bhsd":
         b, nq, nkv = q[0], q[2], k[2]
+        # HF folds grouped query heads into the query's length for SDPA on one token
+        # ([b, kv_heads, n_rep * q, d]); the mask ([b, 1, q, kv]), when given, keeps the true q.
+        mask = dims[3] if len(dims) > 3 else None
+        if isinstance(mask, list) and len(mask) == 4 and mask[-1] == nkv and isinstance(mask[-2], int):
+            nq = min(nq, mask[-2]) if mask[-2] > 0 else nq
     elif layout == "bshd":
         b, nq, nkv = q[0], q[1], k[1]
     else:

@@ -143,6 +143,12 @@ def step_table(result: AnalysisResult, shapes: dict[int, tuple[int, int, int]] |
     with np.errstate(invalid="ignore", divide="ignore"):
         t.attention_share = np.where(total > 0, t.attention_us / np.where(total > 0, total, 1.0), np.nan)
     t.notes = [f"{result.path}: {p.note}" for p in phases if p.note]
+    if not n:
+        t.notes.append(
+            f"{result.path}: no steps: the trace has no step annotation (tracekit's, vLLM's, SGLang's, "
+            "ProfilerStep#N) and no model forward frames; record with "
+            "torch.profiler.profile(with_stack=True, record_shapes=True), or call prof.step() once a step"
+        )
     unknown = int(np.count_nonzero(np.isnan(t.kv_tokens) & np.isin(t.source, list(SHAPE_SOURCES))))
     if unknown:
         t.notes.append(

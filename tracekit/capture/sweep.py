@@ -62,7 +62,7 @@ class SweepOptions:
 
 
 ProgressFn = Callable[[str, int, int], None]  # (description, done, total)
-# Called once a context's final trace and manifest entry are on disk (the pipeline writes the
+# Called once a context's final trace and manifest entry are on disk (`tracekit capture` writes the
 # enriched twin here); it may update the entry, which is written again afterwards.
 AfterContext = Callable[[Path, ContextEntry], None]
 

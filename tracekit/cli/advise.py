@@ -182,13 +182,13 @@ def advise(
 
 def _print(result: object, *, markdown: bool) -> None:
     from tracekit.advise.model import AdviceSet
-    from tracekit.report.renderers import md
+    from tracekit.report.renderers import markdown
     from tracekit.report.sections import Bullets, Paragraph, Table, advice_section
 
     assert isinstance(result, AdviceSet)
     sec = advice_section(result)
     if markdown:
-        print(md.section(sec, level="#"))
+        print(markdown.section(sec, level="#"))
         return
     lines = [f"{sec.title} ({printable(result.source)})", ""]
     for block in sec.blocks:

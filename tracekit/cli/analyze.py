@@ -62,15 +62,16 @@ def analyze(
       tracekit analyze 'sweeps/**/*.json.gz' --scheduler tcp://head:8786 --format json
     """
     _one_blas_thread()
-    from tracekit.analysis.inputs import expand
-    from tracekit.analysis.partial import TaskOptions
     from tracekit.cli.analyze_print import emit
     from tracekit.cli.progress import progress
-    from tracekit.fleet.run import Plan, default_workers, run
-    from tracekit.report import tables
+    from tracekit.fleet.inputs import expand
+    from tracekit.fleet.plan import Plan
+    from tracekit.fleet.run import default_workers, run
+    from tracekit.fleet.task import TaskOptions
+    from tracekit.render import analyze_tables
 
-    check_choice(by, tables.GROUPINGS, "--by")
-    check_choice(fmt, tables.FORMATS, "--format")
+    check_choice(by, analyze_tables.GROUPINGS, "--by")
+    check_choice(fmt, analyze_tables.FORMATS, "--format")
     pattern = None
     if explain is not None:
         try:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
-from tracekit.analysis.merge import summarize
 from tracekit.cli.common import err, out
-from tracekit.fleet.run import Outcome
-from tracekit.report import fleet, tables
+from tracekit.fleet.merge import summarize
+from tracekit.fleet.plan import Outcome
+from tracekit.render import analyze_tables, fleet_tables
 from tracekit.sanitize import printable
 
 INTERRUPTED = 130
@@ -39,29 +39,29 @@ def emit(
     results = [p.result for p in outcome.partials]
     if explain is not None:
         for r in results:
-            shown = tables.explain(r, explain)
+            shown = analyze_tables.explain(r, explain)
             if shown is None:
                 err.print(printable(f"tracekit: no kernel in {r.path} matches {explain.pattern!r}"))
             else:
                 out.print(shown)
     elif results and fmt == "json":
-        print(tables.to_json(results, summary.to_json(), by, steps, grown))
+        print(analyze_tables.to_json(results, summary.to_json(), by, steps, grown))
     elif results and fmt == "csv":
-        print(tables.to_csv(results, by, steps), end="")
+        print(analyze_tables.to_csv(results, by, steps), end="")
         if grown is not None:
-            for line in tables.growth_lines(grown):
+            for line in analyze_tables.growth_lines(grown):
                 err.print(f"tracekit: {printable(line)}")
     elif results:
         for i, r in enumerate(results):
-            out.print(tables.table(r, by, steps[i] if steps else None))
+            out.print(analyze_tables.table(r, by, steps[i] if steps else None))
             if r.extra.get("hta"):
                 out.print_json(data=r.extra["hta"])
         if total > 1:
-            out.print(fleet.summary_table(summary))
+            out.print(fleet_tables.summary_table(summary))
         if summary.ranks is not None:
-            out.print(fleet.rank_table(summary.ranks))
+            out.print(fleet_tables.rank_table(summary.ranks))
         if grown is not None:
-            for line in tables.growth_lines(grown):
+            for line in analyze_tables.growth_lines(grown):
                 out.print(printable(line))
     for f in outcome.failed:
         err.print(printable(f"tracekit: error: {f.path}: {' '.join(str(f.error).split())}"))

@@ -71,9 +71,9 @@ def capture(
 
     from tracekit.capture.backends import BACKENDS
     from tracekit.capture.backends.base import CaptureOptions
-    from tracekit.capture.sweep import SweepOptions, validate
+    from tracekit.capture.sweep import SweepOptions, run_capture, validate
     from tracekit.fsutil import check_out_folder, check_run_name
-    from tracekit.pipeline import capture_run
+    from tracekit.perfetto.export import enrich_context
 
     check_choice(backend, tuple(BACKENDS), "--backend")
     if name is not None:
@@ -116,7 +116,7 @@ def capture(
             progress.update(task, description=desc, completed=done, total=total)
 
         try:
-            run_dir = capture_run(opts, sweep, on_progress, enrich=not no_enrich)
+            run_dir = run_capture(opts, sweep, on_progress, after_context=None if no_enrich else enrich_context)
         except KeyboardInterrupt as exc:
             progress.stop()
             run = getattr(exc, "run_dir", None)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from tracekit.fleet.run import Listener, Silent
+from tracekit.fleet.plan import Listener, Silent
 
 if TYPE_CHECKING:
     from rich.progress import Progress

@@ -68,7 +68,7 @@ def report(
     from tracekit.report.checks import evaluate, parse_check, unknown_metrics
     from tracekit.report.data import build_report
     from tracekit.report.renderers import render, write_report
-    from tracekit.report.renderers.json import to_json
+    from tracekit.report.renderers.jsonreport import to_json
 
     for f in fmt:
         check_choice(f, ("md", "html", "json"), "--format")

@@ -8,7 +8,7 @@ setting), a task that raises is retried once (``retries=1``), and the same code 
 Kubernetes or SSH cluster started with Dask's own tools.
 
 Memory: each trace's peak is estimated from its JSON size before any worker reads it
-(``inputs.memory_needed``). A trace that would not fit in a worker's memory limit is failed at once
+(``task.memory_needed``). A trace that would not fit in a worker's memory limit is failed at once
 with that reason. One thread per worker means a worker analyzes one trace at a time, so the
 embedded cluster is never oversubscribed; on an existing cluster whose workers advertise a
 ``MEMORY`` resource (``dask worker --resources MEMORY=8e9``), each task asks for its estimate, so
@@ -29,10 +29,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tracekit.analysis.inputs import memory_needed
-from tracekit.analysis.partial import Failure, TaskOptions, TracePartial, analyze_file, one_line
 from tracekit.errors import UserError
-from tracekit.fleet.run import Collector, Listener, Outcome, Plan
+from tracekit.fleet.plan import Collector, Listener, Outcome, Plan
+from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file, memory_needed, one_line
 
 # A worker's own memory before any trace (Python, numpy, Dask, tracekit): about 150 MB measured.
 WORKER_BASE = 256 * 2**20

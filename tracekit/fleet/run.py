@@ -1,6 +1,6 @@
 """Analyze many traces: in this process, on an embedded Dask cluster, or on an existing one.
 
-Every way runs the same task (``analysis.partial.analyze_file``) and hands back the same
+Every way runs the same task (``fleet.task.analyze_file``) and hands back the same
 ``Outcome``: the partials and failures in input order, so the summary merged from them does not
 depend on where they ran. Dask is imported only when a cluster is used (``cluster``): one trace,
 or ``--workers 1``, never loads it.
@@ -9,78 +9,15 @@ or ``--workers 1``, never loads it.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
-from typing import Protocol
 
-from tracekit.analysis.inputs import json_bytes
-from tracekit.analysis.partial import Failure, TaskOptions, TracePartial, analyze_file, one_line
 from tracekit.cores import usable_cores
 from tracekit.errors import UserError
+from tracekit.fleet.plan import Collector, Listener, Outcome, Plan, Silent
+from tracekit.fleet.task import Failure, TaskOptions, analyze_file, json_bytes, one_line
 
 # Starting and stopping the embedded cluster costs 2-3 s (make bench-scale), the time one core
 # takes to analyze about 250 MB of JSON: below that, several traces run faster in this process.
 CLUSTER_WORTH_BYTES = 256 * 10**6
-
-
-class Listener(Protocol):
-    """Told how far a run is (a progress bar): traces done, failed among them, running now."""
-
-    def update(self, done: int, failed: int, running: int) -> None: ...
-
-
-class Silent:
-    def update(self, done: int, failed: int, running: int) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Where to run: ``scheduler`` (an existing Dask cluster's address), else ``workers`` processes
-    of an embedded cluster, each allowed ``memory_limit`` (e.g. ``"4GB"``; default: an equal share
-    of this machine's memory); ``workers <= 1`` runs in this process."""
-
-    workers: int
-    scheduler: str | None = None
-    memory_limit: str | None = None
-
-    @property
-    def in_process(self) -> bool:
-        return self.scheduler is None and self.workers <= 1
-
-
-@dataclass
-class Outcome:
-    partials: list[TracePartial] = field(default_factory=list)  # input order
-    failed: list[Failure] = field(default_factory=list)  # input order
-    interrupted: bool = False
-    cancelled: int = 0  # traces not analyzed because of Ctrl-C
-
-
-class Collector:
-    """Results as they arrive, in any order; ``outcome`` puts them back in input order."""
-
-    def __init__(self, paths: list[str], listener: Listener) -> None:
-        self.paths = paths
-        self.slots: list[TracePartial | Failure | None] = [None] * len(paths)
-        self.listener = listener
-        self.done = self.failed = 0
-
-    def add(self, i: int, r: TracePartial | Failure, running: int) -> None:
-        self.slots[i] = r
-        self.done += 1
-        self.failed += isinstance(r, Failure)
-        self.listener.update(self.done, self.failed, running)
-
-    def outcome(self, *, interrupted: bool = False) -> Outcome:
-        out = Outcome(interrupted=interrupted)
-        for r in self.slots:
-            if isinstance(r, Failure):
-                out.failed.append(r)
-            elif r is not None:
-                out.partials.append(r)
-            else:
-                out.cancelled += 1
-        return out
 
 
 def default_workers(paths: list[str]) -> int:

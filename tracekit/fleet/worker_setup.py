@@ -14,4 +14,4 @@ import threading
 def dask_setup(worker: object) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import tracekit.analysis.partial  # noqa: F401
+    import tracekit.fleet.task  # noqa: F401

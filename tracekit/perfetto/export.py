@@ -21,6 +21,7 @@ from tracekit.analysis.attribute import attribute
 from tracekit.analysis.result import AnalysisResult, PhaseResult
 from tracekit.errors import UserError
 from tracekit.fsutil import atomic_open
+from tracekit.manifest import ContextEntry, enriched_file
 from tracekit.trace.lenient import as_number
 from tracekit.trace.load import decode_bytes
 from tracekit.trace.model import Trace
@@ -262,3 +263,17 @@ def enrich_file(
         bytes_out=dest.stat().st_size,
         bytes_baseline=baseline,
     )
+
+
+def enrich_context(run_dir: Path, entry: ContextEntry) -> None:
+    """Write the enriched twin of one captured context and name it in its manifest entry; capture
+    calls this as each context reaches the disk (``tracekit capture`` without ``--no-enrich``)."""
+    if entry.trace is None:
+        return
+    name = enriched_file(entry.trace)
+    try:
+        enrich_file(run_dir / entry.trace, run_dir / name)
+    except Exception as exc:  # noqa: BLE001 - enrichment is a convenience; the raw trace stands
+        entry.error = f"enrichment failed: {exc}"
+        return
+    entry.enriched_trace = name

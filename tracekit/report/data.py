@@ -9,9 +9,9 @@ from tracekit.errors import UserError
 from tracekit.limits.model import ModelShape, from_config, from_manifest
 from tracekit.limits.roofline import Roof, choose_roof
 from tracekit.manifest import MANIFEST, Manifest, read_manifest
-from tracekit.report.figures import context_figures, growth
 from tracekit.report.findings import findings_for
 from tracekit.report.model import Finding, ReportData, ReportFacts
+from tracekit.report.run_analysis import context_figures, growth
 
 
 def run_roof(

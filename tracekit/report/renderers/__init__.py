@@ -8,10 +8,10 @@ from pathlib import Path
 from tracekit.errors import UserError
 from tracekit.fsutil import write_files_atomic
 from tracekit.report.model import ReportData
-from tracekit.report.renderers import html, json, md
+from tracekit.report.renderers import htmlreport, jsonreport, markdown
 from tracekit.report.renderers.base import Output, Renderer
 
-RENDERERS: dict[str, Renderer] = {"md": md, "html": html, "json": json}
+RENDERERS: dict[str, Renderer] = {"md": markdown, "html": htmlreport, "json": jsonreport}
 
 
 def render(data: ReportData, fmt: str, *, stem: str = "report", attachments: bool = True) -> Output:

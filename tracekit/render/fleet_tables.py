@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tracekit.analysis.merge import RankTable, Summary
+from tracekit.fleet.merge import RankTable, Summary
 
 if TYPE_CHECKING:  # rich loads only when a table is drawn
     from rich.table import Table

@@ -15,9 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracekit.analysis.partial import TOP_KERNELS, Failure, TracePartial
 from tracekit.analysis.ranks import ATTENTION
 from tracekit.analysis.result import CategoryTime, KernelRow
+from tracekit.fleet.task import TOP_KERNELS, Failure, TracePartial
 from tracekit.stats import point
 
 SUMMARY_KERNELS = 20

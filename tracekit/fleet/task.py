@@ -19,9 +19,15 @@ from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable
 from tracekit.errors import TraceFormatError, TracekitError
-from tracekit.trace.load import load_trace
+from tracekit.trace.load import CHUNKED_THRESHOLD, decoded_size, load_trace
 
 TOP_KERNELS = 20
+
+# Peak memory of loading and analyzing a trace, per byte of its JSON, measured on the fixtures of
+# ../shared/fixtures: 2.1-3.1x below the chunked reader's threshold (the whole text, its decoded
+# records and the columns are alive at once), 0.8-1.1x above it (a few MB of text at a time).
+WHOLE_FACTOR = 3.5
+CHUNKED_FACTOR = 1.2
 
 
 @dataclass(frozen=True)
@@ -127,3 +133,20 @@ def _steps(res: AnalysisResult, att: Attribution, source: str) -> StepTable:
 
     shapes = attention_context(att, res, lambda: read_text(source)) if needs_shapes(res) else {}
     return step_table(res, shapes)
+
+
+def json_bytes(path: str) -> int:
+    """How much JSON ``path`` holds (gzip's stored size, else the file's), without reading it; 0 for
+    a file that cannot be read (its task then says why)."""
+    try:
+        return decoded_size(path)
+    except (OSError, TraceFormatError):
+        return 0
+
+
+def memory_needed(path: str) -> int:
+    """A generous estimate of the peak bytes analyzing ``path`` takes, from its JSON size: what the
+    scheduler budgets before any worker reads the file."""
+    size = json_bytes(path)
+    whole = min(size, CHUNKED_THRESHOLD)
+    return int(WHOLE_FACTOR * whole + CHUNKED_FACTOR * (size - whole))

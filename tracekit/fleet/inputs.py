@@ -1,4 +1,4 @@
-"""Which files a ``tracekit analyze PATH...`` names, and how much memory each will take to analyze.
+"""Which files a ``tracekit analyze PATH...`` names.
 
 A path is a trace file, a directory (searched recursively for ``*.json`` and ``*.json.gz``), or a
 glob. Directories skip tracekit's own non-trace files (``manifest.json``, the report) and the
@@ -11,18 +11,11 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from tracekit.errors import TraceFormatError, UserError
+from tracekit.errors import UserError
 from tracekit.manifest import MANIFEST, REPORT_STEM
-from tracekit.trace.load import CHUNKED_THRESHOLD, decoded_size
 
 SUFFIXES = (".json", ".json.gz")
 _GLOB_CHARS = frozenset("*?[")
-
-# Peak memory of loading and analyzing a trace, per byte of its JSON, measured on the fixtures of
-# ../shared/fixtures: 2.1-3.1x below the chunked reader's threshold (the whole text, its decoded
-# records and the columns are alive at once), 0.8-1.1x above it (a few MB of text at a time).
-WHOLE_FACTOR = 3.5
-CHUNKED_FACTOR = 1.2
 
 
 def _is_trace_name(p: Path) -> bool:
@@ -65,20 +58,3 @@ def expand(args: list[str]) -> list[str]:
             for f in files:
                 take(f)
     return out
-
-
-def json_bytes(path: str) -> int:
-    """How much JSON ``path`` holds (gzip's stored size, else the file's), without reading it; 0 for
-    a file that cannot be read (its task then says why)."""
-    try:
-        return decoded_size(path)
-    except (OSError, TraceFormatError):
-        return 0
-
-
-def memory_needed(path: str) -> int:
-    """A generous estimate of the peak bytes analyzing ``path`` takes, from its JSON size: what the
-    scheduler budgets before any worker reads the file."""
-    size = json_bytes(path)
-    whole = min(size, CHUNKED_THRESHOLD)
-    return int(WHOLE_FACTOR * whole + CHUNKED_FACTOR * (size - whole))
