@@ -282,3 +282,30 @@ def test_context_budget_interval_is_unbounded_where_draws_find_no_growth() -> No
     reps = np.array([100.0] * 900 + [math.inf] * 100)
     assert interval(reps) == (100.0, math.inf)
     assert interval(np.arange(1000.0)) == pytest.approx(stats.interval(np.arange(1000.0)))
+
+
+def test_advise_on_an_engine_trace() -> None:
+    """SGLang's decode step of Qwen3-8B on an MI300X (TraceLens, MIT): 32 requests, 32,785 KV
+    tokens. By hand from the config's shapes and the MI300X's 5.3 TB/s: the ceiling of a step that
+    reads the weights once and 32 caches, and the measured tokens/s (32 tokens a step)."""
+    trace = ROOT / "tests" / "data" / "engines" / "sglang-qwen3-8b-decode-mi300x.json.gz"
+    config = ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json"
+    doc = _advise(str(trace), "--model-config", str(config), "--device", "mi300x", "--on", "jetson-orin-agx")
+    cfg = json.loads(config.read_text())
+    hidden, layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    heads, kv_heads, head_dim = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    per_layer = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * cfg["intermediate_size"]
+    params = 2 * vocab * hidden + layers * (per_layer + 2 * hidden) + hidden
+    weights = (params - vocab * hidden) * 2  # bf16, the embedding table aside
+    per_seq = round(32785 / 32)  # the context per sequence: KV tokens over requests
+    kv = 32 * per_seq * 2 * layers * kv_heads * head_dim * 2
+    row = next(r for r in doc["projection"] if r["variant"] == "as measured")
+    assert row["context"] == per_seq == 1025
+    assert row["weight_bytes"] == round(weights) and row["kv_bytes"] == kv
+    assert row["ceiling_tokens_per_s"] == pytest.approx(32 * 5300e9 / (weights + kv), rel=1e-6, abs=1e-3)
+    busy_ms = 9.778614  # attention and the rest of the step's device time (tracekit analyze --by step)
+    assert row["measured_tokens_per_s"] == pytest.approx(32 * 1000 / busy_ms, rel=1e-5)
+    orin = next(r for r in doc["projection"] if r["variant"] == "on jetson-orin-agx")
+    assert orin["predicted_tokens_per_s"] == pytest.approx(32 * 1000 / (busy_ms * 5300 / 204.8), rel=1e-5)
+    assert any("32 sequences together" in n for n in doc["notes"])
+    assert {a["kind"] for a in doc["advice"]} == {"device", "precision"}

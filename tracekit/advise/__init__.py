@@ -30,7 +30,13 @@ def advise(
     of the same model (another attention implementation), ``run`` how the user names ``b``."""
     out = AdviceSet(source=b.source)
     items = measurement.measurement(b)
-    found = budget.context_budget(b, plan)
+    single = b.batch == 1
+    if not single:
+        out.notes.append(
+            f"the steps decode {b.batch} sequences together: the context budget and the reset plan are per sequence "
+            "and are left out"
+        )
+    found = budget.context_budget(b, plan) if single else None
     if found is not None:
         items.append(found)
     share, share_ci, bound, added = projection.bound_explains(b)
@@ -51,7 +57,7 @@ def advise(
         dev = projection.device_advice(b, on, rows)
         if dev is not None:
             items.append(dev)
-    if b.measured:
+    if b.measured and single:
         prog = progressive.progressive(b, plan)
         if prog is not None:
             items.append(prog)

@@ -94,7 +94,7 @@ def lever(
     if share is None or bound is None or added is None or share >= EXPLAINS_LITTLE or b.shape is None:
         return None
     a, z = b.points[0], b.points[-1]
-    kv_share = b.shape.kv_bytes(z.context) / b.shape.step_weight_bytes()
+    kv_share = b.batch * b.shape.kv_bytes(z.context) / b.shape.step_weight_bytes()
     claim = (
         f"From context {a.context:,} to {z.context:,} a step got {added:.3g} ms slower; reading the longer KV cache at "
         f"peak bandwidth explains {bound:.3g} ms of it, {100 * share:.0f}%{ci(share_ci, '{:.0f}', 100)} (at "

@@ -13,6 +13,8 @@ import numpy as np
 from tracekit import stats
 from tracekit.advise.measurement import DOUBTS, OWN_TIMER
 from tracekit.advise.model import Basis, Check, Line, Point, Reps
+from tracekit.analysis.growth import fit as steps_fit
+from tracekit.analysis.steps import StepTable
 from tracekit.limits.devices import Device
 from tracekit.limits.model import ModelShape
 from tracekit.manifest import prefill_seed
@@ -116,4 +118,38 @@ def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[in
         peak_tflops=None
         if on is None or on.peak_flops_for(shape.dtype) is None
         else on.peak_flops_for(shape.dtype) / 1e12,  # type: ignore[operator]
+    )
+
+
+def from_steps(
+    steps: StepTable, shape: ModelShape | None, device: Device | None, what: str, checks: Sequence[Check] = ()
+) -> Basis:
+    """Engine traces: each decode step with a known KV length is a point (its device-busy time:
+    attention and the rest, idle gaps left out), the context per sequence is its KV tokens over
+    its requests; the decode line is the step fit over them (bootstrap over steps)."""
+    decode = (steps.phase == "decode") & np.isfinite(steps.kv_tokens)
+    req = np.where(np.isfinite(steps.requests), steps.requests, 1.0)[decode]
+    busy_ms = (steps.attention_us + steps.other_us)[decode] / 1000.0
+    per_seq = steps.kv_tokens[decode] / np.maximum(req, 1.0)
+    batch = int(np.median(req)) if len(req) else 1
+    by_ctx: dict[int, list[float]] = {}
+    for c, ms in zip(np.rint(per_seq).astype(int).tolist(), busy_ms.tolist()):
+        by_ctx.setdefault(c, []).append(ms)
+    points = tuple(Point(c, float(np.median(v))) for c, v in sorted(by_ctx.items()) if c > 0)
+    decode_line = None
+    f = steps_fit(per_seq, busy_ms, seed=stats.seed_for("advise", "steps"))
+    if f is not None:
+        decode_line = Line(f.intercept, f.slope, f.n, f.r2, f.x_min, f.x_max, f.replicates[:, 1], f.replicates[:, 0])
+    return Basis(
+        source=what,
+        points=points,
+        decode=decode_line,
+        prefill=None,
+        shape=shape,
+        device=device.name if device is not None else "",
+        bandwidth_gbps=None if device is None else device.peak_bandwidth_tb_s * 1000.0,
+        bandwidth_source="" if device is None else device.source,
+        checks=tuple(checks),
+        batch=max(1, batch),
+        peak_tflops=None if shape is None else _tflops(device, shape),
     )

@@ -78,6 +78,7 @@ class Basis:
     attn: str | None = None
     command: str | None = None  # the capture command that measured it (to vary one flag)
     rounds: int | None = None
+    batch: int = 1  # sequences decoded together in a step (an engine's batch): tokens per step
     peak_tflops: float | None = None  # the device's dense peak in the model's dtype, where known (a prefill floor)
 
     @property
@@ -130,14 +131,16 @@ class Projection:
     predicted_tokens_per_s: float | None = None
     predicted_tokens_per_s_ci95: Interval | None = None
     extrapolated: bool = False  # the prediction leaves the measured range of contexts
+    batch: int = 1  # sequences per step; kv_bytes holds all of theirs
 
     @property
     def ceiling_tokens_per_s(self) -> float:
-        return self.bandwidth_gbps * 1e9 / (self.weight_bytes + self.kv_bytes)
+        return self.batch * self.bandwidth_gbps * 1e9 / (self.weight_bytes + self.kv_bytes)
 
     @property
     def bound_ms(self) -> float:
-        return 1e3 / self.ceiling_tokens_per_s
+        """The least a step (of ``batch`` tokens) can take."""
+        return (self.weight_bytes + self.kv_bytes) / (self.bandwidth_gbps * 1e9) * 1e3
 
 
 @dataclass

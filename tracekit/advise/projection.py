@@ -38,10 +38,17 @@ def step_ms(b: Basis, context: int) -> tuple[float, Reps | None, bool] | None:
     return line.at(context), line.reps_at(context), not (line.lo <= context <= line.hi)
 
 
-def per_second(ms: float, reps: Reps | None) -> tuple[float | None, Interval | None]:
+def per_second(ms: float, reps: Reps | None, batch: int = 1) -> tuple[float | None, Interval | None]:
+    """Tokens/s of a step of ``ms`` (``batch`` tokens a step), with the interval of its replicates."""
     if ms <= 0:
         return None, None
-    return 1000.0 / ms, interval(ratio_reps(np.full_like(reps, 1000.0), reps) if reps is not None else None)
+    k = 1000.0 * batch
+    return k / ms, interval(ratio_reps(np.full_like(reps, k), reps) if reps is not None else None)
+
+
+def step_bytes(b: Basis, shape: ModelShape, context: int) -> tuple[float, float]:
+    """Weights and KV bytes a step reads: every sequence of the batch reads its own cache."""
+    return shape.step_weight_bytes(), b.batch * shape.kv_bytes(context)
 
 
 def contexts(b: Basis, extra: tuple[int, ...]) -> list[int]:
@@ -50,23 +57,24 @@ def contexts(b: Basis, extra: tuple[int, ...]) -> list[int]:
 
 def _row(b: Basis, shape: ModelShape, c: int, device: str, variant: str, bw: float, scale: float | None) -> Projection:
     """One row; ``scale`` turns the measured step into the predicted one (None: measured as is)."""
-    row = Projection(c, device, variant, shape.step_weight_bytes(), shape.kv_bytes(c), bw)
+    w, kv = step_bytes(b, shape, c)
+    row = Projection(c, device, variant, w, kv, bw, batch=b.batch)
     got = step_ms(b, c) if b.measured else None
     if got is None:
         return row
     ms, reps, extrapolated = got
     measured_here = any(p.context == c for p in b.points)
     if scale is None:
-        tps, tps_ci = per_second(ms, reps)
+        tps, tps_ci = per_second(ms, reps, b.batch)
         if measured_here:
             return replace(row, measured_tokens_per_s=tps, measured_tokens_per_s_ci95=tps_ci)
         return replace(row, predicted_tokens_per_s=tps, predicted_tokens_per_s_ci95=tps_ci, extrapolated=extrapolated)
-    pred, pred_ci = per_second(ms * scale, None if reps is None else reps * scale)
+    pred, pred_ci = per_second(ms * scale, None if reps is None else reps * scale, b.batch)
     if pred is not None and pred > row.ceiling_tokens_per_s:
         pred, pred_ci = row.ceiling_tokens_per_s, None  # a step cannot beat the bound
     out = replace(row, predicted_tokens_per_s=pred, predicted_tokens_per_s_ci95=pred_ci, extrapolated=extrapolated)
     if measured_here and device == b.device:
-        tps, tps_ci = per_second(ms, reps)
+        tps, tps_ci = per_second(ms, reps, b.batch)
         out = replace(out, measured_tokens_per_s=tps, measured_tokens_per_s_ci95=tps_ci)
     return out
 
@@ -105,7 +113,7 @@ def efficiency(b: Basis, c: int) -> tuple[float, Interval | None] | None:
     if got is None or b.shape is None or not b.bandwidth_gbps:
         return None
     ms, reps, _ = got
-    bound = (b.shape.step_weight_bytes() + b.shape.kv_bytes(c)) / (b.bandwidth_gbps * 1e9) * 1e3
+    bound = sum(step_bytes(b, b.shape, c)) / (b.bandwidth_gbps * 1e9) * 1e3
     return bound / ms, interval(ratio_reps(np.full_like(reps, bound), reps) if reps is not None else None)
 
 
@@ -125,7 +133,7 @@ def device_advice(b: Basis, on: Device, rows: list[Projection]) -> Advice | None
     measured = next((p for p in b.points if p.context == row.context), None)
     if eff is None or measured is None or row.predicted_tokens_per_s is None or not b.bandwidth_gbps:
         return Advice("device", head, None, None, tuple(rests), ("the step reads each weight once per token",))
-    measured_tps = 1000.0 / measured.ms
+    measured_tps = 1000.0 * b.batch / measured.ms
     gain = row.predicted_tokens_per_s / measured_tps - 1.0
     claim = (
         head + f" At the share of peak bandwidth measured here ({100 * eff[0]:.0f}%{ci(eff[1], '{:.0f}', 100)} of "
@@ -139,9 +147,10 @@ def device_advice(b: Basis, on: Device, rows: list[Projection]) -> Advice | None
         "limited by compute, kernel launches or the attention kernel does not scale with bandwidth)",
         f"the peak bandwidth measured here is {b.bandwidth_gbps:,.1f} GB/s ({b.bandwidth_source})",
     ]
-    if 1000.0 / row.predicted_tokens_per_s < LAUNCH_FLOOR_MS:
+    predicted_step = 1000.0 * b.batch / row.predicted_tokens_per_s
+    if predicted_step < LAUNCH_FLOOR_MS:
         assumptions.append(
-            f"a step of {1000.0 / row.predicted_tokens_per_s:.3g} ms is not limited by kernel launches (on a GPU each "
+            f"a step of {predicted_step:.3g} ms is not limited by kernel launches (on a GPU each "
             "takes a few µs, and a small model's step launches dozens: the prediction is then an upper bound)"
         )
     return Advice(
@@ -168,11 +177,13 @@ def _bytes_rest(b: Basis) -> str:
     s = b.shape
     if s is None:
         return "the model's bytes are unknown"
-    where = ", ".join(f"{k} from {v}" for k, v in s.source.items()) if s.source else "the model facts"
+    by_source: dict[str, list[str]] = {}
+    for fact, where in s.source.items():
+        by_source.setdefault(where, []).append(fact)
+    facts = "; ".join(f"{', '.join(ks)} from {where}" for where, ks in by_source.items()) or "the model facts"
     return (
         f"weights read per step {mb(s.step_weight_bytes())} at {s.weight_bits:g} bits (the embedding table aside) "
-        f"and a KV cache of "
-        f"{s.kv_bytes_per_token() / 1024:,.1f} KiB per token at {s.kv_bits:g} bits ({where})"
+        f"and a KV cache of {s.kv_bytes_per_token() / 1024:,.1f} KiB per token at {s.kv_bits:g} bits ({facts})"
     )
 
 
@@ -202,13 +213,13 @@ def precision(
     ref = reference(b) or (max(extra) if extra else None)
     for label, new in precision_variants(b.shape, kv_to, weight_to):
         for c in contexts(b, extra):
-            ratio = (new.step_weight_bytes() + new.kv_bytes(c)) / (b.shape.step_weight_bytes() + b.shape.kv_bytes(c))
+            ratio = sum(step_bytes(b, new, c)) / sum(step_bytes(b, b.shape, c))
             if bw:
                 rows.append(_row(b, new, c, b.device, label, bw, ratio if b.measured else None))
         if ref is None:
             continue
-        old_bytes = b.shape.step_weight_bytes() + b.shape.kv_bytes(ref)
-        new_bytes = new.step_weight_bytes() + new.kv_bytes(ref)
+        old_bytes = sum(step_bytes(b, b.shape, ref))
+        new_bytes = sum(step_bytes(b, new, ref))
         gain = old_bytes / new_bytes - 1.0
         what = label.split(" at ")[0]
         claim = (
@@ -263,7 +274,7 @@ def bound_explains(b: Basis) -> tuple[float | None, Interval | None, float | Non
         return None, None, None, None
     a, z = b.points[0], b.points[-1]
     added = z.ms - a.ms
-    bound = (b.shape.kv_bytes(z.context) - b.shape.kv_bytes(a.context)) / (b.bandwidth_gbps * 1e9) * 1e3
+    bound = b.batch * (b.shape.kv_bytes(z.context) - b.shape.kv_bytes(a.context)) / (b.bandwidth_gbps * 1e9) * 1e3
     share = bound / added if added > 0 else None
     reps = None if a.reps is None or z.reps is None else ratio_reps(np.full_like(a.reps, bound), z.reps - a.reps)
     return share, interval(reps), bound, added

@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tracekit.cli.common import check_choice, parse_int_list
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
+
+if TYPE_CHECKING:
+    from tracekit.advise import AdviceSet, Plan
+    from tracekit.limits.devices import Device
 
 
 def _positive(value: float | None, flag: str, what: str) -> None:
@@ -95,6 +100,9 @@ def advise(
     peak_bandwidth: float | None = typer.Option(
         None, "--peak-bandwidth", help="With a run: the measuring device's memory bandwidth in GB/s."
     ),
+    device_name: str | None = typer.Option(
+        None, "--device", help="With traces: the device they were recorded on (a name from 'tracekit devices')."
+    ),
     fmt: str = typer.Option("text", "--format", "-f", help="text, md or json."),
 ) -> None:
     """Say what would help, with numbers: each piece of advice says what it rests on (a fit over N
@@ -142,7 +150,14 @@ def advise(
     contexts = tuple(parse_int_list(context, "--context")) if context else ()
     device = find_device(on) if on is not None else None
     plan = Plan(target_tps, target_itl, on, contexts, generate, prompt, keep, every, kv_bits, weight_bits)
-    if target is not None:
+    if target is not None and not _is_run(target):
+        for flag, given in (("--preset", preset), ("--measured", measured), ("--compare", compare or None)):
+            if given is not None:
+                raise UserError(f"{flag} does not apply to traces ({target}); leave it out")
+        result = _traces(target, model_config, device_name, plan, device)
+    elif target is not None:
+        if device_name is not None:
+            raise UserError("--device names the device of traces; a run knows its own (use --peak-bandwidth)")
         for flag, given in (("--preset", preset), ("--measured", measured)):
             if given is not None:
                 raise UserError(f"{flag} describes a model without a run; with a run ({target}) leave it out")
@@ -159,14 +174,13 @@ def advise(
                 "give a run folder, or the model with --preset NAME or --model-config PATH (one of them), "
                 "e.g. tracekit advise --preset mistral-7b --on jetson-orin-agx --context 16,1441"
             )
-        from tracekit.limits.model import from_config, from_preset
+        from tracekit.limits.model import from_config, from_preset, with_sources
 
         shape = from_preset(preset) if preset is not None else from_config(model_config)  # type: ignore[arg-type]
-        shape = replace(
-            shape,
-            weight_bits=weight_bits if weight_bits is not None else shape.weight_bits,
-            kv_bits=kv_bits if kv_bits is not None else shape.kv_bits,
-        )
+        if weight_bits is not None:
+            shape = with_sources(shape, weight_bits=(weight_bits, "--weight-bits"))
+        if kv_bits is not None:
+            shape = with_sources(shape, kv_bits=(kv_bits, "--kv-bits"))
         points = parse_measured(measured) if measured is not None else []
         if not points and not contexts:
             raise UserError("give --context (contexts to project at) or --measured (speeds you measured)")
@@ -177,20 +191,69 @@ def advise(
     if fmt == "json":
         print(json.dumps(to_json(result), indent=2, allow_nan=False))
         return
-    _print(result, markdown=fmt == "md")
+    _print(result, as_markdown=fmt == "md")
 
 
-def _print(result: object, *, markdown: bool) -> None:
+def _is_run(target: Path) -> bool:
+    from tracekit.manifest import MANIFEST
+
+    return (target / MANIFEST).exists() or (target.name == MANIFEST and target.is_file())
+
+
+def _traces(
+    target: Path, model_config: Path | None, device_name: str | None, plan: Plan, on: Device | None
+) -> AdviceSet:
+    """Advice on engine traces: the decode steps' KV tokens and device-busy times."""
+    from tracekit.advise import advise as run_advice
+    from tracekit.advise.basis import from_steps
+    from tracekit.analysis.steps import concat
+    from tracekit.fleet.inputs import expand
+    from tracekit.fleet.plan import Plan as FleetPlan
+    from tracekit.fleet.run import run
+    from tracekit.fleet.task import TaskOptions
+    from tracekit.limits.devices import find_device
+    from tracekit.limits.model import from_config
+
+    paths = expand([str(target)])
+    outcome = run(paths, TaskOptions(steps=True), FleetPlan(1, None, None))
+    if outcome.failed:
+        f = outcome.failed[0]
+        raise UserError(f"{f.path}: {' '.join(str(f.error).split())}")
+    steps = concat([p.steps for p in outcome.partials if p.steps is not None])
+    shape = from_config(model_config) if model_config is not None else None
+    recorded = find_device(device_name) if device_name is not None else None
+    what = f"{len(paths)} trace{'s' if len(paths) > 1 else ''} ({target})"
+    basis = from_steps(steps, shape, recorded, what)
+    if not basis.points:
+        raise UserError(
+            f"{target}: no decode step with a known KV length; see 'tracekit analyze {target} --by step' "
+            "(record shapes with record_shapes=True where the engine writes no step annotation)"
+        )
+    result = run_advice(basis, plan, on=on, run=str(target))
+    if shape is None:
+        result.notes.append("no --model-config: the bytes a step reads are unknown, so no bound or projection")
+    if recorded is None:
+        result.notes.append("no --device: the bandwidth the traces ran at is unknown, so no bound")
+    if len(basis.points) < 2:
+        result.notes.append(
+            f"the decode steps hold {len(basis.points)} context length: a fit needs two or more "
+            "(a longer generation, or traces at several prompt lengths)"
+        )
+    return result
+
+
+def _print(result: object, *, as_markdown: bool) -> None:
     from tracekit.advise.model import AdviceSet
     from tracekit.report.renderers import markdown
     from tracekit.report.sections import Bullets, Paragraph, Table, advice_section
 
     assert isinstance(result, AdviceSet)
     sec = advice_section(result)
-    if markdown:
+    if as_markdown:
         print(markdown.section(sec, level="#"))
         return
     lines = [f"{sec.title} ({printable(result.source)})", ""]
+    lines += [printable(f"Note: {n}.") for n in result.notes]
     for block in sec.blocks:
         if isinstance(block, Bullets):
             for i, it in enumerate(block.items, 1):

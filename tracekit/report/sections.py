@@ -162,7 +162,7 @@ PROJECTION_COLUMNS: tuple[str, ...] = (
     "as",
     "weights MB",
     "KV cache MB",
-    "bound ms/token",
+    "bound ms/step",
     "ceiling tokens/s",
     "measured tokens/s [95% CI]",
     "predicted tokens/s [95% CI]",
@@ -212,6 +212,8 @@ def advice_section(a: AdviceSet) -> Section:
         ]
         blocks.append(Table(list(PROJECTION_COLUMNS), rows))
     return Section(ADVICE_TITLE, blocks)
+
+
 LIMIT_COLUMNS: tuple[str, ...] = (
     "context tokens",
     "tokens/s measured",
@@ -259,7 +261,9 @@ def _limits(d: ReportData) -> Section | None:
     lines = []
     if roof is not None:
         flops = ", ".join(f"{k} {v:g}" for k, v in roof.tflops.items()) or "none known (pass --peak-flops)"
-        lines.append(f"Roof: {roof.name}: {bandwidth_text(roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {d.roof_source}")
+        lines.append(
+            f"Roof: {roof.name}: {bandwidth_text(roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {d.roof_source}"
+        )
     else:
         lines.append(f"Roof: none ({d.roof_source}); achieved figures are shown without a share of peak")
     if shape is not None:
