@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, capture, run_cli
+from tests.test_steps import hf_traces  # noqa: F401 - the HF generate() traces, recorded at test time
 from tracekit import stats
 from tracekit.manifest import decode_seed
 
@@ -309,3 +310,40 @@ def test_advise_on_an_engine_trace() -> None:
     assert orin["predicted_tokens_per_s"] == pytest.approx(32 * 1000 / (busy_ms * 5300 / 204.8), rel=1e-5)
     assert any("32 sequences together" in n for n in doc["notes"])
     assert {a["kind"] for a in doc["advice"]} == {"device", "precision"}
+
+
+def test_advise_on_generate_traces(hf_traces: Path) -> None:  # noqa: F811 - the imported fixture
+    """HF ``generate()`` traces at three prompt lengths (captured here): the decode line over the
+    decode steps and the prefill line over the prefill steps, by hand from the step table that
+    ``analyze --by step`` prints, equal the budget and the reset plan advise gives."""
+    r = run_cli("analyze", str(hf_traces), "--by", "step", "--format", "json", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    rows = [s for t in json.loads(r.stdout)["traces"] for s in t["steps"]]
+    dec = [(s["kv_tokens"], (s["attention_us"] + s["other_us"]) / 1000) for s in rows if s["phase"] == "decode"]
+    pre = [(s["query_tokens"], (s["attention_us"] + s["other_us"]) / 1e6) for s in rows if s["phase"] == "prefill"]
+    slope, intercept = (float(v) for v in np.polyfit(*zip(*dec), 1))
+    p_slope, p_intercept = (float(v) for v in np.polyfit(*zip(*pre), 1))
+    top = max(k for k, _ in dec)
+    growing = slope > 0
+    target_ms = intercept + slope * 2 * top if growing else 1.5 * intercept
+    doc = _advise(
+        str(hf_traces), "--target-itl", repr(target_ms),
+        "--generate", "256", "--prompt", "1000", "--keep", "100", "--every", "64",
+    )  # fmt: skip
+    budget = _one(doc, "context-budget")
+    assert f"over {len(dec)} decode steps" in budget["rests_on"][0]
+    if growing:
+        assert budget["figures"]["budget_tokens"] == pytest.approx(2 * top, rel=1e-6)
+    else:
+        assert budget["figures"]["budget_tokens"] is None
+    f = _one(doc, "progressive")["figures"]
+
+    def decode(n: int, c0: int) -> float:
+        return n * intercept + slope * (n * c0 + n * (n - 1) / 2)
+
+    first = max(0.0, p_intercept + p_slope * 1000) * 1000
+    again = max(0.0, p_intercept + p_slope * 100) * 1000
+    plain = first + decode(256, 1000)
+    reset = first + decode(64, 1000) + 3 * decode(64, 100) + 3 * again
+    assert f["plain_total_s"] == pytest.approx(plain / 1000, rel=1e-4)
+    assert f["reset_total_s"] == pytest.approx(reset / 1000, rel=1e-4)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tracekit import stats
 from tracekit.advise.measurement import DOUBTS, OWN_TIMER
@@ -121,6 +122,18 @@ def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[in
     )
 
 
+def _step_line(x: NDArray[np.float64], y: NDArray[np.float64], what: str) -> Line | None:
+    """The step fit (``analysis.growth.fit``: least squares, bootstrap over steps) as a Line."""
+    f = steps_fit(x, y, seed=stats.seed_for("advise", what))
+    if f is None:
+        return None
+    r = f.replicates  # a draw of one x has no slope (NaN): every interval drops it
+    return Line(
+        f.intercept, f.slope, f.n, f.r2, f.x_min, f.x_max, r[:, 1], r[:, 0],
+        over=f"{what} steps", drawn="a bootstrap over the steps",
+    )  # fmt: skip
+
+
 def from_steps(
     steps: StepTable, shape: ModelShape | None, device: Device | None, what: str, checks: Sequence[Check] = ()
 ) -> Basis:
@@ -136,15 +149,16 @@ def from_steps(
     for c, ms in zip(np.rint(per_seq).astype(int).tolist(), busy_ms.tolist()):
         by_ctx.setdefault(c, []).append(ms)
     points = tuple(Point(c, float(np.median(v))) for c, v in sorted(by_ctx.items()) if c > 0)
-    decode_line = None
-    f = steps_fit(per_seq, busy_ms, seed=stats.seed_for("advise", "steps"))
-    if f is not None:
-        decode_line = Line(f.intercept, f.slope, f.n, f.r2, f.x_min, f.x_max, f.replicates[:, 1], f.replicates[:, 0])
+    decode_line = _step_line(per_seq, busy_ms, "decode")
+    # A prefill step of one sequence: its query tokens are the prompt; its busy time, in seconds.
+    pre = (steps.phase == "prefill") & np.isfinite(steps.query_tokens)
+    pre &= np.where(np.isfinite(steps.requests), steps.requests, 1.0) == 1
+    prefill_line = _step_line(steps.query_tokens[pre], (steps.attention_us + steps.other_us)[pre] / 1e6, "prefill")
     return Basis(
         source=what,
         points=points,
         decode=decode_line,
-        prefill=None,
+        prefill=prefill_line,
         shape=shape,
         device=device.name if device is not None else "",
         bandwidth_gbps=None if device is None else device.peak_bandwidth_tb_s * 1000.0,

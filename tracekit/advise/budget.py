@@ -28,7 +28,9 @@ def target_ms(b: Basis, plan: Plan) -> tuple[float, str] | None:
 
 def solve(intercept: float, slope: float, ms: float) -> float:
     """The context where intercept + slope·context reaches ``ms`` (inf: the line never does; 0:
-    not even an empty context is fast enough)."""
+    not even an empty context is fast enough; NaN: a bootstrap draw without a line)."""
+    if not (np.isfinite(intercept) and np.isfinite(slope)):
+        return float("nan")
     if slope <= 0:
         return float("inf") if intercept <= ms else 0.0
     return max(0.0, (ms - intercept) / slope)
@@ -46,10 +48,10 @@ def context_budget(b: Basis, plan: Plan) -> Advice | None:
         reps = np.array([solve(a, s, ms) for a, s in zip(line.intercepts, line.slopes)])
     iv = interval(reps)
     fit = (
-        f"the decode fit over {line.n} contexts ({line.lo:,.0f}–{line.hi:,.0f} tokens): "
+        f"the decode fit over {line.n} {line.over} ({line.lo:,.0f}–{line.hi:,.0f} tokens of context): "
         f"ms/token = {line.intercept:.3g} + {line.slope * 1000:.3g} per 1k tokens (R² {line.r2:.3f})"
     )
-    rests = [fit + (", 95% interval from the bootstrap replicates of every point" if reps is not None else "")]
+    rests = [fit + (f", 95% interval from {line.drawn}" if reps is not None else "")]
     if reps is None:
         rests.append("speeds without repeats: no interval")
     assumptions = ["the step keeps growing along the fitted line"]
@@ -78,8 +80,12 @@ def context_budget(b: Basis, plan: Plan) -> Advice | None:
     elif x < line.lo:
         where = f" This is below the smallest measured context ({line.lo:,.0f}): beyond the measured range."
         assumptions.append("the line holds below the smallest measured context")
-    inconclusive = iv is not None and not np.isfinite(iv[1])
-    if inconclusive:
+    if iv is not None and iv[0] <= 0 and not np.isfinite(iv[1]):
+        where += (
+            " The interval runs from no context at all to unbounded: this measurement cannot set a budget "
+            "(measure more steps or rounds, on a quieter machine)."
+        )
+    elif iv is not None and not np.isfinite(iv[1]):
         where += " In some bootstrap draws the fit finds no growth at all, so the upper end is unbounded."
     claim = f"Keep the context under {tokens(x)}{ci(iv, '{:,.0f}')} tokens to decode {said}.{where}"
     figures["budget_tokens"] = x

@@ -42,6 +42,8 @@ class Line:
     hi: float
     intercepts: Reps | None = field(default=None, compare=False, repr=False)
     slopes: Reps | None = field(default=None, compare=False, repr=False)
+    over: str = "contexts"  # what its points are ("contexts": a run's; "decode steps": a trace's)
+    drawn: str = "the two-stage bootstrap replicates of every point"  # where its replicates come from
 
     def at(self, x: float) -> float:
         return self.intercept + self.slope * x

@@ -77,7 +77,7 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
     a_r, s_r = line.intercepts, line.slopes
     plain_r = None if a_r is None or s_r is None else np.asarray(_decode_ms(a_r, s_r, plain_segs))
     reset_r = None if a_r is None or s_r is None else np.asarray(_decode_ms(a_r, s_r, reset_segs))
-    rests = [f"the decode fit over {line.n} contexts ({b.source})"]
+    rests = [f"the decode fit over {line.n} {line.over} ({b.source})"]
     assumptions = ["the model needs only the last tokens it keeps (quality after a reset is not measured here)"]
     top = max(sch.prompt + sch.generate, line.hi)
     if top > line.hi:
@@ -101,7 +101,7 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
     if prefill is not None:
         first = max(0.0, prefill.at(sch.prompt)) * 1000
         again = max(0.0, prefill.at(sch.keep)) * 1000
-        rests.append(f"the prefill fit over {prefill.n} contexts (seconds against prompt tokens)")
+        rests.append(f"the prefill fit over {prefill.n} {prefill.over} (seconds against prompt tokens)")
         again_r, first_r = _ms_reps(prefill, sch.keep), _ms_reps(prefill, sch.prompt)
         if not prefill.lo <= sch.keep <= prefill.hi:
             assumptions.append(f"the prefill line holds at {sch.keep:,} tokens, outside its measured range")

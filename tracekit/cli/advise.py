@@ -87,7 +87,7 @@ def advise(
         None, "--preset", help="No run: the model's shapes from a preset (mistral-7b, llama3-8b, ...)."
     ),
     model_config: Path | None = typer.Option(
-        None, "--model-config", help="No run: the model's shapes from a local config.json."
+        None, "--model-config", help="The model's shapes from a local config.json (with a run: instead of its manifest's)."
     ),
     measured: str | None = typer.Option(
         None, "--measured", help="No run: speeds you measured, CONTEXT:TOKENS_PER_S,... (e.g. 16:31,1441:20)."
