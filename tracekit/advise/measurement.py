@@ -25,6 +25,19 @@ OWN_TIMER = Check(
 
 def measurement(b: Basis) -> list[Advice]:
     out = []
+    if not b.measured:
+        out.append(
+            Advice(
+                "measurement",
+                "Nothing was measured: the figures below are ceilings from the model's bytes and the device's peak "
+                "bandwidth. Measure with 'tracekit capture' (or pass speeds you measured with --measured) to see how "
+                "far from them decoding runs.",
+                None,
+                None,
+                (b.source,),
+                gain_basis="a measurement to make",
+            )
+        )
     for c in b.checks:
         todo = DOUBTS.get(c.kind, "measure again with 'tracekit capture'")
         out.append(

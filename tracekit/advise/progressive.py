@@ -27,15 +27,21 @@ class Schedule:
     every: int
     chosen: bool  # tracekit chose it (no flags given)
 
-    def segments(self) -> list[tuple[int, int]]:
-        """(tokens, starting context) of each stretch between resets."""
-        out, left, start = [], self.generate, self.prompt
-        while left > 0:
-            n = min(self.every, left)
-            out.append((n, start))
-            left -= n
-            start = self.keep
+    def segments(self) -> list[tuple[int, int, int]]:
+        """(how many, tokens, starting context) of the stretches between resets: the first from the
+        prompt, then whole stretches from the kept tokens, then what is left."""
+        first = min(self.every, self.generate)
+        rest = self.generate - first
+        out = [(1, first, self.prompt)]
+        if rest // self.every:
+            out.append((rest // self.every, self.every, self.keep))
+        if rest % self.every:
+            out.append((1, rest % self.every, self.keep))
         return out
+
+    @property
+    def resets(self) -> int:
+        return sum(k for k, _, _ in self.segments()) - 1
 
 
 def schedule(b: Basis, plan: Plan) -> Schedule | None:
@@ -51,10 +57,10 @@ def schedule(b: Basis, plan: Plan) -> Schedule | None:
     return Schedule(generate, prompt, keep, every, chosen)
 
 
-def _decode_ms(a: Reps | float, s: Reps | float, segments: list[tuple[int, int]]) -> Reps | float:
+def _decode_ms(a: Reps | float, s: Reps | float, segments: list[tuple[int, int, int]]) -> Reps | float:
     total: Reps | float = 0.0
-    for n, c0 in segments:
-        total = total + n * a + s * (n * c0 + n * (n - 1) / 2)
+    for k, n, c0 in segments:
+        total = total + k * (n * a + s * (n * c0 + n * (n - 1) / 2))
     return total
 
 
@@ -69,9 +75,9 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
     sch = schedule(b, plan)
     if line is None or sch is None:
         return None
-    plain_segs = [(sch.generate, sch.prompt)]
+    plain_segs = [(1, sch.generate, sch.prompt)]
     reset_segs = sch.segments()
-    resets = len(reset_segs) - 1
+    resets = sch.resets
     plain = float(_decode_ms(line.intercept, line.slope, plain_segs))
     reset_decode = float(_decode_ms(line.intercept, line.slope, reset_segs))
     a_r, s_r = line.intercepts, line.slopes
@@ -123,7 +129,7 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
         breakeven = saved / resets / 1000 if resets else None
         claim = (
             f"{plan_text}, resetting to the last {sch.keep:,} tokens every {sch.every:,} saves {saved / 1000:.3g} s of decode "
-            f"({resets} resets)"
+            f"({resets:,} resets)"
             + (
                 f"; it pays while one re-prefill of {sch.keep:,} tokens takes under {breakeven:.3g} s"
                 if breakeven
@@ -151,7 +157,7 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
     verdict = "saves" if saved > 0 else "costs"
     claim = (
         f"{plan_text} takes {plain_total / 1000:.3g} s ({tps_plain:.3g} tokens/s on average, prefill included). "
-        f"Resetting the context to its last {sch.keep:,} tokens every {sch.every:,} tokens ({resets} resets, each "
+        f"Resetting the context to its last {sch.keep:,} tokens every {sch.every:,} tokens ({resets:,} resets, each "
         f"re-prefilling {sch.keep:,} tokens in {again / 1000:.3g} s{' at least' if source == 'floor' else ''}) takes "
         f"{reset_total / 1000:.3g} s ({tps_reset:.3g} tokens/s): it {verdict} {abs(saved) / 1000:.3g}"
         f"{ci(saved_ci)} s, {pct(gain)}{ci(gain_ci, '{:+.0f}%', 100)} tokens/s."

@@ -83,7 +83,8 @@ def measured_rows(b: Basis, extra: tuple[int, ...]) -> list[Projection]:
     """The device that measured, at the precision measured."""
     if b.shape is None or not b.bandwidth_gbps:
         return []
-    return [_row(b, b.shape, c, b.device, "as measured", b.bandwidth_gbps, None) for c in contexts(b, extra)]
+    label = "as measured" if b.measured else "as given"
+    return [_row(b, b.shape, c, b.device, label, b.bandwidth_gbps, None) for c in contexts(b, extra)]
 
 
 def device_rows(b: Basis, on: Device, extra: tuple[int, ...]) -> list[Projection]:
@@ -225,8 +226,12 @@ def precision(
         claim = (
             f"{what[:1].upper() + what[1:]} at {label.split(' at ')[1]} instead of "
             f"{(b.shape.kv_bits if what.startswith('KV') else b.shape.weight_bits):g}: a step at context {ref:,} "
-            f"reads {mb(new_bytes)} instead of {mb(old_bytes)}, {pct(gain)} tokens/s if the step keeps its share of "
-            "peak bandwidth (a projection)."
+            f"reads {mb(new_bytes)} instead of {mb(old_bytes)}, "
+            + (
+                f"{pct(gain)} tokens/s if the step keeps its share of peak bandwidth (a projection)."
+                if b.measured
+                else f"a ceiling {pct(gain)} higher (nothing measured: the bound alone)."
+            )
         )
         figures: dict[str, float | int | str | None] = {
             "context": ref,

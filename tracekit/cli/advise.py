@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from tracekit.limits.devices import Device
 
 
+MAX_TOKENS = 10**9  # far beyond any context a model holds; keeps the arithmetic finite
+
+
 def _positive(value: float | None, flag: str, what: str) -> None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise UserError(f"{flag} {value:g}: give {what}, a positive number")
@@ -87,7 +90,9 @@ def advise(
         None, "--preset", help="No run: the model's shapes from a preset (mistral-7b, llama3-8b, ...)."
     ),
     model_config: Path | None = typer.Option(
-        None, "--model-config", help="The model's shapes from a local config.json (with a run: instead of its manifest's)."
+        None,
+        "--model-config",
+        help="The model's shapes from a local config.json (with a run: instead of its manifest's).",
     ),
     measured: str | None = typer.Option(
         None, "--measured", help="No run: speeds you measured, CONTEXT:TOKENS_PER_S,... (e.g. 16:31,1441:20)."
@@ -139,12 +144,14 @@ def advise(
     _positive(peak_bandwidth, "--peak-bandwidth", "the device's bandwidth in GB/s")
     if target_tps is not None and target_itl is not None:
         raise UserError("--target-tps and --target-itl say the same thing; give one")
-    for value, flag in ((generate, "--generate"), (every, "--every")):
-        if value is not None and value <= 0:
-            raise UserError(f"{flag} {value}: give a positive number of tokens")
-    for value, flag in ((prompt, "--prompt"), (keep, "--keep")):
-        if value is not None and value < 0:
-            raise UserError(f"{flag} {value}: give a number of tokens, 0 or more")
+    for value, flag, least in (
+        (generate, "--generate", 1),
+        (every, "--every", 1),
+        (prompt, "--prompt", 0),
+        (keep, "--keep", 0),
+    ):
+        if value is not None and not least <= value <= MAX_TOKENS:
+            raise UserError(f"{flag} {value}: give a number of tokens from {least} to {MAX_TOKENS:,}")
     _bits(kv_bits, "--kv-bits")
     _bits(weight_bits, "--weight-bits")
     contexts = tuple(parse_int_list(context, "--context")) if context else ()
