@@ -36,8 +36,9 @@ chromium: ## Install Debian's chromium for the browser test (root, apt-get)
 	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
 	    || echo "warning: could not install chromium; the browser test will skip"; }
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the layers contract (every import points down the pipeline; pyproject.toml)
 	$(BIN)/ruff check tracekit tests bench scripts
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy

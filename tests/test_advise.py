@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT, capture, run_cli
 from tests.test_steps import hf_traces  # noqa: F401 - the HF generate() traces, recorded at test time
 from tracekit import stats
-from tracekit.manifest import decode_seed
+from tracekit.stats import decode_seed
 
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "advice.schema.json").read_text())
 H100_SXM_GBPS = 3350.0  # NVIDIA H100 SXM5 datasheet: 3.35 TB/s

@@ -15,6 +15,7 @@ from tracekit.analysis.attribute import attribute
 from tracekit.analysis.classify import Classifier
 from tracekit.analysis.result import AnalysisResult
 from tracekit.trace.load import load_trace
+from tracekit.trace.model import OP_CATS
 
 TIMESFORMER = "h100-timesformer-eager-attention.json.gz"
 OWLV2 = "mi300x-owlv2-eager-attention.json.gz"
@@ -76,8 +77,17 @@ def test_eager_attention_kernel_by_kernel(name: str, softmax: float, bmm: float)
     clf = Classifier(trace)
     att = attribute(trace, clf)
     by_op: dict[tuple[str, str], float] = {}
+    ops = trace.host_mask(OP_CATS)
+
+    @cache
+    def launching_op(node: int) -> str:
+        """Name of the innermost operator at or above ``node`` ("" if none): the walk up the parents."""
+        while node >= 0 and not ops[node]:
+            node = int(trace.parent[node])
+        return trace.strings[int(trace.spans.name[node])] if node >= 0 else ""
+
     for node, cat, t in zip(att.node.tolist(), att.category.tolist(), att.time.tolist()):
-        key = (clf.launching_op(node), att.categories[cat])
+        key = (launching_op(node), att.categories[cat])
         by_op[key] = by_op.get(key, 0.0) + t / 1000
     assert _close(by_op[("aten::bmm", "attention")], bmm) and by_op.get(("aten::bmm", "gemm"), 0.0) < 0.05
     projections: dict[str, float] = {}

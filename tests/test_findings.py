@@ -121,7 +121,7 @@ def _data() -> ReportData:
 
 def test_markdown_and_html_show_the_same_sections_and_cells() -> None:
     d = _data()
-    md = render(d, "md", attachments=False).text
+    md = render(d, "md").text
     page = render(d, "html").text
     h = _Headings()
     h.feed(page)
@@ -134,7 +134,7 @@ def test_markdown_and_html_show_the_same_sections_and_cells() -> None:
 def test_markdown_escapes_markup_from_trace_names() -> None:
     d = _data()
     d.findings[0].message = "<script>alert(1)</script>ProfilerStep#6 | x"
-    md = render(d, "md", attachments=False).text
+    md = render(d, "md").text
     assert "<script>" not in md and "&lt;script&gt;" in md
 
 
@@ -235,7 +235,7 @@ def test_the_headline_leads_every_format_with_the_same_text() -> None:
     assert h.conclusive and "The timer was honest" in h.text and "bandwidth bound" in h.text
     lo, hi = d.contexts[0].decode_ms_per_token_ci95 or (0, 0)
     assert f"[{lo:.3g}–{hi:.3g}]" in h.text
-    md = render(d, "md", attachments=False).text.splitlines()
+    md = render(d, "md").text.splitlines()
     assert md[0].startswith("# ") and md[2] == f"**Answer:** {html.escape(h.text, quote=False)}"
     page = render(d, "html").text
     assert page.index('<p class="answer">') < page.index("<h2>") and html.escape(h.text) in page

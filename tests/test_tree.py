@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracekit.analysis.intervals import union_length, union_length_arrays
+from tracekit.analysis.intervals import union_length_arrays
 from tracekit.trace.tree import END_TOLERANCE_US, nearest_marked, nest
+
+
+def union_length(intervals: Iterable[tuple[float, float]], lo: float | None = None, hi: float | None = None) -> float:
+    """The reference: sort, then merge overlapping intervals one by one, clipped to ``[lo, hi]``."""
+    spans = []
+    for s, e in intervals:
+        if lo is not None:
+            s = max(s, lo)
+        if hi is not None:
+            e = min(e, hi)
+        if e > s:
+            spans.append((s, e))
+    spans.sort()
+    total = 0.0
+    cur_s = cur_e = None
+    for s, e in spans:
+        if cur_e is None or s > cur_e:
+            if cur_e is not None and cur_s is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        elif e > cur_e:
+            cur_e = e
+    if cur_e is not None and cur_s is not None:
+        total += cur_e - cur_s
+    return total
 
 
 def _stack_nest(thread: list[int], ts: list[float], dur: list[float]) -> tuple[list[int], list[int], list[float]]:

@@ -3,7 +3,8 @@
 The pipeline is visible in the package layout (see ARCHITECTURE.md):
 
 capture (torch, backends) -> trace files -> ``trace`` (fast typed loader) -> ``analysis``
-(one attribution, small analyses) -> ``report`` / ``perfetto`` (renderers) -> ``cli`` (thin).
+(one attribution, small analyses) -> ``fleet`` (many traces) -> ``report`` (the run report) /
+``render`` (analyze's tables) / ``perfetto`` -> ``cli`` (thin).
 
 Only ``tracekit.capture`` imports torch; everything else is pure Python. The names below load on
 first use, so ``import tracekit`` (and every command's start-up) stays cheap.

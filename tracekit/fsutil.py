@@ -30,12 +30,11 @@ def _mkstemp(prefix: str, suffix: str = "", dir: Path | None = None) -> tuple[in
     return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-# What a command may write inside a run folder: the report's own files, nothing else.
-REPORT_FILES = ("report.md", "report.html", "report.json")
-REPORT_PLOTS = "report-plots"
+# The run folder's fixed names live here, below ``manifest`` (which imports this module): what a
+# command may write inside a run folder is the report's own files, nothing else.
+REPORT_STEM = "report"
+REPORT_FILES = tuple(f"{REPORT_STEM}.{ext}" for ext in ("md", "html", "json"))
+REPORT_PLOTS = f"{REPORT_STEM}-plots"  # where the Markdown report's plots go (``<stem>-plots``)
 MAX_NAME_BYTES = 200  # a run name, leaving room for "-9999" within the 255 bytes a file name may have
 
 
@@ -94,6 +93,47 @@ def _is_stream(path: Path) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
+class _Staged:
+    """A temporary file beside ``target`` that becomes ``target`` on ``commit``: created with the
+    permissions ``open`` would give ``target`` (0666 less the umask), written, flushed to disk."""
+
+    def __init__(self, target: Path, mode: str) -> None:
+        self.target = target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        while True:
+            self.tmp: str | None = str(target.parent / f".{target.name[:100]}.{os.urandom(6).hex()}.tmp")
+            try:
+                fd = os.open(self.tmp, flags, 0o666)
+                break
+            except FileExistsError:
+                continue
+        self.fh: IO[bytes] = os.fdopen(fd, mode)
+
+    def finish(self) -> None:
+        """Everything written is on disk: what ``commit`` renames is whole."""
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+    def commit(self) -> None:
+        assert self.tmp is not None
+        os.replace(self.tmp, self.target)
+        self.tmp = None
+
+    def discard(self) -> None:
+        """Remove the temporary file unless it was committed (any failure, Ctrl-C included)."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+
+
 @contextmanager
 def atomic_open(path: Path, mode: str = "wb", *, overwrite: bool = True) -> Iterator[IO[bytes]]:
     """Write to a temporary file beside ``path`` and rename it into place only on success.
@@ -111,25 +151,17 @@ def atomic_open(path: Path, mode: str = "wb", *, overwrite: bool = True) -> Iter
         except OSError as exc:
             raise OutputError(path, exc) from None
         return
-    tmp: str | None = None
+    staged: _Staged | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        staged = _Staged(path, mode)
+        yield staged.fh
+        staged.finish()
+        staged.commit()
     except OSError as exc:
         raise OutputError(path, exc) from None
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        if staged is not None:
+            staged.discard()
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
@@ -144,35 +176,26 @@ def write_text_atomic(path: Path, text: str, *, overwrite: bool = True) -> None:
 def write_files_atomic(files: dict[Path, bytes]) -> None:
     """Write several files as one: each goes to a temporary file first, and only when all are
     written are they renamed into place (a failure leaves the old files and no temporary ones)."""
-    tmps: dict[Path, str] = {}
+    staged: list[_Staged] = []
     target = Path()
     try:
         for target, data in files.items():
-            if _is_stream(target):
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp", dir=target.parent)
-            tmps[target] = tmp
-            os.chmod(tmp, 0o666 & ~_UMASK)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            if not _is_stream(target):
+                staged.append(_Staged(target, "wb"))
+                staged[-1].fh.write(data)
+                staged[-1].finish()
         for target, data in files.items():
-            if target not in tmps:
+            if _is_stream(target):
                 with open(target, "wb") as fh:
                     fh.write(data)
-        for target, tmp in list(tmps.items()):
-            os.replace(tmp, target)
-            del tmps[target]
+        for st in staged:
+            target = st.target
+            st.commit()
     except OSError as exc:
         raise OutputError(target, exc) from None
     finally:
-        for tmp in tmps.values():
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        for st in staged:
+            st.discard()
 
 
 # What makes a folder a run: this file, holding a tracekit manifest (``tracekit.manifest`` writes it).

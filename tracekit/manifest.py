@@ -1,7 +1,8 @@
 """The run folder and its manifest: what a capture recorded, per context length (pure Python, no torch).
 
 Contract: fields may be added, never renamed. ``schema`` names the version. The names of the
-files in a run folder are decided here only (``trace_file``, ``enriched_file``, ``report_file``).
+files a capture writes are decided here (``trace_file``, ``enriched_file``); the folder's fixed
+names (the manifest's, the report's stem) come from ``fsutil``, which this module builds on.
 """
 
 from __future__ import annotations
@@ -14,38 +15,30 @@ from typing import Any
 
 import msgspec
 
-from tracekit import stats
 from tracekit.errors import UserError
-from tracekit.fsutil import MANIFEST_NAME, regular_file, write_text_atomic
+from tracekit.fsutil import MANIFEST_NAME, REPORT_STEM, regular_file, write_text_atomic
 
 SCHEMA = "tracekit.manifest/1"
 MANIFEST = MANIFEST_NAME  # the file that makes a folder a run (fsutil.is_run_folder)
-REPORT_STEM = "report"
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
+
+
+TRACE_SUFFIX = ".pt.trace.json.gz"
+ENRICHED_SUFFIX = ".enriched.json.gz"
 
 
 def trace_file(context_tokens: int) -> str:
     """The raw trace of one context length (opens in Perfetto as is)."""
-    return f"context-{context_tokens:06d}.pt.trace.json.gz"
+    return f"context-{context_tokens:06d}{TRACE_SUFFIX}"
 
 
 def enriched_file(trace: str) -> str:
     """The Perfetto-enriched twin of a raw trace."""
-    return trace.replace(".pt.trace.json.gz", ".enriched.json.gz")
+    return trace.replace(TRACE_SUFFIX, ENRICHED_SUFFIX)
 
 
 def report_file(fmt: str) -> str:
     return f"{REPORT_STEM}.{fmt}"
-
-
-def decode_seed(context_tokens: int) -> int:
-    """The bootstrap seed of a context's decode figures: capture and report draw the same replicates."""
-    return stats.seed_for("decode", context_tokens)
-
-
-def prefill_seed(context_tokens: int, what: str = "prefill") -> int:
-    """The bootstrap seed of a context's prefill (or ``ttft``) figures, drawn alike everywhere."""
-    return stats.seed_for(what, context_tokens)
 
 
 class ModelFacts(msgspec.Struct, omit_defaults=True):

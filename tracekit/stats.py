@@ -32,6 +32,21 @@ def seed_for(*parts: object) -> int:
     return zlib.crc32(repr(parts).encode("utf-8"))
 
 
+# Every figure's seed, here only: the capture's manifest and the report draw the same replicates.
+def decode_seed(context_tokens: int) -> int:
+    return seed_for("decode", context_tokens)
+
+
+def prefill_seed(context_tokens: int, what: str = "prefill") -> int:
+    """The prefill's seed (``what="ttft"``: the time to first token's)."""
+    return seed_for(what, context_tokens)
+
+
+def share_seed(context_tokens: int) -> int:
+    """The attention share's seed."""
+    return seed_for("attention_share", context_tokens)
+
+
 def _groups(groups: Sequence[Sequence[float]]) -> list[NDArray[np.float64]]:
     return [np.asarray(g, np.float64) for g in groups if len(g)]
 

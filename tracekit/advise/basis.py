@@ -18,10 +18,10 @@ from tracekit.analysis.growth import fit as steps_fit
 from tracekit.analysis.steps import StepTable
 from tracekit.limits.devices import Device
 from tracekit.limits.model import ModelShape
-from tracekit.manifest import prefill_seed
 from tracekit.report.fit import fit_line, fit_replicates
 from tracekit.report.model import Finding, ReportFacts
 from tracekit.report.uncertainty import decode_reps
+from tracekit.stats import prefill_seed
 
 
 def line(xs: Sequence[float], ys: Sequence[float], reps: Reps | None) -> Line | None:

@@ -60,10 +60,6 @@ class Attribution:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def decision(self, i: int) -> Decision:
-        """Category and rule of item ``i``."""
-        return self.decisions[int(self.code[i])]
-
     def within(self, window: Window) -> Attribution:
         """The items in ``window``. GPU work is clipped to it (work that merely starts on its edge
         stays, with no time); CPU operators count when they start inside it."""

@@ -125,11 +125,6 @@ class Classifier:
             set_code[scoped] = self._mark_set[np.searchsorted(self._marks, near[scoped])]
         return op_code, set_code
 
-    def launching_op(self, node: int) -> str:
-        """Name of the innermost ``cpu_op`` at or above ``node`` ("" if none)."""
-        op_code, _ = self._facts(np.array([node], np.int64))
-        return self.strings[int(op_code[0])]
-
     def classify(self, name: str, node: int) -> Decision:
         """Classify work named ``name`` whose innermost host span is ``node`` (-1 if unlinked)."""
         at = self._where(np.array([node], np.int64))

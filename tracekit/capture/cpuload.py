@@ -5,10 +5,9 @@ for the slowest. When another process keeps one of two cores busy, the thread on
 only when the scheduler gives it a slice (milliseconds), so every parallel operator waits for it.
 On the tiny model's decode step the parallel operator is attention (the CPU flash-attention
 kernel splits heads over threads; the matrix-vector products mostly do not), so the waits land
-there: ``bench/bench_threads.py`` on the 2-core machine measured, at context 128, 5.7 ms and a
-3.5 % attention share with two threads on a quiet machine, but 11.9 ms and 31 % with two threads
-beside one busy core; with one thread beside the busy core, 7.6 ms and 4.6 %. The profile is
-biased, not only noisy, so no interval could fix it. The sweep therefore picks its thread count
+there and attention's share of the step grows several-fold (``make bench-threads``; figures in
+docs/performance.md). The profile is biased, not only noisy, so no interval could fix it. The
+sweep therefore picks its thread count
 from the cores that are actually free, within the process's affinity, before the sweep and again
 between rounds, and never uses more threads than that.
 

@@ -64,8 +64,8 @@ def kineto_quiet() -> Iterator[None]:
 def interrupts_deferred() -> Iterator[None]:
     """Let Ctrl-C land after the block, not inside it. torch.profiler's start, step and stop are
     Python code driving Kineto's C++ state, and an interrupt raised halfway through one can leave
-    that state half-changed for the code that runs next (a capture interrupted as a context
-    finished once died of a segfault in libtorch_cpu.so, with nothing printed).
+    that state half-changed: the code that runs next can then crash inside libtorch without a
+    word.
 
     Each press still goes to the handler that was there (the command line counts presses: a
     second one says it is saving, a third quits at once); only the KeyboardInterrupt it raises

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 
 from tracekit import stats
 from tracekit.capture.backends.base import Generation
-from tracekit.manifest import Timings, decode_seed, kept_steps, prefill_seed
+from tracekit.manifest import Timings, kept_steps
+from tracekit.stats import decode_seed, prefill_seed
 
 
 def _r(x: float | None, digits: int = 6) -> float | None:
@@ -49,10 +49,10 @@ class Measured:
         ttft, ttft_ci = stats.median_ci([self.ttft], seed=prefill_seed(ctx, "ttft"))
         itl = stats.percentiles([1000.0 * s for s in flat], (50, 90, 99))
         prof = [s for r in self.profiled_by_round for s in r]
-        prof_med = statistics.median(prof) if prof else None
+        prof_med = stats.point([prof])
         return Timings(
             prefill_s=_r(prefill),
-            prefill_s_unsynced=_r(statistics.median(self.prefill_unsynced)) if self.prefill_unsynced else None,
+            prefill_s_unsynced=_r(stats.point([self.prefill_unsynced])),
             decode_s_per_token=flat,
             tokens_per_s=_r(1000.0 / ms, 4) if ms else None,
             profiled_tokens_per_s=_r(1.0 / prof_med, 4) if prof_med else None,
@@ -63,7 +63,7 @@ class Measured:
             decode_s_by_round=[list(r) for r in self.decode_by_round],
             decode_ms_per_token=_r(ms),
             decode_ms_per_token_ci95=stats.rounded(ci),
-            decode_ms_per_token_by_round=[round(statistics.median(g), 6) for g in ms_groups if g],
+            decode_ms_per_token_by_round=[round(stats.point([g]) or 0.0, 6) for g in ms_groups if g],
             tokens_per_s_ci95=stats.rounded(stats.per_second(ci), 4),
             prefill_s_repeats=list(self.prefill),
             prefill_s_unsynced_repeats=list(self.prefill_unsynced),

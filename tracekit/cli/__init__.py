@@ -10,7 +10,6 @@ user, unless ``TRACEKIT_DEBUG=1`` asks for one.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import os
 import signal
@@ -19,14 +18,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import typer
-
-try:  # typer >= 0.2x vendors click; older releases use the click package
-    from typer._click import exceptions as cx
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as cx  # type: ignore[no-redef]
 
 from tracekit.cli import advise as _advise
 from tracekit.cli import analyze as _analyze
@@ -67,18 +61,23 @@ def _command(fn: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-app.command("capture")(_command(_capture.capture))
-app.command("analyze")(_command(_analyze.analyze))
-app.command("report")(_command(_report.report))
-app.command("diff")(_command(_diff.diff))
-app.command("advise")(_command(_advise.advise))
-app.command("export")(_command(_perfetto.export))
-app.command("open")(_command(_perfetto.open_cmd))
-app.command("devices")(_command(_devices.devices_cmd))
+COMMANDS: dict[str, Callable[..., None]] = {
+    "capture": _capture.capture,
+    "analyze": _analyze.analyze,
+    "report": _report.report,
+    "diff": _diff.diff,
+    "advise": _advise.advise,
+    "export": _perfetto.export,
+    "open": _perfetto.open_cmd,
+    "devices": _devices.devices_cmd,
+}
+for _name, _fn in COMMANDS.items():
+    app.command(_name)(_command(_fn))
 
 
 def _say(line: str) -> None:
-    print(printable(" ".join(line.split("\n"))), file=sys.stderr)
+    if sys.stderr is not None:  # None when the process started with its stderr closed
+        print(printable(" ".join(line.split("\n"))), file=sys.stderr)
 
 
 def _os_error(exc: OSError) -> str:
@@ -135,29 +134,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None, debug: bool) -> int:
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="tracekit")
+        rv = app(args=args, standalone_mode=False, prog_name="tracekit")
     except TracekitError as exc:
         if debug:
             raise
         _say(f"tracekit: error: {exc}")
         return exc.exit_code
-    except cx.NoArgsIsHelpError as exc:
-        if exc.ctx is not None:
-            print(exc.ctx.get_help())
-        return 0
-    except cx.UsageError as exc:
-        msg = exc.format_message().replace("\n", " ")
-        cmd = f" {exc.ctx.info_name}" if exc.ctx and exc.ctx.info_name and exc.ctx.info_name != "tracekit" else ""
-        _say(f"tracekit: error: {msg} (see 'tracekit{cmd} --help')")
-        return 2
     except (typer.Abort, KeyboardInterrupt):
         _say("tracekit: interrupted")
         return 130
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except cx.ClickException as exc:
-        _say(f"tracekit: error: {exc.format_message()}")
+    except typer.TyperException as exc:  # Click's errors: exit code 2 for a usage error, 1 otherwise
+        msg = exc.format_message().replace("\n", " ")
+        if exc.exit_code == 2:
+            cmd = f" {args[0]}" if args[0] in COMMANDS else ""
+            msg += f" (see 'tracekit{cmd} --help')"
+        _say(f"tracekit: error: {msg}")
         return exc.exit_code
     except OSError as exc:
         if debug:
@@ -189,55 +184,42 @@ def _run(argv: list[str] | None, debug: bool) -> int:
 
 
 def entry() -> None:
+    """Run the command and leave with its exit code (the console script and ``python -m tracekit``)."""
     code = main()
-    # The interpreter resets Python's own handlers while it shuts down (torch takes a while):
-    # a Ctrl-C then would kill the process with no exit code of ours. Ignored ones stay ignored,
-    # and after an interrupt, with everything saved and said, the process leaves at once.
+    # Python resets its own handlers while the interpreter shuts down (torch takes a while): a
+    # Ctrl-C then would end the process with no exit code of ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if code == 130:
-        _flush()
-        os._exit(130)
-    if threading.active_count() == 1 and not _observed():
-        # Everything is written and said: leave without the interpreter's teardown (freeing every
-        # object and module one by one, ~25-30 ms of a small analyze), after the exit handlers that
-        # libraries registered (Dask's, temporary files') have run.
-        atexit._run_exitfuncs()
-        problem = _flush()
-        if problem is not None:
-            code = code or 2
-            _say_raw(f"tracekit: error: could not write the output: {problem}")
-        os._exit(code)
+    problem = _flush()
+    if problem is not None:
+        code = code or 2
+        _say(f"tracekit: error: could not write the output: {problem}")
     sys.exit(code)
-
-
-def _observed() -> bool:
-    """Whether a profiler, tracer or coverage tool watches this process: they write what they
-    measured after the command returns, so the process must leave the usual way."""
-    if sys.getprofile() is not None or sys.gettrace() is not None:
-        return True
-    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: cProfile and coverage hook in here
-    return monitoring is not None and any(monitoring.get_tool(i) is not None for i in range(6))
 
 
 def _flush() -> str | None:
     """Flush stdout and stderr; what went wrong, if writing failed (a full disk), else None. A
-    reader that went away (| head) or a closed stream is not a failure."""
+    reader that went away (| head) or a closed stream is not a failure. A stream that cannot be
+    written is pointed at os.devnull, so the interpreter's own flush at exit has nothing to fail."""
     problem = None
     for stream in (sys.stdout, sys.stderr):
         if stream is None:
             continue
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+        except ValueError:  # the stream was closed
             pass
         except OSError as exc:
-            problem = problem or (exc.strerror or str(exc))
+            if not isinstance(exc, BrokenPipeError):
+                problem = problem or (exc.strerror or str(exc))
+            _discard(stream)
     return problem
 
 
-def _say_raw(line: str) -> None:
-    """One line on file descriptor 2, whatever became of ``sys.stderr``."""
+def _discard(stream: TextIO) -> None:
     try:
-        os.write(2, (printable(line) + "\n").encode(errors="replace"))
-    except OSError:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
         pass

@@ -106,9 +106,9 @@ def analyze(
 
 
 def _one_blas_thread() -> None:
-    """numpy's OpenBLAS starts a thread per core when numpy is imported: measured on 2 cores, a
-    small trace's whole ``analyze`` took 142 ms with them and 123 ms without. Analysis does no
-    linear algebra, so one thread, unless the user chose otherwise (workers inherit the setting)."""
+    """numpy's OpenBLAS starts a thread per core when numpy is imported, which a small trace's
+    ``analyze`` waits for (docs/performance.md, Start-up). Analysis does no linear algebra, so one
+    thread, unless the user chose otherwise (workers inherit the setting)."""
     import sys
 
     if "numpy" not in sys.modules:

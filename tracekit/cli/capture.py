@@ -67,11 +67,10 @@ def capture(
       tracekit capture --backend hf --model ~/models/Llama-3.2-1B --context 512,2k,8k
     """
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from tracekit.capture.backends import BACKENDS
     from tracekit.capture.backends.base import CaptureOptions
     from tracekit.capture.sweep import SweepOptions, run_capture, validate
+    from tracekit.cli.progress import bar
     from tracekit.fsutil import check_out_folder, check_run_name
     from tracekit.perfetto.export import enrich_context
 
@@ -100,15 +99,7 @@ def capture(
         seed=seed,
         no_graphs=no_graphs,
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err.rich,
-        transient=False,
-        disable=not err.is_terminal and os.environ.get("TRACEKIT_PROGRESS") != "1",
-    )
+    progress = bar()
     with progress:
         task = progress.add_task("loading model", total=None)
 

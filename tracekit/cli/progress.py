@@ -1,4 +1,4 @@
-"""A progress bar over traces on stderr: completed, failed, running. Shown on a terminal, or
+"""Progress bars on stderr (a capture's contexts, an analysis's traces). Shown on a terminal, or
 wherever ``TRACEKIT_PROGRESS=1`` asks for it (``0`` hides it); never on stdout, which carries the
 results."""
 
@@ -32,22 +32,27 @@ def wanted() -> bool:
     return sys.stderr.isatty()
 
 
+def bar(label: str = "{task.description}", detail: str | None = None) -> Progress:
+    """A bar on stderr: ``label``, the bar, done of total, ``detail`` (task fields), time elapsed;
+    drawn only when ``wanted``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
+
+    columns: list[ProgressColumn] = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    if detail is not None:
+        columns.append(TextColumn(detail))
+    columns.append(TimeElapsedColumn())
+    console = Console(stderr=True, force_terminal=True)
+    return RichProgress(*columns, console=console, transient=False, disable=not wanted())
+
+
 @contextmanager
 def progress(total: int) -> Iterator[Listener]:
-    """A listener that draws the bar while the block runs (a silent one when not ``wanted``)."""
+    """A listener that draws the bar over traces while the block runs (a silent one when not
+    ``wanted``)."""
     if not wanted() or total < 2:
         yield Silent()
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True, force_terminal=True)
-    columns = (
-        TextColumn("analyzing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]}, running {task.fields[running]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as p:
+    with bar("analyzing", "failed {task.fields[failed]}, running {task.fields[running]}") as p:
         yield _Bar(p, total)

@@ -101,7 +101,7 @@ def report(
         raise UserError(bad)
     for f in fmt:
         if to_stdout:
-            sys.stdout.write(render(data, f, attachments=False).text)
+            sys.stdout.write(render(data, f).text)
             continue
         for p in write_report(data, f, targets[f], force=force):
             if p.suffix in (".md", ".html", ".json"):

@@ -33,7 +33,7 @@ from tracekit.errors import UserError
 from tracekit.fleet.plan import Collector, Listener, Outcome, Plan
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file, memory_needed, one_line
 
-# A worker's own memory before any trace (Python, numpy, Dask, tracekit): about 150 MB measured.
+# A worker's own memory before any trace (Python, numpy, Dask, tracekit), with headroom.
 WORKER_BASE = 256 * 2**20
 WORKERS_TIMEOUT_S = 30
 _CONFIG = {
@@ -44,7 +44,7 @@ _CONFIG = {
     "distributed.admin.system-monitor.gil.enabled": False,
     "distributed.worker.profile.enabled": False,  # its 10 ms stack sampling competes with the task
     # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in workers to hand freed memory back at once; loading a
-    # trace allocates and frees big buffers, and that setting made each trace ~20% slower (measured).
+    # trace allocates and frees big buffers, which that setting makes slower (docs/performance.md).
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 

@@ -12,7 +12,8 @@ import glob
 from pathlib import Path
 
 from tracekit.errors import UserError
-from tracekit.manifest import MANIFEST, REPORT_STEM
+from tracekit.fsutil import REPORT_STEM
+from tracekit.manifest import ENRICHED_SUFFIX, MANIFEST
 
 SUFFIXES = (".json", ".json.gz")
 _GLOB_CHARS = frozenset("*?[")
@@ -22,7 +23,7 @@ def _is_trace_name(p: Path) -> bool:
     name = p.name
     if not name.endswith(SUFFIXES) or name.startswith("."):
         return False
-    return name != MANIFEST and not name.startswith(f"{REPORT_STEM}.") and not name.endswith(".enriched.json.gz")
+    return name != MANIFEST and not name.startswith(f"{REPORT_STEM}.") and not name.endswith(ENRICHED_SUFFIX)
 
 
 def _in_directory(d: Path) -> list[Path]:

@@ -15,8 +15,8 @@ from tracekit.errors import UserError
 from tracekit.fleet.plan import Collector, Listener, Outcome, Plan, Silent
 from tracekit.fleet.task import Failure, TaskOptions, analyze_file, json_bytes, one_line
 
-# Starting and stopping the embedded cluster costs 2-3 s (make bench-scale), the time one core
-# takes to analyze about 250 MB of JSON: below that, several traces run faster in this process.
+# Starting and stopping the embedded cluster costs about what one core takes to analyze this much
+# JSON (make bench-scale; docs/performance.md): below it, several traces run faster here.
 CLUSTER_WORTH_BYTES = 256 * 10**6
 
 

@@ -23,9 +23,9 @@ from tracekit.trace.load import CHUNKED_THRESHOLD, decoded_size, load_trace
 
 TOP_KERNELS = 20
 
-# Peak memory of loading and analyzing a trace, per byte of its JSON, measured on the fixtures of
-# ../shared/fixtures: 2.1-3.1x below the chunked reader's threshold (the whole text, its decoded
-# records and the columns are alive at once), 0.8-1.1x above it (a few MB of text at a time).
+# Peak memory of loading and analyzing a trace, per byte of its JSON, with headroom: below the
+# chunked reader's threshold the whole text, its decoded records and the columns are alive at once;
+# above it, a few MB of text at a time (docs/performance.md, Memory a trace takes).
 WHOLE_FACTOR = 3.5
 CHUNKED_FACTOR = 1.2
 

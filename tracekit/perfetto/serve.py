@@ -15,11 +15,9 @@ running.
 from __future__ import annotations
 
 import errno
-import fcntl
 import http.server
 import socket
 import struct
-import termios
 import threading
 import time
 import urllib.parse
@@ -43,10 +41,14 @@ def perfetto_url(port: int, name: str) -> str:
 
 
 def _unsent(sock: socket.socket) -> int:
-    """Bytes the kernel still holds for the peer (not yet acknowledged); 0 where unknown."""
+    """Bytes the kernel still holds for the peer (not yet acknowledged); 0 where unknown (TIOCOUTQ
+    is Linux's; fcntl and termios exist only on Unix)."""
     try:
+        import fcntl
+        import termios
+
         return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return 0
 
 

@@ -28,14 +28,11 @@ def fit_line(xs: list[float], ys: list[float]) -> LineFit | None:
     n = len(xs)
     if n < 2 or n != len(ys) or len(set(xs)) < 2:
         return None
-    mx = sum(xs) / n
-    my = sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    b = sxy / sxx
-    a = my - b * mx
-    ss_tot = sum((y - my) ** 2 for y in ys)
-    ss_res = sum((y - (a + b * x)) ** 2 for x, y in zip(xs, ys))
+    x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    intercepts, slopes = fit_replicates(xs, y[None, :])
+    a, b = float(intercepts[0]), float(slopes[0])
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    ss_res = float(((y - (a + b * x)) ** 2).sum())
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res < 1e-12 else 0.0)
     return LineFit(a, b, r2, n)
 

@@ -18,28 +18,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit import stats
-from tracekit.manifest import decode_seed
 from tracekit.report.model import ContextFigures
 from tracekit.stats import Interval
 
 Reps = NDArray[np.float64]
 
 
-def share_seed(context_tokens: int) -> int:
-    return stats.seed_for("attention_share", context_tokens)
-
-
 def decode_reps(c: ContextFigures) -> Reps | None:
-    """Replicates of the median decode ms per token (drawn once per context)."""
-    if c.decode_reps is None and c.decode_samples_ms:
-        c.decode_reps = stats.replicates(c.decode_samples_ms, "median", seed=decode_seed(c.context_tokens))
+    """Replicates of the median decode ms per token (drawn by ``apply_samples``)."""
     return c.decode_reps
 
 
 def share_reps(c: ContextFigures) -> Reps | None:
-    """Replicates of the mean attention share of the profiled steps."""
-    if c.share_reps is None and c.attention_share_samples:
-        c.share_reps = stats.replicates(c.attention_share_samples, "mean", seed=share_seed(c.context_tokens))
+    """Replicates of the mean attention share of the profiled steps (drawn by ``apply_samples``)."""
     return c.share_reps
 
 
@@ -49,8 +40,11 @@ def attention_reps(c: ContextFigures) -> Reps | None:
 
 
 def apply_samples(c: ContextFigures) -> None:
-    """Set a context's medians and intervals from its samples (decode steps, attention shares)."""
+    """Set a context's replicates, medians and intervals from its samples (decode steps, attention
+    shares); samples whose replicates are drawn already are not drawn again."""
     if c.decode_samples_ms:
+        if c.decode_reps is None:
+            c.decode_reps = stats.replicates(c.decode_samples_ms, "median", seed=stats.decode_seed(c.context_tokens))
         c.decode_ms_per_token = stats.point(c.decode_samples_ms, "median")
         c.decode_ms_per_token_ci95 = stats.interval(decode_reps(c))
         c.decode_ms_by_round = [float(np.median(r)) for r in c.decode_samples_ms if r]
@@ -59,6 +53,8 @@ def apply_samples(c: ContextFigures) -> None:
             c.tokens_per_s = 1000.0 / c.decode_ms_per_token
         c.tokens_per_s_ci95 = stats.per_second(c.decode_ms_per_token_ci95)
     if c.attention_share_samples:
+        if c.share_reps is None:
+            c.share_reps = stats.replicates(c.attention_share_samples, "mean", seed=stats.share_seed(c.context_tokens))
         c.attention_share = stats.point(c.attention_share_samples, "mean")
         c.attention_share_ci95 = stats.interval(share_reps(c))
         if c.decode_ms_per_token is not None and c.attention_share is not None:

@@ -9,20 +9,22 @@ from tracekit.errors import UserError
 from tracekit.fsutil import write_files_atomic
 from tracekit.report.model import ReportData
 from tracekit.report.renderers import htmlreport, jsonreport, markdown
-from tracekit.report.renderers.base import Output, Renderer
+from tracekit.report.renderers.base import Output, Renderer, WritesFiles
 
 RENDERERS: dict[str, Renderer] = {"md": markdown, "html": htmlreport, "json": jsonreport}
 
 
-def render(data: ReportData, fmt: str, *, stem: str = "report", attachments: bool = True) -> Output:
-    return RENDERERS[fmt].render(data, stem=stem, attachments=attachments)
+def render(data: ReportData, fmt: str) -> Output:
+    """The report in ``fmt`` as one document that refers to no other file (for stdout)."""
+    return RENDERERS[fmt].render(data)
 
 
 def write_report(data: ReportData, fmt: str, out: Path, *, force: bool = False) -> list[Path]:
     """Write the report in ``fmt`` to ``out`` (its attachments beside it) as one atomic set;
     return every file written. A new report does not replace attachment files someone else left
     there unless ``force``."""
-    rendered = render(data, fmt, stem=out.stem)
+    renderer = RENDERERS[fmt]
+    rendered = renderer.render_files(data, out.stem) if isinstance(renderer, WritesFiles) else renderer.render(data)
     files = {out.parent / rel: content for rel, content in rendered.attachments.items()}
     if not force and not out.exists():
         taken = [p for p in files if p.exists()]

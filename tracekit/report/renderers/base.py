@@ -1,9 +1,10 @@
-"""What a report renderer is: a module with ``EXTENSION`` and ``render(data, *, stem, attachments)``."""
+"""What a report renderer is: a module with ``EXTENSION`` and ``render(data)``; one that writes
+files beside the report (Markdown's plots) also has ``render_files(data, stem)``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tracekit.report.model import ReportData
 
@@ -19,7 +20,13 @@ class Output:
 class Renderer(Protocol):
     EXTENSION: str
 
-    def render(self, data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
-        """Render ``data``; ``stem`` is the main file's name without extension (attachments are
-        named after it); with ``attachments`` False, refer to no other file (for stdout)."""
+    def render(self, data: ReportData) -> Output:
+        """Render ``data`` as one document that refers to no other file (also what stdout gets)."""
+        ...
+
+
+@runtime_checkable
+class WritesFiles(Protocol):
+    def render_files(self, data: ReportData, stem: str) -> Output:
+        """Render ``data`` as ``<stem>.<EXTENSION>`` with files beside it, named after ``stem``."""
         ...

@@ -69,7 +69,7 @@ def _plots(data: ReportData, p: Plots) -> str:
     return "".join(parts)
 
 
-def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+def render(data: ReportData) -> Output:
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         '<meta name=viewport content="width=device-width,initial-scale=1">',

@@ -133,5 +133,5 @@ def to_json(d: ReportData) -> dict[str, Any]:
     }
 
 
-def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+def render(data: ReportData) -> Output:
     return Output(json.dumps(finite(to_json(data)), indent=2, allow_nan=False) + "\n")

@@ -61,10 +61,20 @@ def section(sec: Section, level: str = "##") -> str:
     return "\n".join(out)
 
 
-def render(data: ReportData, *, stem: str = "report", attachments: bool = True) -> Output:
+def render(data: ReportData) -> Output:
+    """The report as one Markdown document, with no plots (nothing beside it to refer to)."""
+    return _render(data, None)
+
+
+def render_files(data: ReportData, stem: str) -> Output:
+    """The report as ``<stem>.md`` with its plots as PNG files in ``<stem>-plots/``."""
+    return _render(data, stem)
+
+
+def _render(data: ReportData, stem: str | None) -> Output:
     files: dict[str, bytes] = {}
     out: list[str] = []
-    for i, sec in enumerate(sections(data, with_plots=attachments)):
+    for i, sec in enumerate(sections(data, with_plots=stem is not None)):
         out += [f"{'#' if i == 0 else '##'} {_text(sec.title)}", ""]
         for block in sec.blocks:
             if not isinstance(block, Plots):
