@@ -9,6 +9,7 @@ import shlex
 import numpy as np
 
 from tracekit.advise.common import ci, gain_reps, interval, pct
+from tracekit.advise.measurement import doubted
 from tracekit.advise.model import Advice, Basis
 
 EXPLAINS_LITTLE = 0.5  # the bytes' growth explains under half of the slowdown
@@ -54,7 +55,10 @@ def compared(b: Basis, other: Basis) -> Advice | None:
         gain,
         gain_ci,
         (f"{b.source} against {other.source}, measured at {len(common)} common contexts",),
-        ("both runs measured the same model on the same machine, under the same load",),
+        (
+            "both runs measured the same model on the same machine, under the same load",
+            *((f"{other.source}: a measurement its own checks doubt",) if doubted(other) else ()),
+        ),
         gain_basis=f"tokens/s at context {p.context:,}, {other_name} against {name}",
         figures={"context": p.context, "ms_before": p.ms, "ms_after": q.ms},
     )

@@ -133,9 +133,10 @@ def advise(
 
     from tracekit.advise import Plan
     from tracekit.advise import advise as run_advice
-    from tracekit.advise.basis import from_facts, from_report
+    from tracekit.advise.basis import from_facts
     from tracekit.advise.document import to_json
     from tracekit.limits.devices import find_device
+    from tracekit.report.advice import from_report
     from tracekit.report.data import build_report
 
     check_choice(fmt, ("text", "md", "json"), "--format")

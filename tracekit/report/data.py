@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracekit.advise.model import AdviceSet
 from tracekit.errors import UserError
 from tracekit.limits.model import ModelShape, from_config, from_manifest
 from tracekit.limits.roofline import Roof, choose_roof
 from tracekit.manifest import MANIFEST, Manifest, read_manifest
+from tracekit.report.advice import advice_for
 from tracekit.report.findings import findings_for
-from tracekit.report.model import Finding, ReportData, ReportFacts
+from tracekit.report.model import ReportData, ReportFacts
 from tracekit.report.run_analysis import context_figures, growth
 
 
@@ -65,13 +65,3 @@ def build_report(
     )
     findings = findings_for(facts)
     return ReportData.of(facts, findings, advice_for(facts, findings))
-
-
-def advice_for(facts: ReportFacts, findings: list[Finding]) -> AdviceSet | None:
-    """The report's "What would help": tracekit's default plan (no target, no other device)."""
-    from tracekit.advise import Plan, advise
-    from tracekit.advise.basis import from_report
-
-    if not facts.ok_contexts():
-        return None
-    return advise(from_report(facts, findings), Plan(), run=facts.run)
