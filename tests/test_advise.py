@@ -242,6 +242,9 @@ def test_report_shows_what_would_help(small_run: Path, tmp_path: Path) -> None:
     # The report's advice is the command's, from the same code (tracekit's default plan).
     report_advice = json.loads((run / "report.json").read_text())["advice"]
     assert report_advice == _advise(str(run))
+    text = run_cli("advise", str(run), "--format", "md")
+    assert text.returncode == 0 and text.stdout.startswith("# What would help")
+    assert section.split("\n## ", 1)[0].strip().endswith(text.stdout.strip().split("\n")[-1].strip())
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         pytest.skip("chromium is not installed ('make chromium' installs Debian's chromium)")

@@ -164,12 +164,10 @@ def advise(
                 raise UserError(f"{flag} does not apply to traces ({target}); leave it out")
         result = _traces(target, model_config, device_name, plan, device)
     elif target is not None:
-        if device_name is not None:
-            raise UserError("--device names the device of traces; a run knows its own (use --peak-bandwidth)")
         for flag, given in (("--preset", preset), ("--measured", measured)):
             if given is not None:
                 raise UserError(f"{flag} describes a model without a run; with a run ({target}) leave it out")
-        data = build_report(target, peak_bandwidth=peak_bandwidth, model_config=model_config)
+        data = build_report(target, peak_bandwidth=peak_bandwidth, device=device_name, model_config=model_config)
         others = tuple(from_report(o, o.findings) for o in (build_report(p) for p in compare))
         result = run_advice(from_report(data, data.findings), plan, on=device, compare=others, run=str(target))
     else:
