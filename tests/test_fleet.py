@@ -24,6 +24,7 @@ from tracekit.fleet.inputs import expand
 from tracekit.fleet.merge import summarize
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file, memory_needed
 from tracekit.trace.load import load_trace
+from tracekit.trace.options import ReadOptions
 
 RESNET_ROCM = "mi300x-resnet-training-rocm.json.gz"
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
@@ -58,9 +59,10 @@ def test_expand_directories_globs_and_files(tmp_path: Path) -> None:
 def test_memory_estimate_follows_the_json_size(tmp_path: Path) -> None:
     small = fixture_path(MI300X)  # 9.7 MB of JSON: read whole
     big = fixture_path(V100_DDP)  # 54 MB: read in pieces
-    assert 3 * 9.7e6 < memory_needed(str(small)) < 4 * 9.7e6
-    assert 54e6 < memory_needed(str(big)) < 3 * 54e6
-    assert memory_needed(str(tmp_path / "absent.json")) == 0
+    chunked_from = ReadOptions().chunked_from
+    assert 3 * 9.7e6 < memory_needed(str(small), chunked_from) < 4 * 9.7e6
+    assert 54e6 < memory_needed(str(big), chunked_from) < 3 * 54e6
+    assert memory_needed(str(tmp_path / "absent.json"), chunked_from) == 0
 
 
 def test_rank_from_distributed_info_then_file_name() -> None:
@@ -196,5 +198,5 @@ def test_traces_that_cannot_fit_any_worker_are_refused_before_running() -> None:
     budget = 2**30 - WORKER_BASE
     assert _refusal(10**8, budget, cap) is None
     assert "MEMORY resource" in str(_refusal(6 * 10**8, budget, cap))
-    assert "over the worker memory limit (1.0 GiB)" in str(_refusal(9 * 10**8, budget, cap))
+    assert "over the worker memory limit (1.1 GB)" in str(_refusal(9 * 10**8, budget, cap))
     assert _refusal(10**12, None, Capacity(2, 0, 0.0)) is None  # no limit, no resources: it runs

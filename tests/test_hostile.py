@@ -17,8 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tracekit.trace.load as load_mod
-import tracekit.trace.parallel as parallel_mod
 from tests.conftest import ROOT
 from tests.hostile import (
     BAD,
@@ -34,25 +32,25 @@ from tests.hostile import (
 from tracekit.errors import TraceFormatError
 from tracekit.sanitize import finite, printable
 from tracekit.trace.load import load_trace
+from tracekit.trace.options import ReadOptions
+from tracekit.units import parse_size
 
-# Every way a file is read: whole; in chunks in this process; in chunks decoded by worker processes.
-LOADERS = {"whole": ("whole", "1"), "chunked": ("chunked", "1"), "parallel": ("chunked", "2")}
+# Every way a file is read: whole; in chunks in this process; in chunks decoded by worker
+# processes. In 4 kB pieces, to cut many times.
+_SMALL = {"chunk_bytes": 4096, "piece_bytes": 4096, "parallel_from": 0}
+LOADERS = {
+    "whole": ReadOptions(loader="whole", workers=1, **_SMALL),
+    "chunked": ReadOptions(loader="chunked", workers=1, **_SMALL),
+    "parallel": ReadOptions(loader="chunked", workers=2, **_SMALL),
+}
 
 
-def _load_all(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: bool) -> dict[str, str]:
-    """Load ``path`` on every loader path (in 4 kB pieces, to cut many times); each path's
-    outcome as one comparable line."""
-    monkeypatch.setattr(load_mod, "CHUNK_SIZE", 4096)
-    monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 4096)
-    monkeypatch.setattr(load_mod, "PARALLEL_BYTES", 0)
+def _load_all(path: Path, **kw: bool) -> dict[str, str]:
+    """Load ``path`` on every loader path; each path's outcome as one comparable line."""
     seen = {}
-    for name, (loader, workers) in LOADERS.items():
-        monkeypatch.setenv("TRACEKIT_LOADER", loader)
-        monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", workers)
-        # Whatever threads other tests left behind (the loader's guard would read serially).
-        monkeypatch.setattr(parallel_mod, "usable_cores", lambda n=int(workers): n)
+    for name, options in LOADERS.items():
         try:
-            t = load_trace(path, **kw)
+            t = load_trace(path, options=options, **kw)
             seen[name] = f"ok host={len(t.host)} device={len(t.device)} skipped={t.skipped_events} "
             seen[name] += f"out_of_range={t.out_of_range} partial={t.partial}"
         except TraceFormatError as exc:
@@ -64,22 +62,18 @@ def _load_all(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: bool) -> dict[s
 
 
 @pytest.mark.parametrize("name", list(BAD))
-def test_bad_trace_is_one_clear_error_in_the_same_words_on_every_path(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bad_trace_is_one_clear_error_in_the_same_words_on_every_path(name: str, tmp_path: Path) -> None:
     data, expected = BAD[name]
-    seen = _load_all(write(tmp_path / "bad.json", data), monkeypatch)
+    seen = _load_all(write(tmp_path / "bad.json", data))
     assert len(set(seen.values())) == 1, seen
     assert expected in seen["whole"], seen
 
 
 @pytest.mark.parametrize("name", list(ODD))
-def test_odd_events_are_dropped_and_counted_the_same_on_every_path(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_odd_events_are_dropped_and_counted_the_same_on_every_path(name: str, tmp_path: Path) -> None:
     raw, expected = ODD[name]
     data = doc(events(), raw=raw, at=100)
-    seen = _load_all(write(tmp_path / "odd.json", b"\xef\xbb\xbf" + data if "mark" in name else data), monkeypatch)
+    seen = _load_all(write(tmp_path / "odd.json", b"\xef\xbb\xbf" + data if "mark" in name else data))
     assert len(set(seen.values())) == 1, seen
     assert seen["whole"].startswith("ok host=180 device=60") and expected in seen["whole"], seen
 
@@ -97,13 +91,9 @@ def test_dropped_events_are_a_warning_and_leave_the_window_alone(
     assert window["dur_us"] < 10_000  # 60 steps of 100 µs, not 59 days
 
 
-def test_past_the_chunked_threshold_a_file_is_named_as_when_read_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_past_the_chunked_threshold_a_file_is_named_as_when_read_whole(tmp_path: Path) -> None:
     """Size picks the path (32 MB by default; 64 kB here, so the files stay small): damage,
     malformed events and numbers out of range read the same either way."""
-    monkeypatch.setattr(load_mod, "CHUNKED_THRESHOLD", 64 << 10)
-    monkeypatch.setattr(load_mod, "CHUNK_SIZE", 16 << 10)
     evs = [json.dumps(e).encode() for e in events(600)]
     odd = [b'{"ph":"X","cat":"cpu_op","name":"x","ts":"oops"}', b'{"ph":"X","cat":"cpu_op","dur":1e400,"ts":5.1e12}']
     cases = {
@@ -117,9 +107,9 @@ def test_past_the_chunked_threshold_a_file_is_named_as_when_read_whole(
             assert f.stat().st_size > 64 << 10
             seen = {}
             for loader in ("auto", "whole"):
-                monkeypatch.setenv("TRACEKIT_LOADER", loader)
+                options = ReadOptions(loader=loader, chunked_from=64 << 10, chunk_bytes=16 << 10)  # type: ignore[arg-type]
                 try:
-                    t = load_trace(f)
+                    t = load_trace(f, options=options)
                     seen[loader] = f"ok skipped={t.skipped_events} out_of_range={t.out_of_range} host={len(t.host)}"
                 except TraceFormatError as exc:
                     seen[loader] = exc.problem
@@ -129,21 +119,19 @@ def test_past_the_chunked_threshold_a_file_is_named_as_when_read_whole(
                 assert "skipped=1 out_of_range=1" in seen["auto"]
 
 
-def test_partial_salvages_the_same_events_on_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_partial_salvages_the_same_events_on_every_path(tmp_path: Path) -> None:
     for name in ("truncated", "NaN literal", "trailing garbage", "invalid UTF-8"):
-        seen = _load_all(write(tmp_path / "bad.json", BAD[name][0]), monkeypatch, partial=True)
+        seen = _load_all(write(tmp_path / "bad.json", BAD[name][0]), partial=True)
         assert len(set(seen.values())) == 1 and "partial=True" in seen["whole"], (name, seen)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(0, 12_000), junk=st.binary(min_size=0, max_size=6), at=st.integers(0, 12_000))
-def test_fuzz_damage_anywhere_gives_one_outcome_on_every_path(
-    cut: int, junk: bytes, at: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fuzz_damage_anywhere_gives_one_outcome_on_every_path(cut: int, junk: bytes, at: int, tmp_path: Path) -> None:
     good = doc(events(40))
     data = good[:at] + junk + good[at:]
     data = data[: len(data) - cut % len(data)] if cut % 3 == 0 else data
-    seen = _load_all(write(tmp_path / "fuzz.json", data), monkeypatch)
+    seen = _load_all(write(tmp_path / "fuzz.json", data))
     assert len(set(seen.values())) == 1, seen
 
 
@@ -176,23 +164,22 @@ def test_what_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_path: Path
 @pytest.mark.parametrize(
     ("prefix", "filler", "problem"),
     [
-        (b'{"traceEvents": [', b" ", "inflates past the 16.8 MB inflate budget (TRACEKIT_MAX_INFLATE=16M)"),
-        (b'{"traceEvents": [{"name": "', b"a", "inflates past the 16.8 MB inflate budget"),
-        (b"[", b"[{}, ", "inflates past the 16.8 MB inflate budget"),
+        (b'{"traceEvents": [', b" ", "inflates past the 16.0 MB inflate budget (TRACEKIT_MAX_INFLATE)"),
+        (b'{"traceEvents": [{"name": "', b"a", "inflates past the 16.0 MB inflate budget"),
+        (b"[", b"[{}, ", "inflates past the 16.0 MB inflate budget"),
         (b"", b"\0", "is not JSON"),
     ],
     ids=["whitespace flood", "one endless string", "endless events", "zeros"],
 )
 @pytest.mark.parametrize("loader", ["auto", "whole", "chunked"])
-def test_gzip_bomb_stops_at_the_budget(
-    prefix: bytes, filler: bytes, problem: str, loader: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_gzip_bomb_stops_at_the_budget(prefix: bytes, filler: bytes, problem: str, loader: str, tmp_path: Path) -> None:
     f = bomb(tmp_path / "bomb.json.gz", prefix, filler, members=16, member_mb=16)  # 256 MiB from ~0.5 MB
-    monkeypatch.setenv("TRACEKIT_MAX_INFLATE", "16M")
-    monkeypatch.setenv("TRACEKIT_LOADER", loader)
+    options = ReadOptions(inflate_budget=parse_size("16M"), loader=loader)  # type: ignore[arg-type]
     with pytest.raises(TraceFormatError) as err:
-        load_trace(f)
-    assert problem in err.value.problem and ("TRACEKIT_MAX_INFLATE=" in err.value.problem or "JSON" in problem)
+        load_trace(f, options=options)
+    assert problem in err.value.problem
+    assert err.value.kind == ("budget" if "budget" in problem else "not-json")
+    assert "TRACEKIT_MAX_INFLATE=" in err.value.advice or "JSON" in problem
 
 
 def test_budget_follows_the_memory_this_process_may_use(tmp_path: Path) -> None:
@@ -224,6 +211,37 @@ def test_budget_given_wrong_is_one_line(
 ) -> None:
     monkeypatch.setenv("TRACEKIT_MAX_INFLATE", "lots")
     one_line_error(tk(capsys, "analyze", write(tmp_path / "t.json", doc(events()))), "TRACEKIT_MAX_INFLATE", "8G")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepts"),
+    [
+        ("TRACEKIT_CHUNKED_BYTES", "-5", "give a size from 0 bytes to 100.0 TB"),
+        ("TRACEKIT_PARALLEL_BYTES", "1e999", "give a size from 0 bytes to 100.0 TB"),
+        ("TRACEKIT_MAX_INFLATE", "10k", "give a size from 1.0 MB to 100.0 TB"),
+        ("TRACEKIT_LOADER", "fast", "give one of auto, whole, chunked"),
+        ("TRACEKIT_LOAD_WORKERS", "0", "give a whole number from 1 to 4096"),
+    ],
+)
+def test_a_loader_setting_out_of_range_is_one_line_naming_it(
+    name: str,
+    value: str,
+    accepts: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(name, value)
+    one_line_error(tk(capsys, "analyze", write(tmp_path / "t.json", doc(events()))), f"{name}=", accepts)
+
+
+def test_read_options_from_the_environment() -> None:
+    env = {"TRACEKIT_LOADER": "chunked", "TRACEKIT_MAX_INFLATE": "8G", "TRACEKIT_LOAD_WORKERS": "3"}
+    env["TRACEKIT_CHUNKED_BYTES"] = "2GiB"
+    assert ReadOptions.from_env(env) == ReadOptions(
+        loader="chunked", inflate_budget=8 * 10**9, workers=3, chunked_from=2 << 30
+    )
+    assert ReadOptions.from_env({}) == ReadOptions()
 
 
 # -- escaping ------------------------------------------------------------------------------------

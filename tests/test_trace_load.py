@@ -18,6 +18,10 @@ from tracekit.trace.build import build_trace
 from tracekit.trace.lenient import event_from_obj
 from tracekit.trace.load import load_trace
 from tracekit.trace.model import Trace
+from tracekit.trace.options import ReadOptions
+
+# Every file through the chunked reader, in pieces small enough to cut many times.
+TINY = ReadOptions(chunked_from=0, chunk_bytes=4096)
 
 
 def test_fixtures_load_with_links() -> None:
@@ -44,7 +48,7 @@ def test_fixtures_load_with_links() -> None:
 def test_chunked_path_equals_in_memory_path() -> None:
     p = fixture_path(H100)
     a = analyze_trace(load_trace(p), "ProfilerStep#6")
-    b = analyze_trace(load_trace(p, chunked_from=0), "ProfilerStep#6")
+    b = analyze_trace(load_trace(p, options=ReadOptions(chunked_from=0)), "ProfilerStep#6")
     assert a.busy_us == pytest.approx(b.busy_us, rel=1e-12)
     assert {k: v.time_us for k, v in a.categories.items()} == pytest.approx(
         {k: v.time_us for k, v in b.categories.items()}
@@ -287,29 +291,17 @@ def test_the_lenient_reader_reads_correlation_ids_as_the_typed_one(tmp_path: Pat
 # --- the chunked decoder (large traces) -------------------------------------------------------------
 
 
-@pytest.fixture
-def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Send every file through the chunked path, in pieces small enough to cut many times."""
-    import tracekit.trace.load as load_mod
-
-    monkeypatch.setattr(load_mod, "CHUNKED_THRESHOLD", 0)
-    monkeypatch.setattr(load_mod, "CHUNK_SIZE", 4096)
-
-
-def test_chunked_path_equals_whole_decode(tiny_chunks: None) -> None:
-    import tracekit.trace.load as load_mod
-
+def test_chunked_path_equals_whole_decode() -> None:
     p = fixture_path(H100)
-    chunked = analyze_trace(load_trace(p), "ProfilerStep#6")
-    load_mod.CHUNKED_THRESHOLD = 1 << 60
-    whole = analyze_trace(load_trace(p), "ProfilerStep#6")
+    chunked = analyze_trace(load_trace(p, options=TINY), "ProfilerStep#6")
+    whole = analyze_trace(load_trace(p, options=ReadOptions(loader="whole")), "ProfilerStep#6")
     assert chunked.busy_us == whole.busy_us
     assert [(k.name, k.count, k.time_us) for k in chunked.kernels] == [
         (k.name, k.count, k.time_us) for k in whole.kernels
     ]
 
 
-def test_chunked_cuts_only_between_events(tiny_chunks: None, tmp_path: Path) -> None:
+def test_chunked_cuts_only_between_events(tmp_path: Path) -> None:
     # Candidate cuts inside events: objects in lists inside args, and '}, {' inside names.
     events = []
     for i in range(400):
@@ -351,20 +343,20 @@ def test_chunked_cuts_only_between_events(tiny_chunks: None, tmp_path: Path) -> 
     ):
         f = tmp_path / name
         f.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
-        t = load_trace(f)
+        t = load_trace(f, options=TINY)
         assert len(t.host) == 400 and len(t.device) == 400, name
         assert [h.name for h in t.host][:2] == ["op}, {weird0", "op}, {weird1"]
         if name != "list.json":
             assert t.device_names == ["Test GPU"] and t.rank == 3
 
 
-def test_chunked_truncation_is_reported_and_salvaged(tiny_chunks: None, tmp_path: Path) -> None:
+def test_chunked_truncation_is_reported_and_salvaged(tmp_path: Path) -> None:
     text = gzip.decompress(fixture_path(H100).read_bytes())
     bad = tmp_path / "cut.json"
     bad.write_bytes(text[: len(text) // 2])
     with pytest.raises(TraceFormatError, match="truncated.*--partial"):
-        load_trace(bad)
-    t = load_trace(bad, partial=True)
+        load_trace(bad, options=TINY)
+    t = load_trace(bad, partial=True, options=TINY)
     assert t.partial and len(t.host) > 1000
 
 
@@ -415,10 +407,10 @@ def _flow_linked_trace(n: int) -> dict[str, object]:
     return {"traceEvents": events}
 
 
-def test_chunked_path_reads_flows_again_only_when_ids_are_missing(tiny_chunks: None, tmp_path: Path) -> None:
+def test_chunked_path_reads_flows_again_only_when_ids_are_missing(tmp_path: Path) -> None:
     f = tmp_path / "flows.json"
     f.write_text(json.dumps(_flow_linked_trace(300)))
-    t = load_trace(f)
+    t = load_trace(f, options=TINY)
     links = t.link.tolist()
     assert len(t.device) == 300 and all(n >= 0 for n in links)
     assert {t.host[int(t.parent[n])].name for n in links} == {"aten::op0", "aten::op1", "aten::op2"}
@@ -433,47 +425,43 @@ def test_chunked_path_reads_flows_again_only_when_ids_are_missing(tiny_chunks: N
             k += 1
     g = tmp_path / "ids.json"
     g.write_text(json.dumps(doc))
-    u = load_trace(g)
+    u = load_trace(g, options=TINY)
     assert u.link.tolist() == links
 
 
-def test_without_isal_the_standard_gzip_reads_the_same(tiny_chunks: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tracekit.trace.gz as gz_mod
+def test_without_isal_the_standard_gzip_reads_the_same() -> None:
+    from tracekit.trace.gz import open_gz
 
     p = fixture_path(H100)
-    fast = analyze_trace(load_trace(p), "ProfilerStep#6").to_json()
-    monkeypatch.setattr(gz_mod, "FAST", False)
-    monkeypatch.setattr(gz_mod, "_impl", gzip)
-    assert not isinstance(gz_mod.open_gz_into(p), gz_mod._RawGzip)
-    assert analyze_trace(load_trace(p), "ProfilerStep#6").to_json() == fast
+    with open_gz(p, isal=False) as fh:
+        assert type(fh) is gzip.GzipFile  # the standard library's, not ISA-L's subclass
+    fast = analyze_trace(load_trace(p, options=TINY), "ProfilerStep#6").to_json()
+    for loader in ("whole", "chunked"):
+        slow = ReadOptions(loader=loader, chunk_bytes=4096, isal=False)
+        assert analyze_trace(load_trace(p, options=slow), "ProfilerStep#6").to_json() == fast, loader
 
 
-def test_parallel_load_equals_the_serial_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def _parallel(p: Path, options: ReadOptions, workers: int) -> Trace:
+    """``p`` read by the parallel reader alone (never handed to the serial one), then completed as
+    every chunked load is."""
+    from tracekit.trace import chunked, parallel
+
+    gz = p.read_bytes()[:2] == b"\x1f\x8b"
+    spans = parallel.read_spans(p, gz, workers, 1 << 40, options)
+    assert spans is not None, "the parallel reader must have built the trace, not handed it back"
+    trace, damage = chunked.complete(spans, p, gz, 1 << 40, options)
+    assert damage is None
+    return trace
+
+
+def test_parallel_load_equals_the_serial_one() -> None:
     """The fixture decoded and built by worker processes, in small pieces so there are many, gives
-    exactly the trace the serial reader gives."""
-    import tracekit.trace.load as load_mod
-    import tracekit.trace.parallel as parallel_mod
-
+    exactly the trace the serial reader gives; so does a load that picks the parallel reader."""
     p = fixture_path(V100_DDP)
-    monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", "1")
-    serial = load_trace(p)
-    # Three cores, whatever the machine: other tests of the session leave idle daemon threads
-    # behind, and the loader's guard (no fork beside another thread) would read serially.
-    monkeypatch.setattr(parallel_mod, "usable_cores", lambda: 3)
-    monkeypatch.setattr(load_mod, "PARALLEL_BYTES", 0)
-    monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 1 << 20)
-    built = []
-    real = parallel_mod.load_parallel
-
-    def recording(*args: object, **kw: object) -> object:
-        got = real(*args, **kw)  # type: ignore[arg-type]
-        built.append(got is not None)
-        return got
-
-    monkeypatch.setattr(parallel_mod, "load_parallel", recording)
-    par = load_trace(p)
-    assert built == [True], "the parallel reader must have built the trace, not handed it back"
-    _assert_same_trace(serial, par)
+    serial = load_trace(p, options=ReadOptions(workers=1))
+    options = ReadOptions(parallel_from=0, chunked_from=0, piece_bytes=1 << 20, workers=3)
+    _assert_same_trace(serial, _parallel(p, options, 3))
+    _assert_same_trace(serial, load_trace(p, options=options))
 
 
 def _assert_same_trace(serial: Trace, par: Trace) -> None:
@@ -488,14 +476,15 @@ def _assert_same_trace(serial: Trace, par: Trace) -> None:
     assert (serial.device_names, serial.rank, serial.skipped_events) == (par.device_names, par.rank, par.skipped_events)
 
 
-def test_parallel_pieces_travel_by_shared_memory_and_a_huge_one_by_pipe(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Pieces go to the workers through shared memory slots; one longer than a slot (a single
-    event of megabytes) goes through the pool's pipe instead, the pieces after it are of the usual
-    size again (the reader's buffer shrinks back), and the trace is the serial one."""
-    import tracekit.trace.load as load_mod
-    import tracekit.trace.parallel as parallel_mod
+def test_parallel_pieces_fit_the_shared_slots_but_one_huge_event(tmp_path: Path) -> None:
+    """Pieces go to the workers through shared memory slots of twice ``piece_bytes``; one longer
+    than a slot (a single event of megabytes) must go through the pool's pipe instead, the pieces
+    after it are of the usual size again (the reader's buffer shrinks back), and the parallel
+    reader's trace is the serial one."""
+    import io
+
+    from tracekit.trace.chunked import ChunkedReader
+    from tracekit.trace.parallel import _Slots
 
     events = []
     for i in range(20000):
@@ -507,21 +496,12 @@ def test_parallel_pieces_travel_by_shared_memory_and_a_huge_one_by_pipe(
                            "args": {"Input dims": "x" * (3 << 20)}})  # fmt: skip
     p = tmp_path / "huge-event.json"
     p.write_text(json.dumps({"traceEvents": events}))
-    monkeypatch.setenv("TRACEKIT_LOAD_WORKERS", "1")
-    serial = load_trace(p)
-    monkeypatch.setattr(parallel_mod, "usable_cores", lambda: 2)
-    monkeypatch.setattr(load_mod, "CHUNKED_THRESHOLD", 0)
-    monkeypatch.setattr(load_mod, "PARALLEL_BYTES", 0)
-    monkeypatch.setattr(parallel_mod, "PIECE_BYTES", 64 << 10)
-    sent = []
-    real_put = parallel_mod._Slots.put
-
-    def put(self: object, text: bytes) -> int | None:
-        slot = real_put(self, text)  # type: ignore[arg-type]
-        sent.append("pipe" if slot is None else "slot")
-        return slot
-
-    monkeypatch.setattr(parallel_mod._Slots, "put", put)
-    par = load_trace(p)
-    assert sent.count("pipe") == 1 and sent.count("slot") >= 10, sent
-    _assert_same_trace(serial, par)
+    options = ReadOptions(chunked_from=0, parallel_from=0, piece_bytes=64 << 10, workers=2)
+    reader = ChunkedReader(io.BytesIO(p.read_bytes()), chunk_size=options.piece_bytes)
+    pieces = [t for t in reader.texts() if isinstance(t, bytes)]
+    slot = 2 * options.piece_bytes + 2  # as the parallel reader sizes its slots
+    too_long = [i for i, t in enumerate(pieces) if len(t) > slot]
+    assert len(too_long) == 1 and len(pieces) >= 10, [len(t) for t in pieces]
+    slots = _Slots(1, slot)
+    assert slots.put(pieces[too_long[0]]) is None and slots.put(pieces[-1]) == 0
+    _assert_same_trace(load_trace(p, options=ReadOptions(workers=1)), _parallel(p, options, 2))

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from tracekit.analysis.intervals import union_length_arrays
-from tracekit.trace.tree import END_TOLERANCE_US, nearest_marked, nest
+from tracekit.trace.tree import END_TOLERANCE_US, child_time, nearest_marked, nest_sorted, nesting_order
+
+
+def nest(
+    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """The library's nesting as one call, as the build runs it: ``(order, parent, child)``, where
+    ``order`` sorts the spans by thread, start, and longest first among equal starts (stable);
+    ``parent[i]`` is the index (in sorted order) of the innermost span enclosing sorted span ``i``
+    or -1; ``child[i]`` the total duration of its direct children."""
+    order = nesting_order(thread, ts, dur)
+    sorted_dur = dur[order]
+    parent = nest_sorted(thread[order], ts[order], sorted_dur)
+    return order, parent, child_time(parent, sorted_dur)
 
 
 def union_length(intervals: Iterable[tuple[float, float]], lo: float | None = None, hi: float | None = None) -> float:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tracekit.analysis.attribute import Attribution, attribute
     from tracekit.analysis.result import AnalysisResult
     from tracekit.trace.load import load_trace
+    from tracekit.trace.options import ReadOptions
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ _LAZY = {
     "analyze_trace": "tracekit.analysis.analyze",
     "attribute": "tracekit.analysis.attribute",
     "load_trace": "tracekit.trace.load",
+    "ReadOptions": "tracekit.trace.options",
 }
 
 
@@ -44,6 +46,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AnalysisResult",
     "Attribution",
+    "ReadOptions",
     "TracekitError",
     "UserError",
     "__version__",

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from tracekit.errors import UserError
+from tracekit.errors import NotARegularFile, UserError
 
 
 def _mkstemp(prefix: str, suffix: str = "", dir: Path | None = None) -> tuple[int, str]:  # noqa: A002
@@ -62,23 +62,29 @@ class OutputError(UserError):
 
 
 def regular_file(path: Path, what: str = "file") -> os.stat_result:
-    """Stat ``path`` and refuse anything but a readable regular file, with the reason."""
+    """Stat ``path`` and refuse anything but a readable regular file, with the reason
+    (``NotARegularFile``, whose ``kind`` says which)."""
     name = str(path)
     try:
         st = os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UserError(f"{name}: is a symbolic link loop, not a {what}") from None
+            raise NotARegularFile(name, f"is a symbolic link loop, not a {what}", kind="link-loop") from None
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise UserError(f"{name}: no such file") from None
-        raise UserError(f"{name}: cannot read it ({os_problem(exc)})") from None
+            raise NotARegularFile(name, "no such file", kind="missing") from None
+        raise NotARegularFile(name, f"cannot read it ({os_problem(exc)})", kind="unreadable") from None
     if stat.S_ISDIR(st.st_mode):
-        raise UserError(f"{name}: is a directory, not a {what}")
+        raise NotARegularFile(name, f"is a directory, not a {what}", kind="directory")
     if not stat.S_ISREG(st.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
-        raise UserError(f"{name}: is {kind}, not a regular {what}; tracekit reads files only")
+        fifo = stat.S_ISFIFO(st.st_mode)
+        raise NotARegularFile(
+            name,
+            f"is {'a FIFO' if fifo else 'a device or socket'}, not a regular {what}",
+            kind="fifo" if fifo else "device",
+            advice="tracekit reads files only",
+        )
     if not os.access(path, os.R_OK):
-        raise UserError(f"{name}: cannot read it (permission denied)")
+        raise NotARegularFile(name, "cannot read it (permission denied)", kind="unreadable")
     return st
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Literal
 
 import typer
 
 from tracekit.cli.common import check_choice
 from tracekit.errors import UserError
+from tracekit.limits.flags import LimitFlags
 
 
 def analyze(
@@ -41,6 +43,18 @@ def analyze(
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
     ),
+    device: str | None = typer.Option(
+        None, "--device", help="With --by step/kernel: the device whose peaks to compare with (see 'tracekit devices')."
+    ),
+    peak_bandwidth: float | None = typer.Option(
+        None, "--peak-bandwidth", help="With --by step/kernel: device memory bandwidth in GB/s (a device the table lacks)."
+    ),
+    peak_flops: float | None = typer.Option(
+        None, "--peak-flops", help="With --by step/kernel: device dense peak TFLOP/s, every dtype."
+    ),
+    model_config: Path | None = typer.Option(
+        None, "--model-config", help="With --by step/kernel: a local Hugging Face config.json for the model facts."
+    ),
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
 
@@ -60,6 +74,8 @@ def analyze(
       tracekit analyze trace.json.gz --explain 'flash|attn'
       tracekit analyze traces/job-42/ --window ProfilerStep#6
       tracekit analyze 'sweeps/**/*.json.gz' --scheduler tcp://head:8786 --format json
+      tracekit analyze sglang-decode.json.gz --by step --model-config Qwen3-8B/config.json
+      tracekit analyze h100-trace.json.gz --by kernel --device h100-sxm
     """
     _one_blas_thread()
     from tracekit.cli.analyze_print import emit
@@ -69,6 +85,7 @@ def analyze(
     from tracekit.fleet.run import default_workers, run
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_tables
+    from tracekit.trace.options import ReadOptions
 
     check_choice(by, analyze_tables.GROUPINGS, "--by")
     check_choice(fmt, analyze_tables.FORMATS, "--format")
@@ -97,10 +114,26 @@ def analyze(
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
-    options = TaskOptions(window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, steps=by == "step")
+    read = ReadOptions.from_env()
+    limits = by in ("step", "kernel")
+    flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
+    if limits:
+        flags.check()  # a bad --device or config.json fails before any trace is read
+    elif flags.given():
+        raise UserError("--device, --peak-bandwidth, --peak-flops and --model-config go with --by step or --by kernel")
+    options = TaskOptions(
+        window=window,
+        partial=partial,
+        hta=hta,
+        kernels=kernels,
+        explain=explain,
+        read=read,
+        steps=by == "step",
+        limits=limits,
+    )
     with progress(len(paths)) as listener:
         outcome = run(paths, options, plan, listener)
-    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, at_kv=at_kv)
+    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, at_kv=at_kv, flags=flags if limits else None)
     if code:
         raise typer.Exit(code)
 

@@ -66,6 +66,7 @@ def open_cmd(
 
     from tracekit.perfetto.export import enrich_file
     from tracekit.perfetto.serve import TraceServer
+    from tracekit.trace.options import ReadOptions
 
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise UserError(f"--timeout {timeout:g}: give a number of seconds above 0")
@@ -74,7 +75,7 @@ def open_cmd(
     if enriched is not None:
         if not enriched.exists():
             err.print(printable(f"writing the enriched trace {enriched} ..."))
-            enrich_file(raw, enriched)
+            enrich_file(raw, enriched, read=ReadOptions.from_env())
         path = enriched
     server = TraceServer(path, port)
     url = server.url
@@ -111,12 +112,13 @@ def export(
     """
     from tracekit.fsutil import claim_output
     from tracekit.perfetto.export import enrich_file
+    from tracekit.trace.options import ReadOptions
 
     raw, _ = _trace_for(target, context)
     claim_output(out, force=force)
     if out.exists() and os.path.samefile(out, raw):
         raise UserError(f"--out {out} is the trace being exported; choose another --out")
-    st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True)
+    st = enrich_file(raw, out, window=window, max_steps=max_steps, measure_growth=True, read=ReadOptions.from_env())
     err.print(
         printable(
             f"{raw} -> {out}: {st.events_in} events in, {st.events_out} out; added {st.added_events} tracekit events, "

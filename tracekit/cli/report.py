@@ -62,6 +62,7 @@ def report(
     Examples:
       tracekit report traces/RUN --format html --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
+      tracekit report traces/RUN --device jetson-orin-agx --model-config Llama-3-8B/config.json
     """
     from tracekit.fsutil import claim_output
     from tracekit.manifest import report_file
@@ -84,10 +85,14 @@ def report(
     if not to_stdout:
         for f, target in targets.items():
             claim_output(target, force=force, signature=SIGNATURES[f])
+    from tracekit.trace.options import ReadOptions
+
+    read = ReadOptions.from_env()
     data = build_report(
         run_dir,
         peak_bandwidth=peak_bandwidth,
         partial=partial,
+        read=read,
         device=device,
         peak_flops=peak_flops,
         model_config=model_config,

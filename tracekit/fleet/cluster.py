@@ -32,6 +32,8 @@ from typing import Any
 from tracekit.errors import UserError
 from tracekit.fleet.plan import Collector, Listener, Outcome, Plan
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file, memory_needed, one_line
+from tracekit.trace.heap import DASK_WORKER_ENV
+from tracekit.units import format_size, parse_size
 
 # A worker's own memory before any trace (Python, numpy, Dask, tracekit), with headroom.
 WORKER_BASE = 256 * 2**20
@@ -43,9 +45,7 @@ _CONFIG = {
     "distributed.worker.daemon": True,
     "distributed.admin.system-monitor.gil.enabled": False,
     "distributed.worker.profile.enabled": False,  # its 10 ms stack sampling competes with the task
-    # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in workers to hand freed memory back at once; loading a
-    # trace allocates and frees big buffers, which that setting makes slower (docs/performance.md).
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    **DASK_WORKER_ENV,  # the allocator's settings (trace.heap)
 }
 
 
@@ -119,14 +119,13 @@ def _closing(thing: Any) -> Iterator[Any]:
 
 
 def _memory_limit(plan: Plan) -> int:
-    from dask.utils import parse_bytes
     from distributed.system import MEMORY_LIMIT
 
     if plan.memory_limit is None:
         return int(MEMORY_LIMIT // max(1, plan.workers))
     try:
-        return int(parse_bytes(plan.memory_limit))
-    except (ValueError, TypeError):
+        return parse_size(plan.memory_limit)
+    except ValueError:
         raise UserError(f"--memory-limit {plan.memory_limit!r} is not a size (example: --memory-limit 4GB)") from None
 
 
@@ -141,10 +140,6 @@ def _capacity(client: Any) -> Capacity:
     )
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
-
-
 def _run(client: Any, paths: list[str], options: TaskOptions, listener: Listener) -> Outcome:
     from distributed import as_completed
 
@@ -155,7 +150,7 @@ def _run(client: Any, paths: list[str], options: TaskOptions, listener: Listener
     index: dict[str, int] = {}
     futures = []
     for i, path in enumerate(paths):
-        need = memory_needed(path)
+        need = memory_needed(path, options.read.chunked_from)
         refused = _refusal(need, budget, cap)
         if refused:
             got.add(i, Failure(path, refused), 0)
@@ -199,13 +194,11 @@ def _refusal(need: int, budget: int | None, cap: Capacity) -> str | None:
     """Why a trace needing ``need`` bytes cannot run on this cluster, or None."""
     if budget is not None and need > budget:
         return (
-            f"needs about {_gib(need)} to analyze, over the worker memory limit ({_gib(cap.memory_limit)}); "
+            f"needs about {format_size(need)} to analyze, over the worker memory limit ({format_size(cap.memory_limit)}); "
             "give workers more memory (--memory-limit)"
         )
     if cap.memory_resource and need > cap.memory_resource:
-        return (
-            f"needs about {_gib(need)} to analyze, more than any worker's MEMORY resource ({_gib(cap.memory_resource)})"
-        )
+        return f"needs about {format_size(need)} to analyze, more than any worker's MEMORY resource ({format_size(cap.memory_resource)})"
     return None
 
 
@@ -242,6 +235,6 @@ def _failure(path: str, exc: BaseException, cap: Capacity) -> Failure:
     from distributed.scheduler import KilledWorker
 
     if isinstance(exc, KilledWorker):
-        limit = f" (each may use {_gib(cap.memory_limit)})" if cap.memory_limit else ""
+        limit = f" (each may use {format_size(cap.memory_limit)})" if cap.memory_limit else ""
         return Failure(path, f"each worker that tried it died: out of memory{limit}, or killed")
-    return Failure(path, one_line(path, exc))
+    return Failure(path, one_line(exc))

@@ -52,7 +52,7 @@ def run_here(paths: list[str], options: TaskOptions, listener: Listener) -> Outc
             try:
                 r = analyze_file(path, options)
             except Exception as exc:  # a fault outside the input: listed, and the others go on
-                r = Failure(path, one_line(path, exc))
+                r = Failure(path, one_line(exc))
             got.add(i, r, 0)
     except KeyboardInterrupt:
         return got.outcome(interrupted=True)

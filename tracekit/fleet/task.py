@@ -18,8 +18,10 @@ from tracekit.analysis.attribute import Attribution, attribute
 from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_of, step_times
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable
-from tracekit.errors import TraceFormatError, TracekitError
-from tracekit.trace.load import CHUNKED_THRESHOLD, decoded_size, load_trace
+from tracekit.errors import InputError, TraceFormatError, TracekitError
+from tracekit.limits.trace_facts import TraceFacts
+from tracekit.trace.load import decoded_size, load_trace
+from tracekit.trace.options import ReadOptions
 
 TOP_KERNELS = 20
 
@@ -34,14 +36,16 @@ CHUNKED_FACTOR = 1.2
 class TaskOptions:
     """What every task of one run is asked for. ``kernels``: ``top`` keeps the ``TOP_KERNELS``
     longest kernel rows, ``all`` every row (``--by kernel``), ``match`` those whose name matches
-    ``explain``."""
+    ``explain``; ``read``: how each trace is read (built once by the command line)."""
 
     window: str | None = None
     partial: bool = False
     hta: bool = False
     kernels: Literal["top", "all", "match"] = "top"
     explain: str | None = None
+    read: ReadOptions = field(default_factory=ReadOptions)
     steps: bool = False  # also make the step table (``analysis.steps``)
+    limits: bool = False  # also read what the trace says of the limits (``limits.trace_facts``)
 
 
 @dataclass
@@ -59,6 +63,7 @@ class TracePartial:
     step_us: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # from the HTA bridge
     steps: StepTable | None = None  # with ``TaskOptions.steps``: columns, a few numbers a step
+    facts: TraceFacts | None = None  # with ``TaskOptions.limits``: device name, shapes, kernels' work
 
     @property
     def communication_us(self) -> float:
@@ -66,11 +71,10 @@ class TracePartial:
         return c.time_us if c else 0.0
 
 
-def one_line(path: str, exc: BaseException) -> str:
-    """What went wrong, in one line, without the path the message may start with (a failure lists
-    it apart); the exception's type leads unless it is one of tracekit's own."""
-    text = exc.problem if isinstance(exc, TraceFormatError) else str(exc)
-    text = text.removeprefix(f"{path}: ")
+def one_line(exc: BaseException) -> str:
+    """What went wrong, in one line; an error about an input file leaves out its path (a failure
+    lists it apart); the exception's type leads unless it is one of tracekit's own."""
+    text = exc.detail if isinstance(exc, InputError) else str(exc)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first if isinstance(exc, TracekitError) else f"{type(exc).__name__}: {first}"
 
@@ -87,11 +91,11 @@ def analyze_file(path: str, options: TaskOptions, *, source: str | None = None) 
     except MemoryError:
         return Failure(path, "ran out of memory while analyzing it")
     except TracekitError as exc:
-        return Failure(path, one_line(source or path, exc).removeprefix(f"{path}: "))
+        return Failure(path, one_line(exc))
 
 
 def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
-    trace = load_trace(source, partial=options.partial)
+    trace = load_trace(source, partial=options.partial, options=options.read)
     trace.path = path
     att = attribute(trace)
     res = analyze_trace(trace, options.window, attribution=att)
@@ -113,6 +117,12 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
     steps = _steps(res, sel, source) if options.steps else None
+    facts = None
+    if options.limits:
+        from tracekit.limits.trace_facts import trace_facts
+        from tracekit.trace.load import read_text
+
+        facts = trace_facts(sel, res, lambda: read_text(source, options.read))
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
@@ -121,6 +131,7 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
         step_us=step_times(res),
         notes=notes,
         steps=steps,
+        facts=facts,
     )
 
 
@@ -144,9 +155,10 @@ def json_bytes(path: str) -> int:
         return 0
 
 
-def memory_needed(path: str) -> int:
+def memory_needed(path: str, chunked_from: int) -> int:
     """A generous estimate of the peak bytes analyzing ``path`` takes, from its JSON size: what the
-    scheduler budgets before any worker reads the file."""
+    scheduler budgets before any worker reads the file (files past ``chunked_from`` bytes of JSON
+    are read in chunks)."""
     size = json_bytes(path)
-    whole = min(size, CHUNKED_THRESHOLD)
+    whole = min(size, chunked_from)
     return int(WHOLE_FACTOR * whole + CHUNKED_FACTOR * (size - whole))

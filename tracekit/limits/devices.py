@@ -30,6 +30,8 @@ class Device:
     source: str  # the vendor document: title, URL
     derived: str = ""  # how a figure was derived from the document, where it is not read off it
     trace_names: tuple[str, ...] = ()
+    # (major, minor, SMs or CUs, lowest GiB, highest GiB): a trace's deviceProperties without a name.
+    trace_props: tuple[tuple[int, int, int, float, float], ...] = ()
 
     def peak_flops_for(self, dtype: str) -> float | None:
         """Dense peak FLOP/s (not TFLOP/s) for a dtype; fp16 stands in for bf16 where the table
@@ -77,6 +79,10 @@ def _device(raw: Mapping[str, Any]) -> Device:
         source=str(raw["source"]),
         derived=str(raw.get("derived", "")),
         trace_names=tuple(str(p) for p in raw.get("trace_names", ())),
+        trace_props=tuple(
+            (int(r["major"]), int(r["minor"]), int(r["units"]), float(r["memory_gib"][0]), float(r["memory_gib"][1]))
+            for r in raw.get("trace_props", ())
+        ),
     )
 
 
@@ -108,6 +114,19 @@ def device_from_trace_name(name: str, *, memory_bytes: int | None = None) -> Dev
     if re.fullmatch(r"(nvidia )?(jetson )?orin", low) and memory_bytes is not None and memory_bytes >= 48e9:
         return by_key("jetson-orin-agx")
     return None
+
+
+def device_from_props(major: int, minor: int, units: int, memory_bytes: int) -> Device | None:
+    """The table's device for a trace's unnamed ``deviceProperties``: compute capability, SM (or
+    CU) count and memory size, where exactly one row matches."""
+    gib = memory_bytes / 2**30
+    hits = [
+        d
+        for d in devices()
+        for (ma, mi, n, lo, hi) in d.trace_props
+        if (ma, mi, n) == (major, minor, units) and lo <= gib <= hi
+    ]
+    return hits[0] if len(hits) == 1 else None
 
 
 def by_key(key: str) -> Device:

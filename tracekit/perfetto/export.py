@@ -25,6 +25,7 @@ from tracekit.manifest import ContextEntry, enriched_file
 from tracekit.trace.lenient import as_number
 from tracekit.trace.load import decode_bytes
 from tracekit.trace.model import Trace
+from tracekit.trace.options import ReadOptions
 from tracekit.trace.raw import read_document
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges
@@ -226,14 +227,16 @@ def enrich_file(
     max_steps: int | None = None,
     overwrite: bool = True,
     measure_growth: bool = False,
+    read: ReadOptions | None = None,
 ) -> ExportStats:
-    """Read ``src``, write the enriched trace to ``dest`` (gzipped when it ends in .gz), atomically."""
+    """Read ``src`` (as ``read`` says), write the enriched trace to ``dest`` (gzipped when it ends
+    in .gz), atomically."""
     src, dest = Path(src), Path(dest)
     if src.is_dir():
         raise UserError(f"{src}: is a directory; give a trace file or a run directory")
     if not src.exists():
         raise UserError(f"{src}: no such file")
-    raw = read_document(src)
+    raw = read_document(src, read)
     n_in = len(raw.events)
     trace = decode_bytes(str(src), raw.text)
     doc, result, annotated, n_added = enrich(raw.doc, trace, window=window, max_steps=max_steps)

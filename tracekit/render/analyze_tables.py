@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tracekit.analysis.breakdown import merge_phases
@@ -20,8 +21,51 @@ if TYPE_CHECKING:  # rich loads only when a table is drawn
 
     from tracekit.analysis.growth import Growth
     from tracekit.analysis.steps import StepTable
+    from tracekit.limits.steps import Limits
+    from tracekit.limits.trace_facts import TraceFacts
 
 GROUPINGS = ("category", "phase", "step", "kernel")
+
+
+@dataclass
+class LimitView:
+    """The limits of one ``analyze`` (``--by step``/``kernel``): the roof and model facts, each
+    trace's facts, and each trace's step fields, worked out once."""
+
+    limits: Limits
+    facts: list[TraceFacts | None]
+    _steps: dict[int, tuple[list[dict[str, Any]], list[str]]] = field(default_factory=dict)
+
+    def steps(self, i: int, r: AnalysisResult, table: StepTable) -> tuple[list[dict[str, Any]], list[str]]:
+        """Trace ``i``'s step fields (one dict a step) and its above-peak lines."""
+        if i not in self._steps:
+            from tracekit.limits.steps import step_fields
+
+            self._steps[i] = step_fields(table.rows(), r.phases, self.limits)
+        return self._steps[i]
+
+    def kernel(self, i: int, name: str) -> dict[str, Any]:
+        from tracekit.limits.steps import kernel_fields
+
+        f = self.facts[i] if i < len(self.facts) else None
+        return kernel_fields(f.kernels.get(name) if f is not None else None, self.limits.roof)
+
+
+def _g(x: Any, fmt: str = "{:.3g}") -> str:
+    return "" if x is None else fmt.format(x)
+
+
+def _pct(x: Any) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def _share_cell(fields: dict[str, Any], prefix: str) -> str:
+    """A share of the roof: 'above peak' where that is impossible, never a number above 100."""
+    if fields[f"{prefix}above_peak"]:
+        return "above peak"
+    if fields[f"{prefix}above_measured"]:
+        return f"{_pct(fields[f'{prefix}peak_share'])} (of a measured floor)"
+    return _pct(fields[f"{prefix}peak_share"])
 FORMATS = ("table", "json", "csv")
 
 
@@ -35,7 +79,12 @@ def phase_categories(results: list[AnalysisResult], by: str) -> list[str]:
 
 
 def rows(
-    r: AnalysisResult, by: str, categories: list[str] | None = None, steps: StepTable | None = None
+    r: AnalysisResult,
+    by: str,
+    categories: list[str] | None = None,
+    steps: StepTable | None = None,
+    view: LimitView | None = None,
+    index: int = 0,
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one result grouped ``by`` category, phase, step or kernel. Phase and step
     rows have one column per category in ``categories`` (default: the result's own)."""
@@ -48,13 +97,20 @@ def rows(
         ]
         return ["category", "time_us", "count", "percent"], body
     if by == "kernel":
-        return ["kernel", "category", "rule", "count", "time_us"], [
-            [k.name, k.category, k.rule, str(k.count), f"{k.time_us:.1f}"] for k in r.kernels
-        ]
+        head = ["kernel", "category", "rule", "count", "time_us"]
+        body = [[k.name, k.category, k.rule, str(k.count), f"{k.time_us:.1f}"] for k in r.kernels]
+        if view is not None:
+            head += ["achieved_tb_s", "achieved_tflops", "peak_share_pct", "bound"]
+            for k, row in zip(r.kernels, body):
+                f = view.kernel(index, k.name)
+                share = _share_cell(f, "")
+                row += [_g(f["achieved_tb_s"]), _g(f["achieved_tflops"]), share, f["bound"] or ""]
+        return head, body
     phases = _phases(r, by)
     cats = categories if categories is not None else phase_categories([r], by)
     if by == "step" and steps is not None:
-        return _step_rows(phases, steps, cats)
+        extra = view.steps(index, r, steps)[0] if view is not None else None
+        return _step_rows(phases, steps, cats, extra)
     head = ["phase", "step", "context_tokens", "time_us", "span_us", "idle_us", *cats]
     body = [
         [
@@ -71,12 +127,17 @@ def rows(
     return head, body
 
 
-def _step_rows(phases: list[PhaseResult], steps: StepTable, cats: list[str]) -> tuple[list[str], list[list[str]]]:
-    """``--by step``: the step table's columns (unknown counts blank), then each category's time."""
+def _step_rows(
+    phases: list[PhaseResult], steps: StepTable, cats: list[str], extra: list[dict[str, Any]] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """``--by step``: the step table's columns (unknown counts blank), then each category's time,
+    then (with limits) attention's and the step's achieved bandwidth against the roof."""
     head = ["phase", "step", "context_tokens", "requests", "query_tokens", "kv_tokens", "time_us"]
     head += ["attention_us", "other_us", "idle_us", "span_us", "attention_share", *cats]
+    if extra is not None:
+        head += ["attention_tb_s", "attention_peak_pct", "attention_bound", "step_tb_s", "step_peak_pct"]
     body = []
-    for p, row in zip(phases, steps.rows()):
+    for j, (p, row) in enumerate(zip(phases, steps.rows())):
         body.append(
             [
                 row["phase"],
@@ -89,17 +150,28 @@ def _step_rows(phases: list[PhaseResult], steps: StepTable, cats: list[str]) -> 
                 *[f"{p.categories[c].time_us:.1f}" if c in p.categories else "0" for c in cats],
             ]
         )
+        if extra is not None:
+            x = extra[j]
+            body[-1] += [
+                _g(x["attention_achieved_tb_s"]),
+                _share_cell(x, "attention_"),
+                x["attention_bound"] or "",
+                _g(x["step_achieved_tb_s"]),
+                _share_cell(x, "step_"),
+            ]
     return head, body
 
 
-def to_csv(results: list[AnalysisResult], by: str, steps: list[StepTable | None] | None = None) -> str:
+def to_csv(
+    results: list[AnalysisResult], by: str, steps: list[StepTable | None] | None = None, view: LimitView | None = None
+) -> str:
     """One CSV for all results, a ``trace`` column first; phase and step columns are the union of
     every result's categories, so the columns line up whatever each trace holds."""
     cats = phase_categories(results, by) if by in ("phase", "step") else None
     buf = io.StringIO()
     w = csv.writer(buf)
     for i, r in enumerate(results):
-        head, body = rows(r, by, cats, steps[i] if steps else None)
+        head, body = rows(r, by, cats, steps[i] if steps else None, view, i)
         if i == 0:
             w.writerow(["trace", *map(printable, head)])
         for row in body:
@@ -113,6 +185,7 @@ def to_json(
     by: str = "category",
     steps: list[StepTable | None] | None = None,
     growth: Growth | None = None,
+    view: LimitView | None = None,
 ) -> str:
     """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows, ``--by
     step`` each trace's ``steps`` and the ``growth`` fits over all of them."""
@@ -123,6 +196,11 @@ def to_json(
         if table is not None:
             doc["steps"] = table.rows()
             doc["step_notes"] = list(table.notes)
+            if view is not None:
+                extra, problems = view.steps(i, r, table)
+                for row, x in zip(doc["steps"], extra):
+                    row.update(x)
+                doc["limit_findings"] = problems
         if by == "kernel":
             doc["kernels"] = [
                 {
@@ -131,11 +209,15 @@ def to_json(
                     "rule": k.rule,
                     "count": k.count,
                     "time_us": round(k.time_us, 3),
+                    **(view.kernel(i, k.name) if view is not None else {}),
                 }
                 for k in r.kernels
             ]
         traces.append(doc)
     doc = {"schema": SCHEMA, "traces": traces}
+    if view is not None:
+        doc.update(view.limits.to_json())
+        doc["limit_notes"] = list(view.limits.notes)
     if summary is not None:
         doc["summary"] = summary
     if growth is not None:
@@ -169,15 +251,18 @@ def notes(r: AnalysisResult) -> list[str]:
     return out
 
 
-def table(r: AnalysisResult, by: str, steps: StepTable | None = None) -> Table:
+def table(
+    r: AnalysisResult, by: str, steps: StepTable | None = None, view: LimitView | None = None, index: int = 0
+) -> Table:
     from rich.table import Table
 
-    head, body = rows(r, by, None, steps)
+    head, body = rows(r, by, None, steps, view, index)
     busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
     t = Table(
         title=f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
         f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms",
-        caption="\n".join(map(printable, notes(r) + (steps.notes if steps is not None else []))) or None,
+        caption="\n".join(map(printable, notes(r) + (steps.notes if steps is not None else []) + _limit_caption(view, index, r, steps)))
+        or None,
         caption_justify="left",
     )
     for h in head:
@@ -185,6 +270,24 @@ def table(r: AnalysisResult, by: str, steps: StepTable | None = None) -> Table:
     for row in body:
         t.add_row(*map(printable, row))
     return t
+
+
+def _limit_caption(view: LimitView | None, index: int, r: AnalysisResult, steps: StepTable | None) -> list[str]:
+    """The roof and the model facts' sources, under a step or kernel table (above-peak findings go
+    to stderr, in every format)."""
+    if view is None:
+        return []
+    lim = view.limits
+    out = []
+    if lim.roof is not None:
+        out.append(f"peaks: {lim.roof.bandwidth_tb_s:g} TB/s; {lim.roof_source}")
+    if lim.shape is not None:
+        s = lim.shape
+        out.append(
+            f"model: {s.layers} layers, {s.heads}/{s.kv_heads} heads/KV heads, head dim {s.head_dim}, "
+            f"{s.kv_bits:g}-bit KV ({s.source.get('layers', '?')})"
+        )
+    return out
 
 
 def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:

@@ -12,6 +12,7 @@ from tracekit.report.advice import advice_for
 from tracekit.report.findings import findings_for
 from tracekit.report.model import ReportData, ReportFacts
 from tracekit.report.run_analysis import context_figures, growth
+from tracekit.trace.options import ReadOptions
 
 
 def run_roof(
@@ -37,6 +38,7 @@ def build_report(
     device: str | None = None,
     peak_flops: float | None = None,
     model_config: Path | None = None,
+    read: ReadOptions | None = None,
 ) -> ReportData:
     run_dir = Path(run_dir)
     if run_dir.name == MANIFEST and run_dir.is_file():  # the manifest named instead of its folder
@@ -47,7 +49,7 @@ def build_report(
     roof, roof_source = run_roof(m, device=device, peak_bandwidth=peak_bandwidth, peak_flops=peak_flops)
     bw = None if roof is None else roof.bandwidth_tb_s * 1000.0
     shape: ModelShape | None = from_config(model_config) if model_config is not None else from_manifest(m.model)
-    contexts, gaps = context_figures(run_dir, m, bw, partial=partial, shape=shape, roof=roof)
+    contexts, gaps = context_figures(run_dir, m, bw, partial=partial, read=read, shape=shape, roof=roof)
     facts = ReportFacts(
         run=str(run_dir),
         device=m.device,

@@ -4,17 +4,18 @@ silent share above 100 %)."""
 
 from __future__ import annotations
 
-from tracekit.limits.roofline import Achieved, Roof, impossible_message
+from tracekit.limits.roofline import Achieved, Roof, bandwidth_gbs, impossible_message
 from tracekit.report.model import ContextFigures, Finding, ReportFacts
 
-
-def bandwidth_text(tb_s: float) -> str:
-    """TB/s where it is one or more, GB/s below (a CPU's tens of GB/s read better so)."""
-    return f"{tb_s:.3g} TB/s" if tb_s >= 1 else f"{tb_s * 1000:.3g} GB/s"
+bandwidth_text = bandwidth_gbs
 
 
 def _parts(c: ContextFigures) -> list[tuple[str, Achieved]]:
-    return [(w, a) for w, a in (("attention", c.attention), ("the weight GEMMs", c.gemm), ("the whole decode step", c.step)) if a is not None]
+    return [
+        (w, a)
+        for w, a in (("attention", c.attention), ("the weight GEMMs", c.gemm), ("the whole decode step", c.step))
+        if a is not None
+    ]
 
 
 def limit_findings(d: ReportFacts) -> list[Finding]:
@@ -27,7 +28,17 @@ def limit_findings(d: ReportFacts) -> list[Finding]:
         for what, a in _parts(c):
             if a.impossible:
                 out.append(
-                    Finding("above-peak", "error", f"At context {c.context_tokens}, " + impossible_message(what, a, roof))
+                    Finding(
+                        "above-peak", "error", f"At context {c.context_tokens}, " + impossible_message(what, a, roof)
+                    )
+                )
+            elif a.above_roof:
+                out.append(
+                    Finding(
+                        "above-measured",
+                        "warning",
+                        f"At context {c.context_tokens}, " + impossible_message(what, a, roof),
+                    )
                 )
     return out
 
@@ -46,7 +57,8 @@ def distance_line(d: ReportFacts) -> str | None:
     text = f"At context {c.context_tokens}, attention read the KV cache at {bandwidth_text(a.tb_s)}, " + _share(a, roof)
     if c.ceiling_tokens_per_s and c.tokens_per_s:
         text += (
-            f"; the bandwidth allows at most {c.ceiling_tokens_per_s:,.0f} tokens/s there (weights + KV cache at peak), "
+            f"; the bandwidth allows at most {c.ceiling_tokens_per_s:,.0f} tokens/s there (weights + KV cache at "
+            f"{'the measured' if roof.measured else 'peak'} bandwidth), "
             f"measured {c.tokens_per_s:,.1f} ({c.tokens_per_s / c.ceiling_tokens_per_s:.0%} of that ceiling)"
         )
     return text + "."
@@ -63,6 +75,8 @@ def _share(a: Achieved, roof: Roof) -> str:
         return f"above {peak}, which is impossible (see the findings)"
     share = a.bandwidth_share if a.bandwidth_share is not None else 0.0
     bound = f", {a.bound}-bound" if a.bound else ""
+    if a.above_roof:
+        return f"{share:.1f}x {peak} (a floor, not a peak: see the findings){bound}"
     return f"{share:.0%} of {peak}{bound}"
 
 

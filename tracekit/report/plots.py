@@ -192,9 +192,10 @@ def roofline(d: ReportData) -> Any:
     points = [(label, color, marker, [(x, a) for x, a in pts if a.intensity]) for label, color, marker, pts in points]
     xs = [a.intensity or 1.0 for _, _, _, pts in points for _, a in pts]
     ys = [max(a.tflops * 1e12, 1.0) for _, _, _, pts in points for _, a in pts]
-    lo = min(xs + [0.1]) / 4
-    hi = max(xs + [10.0]) * 4
     dtype = d.shape.dtype if d.shape is not None else "bf16"
+    peak_at = roof.ridge(dtype) if roof is not None else None
+    lo = min(xs + [0.1]) / 4
+    hi = max(xs + [10.0] + ([peak_at] if peak_at else [])) * 4  # the flat part of the roof shows
     if roof is not None:
         grid = np.logspace(np.log10(lo), np.log10(hi), 200)
         peak = roof.peak_flops(dtype)
@@ -211,7 +212,10 @@ def roofline(d: ReportData) -> Any:
         ax.plot(
             [a.intensity for _, a in pts], [a.tflops * 1e12 for _, a in pts], marker, color=color, label=f"{label}, per decode step"
         )
+        ends = {pts[0][0], pts[-1][0]}  # the smallest and largest context: the rest sit between
         for ctx, a in pts:
+            if ctx not in ends:
+                continue
             ax.annotate(str(ctx), (a.intensity or 1.0, a.tflops * 1e12), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")

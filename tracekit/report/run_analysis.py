@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tracekit.report.model import ContextFigures, Growth
 from tracekit.report.uncertainty import apply_samples, attention_reps, decode_reps, stacked
 from tracekit.stats import Interval, interval
 from tracekit.trace.load import load_trace
+from tracekit.trace.options import ReadOptions
 
 
 def _decode_figures(
@@ -97,6 +97,7 @@ def context_figures(
     bw: float | None,
     *,
     partial: bool = False,
+    read: ReadOptions | None = None,
     shape: ModelShape | None = None,
     roof: Roof | None = None,
 ) -> tuple[list[ContextFigures], list[HostDeviceGap]]:
@@ -126,10 +127,9 @@ def context_figures(
                 f.error = f"trace file {e.trace} is missing; its trace figures are left out"
                 continue
             try:
-                trace = load_trace(path, partial=partial)
+                trace = load_trace(path, partial=partial, options=read)
             except TraceFormatError as exc:
-                problem = re.split(r"[.;] [Uu]se --partial", exc.problem)[0]
-                f.error = f"trace file {e.trace}: {problem}; its trace figures are left out"
+                f.error = f"trace file {e.trace}: {exc.problem}; its trace figures are left out"
                 if exc.has_prefix and not partial:
                     f.error += " (report --partial uses the usable prefix)"
                 continue

@@ -232,7 +232,9 @@ LIMIT_COLUMNS: tuple[str, ...] = (
 def _share(a: Achieved | None) -> str:
     if a is None or a.peak_share is None:
         return "n/a"
-    return "above peak (impossible: see findings)" if a.impossible else f"{100 * a.peak_share:.1f}%"
+    if a.impossible:
+        return "above peak (impossible: see findings)"
+    return f"{100 * a.peak_share:.1f}%" + (" (of a measured floor)" if a.above_roof else "")
 
 
 def limit_row(c: ContextFigures) -> list[str]:

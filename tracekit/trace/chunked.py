@@ -8,28 +8,41 @@ is not valid JSON. Where 64 candidates in a row fall inside one event, a structu
 (``scan.event_ends``) finds the real ends. The text around the event array
 (``deviceProperties``, ``distributedInfo``) is decoded on its own at the end.
 
-Every JSON layout goes through here: a document whose event array is not found is handed back
-whole (``NoEventArray``), for the whole-document decoder to name what it is. Damage raises
-``Damaged`` with the decoder's own words and the byte offset in the whole text, once the events
-before it are out, so the message is the one the whole-document path gives for the same file.
-The text read is counted against the inflate budget (``policy.BudgetExceeded``); a run of
-whitespace between events is skipped, not buffered.
+It is one of the two readers ``load`` chooses between (the other is ``whole``); it knows nothing
+of the other. A document whose event array is not found is handed back whole (``NoEventArray``),
+for the caller to have it named. Damage raises ``Damaged`` with the decoder's own words and the
+byte offset in the whole text, once the events before it are out, so the message is the one the
+whole-file reader gives for the same file. The text read is counted against the inflate budget
+(``policy.BudgetExceeded``); a run of whitespace between events is skipped, not buffered.
+
+``read_spans`` reads a file's spans serially, ``complete`` adds what a second pass and the text
+around the event array give (flows where ids are missing, device names, rank), and ``salvage``
+keeps the events before the damage in a text already in memory.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, Union
 
 import msgspec
 
+from tracekit.errors import TraceFormatError
+from tracekit.trace import decode_errors, policy
+from tracekit.trace.build import TraceBuilder
+from tracekit.trace.decode_errors import TRUNCATED, Damage
 from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.lenient import loose_doc
-from tracekit.trace.model import AnyEvent, TraceDoc
-from tracekit.trace.policy import BOM, TRUNCATED, BudgetExceeded, TooDeep
-from tracekit.trace.scan import LEADING_WS, error_byte, error_byte_in, event_ends, real_damage, shift_error
+from tracekit.trace.gz import open_text
+from tracekit.trace.lenient import lenient_events, loose_doc
+from tracekit.trace.links import link_flows, needs_flows
+from tracekit.trace.model import FLOWS_ONLY, SPANS_DECODER, AnyEvent, FlowStart, Trace, TraceDoc
+from tracekit.trace.options import ReadOptions
+from tracekit.trace.policy import BOM, WS, BudgetExceeded, TooDeep
+from tracekit.trace.scan import LEADING_WS, event_ends
 
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
@@ -41,8 +54,12 @@ _meta = msgspec.json.Decoder(TraceDoc)
 class Damaged(Exception):
     """The text ends or breaks inside the event array (a truncated or corrupt file)."""
 
+    def __init__(self, damage: Damage) -> None:
+        super().__init__(damage.words)
+        self.damage = damage
 
-class GzipDamaged(Damaged):
+
+class GzipDamaged(Exception):
     """The gzip stream is truncated or corrupt (the message is the error's class name)."""
 
 
@@ -67,8 +84,7 @@ class ChunkedReader:
     """Yields the events of a trace's text, a chunk at a time.
 
     The text goes through one buffer of about twice ``chunk_size``, filled with ``readinto`` where
-    the stream has it: no new buffer per chunk, so reading costs no fresh memory (page faults
-    were a fifth of a load's time when every chunk was a new 8 MB ``bytes``).
+    the stream has it: no new buffer per chunk, so reading touches no fresh memory.
     """
 
     stream: Readable
@@ -88,7 +104,7 @@ class ChunkedReader:
         self._offset = 0  # where _buf[0] lies in the text (after a byte-order mark), for error offsets
         self._total = 0
         self._eof = False
-        self._damage: str | None = None  # met while cutting; raised once the events before it are out
+        self._damage: Damage | None = None  # met while cutting; raised once the events before it are out
         self._readinto = getattr(self.stream, "readinto", None)
 
     def _fill(self, want: int) -> None:
@@ -182,9 +198,9 @@ class ChunkedReader:
         try:
             frame(self.head + b"[]}")
         except msgspec.DecodeError as exc:
-            where = error_byte(exc)
+            where = decode_errors.offset(exc)
             if where is None or where <= len(self.head):
-                raise Damaged(shift_error(exc, at)) from None
+                raise Damaged(decode_errors.damage(exc, at)) from None
         except RecursionError:
             raise TooDeep from None
 
@@ -269,8 +285,8 @@ class ChunkedReader:
             with memoryview(buf) as mv:
                 return self._decode(mv[lo : end + 2])
         except msgspec.DecodeError as exc:
-            if self._damage is None and real_damage(exc, end - lo):
-                self._damage = shift_error(exc, self._offset + lo)
+            if self._damage is None and _real_damage(exc, end - lo):
+                self._damage = decode_errors.damage(exc, self._offset + lo)
             return None
         finally:
             buf[end + 1] = saved
@@ -289,7 +305,7 @@ class ChunkedReader:
             if m is None:
                 continue
             tries += 1
-            if self._damage is not None and error_byte_in(self._damage, self._offset + i):
+            if self._damage is not None and self._damage.at is not None and self._damage.at < self._offset + i:
                 continue  # after the damage: only a cut before it can decode
             events = self._try(i)
             if events is not None:
@@ -316,7 +332,7 @@ class ChunkedReader:
             pos = j
             tail = bytes(buf[j + 1 : self._hi])
             if self.list_form:
-                if tail.strip(b" \t\n\r"):
+                if tail.strip(WS):
                     continue
             else:
                 try:
@@ -336,30 +352,30 @@ class ChunkedReader:
         cut = self._cut()
         return [] if cut is None else cut[0]
 
-    def _diagnose(self) -> tuple[str, list[AnyEvent] | None]:
+    def _diagnose(self) -> tuple[Damage, list[AnyEvent] | None]:
         """The decoder's own words for what is wrong with the last piece and the document's tail,
         with the offset in the whole text (as decoding the whole document would say); and the
         piece's events when the damage lies after the array."""
         lo, hi = self._lo, self._hi
         try:
             with memoryview(self._buf) as mv:
-                return TRUNCATED, self._decode(mv[lo:hi])
+                return Damage(TRUNCATED, None), self._decode(mv[lo:hi])
         except msgspec.DecodeError as exc:
-            at = error_byte(exc)
-            if at is None or "trailing characters" not in str(exc):
-                return shift_error(exc, self._offset + lo), None
+            at = decode_errors.offset(exc)
+            if at is None or not decode_errors.ends_early(exc):
+                return decode_errors.damage(exc, self._offset + lo), None
             # The array closed before ``at`` (msgspec names the byte after the first one that
             # follows a value): the damage is in the rest of the document.
             rest = lo + at - 1
             with memoryview(self._buf) as mv:
                 events = self._decode(mv[lo:rest])
             if self.list_form:
-                return shift_error(exc, self._offset + lo), events
+                return decode_errors.damage(exc, self._offset + lo), events
             try:
                 msgspec.json.decode(b'{"_":0' + bytes(self._buf[rest:hi]))
             except msgspec.DecodeError as tail_exc:
-                return shift_error(tail_exc, self._offset + rest - 6), events
-            return TRUNCATED, events
+                return decode_errors.damage(tail_exc, self._offset + rest - 6), events
+            return Damage(TRUNCATED, None), events
 
     def metadata(self) -> tuple[list[str], int | None] | None:
         """Device names and rank from the text around the event array (None for a bare array);
@@ -369,7 +385,7 @@ class ChunkedReader:
         try:
             return frame(self.head + b"[]" + self.tail)
         except msgspec.DecodeError as exc:
-            raise Damaged(str(exc)) from None
+            raise Damaged(decode_errors.damage(exc)) from None
         except RecursionError:
             raise TooDeep from None
 
@@ -382,3 +398,98 @@ def frame(text: bytes) -> tuple[list[str], int | None]:
         return [d.name for d in doc.deviceProperties], doc.distributedInfo.rank if doc.distributedInfo else None
     except msgspec.ValidationError:
         return loose_doc.decode(text).metadata()
+
+
+def _real_damage(exc: msgspec.DecodeError, cut: int) -> bool:
+    """Whether decoding a piece cut after byte ``cut`` failed because of the text itself rather
+    than the cut: an error at or before the cut, or one no cut can cause (invalid UTF-8). A cut
+    inside an event fails just after it, or as truncated input (a cut inside a string)."""
+    if decode_errors.is_truncated(exc):
+        return False
+    at = decode_errors.offset(exc)
+    return at is None or at <= cut
+
+
+@dataclass
+class Spans:
+    """A file's spans as read so far: the builder holding them, the reader (for the text around
+    the event array), and the damage met, if any (the events before it are in the builder)."""
+
+    builder: TraceBuilder
+    reader: ChunkedReader
+    damage: TraceFormatError | None = None
+
+
+_flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
+
+
+def read_spans(p: Path, gz: bool, budget: int, options: ReadOptions) -> Spans:
+    """Decode ``p``'s event array chunk by chunk into a builder, skipping flows (launches link to
+    their kernels by correlation id). Raises ``NoEventArray`` for a document without one,
+    ``GzipDamaged`` for a broken gzip stream (whose last read is lost here), ``BudgetExceeded``,
+    ``TooDeep`` and ``TraceFormatError`` (empty text)."""
+    builder = TraceBuilder(str(p))
+    reader, damage = _pass(p, gz, SPANS_DECODER, builder.add, budget, options)
+    return Spans(builder, reader, damage)
+
+
+def complete(
+    spans: Spans, p: Path, gz: bool, budget: int, options: ReadOptions
+) -> tuple[Trace, TraceFormatError | None]:
+    """The trace the spans make, with flows read in a second pass where some launch or device
+    event has no correlation id, and the device names and rank from around the event array; and
+    the damage met, if any."""
+    builder, damage = spans.builder, spans.damage
+    trace = builder.finish()
+    if not builder.saw_flows and needs_flows(trace):
+        flows: list[Any] = []
+
+        def keep_flows(chunk: list[Any]) -> None:
+            flows.extend(f for f in chunk if isinstance(f, FlowStart) and f.cat == "ac2g")
+
+        _pass(p, gz, _flows_decoder, keep_flows, budget, options)
+        link_flows(trace, flows)
+    if damage is None:
+        try:
+            meta = spans.reader.metadata()
+        except Damaged as exc:
+            damage = policy.damaged(str(p), exc.damage)
+        else:
+            if meta is not None:
+                trace.device_names, trace.rank = meta
+    return trace, damage
+
+
+def _pass(
+    p: Path,
+    gz: bool,
+    decoder: msgspec.json.Decoder[Any],
+    take: Callable[[list[Any]], None],
+    budget: int,
+    options: ReadOptions,
+) -> tuple[ChunkedReader, TraceFormatError | None]:
+    """Decode the file chunk by chunk, handing each chunk to ``take``; the reader and the damage met."""
+    with open_text(p, gz, isal=options.isal) as fh:
+        reader = ChunkedReader(
+            fh, chunk_size=options.chunk_bytes, lenient=lenient_events, decoder=decoder, budget=budget
+        )
+        try:
+            for chunk in reader.events():
+                take(chunk)
+        except Damaged as exc:
+            return reader, policy.damaged(str(p), exc.damage)
+        except EmptyText:
+            raise policy.empty(str(p)) from None
+    return reader, None
+
+
+def salvage(name: str, text: bytes | memoryview, options: ReadOptions) -> Trace:
+    """The events before the damage in a damaged text already in memory, as this reader finds them
+    reading the file (``TooDeep`` if the JSON nests too deep)."""
+    builder = TraceBuilder(name)
+    try:
+        for chunk in ChunkedReader(io.BytesIO(text), chunk_size=options.chunk_bytes, lenient=lenient_events).events():
+            builder.add(chunk)
+    except (Damaged, NoEventArray, EmptyText):
+        pass
+    return builder.finish()

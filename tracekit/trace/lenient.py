@@ -191,11 +191,6 @@ def record_of(o: Any) -> AnyEvent | Malformed:
     return MALFORMED if ev is None else ev
 
 
-def records(raw_events: list[Any]) -> list[AnyEvent | Malformed]:
-    """One record per raw event, in order (``MALFORMED`` for the unusable ones)."""
-    return list(map(record_of, raw_events))
-
-
 def lenient_events(text: bytes) -> list[AnyEvent | Malformed]:
     """The records of a JSON array of events (raises ``msgspec.DecodeError`` on damage)."""
     try:

@@ -14,6 +14,7 @@ the standard library's process pool); many traces spread over machines are Dask'
 
 from __future__ import annotations
 
+import logging
 import mmap
 import multiprocessing
 import os
@@ -27,33 +28,31 @@ import msgspec
 
 from tracekit import cores
 from tracekit.trace.build import Piece, TraceBuilder
-from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, NoEventArray
+from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamaged, NoEventArray, Spans
 from tracekit.trace.gz import open_text
-from tracekit.trace.heap import glibc
+from tracekit.trace.heap import WORKER_MMAP_THRESHOLD, set_mmap_threshold
 from tracekit.trace.lenient import lenient_events
 from tracekit.trace.model import SPANS_DECODER
+from tracekit.trace.options import ReadOptions
 from tracekit.trace.policy import BudgetExceeded, TooDeep
 
-# The reader's buffer holds twice this, so pieces are ~4 MB. Measured on 2 cores (make
-# bench-analyze's traces, whole processes), against 8 MB (~16 MB pieces): ~1 GB trace 2.9-3.4 s
-# and 330 MB against 3.5-3.9 s and 440 MB; 12.8 M tiny events 11.3 s and 1.1 GB against 14.2 s
-# and 1.3 GB (a piece's decoded events stay in cache and die sooner).
-PIECE_BYTES = 2 * 1024 * 1024
+_log = logging.getLogger(__name__)
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask), 1 where it cannot fork workers safely:
-    inside a daemonic process (a Dask worker, say), off Linux, beside other threads; else as
-    ``TRACEKIT_LOAD_WORKERS`` says, if set."""
-    if multiprocessing.current_process().daemon or not hasattr(os, "sched_getaffinity"):
+def load_workers(requested: int | None) -> int:
+    """How many worker processes a load may use: ``requested`` where this process may fork at
+    all (not a daemonic process such as a Dask worker, on a system with ``fork``); else, with no
+    number requested, one per core of this process's affinity mask, and 1 beside another thread
+    (forking beside a thread can copy a lock it holds into the child)."""
+    if multiprocessing.current_process().daemon or "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if requested is not None:
+        return requested
+    if not hasattr(os, "sched_getaffinity"):
         return 1
     if threading.active_count() > 1:
-        return 1  # forking beside another thread (a progress bar's, say) can copy a held lock
-    forced = os.environ.get("TRACEKIT_LOAD_WORKERS")
-    if forced is not None and forced.isdigit():
-        return max(1, int(forced))
+        _log.debug("loading on one core: %d other threads are alive", threading.active_count() - 1)
+        return 1
     return cores.usable_cores()
 
 
@@ -86,8 +85,7 @@ def build_slot(start: int, length: int) -> Piece | None:
 class _Slots:
     """Shared memory, made before the workers fork (so they inherit it), that carries each piece's
     text to its worker: one copy into memory both processes map, instead of a message pickled
-    through a pipe. Measured on the ~1 GB trace (2 workers, 8 MB pieces): the workers spent
-    5.4-5.7 s of CPU with the pipe, 2.7-3.0 s with shared memory, for the same pieces. A slot is
+    through a pipe (which costs the workers about as much CPU again as decoding). A slot is
     reused once its piece's result is absorbed."""
 
     def __init__(self, count: int, size: int) -> None:
@@ -114,26 +112,29 @@ def _local(events: list[Any]) -> Piece:
     return b.piece()
 
 
-def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBuilder, ChunkedReader] | None:
+def read_spans(p: Path, gz: bool, workers: int, budget: int, options: ReadOptions) -> Spans | None:
     """Build ``p``'s spans with ``workers`` processes beside this one, which only reads, hands the
-    pieces out and merges what comes back. (Measured on 2 cores: this process building pieces
-    itself whenever the workers were busy left it the bottleneck; the ~1 GB trace's load took
-    2.83 s against 2.51 s, medians of 5 fresh processes each, timed around the load alone.)
+    pieces out and merges what comes back: building pieces here too would make this process, the
+    one every piece passes through, the bottleneck.
 
     None if the file is damaged, has no event array, or a cut proved wrong: the serial reader
     then decides, in its own words. Past the inflate budget it stops at once (``BudgetExceeded``).
+    Workers are forked (``fork`` start method, whatever the platform's default): they inherit the
+    shared memory their pieces arrive in.
     """
     builder = TraceBuilder(str(p))
     ctx = multiprocessing.get_context("fork")
     # A few pieces in flight per worker: enough to keep them busy, little text held.
     in_flight = 2 * workers + 1
-    slots = _Slots(in_flight + 1, 2 * PIECE_BYTES + 2)
+    slots = _Slots(in_flight + 1, 2 * options.piece_bytes + 2)
     with (
         slots.memory,
-        open_text(p, gz) as fh,
         ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start, initargs=(slots.memory,)) as pool,
+        open_text(p, gz, isal=options.isal) as fh,
     ):
-        reader = ChunkedReader(fh, chunk_size=PIECE_BYTES, lenient=lenient_events, decoder=SPANS_DECODER, budget=budget)
+        reader = ChunkedReader(
+            fh, chunk_size=options.piece_bytes, lenient=lenient_events, decoder=SPANS_DECODER, budget=budget
+        )
         pending: deque[tuple[Future[Piece | None], int | None]] = deque()
 
         def absorb_oldest() -> bool:
@@ -168,24 +169,23 @@ def load_parallel(p: Path, gz: bool, workers: int, budget: int) -> tuple[TraceBu
                 if not absorb_oldest():
                     _abandon(pool, pending)
                     return None
-        except (Damaged, NoEventArray, EmptyText, TooDeep):
+        except (Damaged, GzipDamaged, NoEventArray, EmptyText, TooDeep):
             _abandon(pool, pending)
             return None
         except BudgetExceeded:
             _abandon(pool, pending)
             raise
-    return builder, reader
+    return Spans(builder, reader)
 
 
 def _worker_start(shared: mmap.mmap) -> None:
-    """In each worker: keep the shared memory its pieces arrive in, and pin glibc's mmap threshold. A worker's decoded events die with each piece;
-    with the default (dynamic) threshold the arrays between them come from the heap, whose freed
-    holes are never returned, and a worker's memory grows piece after piece."""
+    """In each worker: keep the shared memory its pieces arrive in, and pin the allocator's mmap
+    threshold (``heap``): a worker's decoded events die with each piece, and with the default
+    (dynamic) threshold the arrays between them come from the heap, whose freed holes are never
+    returned, so a worker's memory would grow piece after piece."""
     global _shared
     _shared = shared
-    c = glibc()
-    if c is not None:
-        c.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    set_mmap_threshold(WORKER_MMAP_THRESHOLD)
 
 
 def _abandon(pool: ProcessPoolExecutor, pending: deque[tuple[Future[Piece | None], int | None]]) -> None:

@@ -3,8 +3,8 @@ lets JSON nest, which numbers it keeps, and the words every loader path uses for
 
 * **Inflate budget.** A small ``.json.gz`` can inflate to gigabytes. Every path stops once the text
   of one file passes the budget: a quarter of the memory available to this process (the system's
-  available memory, the cgroup's limit, ``RLIMIT_AS``), or ``TRACEKIT_MAX_INFLATE`` (``8G``,
-  ``512M``, bytes).
+  available memory, the cgroup's limit, ``RLIMIT_AS``), or ``ReadOptions.inflate_budget``
+  (``TRACEKIT_MAX_INFLATE`` on the command line).
 * **Nesting.** Every path decodes with msgspec, which refuses JSON nested deeper than the
   interpreter's recursion limit (about ``MAX_DEPTH`` levels) with ``RecursionError``; the
   loaders turn that into ``too_deep``, before any deep value is built.
@@ -16,7 +16,6 @@ lets JSON nest, which numbers it keeps, and the words every loader path uses for
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,50 +24,16 @@ if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
     from numpy.typing import NDArray
 
 from tracekit.errors import TraceFormatError
+from tracekit.trace.decode_errors import Damage
+from tracekit.trace.options import BUDGET_ENV, ReadOptions
+from tracekit.units import format_size
 
 MAX_DEPTH = 1000
-ENV_BUDGET = "TRACEKIT_MAX_INFLATE"
 _MIN_BUDGET = 64 << 20
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # An event starting further than this from the middle of the trace, in interquartile ranges of the
 # trace's starts (and at least an hour), lies outside the trace's span.
 SPAN_IQRS = 1000.0
 SPAN_MIN_US = 3600e6
-
-
-def human(n: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} bytes"
-
-
-def parse_size(text: str) -> int:
-    m = _SIZE.match(text)
-    if m is None:
-        raise ValueError(text)
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def env_size(name: str, default: int) -> int:
-    """A size from the environment, read at import; ``check_env`` reports a bad one when used."""
-    try:
-        return parse_size(os.environ.get(name) or str(default))
-    except ValueError:
-        return default
-
-
-def check_env(*names: str) -> None:
-    for name in names:
-        given = os.environ.get(name)
-        if given:
-            try:
-                parse_size(given)
-            except ValueError:
-                raise TraceFormatError(
-                    name, f"{given!r} is not a size in bytes (examples: {name}=8G, {name}=512M)"
-                ) from None
 
 
 def _read_int(path: str) -> int | None:
@@ -117,25 +82,22 @@ def _vm_size() -> int:
         return 0
 
 
-def inflate_budget() -> tuple[int, str]:
-    """The budget in bytes, and where it comes from (for the message)."""
-    given = os.environ.get(ENV_BUDGET)
-    if given:
-        try:
-            return parse_size(given), f"{ENV_BUDGET}={given}"
-        except ValueError:
-            raise TraceFormatError(
-                ENV_BUDGET, f"{given!r} is not a size (examples: {ENV_BUDGET}=8G, {ENV_BUDGET}=512M)"
-            ) from None
-    return max(_MIN_BUDGET, available_memory() // 4), "a quarter of the available memory"
+def inflate_budget(options: ReadOptions) -> int:
+    """The most text one file may inflate to, in bytes."""
+    if options.inflate_budget is not None:
+        return options.inflate_budget
+    return max(_MIN_BUDGET, available_memory() // 4)
+
+
+_PARTIAL = "use --partial to analyze the events before the damage"
 
 
 def over_budget(name: str, budget: int, source: str) -> TraceFormatError:
-    suggest = max(1, -(-2 * budget // (1 << 30)))
+    suggest = max(1, -(-2 * budget // 10**9))
     return TraceFormatError(
         name,
-        f"inflates past the {human(budget)} inflate budget ({source}); if the trace is genuine and the "
-        f"machine has the memory, raise it, e.g. {ENV_BUDGET}={suggest}G",
+        f"inflates past the {format_size(budget)} inflate budget ({source})",
+        advice=f"if the trace is genuine and the machine has the memory, raise it, e.g. {BUDGET_ENV}={suggest}G",
         kind="budget",
     )
 
@@ -146,38 +108,60 @@ def too_deep(name: str) -> TraceFormatError:
     )
 
 
-def damaged(name: str, detail: str) -> TraceFormatError:
-    """Invalid or truncated JSON, in the same words on every path (``detail`` is the decoder's)."""
+def damaged(name: str, damage: Damage) -> TraceFormatError:
+    """Invalid or truncated JSON, in the same words on every path (msgspec's, with the offset in
+    the whole text)."""
     return TraceFormatError(
         name,
-        f"invalid or truncated JSON ({detail}); use --partial to analyze the events before the damage",
+        f"invalid or truncated JSON ({damage.words})",
+        advice=_PARTIAL,
         has_prefix=True,
-        kind="truncated" if detail == TRUNCATED else "json",
+        kind="truncated" if damage.truncated else "json",
+        offset=damage.at,
     )
 
 
 def gzip_damaged(name: str, error: str, *, has_prefix: bool) -> TraceFormatError:
     return TraceFormatError(
         name,
-        f"truncated or corrupt gzip ({error}); the profiler was probably killed mid-write. "
-        "Use --partial to analyze the usable prefix",
+        f"truncated or corrupt gzip ({error}); the profiler was probably killed mid-write",
+        advice="use --partial to analyze the usable prefix",
         has_prefix=has_prefix,
         kind="gzip",
     )
 
 
+def no_gzip_prefix(name: str) -> TraceFormatError:
+    """A damaged gzip of which nothing inflates: not even --partial finds events."""
+    return TraceFormatError(name, "corrupt gzip with no usable prefix", kind="gzip")
+
+
 def not_json(name: str, head: bytes) -> TraceFormatError:
     """The first bytes are not a JSON object or array: say what they look like."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return TraceFormatError(name, "is UTF-16 text; tracekit reads UTF-8 JSON (save the trace as UTF-8)")
-    stripped = head.lstrip(b" \t\n\r")
+        return TraceFormatError(
+            name, "is UTF-16 text; tracekit reads UTF-8 JSON", advice="save the trace as UTF-8", kind="not-json"
+        )
+    stripped = head.lstrip(WS)
     if stripped[:1].isdigit() or stripped[:1] in (b"-", b'"') or stripped.startswith((b"null", b"true", b"false")):
-        return TraceFormatError(name, 'is JSON but a single value, not a Chrome trace ({"traceEvents": [...]})')
-    return TraceFormatError(name, 'is not JSON (expected a Chrome trace: {"traceEvents": [...]})')
+        return TraceFormatError(
+            name, 'is JSON but a single value, not a Chrome trace ({"traceEvents": [...]})', kind="not-a-trace"
+        )
+    return TraceFormatError(name, 'is not JSON (expected a Chrome trace: {"traceEvents": [...]})', kind="not-json")
+
+
+def no_event_array(name: str) -> TraceFormatError:
+    return TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)", kind="not-a-trace")
+
+
+def events_not_a_list(name: str) -> TraceFormatError:
+    return TraceFormatError(
+        name, "is JSON but not a Chrome trace (traceEvents is not a list of events)", kind="not-a-trace"
+    )
 
 
 BOM = b"\xef\xbb\xbf"
-TRUNCATED = "Input data was truncated"  # msgspec's words for text that ends too soon
+WS = b" \t\n\r"  # JSON's whitespace (bytes.strip() would take \v and \f too)
 
 
 class BudgetExceeded(Exception):
@@ -185,11 +169,17 @@ class BudgetExceeded(Exception):
 
 
 class TooDeep(Exception):
-    """Raised by the chunked reader when msgspec meets JSON nested deeper than it can decode."""
+    """Raised by the readers when msgspec meets JSON nested deeper than it can decode."""
 
 
 def empty(name: str) -> TraceFormatError:
-    return TraceFormatError(name, "is empty (0 trace events); was the profiler stopped before it wrote?")
+    return TraceFormatError(name, "is empty (0 trace events); was the profiler stopped before it wrote?", kind="empty")
+
+
+def no_usable_events(name: str, why: str) -> TraceFormatError:
+    return TraceFormatError(
+        name, f"contains no usable trace events (no cpu ops, annotations or kernels){why}", kind="no-events"
+    )
 
 
 def in_range(ts: NDArray[np.float64], dur: NDArray[np.float64]) -> NDArray[np.bool_]:

@@ -10,10 +10,10 @@ from typing import Any
 
 import msgspec
 
-from tracekit.errors import TraceFormatError
-from tracekit.trace import policy
+from tracekit.trace import decode_errors, policy
 from tracekit.trace.lenient import decode_untyped
 from tracekit.trace.load import read_text
+from tracekit.trace.options import ReadOptions
 from tracekit.trace.policy import BOM
 from tracekit.trace.scan import first_byte
 
@@ -36,9 +36,9 @@ class RawDocument:
         return events
 
 
-def read_document(path: str | os.PathLike[str]) -> RawDocument:
+def read_document(path: str | os.PathLike[str], options: ReadOptions | None = None) -> RawDocument:
     name = str(path)
-    text = read_text(path)
+    text = read_text(path, options)
     body: bytes | memoryview = memoryview(text)[3:] if text[:3] == BOM else text
     first = first_byte(text)
     if first not in (b"{", b"["):
@@ -46,8 +46,8 @@ def read_document(path: str | os.PathLike[str]) -> RawDocument:
     try:
         doc = _decode(body)
     except msgspec.DecodeError as exc:
-        if str(exc) != "Invalid UTF-8 encoded string":
-            raise policy.damaged(name, str(exc)) from None
+        if not decode_errors.bad_utf8(exc):
+            raise policy.damaged(name, decode_errors.damage(exc)) from None
         # The loader lets invalid UTF-8 pass in fields it skips (and names it where it reads
         # one); the rewritten document carries U+FFFD for such bytes.
         doc = _decode(bytes(body).decode("utf-8", "replace").encode())
@@ -56,7 +56,7 @@ def read_document(path: str | os.PathLike[str]) -> RawDocument:
     if isinstance(doc, list):
         doc = {"traceEvents": doc}
     if not isinstance(doc, dict) or "traceEvents" not in doc:
-        raise TraceFormatError(name, "is JSON but not a Chrome trace (no traceEvents array)")
+        raise policy.no_event_array(name)
     if not isinstance(doc["traceEvents"], list):
-        raise TraceFormatError(name, "is JSON but not a Chrome trace (traceEvents is not a list of events)")
+        raise policy.events_not_a_list(name)
     return RawDocument(text, doc)

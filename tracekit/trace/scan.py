@@ -1,5 +1,4 @@
-"""Byte-level helpers for the readers: where the content starts, where events end, what a decode
-error points at.
+"""Byte-level helpers for the readers: where the content starts, where events end.
 
 ``event_ends`` finds, with numpy over a whole piece at once, the ``}`` that close the top-level
 objects of a JSON array: strings are tracked by their quotes (a quote is escaped after an odd
@@ -12,36 +11,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import msgspec
 import numpy as np
 
 if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
     from numpy.typing import NDArray
 
-from tracekit.trace.policy import BOM, TRUNCATED
-
-_AT_BYTE = re.compile(r"\(byte (\d+)\)")
-
-
-def error_byte(exc: Exception) -> int | None:
-    """The byte offset a msgspec decode error names, if any."""
-    m = _AT_BYTE.search(str(exc))
-    return int(m.group(1)) if m else None
-
-
-def shift_error(exc: Exception, by: int) -> str:
-    """A msgspec error message with its byte offset moved by ``by`` (piece -> whole text)."""
-    return _AT_BYTE.sub(lambda m: f"(byte {int(m.group(1)) + by})", str(exc))
-
-
-def real_damage(exc: msgspec.DecodeError, cut: int) -> bool:
-    """Whether decoding a piece cut after byte ``cut`` failed because of the text itself rather
-    than the cut: an error at or before the cut, or one no cut can cause (invalid UTF-8). A cut
-    inside an event fails just after it, or as truncated input (a cut inside a string)."""
-    if str(exc) == TRUNCATED:
-        return False
-    at = error_byte(exc)
-    return at is None or at <= cut
+from tracekit.trace.policy import BOM, WS
 
 
 def event_ends(piece: bytes | bytearray | memoryview) -> NDArray[np.int64]:
@@ -62,7 +37,7 @@ def event_ends(piece: bytes | bytearray | memoryview) -> NDArray[np.int64]:
     return np.flatnonzero((a == 125) & closes & (depth == 1))
 
 
-LEADING_WS = re.compile(rb"[ \t\n\r]*")  # JSON whitespace only (not \\v, \\f)
+LEADING_WS = re.compile(b"[%s]*" % WS)
 
 
 def content_start(data: bytes | bytearray, end: int | None = None) -> int:
@@ -77,9 +52,3 @@ def first_byte(data: bytes) -> bytes:
     """The first non-whitespace byte (b"" if none), without copying the buffer."""
     start = content_start(data)
     return data[start : start + 1]
-
-
-def error_byte_in(message: str, at: int) -> bool:
-    """Whether a damage ``message`` names a byte before ``at`` (a cut after it cannot decode)."""
-    m = re.search(r"\(byte (\d+)\)", message)
-    return m is not None and int(m.group(1)) < at

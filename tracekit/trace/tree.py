@@ -12,7 +12,7 @@ loader spends its time on. Here the same answer comes from array operations:
   the phase annotation) is pointer jumping: each span points at itself if marked, else at its
   parent, and the pointers are squared until they stop moving (log2 of the depth rounds).
 
-Both give exactly what the stack walk gives (see ``tests/test_tree.py``).
+Both give exactly what a stack walk gives (``tests/test_tree.py`` checks them against one).
 """
 
 from __future__ import annotations
@@ -27,22 +27,6 @@ from numpy.typing import NDArray
 END_TOLERANCE_US = 1e-3
 
 
-def nest(
-    thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """Order host spans and nest them.
-
-    Returns ``(order, parent, child)``: ``order`` sorts the spans by thread,
-    start, and longest first among equal starts (stable); ``parent[i]`` is the index (in sorted
-    order) of the innermost span enclosing sorted span ``i`` or -1; ``child[i]`` the total duration
-    of its direct children.
-    """
-    order = nesting_order(thread, ts, dur)
-    sorted_dur = dur[order]
-    parent = nest_sorted(thread[order], ts[order], sorted_dur)
-    return order, parent, child_time(parent, sorted_dur)
-
-
 def nesting_order(
     thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
 ) -> NDArray[np.int64]:
@@ -53,8 +37,9 @@ def nesting_order(
 def nest_sorted(
     thread: NDArray[np.integer[Any]], ts: NDArray[np.float64], dur: NDArray[np.float64]
 ) -> NDArray[np.int64]:
-    """The parent of each span already in ``nesting_order`` (see ``nest``). Works on the caller's
-    arrays, so nesting a large trace needs no sorted copy of its columns."""
+    """The parent of each span already in ``nesting_order``: the index of the innermost span that
+    encloses it on its thread, or -1. Works on the caller's arrays, so nesting a large trace needs
+    no sorted copy of its columns."""
     n = len(ts)
     if n == 0:
         return np.empty(0, np.int64)

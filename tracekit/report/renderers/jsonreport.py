@@ -55,7 +55,7 @@ def _limits(c: ContextFigures) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for prefix, a in (("attention_", c.attention), ("gemm_", c.gemm), ("step_", c.step)):
         if a is None:
-            out.update({f"{prefix}{k}": None for k in ("bytes", "flops", "achieved_tb_s", "achieved_tflops", "intensity", "peak_share", "bound")})
+            out.update({f"{prefix}{k}": None for k in ("bytes", "flops", "achieved_tb_s", "achieved_tflops", "intensity", "peak_share", "bound", "above_peak", "above_measured")})
         else:
             out.update(a.to_json(prefix))
     out["ceiling_tokens_per_s"] = None if c.ceiling_tokens_per_s is None else round(c.ceiling_tokens_per_s, 3)

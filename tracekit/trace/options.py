@@ -1,0 +1,111 @@
+"""How traces are read: one frozen ``ReadOptions``, built once by the command line
+(``ReadOptions.from_env``) and handed to every load; library callers get the defaults.
+
+Nothing in the loader reads the environment or a module-level setting: a test or a caller that
+wants another threshold builds options with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from tracekit.errors import SettingError
+from tracekit.units import format_size, parse_size
+
+Loader = Literal["auto", "whole", "chunked"]
+LOADERS: tuple[Loader, ...] = ("auto", "whole", "chunked")
+
+# field -> (environment variable, least, most); sizes in bytes, workers a count.
+_SIZES = {
+    "chunked_from": ("TRACEKIT_CHUNKED_BYTES", 0, 10**14),
+    "parallel_from": ("TRACEKIT_PARALLEL_BYTES", 0, 10**14),
+    "chunk_bytes": ("", 4096, 1 << 30),
+    "piece_bytes": ("", 4096, 1 << 30),
+    "inflate_budget": ("TRACEKIT_MAX_INFLATE", 10**6, 10**14),
+}
+_WORKERS = ("TRACEKIT_LOAD_WORKERS", 1, 4096)
+BUDGET_ENV = _SIZES["inflate_budget"][0]
+_LOADER_ENV = "TRACEKIT_LOADER"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Settings of one load.
+
+    * ``loader``: ``auto`` reads a file whole up to ``chunked_from`` bytes of JSON and in chunks
+      past it; ``whole`` and ``chunked`` force one reader (to compare them, or to debug).
+    * ``chunk_bytes``: the chunked reader's pieces are about twice this (~2 MB stay in the CPU
+      cache); ``piece_bytes`` the same for the pieces handed to worker processes.
+    * ``parallel_from``: past this many bytes of JSON the chunked reader decodes on several cores;
+      ``workers`` processes (None: one per usable core where forking is safe; a number is taken
+      as given wherever this process may fork).
+    * ``inflate_budget``: the most text one file may inflate to (None: a quarter of the memory
+      this process may still use, measured at each load).
+    * ``isal``: inflate with ISA-L where it is installed (else the standard library's zlib).
+    """
+
+    loader: Loader = "auto"
+    chunked_from: int = 32 << 20
+    parallel_from: int = 128 << 20
+    chunk_bytes: int = 1 << 20
+    piece_bytes: int = 2 << 20
+    workers: int | None = None
+    inflate_budget: int | None = None
+    isal: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loader not in LOADERS:
+            raise SettingError("loader", self.loader, f"give one of {', '.join(LOADERS)}")
+        for name, (env, lo, hi) in _SIZES.items():
+            value = getattr(self, name)
+            if value is not None and not lo <= value <= hi:
+                raise SettingError(env or name, value, _size_range(lo, hi))
+        if self.workers is not None and not _WORKERS[1] <= self.workers <= _WORKERS[2]:
+            raise SettingError("workers", self.workers, _count_range())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReadOptions:
+        """The defaults, with what the ``TRACEKIT_*`` variables set; a bad value is a
+        ``SettingError`` naming the variable and what it accepts."""
+        env = os.environ if environ is None else environ
+        given: dict[str, object] = {}
+        loader = env.get(_LOADER_ENV)
+        if loader:
+            if loader not in LOADERS:
+                raise SettingError(_LOADER_ENV, loader, f"give one of {', '.join(LOADERS)}")
+            given["loader"] = loader
+        for name, (var, lo, hi) in _SIZES.items():
+            text = env.get(var) if var else None
+            if text:
+                given[name] = _size(var, text, lo, hi)
+        text = env.get(_WORKERS[0])
+        if text:
+            if not (len(text) <= 6 and text.isdigit() and _WORKERS[1] <= int(text) <= _WORKERS[2]):
+                raise SettingError(_WORKERS[0], text, _count_range())
+            given["workers"] = int(text)
+        return cls(**given)  # type: ignore[arg-type]
+
+    def budget_source(self) -> str:
+        """Where the inflate budget comes from, for messages."""
+        return "a quarter of the available memory" if self.inflate_budget is None else BUDGET_ENV
+
+
+def _size(var: str, text: str, lo: int, hi: int) -> int:
+    try:
+        value = parse_size(text)
+    except ValueError:
+        value = -1
+    if not lo <= value <= hi:
+        raise SettingError(var, text, f"{_size_range(lo, hi)} (examples: {var}=8G, {var}=512M)")
+    return value
+
+
+def _size_range(lo: int, hi: int) -> str:
+    return f"give a size from {format_size(lo)} to {format_size(hi)}"
+
+
+def _count_range() -> str:
+    return f"give a whole number from {_WORKERS[1]} to {_WORKERS[2]}"
