@@ -13,7 +13,11 @@ the min-max over the rounds.
   imports included, as a user runs it) and against the floor;
 * a ~1 GB trace (the fixture replicated with shifted times and ids): the same three;
 * many tiny events (12.8 M, ~1.4 GB of JSON): tracekit against the floor, bytes per kept span at
-  peak, cores used.
+  peak, cores used;
+* per-step analysis: ``analyze --by step`` against plain ``analyze`` (goal: at most 1.5x its time),
+  alternating, on the ~1 GB trace and on ~1 GB of vLLM decode steps (TraceLens's one-step trace
+  replicated, KV tokens growing); ``python bench/bench_analyze.py --by-step`` runs this part alone
+  (``--by-step-engine`` its second half).
 
 The floor is what no JSON trace reader can beat on one core: ISA-L inflate plus a msgspec decode of
 only ``ph``, ``ts``, ``dur`` and ``name`` of every event. tracekit runs on every core the process
@@ -276,8 +280,24 @@ def line(name: str, runs: list[Run]) -> str:
 TRACEKIT = Path(PY).with_name("tracekit")
 
 
-def analyze_cmd(path: Path) -> list[str]:
-    return [str(TRACEKIT), "analyze", str(path), "--format", "json"]
+def analyze_cmd(path: Path, *extra: str) -> list[str]:
+    return [str(TRACEKIT), "analyze", str(path), "--format", "json", *extra]
+
+
+def by_step(path: Path, n: int) -> None:
+    """``--by step`` against plain ``analyze`` on the same trace, whole processes, alternating."""
+    print(f"\nper-step analysis: {path.name}, {json_mb(path):.0f} MB of JSON")
+    got = rounds(
+        {"tracekit analyze": analyze_cmd(path), "tracekit analyze --by step": analyze_cmd(path, "--by", "step")}, n
+    )
+    for name, runs in got.items():
+        print(line(name, runs))
+    plain, steps = got["tracekit analyze"], got["tracekit analyze --by step"]
+    if plain and steps:
+        print(
+            f"  --by step / plain: {med(steps) / med(plain):.2f}x the time (goal <= 1.5x), "
+            f"{max(r.peak_mb for r in steps) / max(r.peak_mb for r in plain):.2f}x the peak memory"
+        )
 
 
 def spans_in(path: Path) -> int:
@@ -328,6 +348,50 @@ def big_trace(target_bytes: int) -> Path:
                 fh.write(("" if first else ",\n") + json.dumps(e2))
                 first = False
         fh.write('\n], "distributedInfo": {"rank": 0}}\n')
+    tmp.rename(dst)
+    return dst
+
+
+ENGINE_STEP = ROOT / "tests" / "data" / "engines" / "vllm-gptoss-decode-fullgraph-mi300x.json.gz"
+
+
+def engine_trace(target_bytes: int) -> Path:
+    """TraceLens's one-step vLLM decode trace (tests/data/engines) replicated into ~target_bytes of
+    JSON, one engine step a copy, each copy's KV tokens 32 more than the last (a long decode of
+    32 requests): the per-step path at thousands of steps, annotations, graph replays and all."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    dst = OUT / f"vllm-decode-replicated-{target_bytes // 10**6}MB.json.gz"
+    if dst.exists():
+        return dst
+    doc = json.loads(gzip.decompress(ENGINE_STEP.read_bytes()))
+    events = doc["traceEvents"]
+    copies = max(1, round(target_bytes / sum(len(json.dumps(e)) + 2 for e in events)))
+    ts = [e["ts"] for e in events if "ts" in e]
+    span = max(ts) - min(ts) + 1000
+    tmp = dst.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", compresslevel=1) as fh:
+        fh.write('{"traceEvents": [\n')
+        first = True
+        for c in range(copies):
+            for e in events:
+                e2 = dict(e)
+                if "ts" in e2:
+                    e2["ts"] = e["ts"] + c * span
+                if isinstance(e2.get("id"), int):
+                    e2["id"] = e2["id"] + c * 10**9
+                if e2.get("cat") == "user_annotation" and e2.get("name", "").startswith("execute_"):
+                    kv = 55086 + 32 * c
+                    e2["name"] = f"execute_32_context_0(sq0sk0sqsq0sqsk0)_generation_32(sq32sk{kv}sqsq32sqsk{kv})"
+                a = e2.get("args")
+                if isinstance(a, dict):
+                    a = dict(a)
+                    for k in ("correlation", "External id"):
+                        if isinstance(a.get(k), int):
+                            a[k] = a[k] + c * 10**9
+                    e2["args"] = a
+                fh.write(("" if first else ",\n") + json.dumps(e2))
+                first = False
+        fh.write("\n]}\n")
     tmp.rename(dst)
     return dst
 
@@ -407,6 +471,13 @@ def main() -> int:
     if not FIXTURE.exists():
         print(f"bench-analyze: {FIXTURE} is absent; the benchmark needs ../shared/fixtures")
         return 0
+    if sys.argv[1:] == ["--by-step"]:  # the per-step section alone
+        by_step(big_trace(BIG_BYTES), BIG_ROUNDS)
+        by_step(engine_trace(BIG_BYTES), BIG_ROUNDS)
+        return 0
+    if sys.argv[1:] == ["--by-step-engine"]:  # its engine-trace half alone
+        by_step(engine_trace(BIG_BYTES), BIG_ROUNDS)
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
         f"bench-analyze, {time.strftime('%Y-%m-%d')}, {platform.machine()} with {cores} usable cores, "
@@ -417,6 +488,8 @@ def main() -> int:
         tmp = Path(d)
         versus_hta("V100 DDP fixture", FIXTURE, ROUNDS, True, tmp)
         versus_hta("~1 GB trace", big_trace(BIG_BYTES), BIG_ROUNDS, HTA_BIG, tmp)
+        by_step(big_trace(BIG_BYTES), BIG_ROUNDS)
+        by_step(engine_trace(BIG_BYTES), BIG_ROUNDS)
         tiny = tiny_trace(TINY_EVENTS)
         versus_hta("many tiny events", tiny, BIG_ROUNDS, False, tmp)
         n = spans_in(tiny)

@@ -334,3 +334,43 @@ def test_one_odd_correlation_id_leaves_the_integer_ones_linked() -> None:
     t = build_trace("odd", ev)
     # The integer id meets its launch (host span 1, inside the op); the string id names no launch.
     assert t.link.tolist() == [1, -1]
+
+
+_TOPK = (
+    "void at::native::sbtopk::gatherTopK<float, unsigned int, 2, false>(at::cuda::detail::TensorInfo<float const, "
+    "unsigned int>, unsigned int, unsigned int, bool, unsigned int, unsigned int, at::cuda::detail::TensorInfo<float, "
+    "unsigned int>, unsigned int, at::cuda::detail::TensorInfo<long, unsigned int>, unsigned int, float*)"
+)
+
+
+@pytest.mark.parametrize(
+    ("block", "rule"),
+    [
+        ("nn.Module: MixtralSparseMoeBlock_0", "moe-routing-op"),  # HF Mixtral's router: torch.topk
+        ("nn.Module: MoEGate_3", "moe-routing-op"),  # DeepSeek
+        ("nn.Module: LlamaForCausalLM_0", "sampling-op"),  # the same kernel choosing a token
+    ],
+)
+def test_router_topk_is_moe_routing_only_inside_an_moe_block(block: str, rule: str) -> None:
+    ev: list[Event] = []
+    _scope(ev, block, 0, 100)
+    _launch(ev, _TOPK, 1, ops=("aten::topk",))
+    _launch(ev, "Cijk_Alik_Bljk_BBS_BH_Bias_HA_S_SAV_UserArgs_MT16x16x256_MI16x16x1_SN_", 11, ops=("aten::mm",))
+    got = _decisions(build_trace("moe", ev))
+    assert [r for _, r in got] == [rule, "gemm"]  # expert GEMMs stay gemm
+
+
+def test_vllm_moe_trace_routing_is_its_own_category() -> None:
+    """vLLM gpt-oss (TraceLens's trace): triton_kernels routing is moe_routing, expert GEMMs gemm,
+    and sampling holds only the sampler's kernels."""
+    from tracekit.trace.load import load_trace
+
+    res = analyze_trace(
+        load_trace(Path(__file__).parent / "data" / "engines" / "vllm-gptoss-decode-fullgraph-mi300x.json.gz")
+    )
+    by_name = {k.name: (k.category, k.rule) for k in res.kernels}
+    for name in ("_topk_forward", "_combined_routing_compute", "_combined_routing_memset", "_sum_bitmatrix_rows"):
+        assert by_name[name] == ("moe_routing", "moe-routing"), name
+    assert by_name["_matmul_ogs_NNT_bf16xbf16xmxfp4_16x128x256x1_swiglu"] == ("gemm", "moe-expert-gemm")
+    assert res.categories["moe_routing"].count == 4 * 24  # four routing kernels in each of 24 layers
+    assert not any(k.category == "sampling" and ("topk" in k.name or "rout" in k.name) for k in res.kernels)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import ROOT, run_cli
@@ -25,6 +26,7 @@ VLLM_DECODE = ENGINES / "vllm-gptoss-decode-fullgraph-mi300x.json.gz"
 VLLM_MIXED = ENGINES / "vllm-gptoss-mixed-piecewise-mi300x.json.gz"
 SGLANG_DECODE = ENGINES / "sglang-qwen3-8b-decode-mi300x.json.gz"
 SGLANG_EXTEND = ENGINES / "sglang-qwen3-8b-extend-mi300x.json.gz"
+SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
 
 # (file, phase, requests, query tokens, KV tokens): what each trace's step annotation says.
 ENGINE_STEPS = [
@@ -125,6 +127,7 @@ def _steps_json(*args: str) -> dict[str, Any]:
     r = run_cli("analyze", *args, "--by", "step", "--format", "json")
     assert r.returncode == 0, r.stderr
     doc: dict[str, Any] = json.loads(r.stdout)
+    jsonschema.validate(doc, SCHEMA)
     return doc
 
 
@@ -196,31 +199,39 @@ from tracekit.capture.backends.hf import preset_config, _import_transformers
 tf = _import_transformers()
 torch.manual_seed(0)
 torch.set_num_threads(1)
-out, new, contexts = Path(sys.argv[1]), int(sys.argv[2]), [int(c) for c in sys.argv[3:]]
+out, new = Path(sys.argv[1]), int(sys.argv[2])
 model = tf.AutoModelForCausalLM.from_config(preset_config("tiny"), attn_implementation="sdpa").eval()
 with torch.inference_mode():
-    for ctx in contexts:
-        prompt = torch.randint(1, 100, (1, ctx))
+    for item in sys.argv[3:]:
+        ctx, batch = (int(x) for x in item.split("x"))
+        prompt = torch.randint(1, 100, (batch, ctx))
         model.generate(prompt[:, :8], max_new_tokens=2, do_sample=False, pad_token_id=0)  # warm-up
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_stack=True) as prof:
             model.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0)
-        prof.export_chrome_trace(str(out / f"generate-{ctx:05d}.json"))
+        folder = out / ("sweep" if batch > 1 else "single")
+        folder.mkdir(exist_ok=True)
+        prof.export_chrome_trace(str(folder / f"generate-{ctx:05d}x{batch}.json"))
 """
 
-HF_CONTEXTS = [64, 2000, 4000]
+HF_CONTEXTS = [64, 2000, 4000]  # prompt lengths of the sweep, each a batch of HF_BATCH requests
+HF_BATCH = 4
+HF_SINGLE = 2000  # one request: its KV tokens rise by one a step
 HF_NEW = 8
 
 
 @pytest.fixture(scope="module")
 def hf_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real ``model.generate()`` traces of the hf backend's tiny preset (random weights, no
-    download), one per prompt length, recorded with record_shapes and with_stack."""
+    download) recorded with record_shapes and with_stack: ``single/`` one request of HF_SINGLE
+    tokens, ``sweep/`` a batch of HF_BATCH requests per prompt length (a batch makes attention's
+    growth stand out of a busy 2-core machine's noise)."""
     pytest.importorskip("transformers", reason="needs the [hf] extra")
     out = tmp_path_factory.mktemp("generate")
     script = out / "generate.py"
     script.write_text(_GENERATE)
+    items = [f"{HF_SINGLE}x1", *(f"{c}x{HF_BATCH}" for c in HF_CONTEXTS)]
     r = subprocess.run(
-        [sys.executable, str(script), str(out), str(HF_NEW), *map(str, HF_CONTEXTS)],
+        [sys.executable, str(script), str(out), str(HF_NEW), *items],
         capture_output=True,
         text=True,
         timeout=600,
@@ -232,7 +243,7 @@ def hf_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_hf_generate_steps_from_input_shapes(hf_traces: Path) -> None:
-    doc = _steps_json(str(hf_traces / "generate-02000.json"))
+    doc = _steps_json(str(hf_traces / "single" / f"generate-{HF_SINGLE:05d}x1.json"))
     steps = doc["traces"][0]["steps"]
     assert [s["phase"] for s in steps] == ["prefill"] + ["decode"] * (HF_NEW - 1)
     assert (steps[0]["query_tokens"], steps[0]["kv_tokens"]) == (2000, 2000)
@@ -245,10 +256,12 @@ def test_hf_generate_steps_from_input_shapes(hf_traces: Path) -> None:
 
 
 def test_hf_generate_growth_across_prompt_lengths(hf_traces: Path) -> None:
-    doc = _steps_json(str(hf_traces), "--at-kv", "8000", "--workers", "1")
+    doc = _steps_json(str(hf_traces / "sweep"), "--at-kv", "32000", "--workers", "1")
     g = doc["growth"]
     assert g["n_steps"] == len(HF_CONTEXTS) * (HF_NEW - 1)
-    assert g["kv_tokens_range"] == [HF_CONTEXTS[0] + 1, HF_CONTEXTS[-1] + HF_NEW - 1]
+    assert g["kv_tokens_range"] == [HF_BATCH * (HF_CONTEXTS[0] + 1), HF_BATCH * (HF_CONTEXTS[-1] + HF_NEW - 1)]
+    steps = [s for t in doc["traces"] for s in t["steps"] if s["phase"] == "decode"]
+    assert all(s["requests"] == HF_BATCH and s["query_tokens"] == HF_BATCH for s in steps)
     lo, hi = g["attention_us_per_1k_kv_ci95"]
     assert 0 < lo <= g["attention_us_per_1k_kv"] <= hi and g["conclusive"]
     assert 0 <= g["r2"] <= 1
@@ -258,7 +271,7 @@ def test_hf_generate_growth_across_prompt_lengths(hf_traces: Path) -> None:
 
 def test_hf_generate_without_shapes_says_how_to_record_them(hf_traces: Path, tmp_path: Path) -> None:
     """The same real trace with its ``Input Dims`` taken out (what record_shapes=False writes)."""
-    doc = json.loads((hf_traces / "generate-00064.json").read_text())
+    doc = json.loads((hf_traces / "single" / f"generate-{HF_SINGLE:05d}x1.json").read_text())
     for e in doc["traceEvents"]:
         e.get("args", {}).pop("Input Dims", None)
     p = tmp_path / "no-shapes.json"
@@ -268,3 +281,20 @@ def test_hf_generate_without_shapes_says_how_to_record_them(hf_traces: Path, tmp
     assert len(steps) == HF_NEW and all(s["kv_tokens"] is None and s["requests"] is None for s in steps)
     assert [s["step"] for s in steps] == list(range(HF_NEW))
     assert any("record_shapes=True" in n for n in out["traces"][0]["step_notes"])
+
+
+def test_hf_gpu_trace_step_from_shapes_matches_tracelens() -> None:
+    """TraceLens's H100 Qwen1.5-0.5B trace (../shared/fixtures): one ProfilerStep#6 holding a batch of
+    16 prompts of 559 tokens; its attention time is TraceLens's own figure (24 flash kernels, 2722.7 µs)."""
+    from tests.conftest import H100, fixture_path
+
+    doc = _steps_json(str(fixture_path(H100)))
+    (step,) = doc["traces"][0]["steps"]
+    assert (step["step"], step["phase"], step["requests"], step["query_tokens"], step["kv_tokens"]) == (
+        6,
+        "prefill",
+        16,
+        16 * 559,
+        16 * 559,
+    )
+    assert step["attention_us"] == pytest.approx(2722.7, rel=1e-3)

@@ -48,6 +48,8 @@ SCOPES: dict[str, str] = {
     "norm": r"^tracekit::norm|^nn\.Module: \w*(RMSNorm|LayerNorm)|(?i:rms_?norm)",
     "rope": r"^tracekit::rope|apply_rotary|RotaryEmbedding|rotary_emb",
     "tracekit_sampling": r"^" + re.escape(SAMPLING),
+    # Mixture-of-experts blocks (HF Mixtral/Qwen2-MoE sparse blocks, DeepSeek MoEGate, vLLM FusedMoE).
+    "moe_module": r"^nn\.Module: \w*(?:SparseMoe\w*|MoE\w*|Moe(?:Block|Layer|Gate)\w*|FusedMoE|MoEGate|TopKRouter)(?:_\d+)?$",
     # Convolution operators (forward, backward-data, backward-weight; cuDNN, MIOpen, oneDNN, CPU)
     # and convolution modules (not HF's Conv1D, a linear layer). Operators, not autograd nodes:
     # activation checkpointing recomputes whole forward segments under some backward node.

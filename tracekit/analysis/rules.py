@@ -33,6 +33,7 @@ CATEGORIES: tuple[str, ...] = (
     "activation",
     "elementwise",
     "sampling",
+    "moe_routing",
     "memcpy",
     "memset",
     "communication",
@@ -232,6 +233,26 @@ RULES: tuple[Rule, ...] = (
         outside="linear_module",
         note="eager attention: the scale and mask of the scores in an attention module (projections stay gemm)",
     ),
+    # MoE routing before sampling: a router's top-k and softmax are neither token selection nor attention.
+    Rule(
+        "moe-routing",
+        "moe_routing",
+        ident=_r(
+            r"topkGating|topk_softmax|topk_sigmoid|moeSoftmax|moeTopK|softmax\d+_topk|moe_align_block_size"
+            r"|count_and_sort_expert|grouped_topk|moe_fused_gate|^_topk_forward$|^_(?:combined_)?routing_\w+"
+            r"|^_sum_bitmatrix_\w+"
+        ),
+        note="MoE router top-k/softmax/gating and expert assignment: vLLM csrc/moe (topkGating, moe_align_block_size, "
+        "grouped_topk), sgl-kernel (topkGatingSoftmax, moe_fused_gate), exllamav2 (softmax8_topk_norm), "
+        "triton_kernels routing (_topk_forward, _combined_routing_*, _sum_bitmatrix_rows: vLLM gpt-oss)",
+    ),
+    Rule(
+        "moe-routing-op",
+        "moe_routing",
+        op=_r(r"^aten::(?:topk|sort|argsort|softmax|_softmax|sigmoid)$"),
+        scope="moe_module",
+        note="top-k/softmax of a router inside an MoE block (HF *SparseMoeBlock, *MoE, MoEGate, vLLM FusedMoE)",
+    ),
     Rule("sampling-scope", "sampling", scope="tracekit_sampling", note="tracekit's sampling annotation"),
     Rule(
         "sampling-op",
@@ -259,14 +280,6 @@ RULES: tuple[Rule, ...] = (
         note="NCCL/RCCL, vLLM custom all-reduce, FlashInfer/TRT-LLM all-reduce fusion",
     ),
     Rule(
-        "moe-routing",
-        "other",
-        ident=_r(
-            r"topkGating|topk_softmax|moeSoftmax|moeTopK|softmax\d+_topk|moe_align_block_size|count_and_sort_expert"
-        ),
-        note="MoE router softmax/top-k (vLLM csrc/moe, sgl-kernel, exllamav2): neither sampling nor attention",
-    ),
-    Rule(
         "linear-attention",
         "other",
         ident=_r(r"FlatKernel|^(?:chunk|fused_recurrent|recompute_w_u|solve_tril)_\w+"),
@@ -277,6 +290,13 @@ RULES: tuple[Rule, ...] = (
         "gemm",
         ident=_r(r"gemm_half_q_half|q4_matmul|gemm_half_half|fp16_matmul"),
         note="exllamav2 exllamav2_ext/cuda quantized GEMM/GEMV kernels",
+    ),
+    Rule(
+        "moe-expert-gemm",
+        "gemm",
+        ident=_r(r"^_p?matmul_ogs_\w+|^_finalize_matmul\w*|^fused_moe_kernel\w*|moe_gemm|grouped_gemm|fused_experts"),
+        note="MoE expert GEMMs: triton_kernels matmul_ogs (and its finalize/scatter epilogue), Triton fused_moe, "
+        "grouped GEMMs; GEMMs, whatever routing chose them",
     ),
     Rule(
         "gemm",

@@ -8,8 +8,10 @@ query as long as the tokens the step feeds. Read per operator family, by its doc
 * SDPA (``aten::scaled_dot_product_attention`` and its ``_flash``/``_efficient``/``_cudnn``/CPU
   kernels): query and key are ``[batch, heads, seq, dim]`` (the mask, ``[batch, 1, q, kv]``, gives
   the query's length where HF folds grouped heads into it);
-* flash-attn and ATen's ``_flash_attention_forward``/``_efficient_attention_forward``:
-  ``[batch, seq, heads, dim]``;
+* ATen's ``_flash_attention_forward``/``_efficient_attention_forward`` and flash-attn's
+  ``flash_attn::_flash_attn_forward`` op: ``[batch, seq, heads, dim]``. Not
+  ``flash_attn_with_kvcache`` (exllamav2, vLLM): its key is the whole cache, its length a tensor's
+  values (``cache_seqlens``), which shapes do not record: such a step's context stays unknown;
 * eager attention (``aten::matmul`` classified as attention, QKᵀ): ``[batch, heads, q, dim]``
   times ``[batch, heads, dim, kv]``.
 
@@ -36,7 +38,9 @@ _BHSD = re.compile(
     r"^aten::(?:scaled_dot_product_attention|_scaled_dot_product_(?:flash|efficient|cudnn)_attention"
     r"|_scaled_dot_product_flash_attention_for_cpu|_scaled_dot_product_attention_math)$"
 )
-_BSHD = re.compile(r"^(?:aten::_flash_attention_forward|aten::_efficient_attention_forward|flash_attn::\w*fwd\w*)$")
+_BSHD = re.compile(
+    r"^(?:aten::_flash_attention_forward|aten::_efficient_attention_forward|flash_attn::_flash_attn_forward)$"
+)
 _EAGER = re.compile(r"^aten::matmul$")
 
 

@@ -58,7 +58,7 @@ def analyze(
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
 
-    Categories: attention, kv_cache, gemm, convolution, norm, rope, activation, elementwise, sampling,
+    Categories: attention, kv_cache, gemm, convolution, norm, rope, activation, elementwise, sampling, moe_routing,
     memcpy, memset, communication, other. Each kernel is classified by the first matching rule of one
     ordered table (kernel name, launching op, enclosing scopes); --explain shows which.
 

@@ -22,7 +22,11 @@ SIGNATURES = {
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="A run folder written by 'tracekit capture'."),
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="A run folder written by 'tracekit capture'; or trace files, folders or globs from any engine "
+        "(the step report: attention against KV tokens, step by step).",
+    ),
     fmt: list[str] = typer.Option(["md"], "--format", "-f", help="md, html or json; repeat for several."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output file (default: RUN_DIR/report.<format>); '-' for stdout (json, md)."
@@ -46,6 +50,9 @@ def report(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
     ),
     force: bool = typer.Option(False, help="Replace --out even if it is not a tracekit report."),
+    at_kv: int | None = typer.Option(
+        None, "--at-kv", help="Traces only: predict attention per decode step at this many KV tokens."
+    ),
 ) -> None:
     """Explain how decode cost grows with context: per-context figures, fits, bounds, findings, plots.
 
@@ -58,9 +65,16 @@ def report(
     ms/token = a + b·context for total, attention and the rest, predictions at 2x and 4x the
     largest context, and where attention becomes half of a step.
 
+    Given traces instead of a run folder (a file, several, a folder, a glob: vLLM, SGLang, HF
+    generate(), tracekit's own), the report is built from their steps: attention µs per decode step
+    against KV tokens (fit, 95% interval, prediction with --at-kv), what the traces cannot tell,
+    the steps and the categories; written next to the first trace (steps-report.<format>) or to --out.
+
     \b
     Examples:
       tracekit report traces/RUN --format html --format md
+      tracekit report vllm-trace.json.gz --format html
+      tracekit report 'bench/**/*.json.gz' --at-kv 32768 --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
       tracekit report traces/RUN --device jetson-orin-agx --model-config Llama-3-8B/config.json
     """
@@ -73,6 +87,20 @@ def report(
 
     for f in fmt:
         check_choice(f, ("md", "html", "json"), "--format")
+    if out is not None and len(fmt) > 1:
+        raise UserError("--out names one file; with several --format values leave it out")
+    if at_kv is not None and not 0 < at_kv <= 10**12:
+        raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
+    if not (len(inputs) == 1 and _run_folder_meant(inputs[0])):
+        if check or peak_bandwidth is not None:
+            raise UserError("--check and --peak-bandwidth need a run folder (tracekit capture); these are traces")
+        from tracekit.cli.report_traces import report_traces
+
+        code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv)
+        if code:
+            raise typer.Exit(code)
+        return
+    run_dir = Path(inputs[0])
     checks = [parse_check(c) for c in check]
     if peak_bandwidth is not None and not (math.isfinite(peak_bandwidth) and peak_bandwidth > 0):
         raise UserError(f"--peak-bandwidth {peak_bandwidth:g}: give the device's bandwidth in GB/s, a positive number")
@@ -120,3 +148,17 @@ def report(
         err.print(f"tracekit: check failed: {printable(line)}")
     if failures:
         raise CheckFailed(f"{len(failures)} of {len(checks)} checks failed")
+
+
+def _run_folder_meant(arg: str) -> bool:
+    """Whether ``arg`` asks for a run's report: a folder with a manifest entry of any kind (a broken
+    one gets the run report's own error), or a path that does not exist and is no trace's name."""
+    import os
+
+    from tracekit.manifest import MANIFEST
+
+    p = Path(arg)
+    if p.is_dir():
+        return os.path.lexists(p / MANIFEST)
+    name = p.name.lower()
+    return not p.exists() and not any(c in arg for c in "*?[") and not name.endswith((".json", ".json.gz"))

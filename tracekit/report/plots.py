@@ -19,6 +19,7 @@ COLORS = {
     "activation": "#c5b0d5",
     "elementwise": "#7f7f7f",
     "sampling": "#bcbd22",
+    "moe_routing": "#dbdb8d",
     "memcpy": "#17becf",
     "memset": "#9edae5",
     "communication": "#8c564b",

@@ -1,0 +1,98 @@
+"""``tracekit report`` on traces (not a run folder): real engine traces and CPU generate() traces,
+the Markdown and HTML reports, the page in headless chromium, headline first."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.test_steps import ENGINES, HF_BATCH, HF_CONTEXTS, SGLANG_DECODE, VLLM_DECODE, hf_traces  # noqa: F401 (fixture)
+
+
+def test_report_on_one_foreign_trace(tmp_path: Path) -> None:
+    trace = tmp_path / VLLM_DECODE.name
+    shutil.copy(VLLM_DECODE, trace)
+    r = run_cli("report", str(trace), "--format", "md", "--format", "html")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "steps-report.md").read_text()
+    assert md.startswith("# tracekit report")
+    answer = md.splitlines()[2]
+    assert answer.startswith("**Answer:**") and "cannot be fitted" in answer  # one decode step
+    assert "no synchronization check" in md and "a single step" in md
+    assert "| 32 | 32 | 55,086 |" in md  # requests, query tokens, KV tokens of the annotation
+    assert (tmp_path / "steps-report-plots" / "attention_vs_kv.png").stat().st_size > 1000
+    html = (tmp_path / "steps-report.html").read_text()
+    assert html.index("Answer:") < html.index("<table") and "<svg" in html
+    assert "cannot be fitted" in r.stderr  # the headline is printed too
+
+
+def test_report_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
+    trace = tmp_path / SGLANG_DECODE.name
+    shutil.copy(SGLANG_DECODE, trace)
+    mine = tmp_path / "steps-report.md"
+    mine.write_text("my notes\n")
+    r = run_cli("report", str(trace))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and mine.read_text() == "my notes\n"
+
+
+def test_report_on_a_folder_of_generate_traces_fits_growth(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "r.json"
+    r = run_cli("report", str(hf_traces / "sweep"), "--format", "json", "--out", str(out), "--at-kv", "32000")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    jsonschema.validate(doc, json.loads((ROOT / "tracekit" / "schemas" / "steps-report.schema.json").read_text()))
+    assert doc["schema"] == "tracekit.steps-report/1" and len(doc["traces"]) == len(HF_CONTEXTS)
+    g = doc["growth"]
+    assert g["conclusive"] and g["attention_us_per_1k_kv_ci95"][0] > 0
+    assert doc["headline"].startswith(f"From {HF_BATCH * (HF_CONTEXTS[0] + 1):,} to ")
+    r = run_cli("report", str(hf_traces / "sweep"), "--format", "md", "--out", str(tmp_path / "r.md"))
+    assert r.returncode == 0, r.stderr
+    assert "µs per 1,000 KV tokens [" in (tmp_path / "r.md").read_text().splitlines()[2]
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium is not installed ('make chromium' installs Debian's chromium)")
+    return exe
+
+
+def test_folder_report_renders_in_headless_chromium(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
+    from PIL import Image
+
+    exe = _chromium()
+    folder = tmp_path / "traces"
+    shutil.copytree(ENGINES, folder)
+    for p in hf_traces.glob("*/*.json"):
+        shutil.copy(p, folder / p.name)
+    r = run_cli("report", str(folder), "--format", "html")
+    assert r.returncode == 0, r.stderr
+    page = folder / "steps-report.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}"]
+    shot = tmp_path / "shot.png"
+    s = subprocess.run(
+        [exe, *flags, f"--screenshot={shot}", "--window-size=900,1600", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.exists(), s.stderr[-2000:]
+    img = Image.open(shot).convert("L")
+    lo, hi = img.getextrema()
+    assert hi - lo > 100 and sum(1 for n in img.histogram() if n) > 20, "the screenshot is blank"
+    s = subprocess.run(
+        [exe, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert [ln for ln in s.stderr.splitlines() if ":CONSOLE" in ln] == []
+    dom = s.stdout
+    assert dom.index("<h1>tracekit report") < dom.index("Answer:") < dom.index("<svg")
+    assert "different kinds of device" in dom  # CPU generate() and MI300X engine traces together

@@ -1,0 +1,74 @@
+"""``tracekit report`` on traces (files, folders, globs) rather than a capture run: the step report."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from tracekit.cli.common import err
+from tracekit.errors import UserError
+from tracekit.sanitize import finite, printable
+
+SIGNATURES = {
+    "md": re.compile(rb"\s*# tracekit report"),
+    "html": re.compile(rb"<!doctype html>.{0,400}<title>tracekit report</title>", re.DOTALL),
+    "json": re.compile(rb'\s*\{\s*"schema":\s*"tracekit\.steps-report/'),
+}
+STEM = "steps-report"
+
+
+def report_traces(
+    inputs: list[str], fmt: list[str], out: Path | None, *, force: bool, partial: bool, at_kv: int | None
+) -> int:
+    """Analyze ``inputs`` step by step and write the report; return the exit code (2: some trace failed)."""
+    from tracekit.cli.progress import progress
+    from tracekit.fleet.inputs import expand
+    from tracekit.fleet.plan import Plan
+    from tracekit.fleet.run import default_workers, run
+    from tracekit.fleet.task import TaskOptions
+    from tracekit.fsutil import claim_output, write_files_atomic
+    from tracekit.report import traces
+
+    paths = expand(inputs)
+    if not paths:
+        raise UserError(f"{' '.join(inputs)}: no *.json or *.json.gz trace there")
+    to_stdout = out is not None and str(out) == "-"
+    if to_stdout and "html" in fmt:
+        raise UserError("--out - works with --format json or md; HTML needs a file")
+    folder = Path(paths[0]).parent
+    targets = {f: out if out is not None else folder / f"{STEM}.{f}" for f in fmt}
+    if not to_stdout:
+        for f, target in targets.items():
+            claim_output(target, force=force, signature=SIGNATURES[f])
+    with progress(len(paths)) as listener:
+        outcome = run(paths, TaskOptions(partial=partial, steps=True), Plan(default_workers(paths)), listener)
+    for failure in outcome.failed:
+        err.print(printable(f"tracekit: error: {failure.path}: {' '.join(str(failure.error).split())}"))
+    if not outcome.partials:
+        raise UserError("no trace could be analyzed; nothing to report")
+    data = traces.build(outcome.partials, outcome.failed, at_kv)
+    for f in fmt:
+        target = targets[f]
+        if f == "json":
+            text = json.dumps(finite(traces.to_json(data)), indent=2, allow_nan=False) + "\n"
+            files = {target: text.encode("utf-8")}
+        elif f == "html":
+            files = {target: traces.to_html(data).encode("utf-8")}
+        else:
+            md, plots = traces.to_markdown(data, stem=target.stem, attachments=not to_stdout)
+            files = {target.parent / rel: content for rel, content in plots.items()}
+            files[target] = md.encode("utf-8")
+        if to_stdout:
+            sys.stdout.write(files[target].decode("utf-8"))
+            continue
+        if not force:
+            taken = [p for p in files if p != target and p.exists() and not target.exists()]
+            if taken:
+                raise UserError(f"{taken[0]} exists and is not part of a tracekit report; use --force or another --out")
+        write_files_atomic(files)
+        print(printable(str(target)))
+    if not to_stdout:
+        err.print(printable(traces.headline(data)))
+    return 2 if outcome.failed else 0
