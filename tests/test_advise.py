@@ -316,13 +316,16 @@ def test_advise_on_an_engine_trace() -> None:
 
 
 def test_advise_on_generate_traces(hf_traces: Path) -> None:  # noqa: F811 - the imported fixture
-    """HF ``generate()`` traces at three prompt lengths (captured here): the decode line over the
-    decode steps and the prefill line over the prefill steps, by hand from the step table that
-    ``analyze --by step`` prints, equal the budget and the reset plan advise gives."""
-    r = run_cli("analyze", str(hf_traces), "--by", "step", "--format", "json", "--workers", "1")
+    """HF ``generate()`` traces of a batch of 4 at three prompt lengths (captured here): the decode
+    line over the decode steps (context per sequence: KV tokens / 4) and the prefill line over the
+    prefill steps (all 4 prompts' tokens), by hand from the step table ``analyze --by step`` prints,
+    equal the budget and the reset plan advise gives."""
+    sweep = hf_traces / "sweep"
+    r = run_cli("analyze", str(sweep), "--by", "step", "--format", "json", "--workers", "1")
     assert r.returncode == 0, r.stderr
     rows = [s for t in json.loads(r.stdout)["traces"] for s in t["steps"]]
-    dec = [(s["kv_tokens"], (s["attention_us"] + s["other_us"]) / 1000) for s in rows if s["phase"] == "decode"]
+    assert {s["requests"] for s in rows} == {4}
+    dec = [(s["kv_tokens"] / 4, (s["attention_us"] + s["other_us"]) / 1000) for s in rows if s["phase"] == "decode"]
     pre = [(s["query_tokens"], (s["attention_us"] + s["other_us"]) / 1e6) for s in rows if s["phase"] == "prefill"]
     slope, intercept = (float(v) for v in np.polyfit(*zip(*dec), 1))
     p_slope, p_intercept = (float(v) for v in np.polyfit(*zip(*pre), 1))
@@ -330,13 +333,14 @@ def test_advise_on_generate_traces(hf_traces: Path) -> None:  # noqa: F811 - the
     growing = slope > 0
     target_ms = intercept + slope * 2 * top if growing else 1.5 * intercept
     doc = _advise(
-        str(hf_traces), "--target-itl", repr(target_ms),
+        str(sweep), "--target-itl", repr(target_ms),
         "--generate", "256", "--prompt", "1000", "--keep", "100", "--every", "64",
     )  # fmt: skip
     budget = _one(doc, "context-budget")
     assert f"over {len(dec)} decode steps" in budget["rests_on"][0]
     if growing:
         assert budget["figures"]["budget_tokens"] == pytest.approx(2 * top, rel=1e-6)
+        assert "per sequence (4 decoded together)" in budget["claim"]
     else:
         assert budget["figures"]["budget_tokens"] is None
     f = _one(doc, "progressive")["figures"]
@@ -344,9 +348,26 @@ def test_advise_on_generate_traces(hf_traces: Path) -> None:  # noqa: F811 - the
     def decode(n: int, c0: int) -> float:
         return n * intercept + slope * (n * c0 + n * (n - 1) / 2)
 
-    first = max(0.0, p_intercept + p_slope * 1000) * 1000
-    again = max(0.0, p_intercept + p_slope * 100) * 1000
+    first = max(0.0, p_intercept + p_slope * 4 * 1000) * 1000  # every sequence's prompt
+    again = max(0.0, p_intercept + p_slope * 4 * 100) * 1000  # every sequence's kept tokens
     plain = first + decode(256, 1000)
     reset = first + decode(64, 1000) + 3 * decode(64, 100) + 3 * again
     assert f["plain_total_s"] == pytest.approx(plain / 1000, rel=1e-4)
     assert f["reset_total_s"] == pytest.approx(reset / 1000, rel=1e-4)
+
+
+def test_traces_report_shows_what_would_help(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
+    """``tracekit report`` on traces carries the same advice as ``tracekit advise`` on them."""
+    out = tmp_path / "steps-report.json"
+    sweep = hf_traces / "sweep"
+    r = run_cli("report", str(sweep), "--format", "json", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    advice = json.loads(out.read_text())["advice"]
+    jsonschema.validate(advice, SCHEMA)
+    mine = _advise(str(sweep))
+    assert [a["kind"] for a in advice["advice"]] == [a["kind"] for a in mine["advice"]]
+    assert advice["projection"] == mine["projection"] and advice["notes"] == mine["notes"]
+    md = tmp_path / "steps-report.md"
+    r = run_cli("report", str(sweep), "--format", "md", "--out", str(md))
+    assert r.returncode == 0, r.stderr
+    assert "## What would help" in md.read_text()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tracekit.advise import attention, budget, measurement, progressive, projection
+from tracekit.advise import attention, basis, budget, measurement, progressive, projection
 from tracekit.advise.model import KINDS, Advice, AdviceSet, Basis, Plan
+from tracekit.analysis.steps import StepTable
 from tracekit.limits.devices import Device
+from tracekit.limits.model import ModelShape
 
-__all__ = ["Advice", "AdviceSet", "Basis", "Plan", "advise"]
+__all__ = ["Advice", "AdviceSet", "Basis", "Plan", "advise", "advise_steps"]
 
 
 def _rank(items: list[Advice]) -> list[Advice]:
@@ -30,13 +32,13 @@ def advise(
     of the same model (another attention implementation), ``run`` how the user names ``b``."""
     out = AdviceSet(source=b.source)
     items = measurement.measurement(b)
-    single = b.batch == 1
-    if not single:
+    out.notes += list(b.notes)
+    if b.batch > 1:
         out.notes.append(
-            f"the steps decode {b.batch} sequences together: the context budget and the reset plan are per sequence "
-            "and are left out"
+            f"the steps decode {b.batch} sequences together: tokens/s and ceilings count all of them; the context "
+            "budget and the reset plan are per sequence (one token a step each)"
         )
-    found = budget.context_budget(b, plan) if single else None
+    found = budget.context_budget(b, plan)
     if found is not None:
         items.append(found)
     share, share_ci, bound, added = projection.bound_explains(b)
@@ -57,7 +59,7 @@ def advise(
         dev = projection.device_advice(b, on, rows)
         if dev is not None:
             items.append(dev)
-    if b.measured and single:
+    if b.measured:
         prog = progressive.progressive(b, plan)
         if prog is not None:
             items.append(prog)
@@ -68,4 +70,35 @@ def advise(
         note = "a measurement the checks above doubt"
         items = [a if a.kind == "measurement" else replace(a, assumptions=(*a.assumptions, note)) for a in items]
     out.advice = _rank(items)
+    return out
+
+
+def advise_steps(
+    steps: StepTable,
+    plan: Plan,
+    *,
+    shape: ModelShape | None = None,
+    device: Device | None = None,
+    on: Device | None = None,
+    what: str = "the traces",
+    run: str = "TRACES",
+) -> AdviceSet:
+    """Advice on engine traces' steps (``analysis.steps``), with what they cannot carry said in notes."""
+    b = basis.from_steps(steps, shape, device, what)
+    out = advise(b, plan, on=on, run=run)
+    if not b.points:
+        out.notes.append(
+            "no decode step with a known KV length: nothing to fit or project (record shapes with "
+            "record_shapes=True where the engine writes no step annotation)"
+        )
+        return out
+    if shape is None:
+        out.notes.append("no --model-config: the bytes a step reads are unknown, so no bound or projection")
+    if device is None:
+        out.notes.append("no --device: the bandwidth the traces ran at is unknown, so no bound")
+    if len(b.points) < 2:
+        out.notes.append(
+            f"the decode steps hold {len(b.points)} context length: a fit needs two or more "
+            "(a longer generation, or traces at several prompt lengths)"
+        )
     return out

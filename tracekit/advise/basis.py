@@ -73,21 +73,27 @@ def from_steps(
     steps: StepTable, shape: ModelShape | None, device: Device | None, what: str, checks: Sequence[Check] = ()
 ) -> Basis:
     """Engine traces: each decode step with a known KV length is a point (its device-busy time:
-    attention and the rest, idle gaps left out), the context per sequence is its KV tokens over
-    its requests; the decode line is the step fit over them (bootstrap over steps)."""
+    attention and the rest, idle gaps left out) at its context per sequence, KV tokens over
+    requests; the decode line is the step fit over them (bootstrap over steps). The steps of the
+    most common batch size are used (a sequence gains one token a step whatever the batch, so the
+    budget and the reset plan hold per sequence); the prefill line fits prefill steps' time against
+    their query tokens (every sequence's prompt)."""
+    req_all = np.where(np.isfinite(steps.requests), steps.requests, 1.0)
     decode = (steps.phase == "decode") & np.isfinite(steps.kv_tokens)
-    req = np.where(np.isfinite(steps.requests), steps.requests, 1.0)[decode]
+    sizes, counts = np.unique(req_all[decode], return_counts=True)
+    batch = int(sizes[np.argmax(counts)]) if len(sizes) else 1
+    notes = []
+    if len(sizes) > 1:
+        notes.append(f"{int(counts.sum() - counts.max())} decode steps of other batch sizes than {batch} are left out")
+    decode &= req_all == batch
     busy_ms = (steps.attention_us + steps.other_us)[decode] / 1000.0
-    per_seq = steps.kv_tokens[decode] / np.maximum(req, 1.0)
-    batch = int(np.median(req)) if len(req) else 1
+    per_seq = steps.kv_tokens[decode] / max(batch, 1)
     by_ctx: dict[int, list[float]] = {}
     for c, ms in zip(np.rint(per_seq).astype(int).tolist(), busy_ms.tolist()):
         by_ctx.setdefault(c, []).append(ms)
     points = tuple(Point(c, float(np.median(v))) for c, v in sorted(by_ctx.items()) if c > 0)
     decode_line = _step_line(per_seq, busy_ms, "decode")
-    # A prefill step of one sequence: its query tokens are the prompt; its busy time, in seconds.
-    pre = (steps.phase == "prefill") & np.isfinite(steps.query_tokens)
-    pre &= np.where(np.isfinite(steps.requests), steps.requests, 1.0) == 1
+    pre = (steps.phase == "prefill") & np.isfinite(steps.query_tokens) & (req_all == batch)
     prefill_line = _step_line(steps.query_tokens[pre], (steps.attention_us + steps.other_us)[pre] / 1e6, "prefill")
     return Basis(
         source=what,
@@ -101,4 +107,5 @@ def from_steps(
         checks=tuple(checks),
         batch=max(1, batch),
         peak_tflops=None if shape is None else _tflops(device, shape),
+        notes=tuple(notes),
     )

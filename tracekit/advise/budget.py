@@ -87,7 +87,8 @@ def context_budget(b: Basis, plan: Plan) -> Advice | None:
         )
     elif iv is not None and not np.isfinite(iv[1]):
         where += " In some bootstrap draws the fit finds no growth at all, so the upper end is unbounded."
-    claim = f"Keep the context under {tokens(x)}{ci(iv, '{:,.0f}')} tokens to decode {said}.{where}"
+    per = f" per sequence ({b.batch} decoded together)" if b.batch > 1 else ""
+    claim = f"Keep the context under {tokens(x)}{ci(iv, '{:,.0f}')} tokens to decode {said}{per}.{where}"
     figures["budget_tokens"] = x
     figures["beyond_measured_by_tokens"] = max(0.0, x - line.hi)
     return Advice(

@@ -81,6 +81,7 @@ class Basis:
     command: str | None = None  # the capture command that measured it (to vary one flag)
     rounds: int | None = None
     batch: int = 1  # sequences decoded together in a step (an engine's batch): tokens per step
+    notes: tuple[str, ...] = ()  # what the input could not carry
     peak_tflops: float | None = None  # the device's dense peak in the model's dtype, where known (a prefill floor)
 
     @property

@@ -100,23 +100,25 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
         "plain_decode_s": plain / 1000,
         "reset_decode_s": reset_decode / 1000,
     }
-    plan_text = f"Generating {sch.generate:,} tokens from a {sch.prompt:,}-token prompt" + (
+    each = f" for each of {b.batch} sequences decoded together" if b.batch > 1 else ""
+    plan_text = f"Generating {sch.generate:,} tokens from a {sch.prompt:,}-token prompt{each}" + (
         " (a plan tracekit chose; pick yours with --generate, --prompt, --keep, --every)" if sch.chosen else ""
     )
     prefill = b.prefill
     if prefill is not None:
-        first = max(0.0, prefill.at(sch.prompt)) * 1000
-        again = max(0.0, prefill.at(sch.keep)) * 1000
+        # A batch re-prefills every sequence's kept tokens (the prefill line is against all of them).
+        first = max(0.0, prefill.at(b.batch * sch.prompt)) * 1000
+        again = max(0.0, prefill.at(b.batch * sch.keep)) * 1000
         rests.append(f"the prefill fit over {prefill.n} {prefill.over} (seconds against prompt tokens)")
-        again_r, first_r = _ms_reps(prefill, sch.keep), _ms_reps(prefill, sch.prompt)
-        if not prefill.lo <= sch.keep <= prefill.hi:
-            assumptions.append(f"the prefill line holds at {sch.keep:,} tokens, outside its measured range")
+        again_r, first_r = _ms_reps(prefill, b.batch * sch.keep), _ms_reps(prefill, b.batch * sch.prompt)
+        if not prefill.lo <= b.batch * sch.keep <= prefill.hi:
+            assumptions.append(f"the prefill line holds at {b.batch * sch.keep:,} tokens, outside its measured range")
         source = "measured"
     elif b.peak_tflops and b.shape is not None:
         flops = 2.0 * b.shape.params
         first, again = (
-            flops * sch.prompt / (b.peak_tflops * 1e12) * 1000,
-            flops * sch.keep / (b.peak_tflops * 1e12) * 1000,
+            flops * b.batch * sch.prompt / (b.peak_tflops * 1e12) * 1000,
+            flops * b.batch * sch.keep / (b.peak_tflops * 1e12) * 1000,
         )
         first_r = again_r = None
         assumptions.append(

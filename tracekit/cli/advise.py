@@ -210,8 +210,7 @@ def _traces(
     target: Path, model_config: Path | None, device_name: str | None, plan: Plan, on: Device | None
 ) -> AdviceSet:
     """Advice on engine traces: the decode steps' KV tokens and device-busy times."""
-    from tracekit.advise import advise as run_advice
-    from tracekit.advise.basis import from_steps
+    from tracekit.advise import advise_steps
     from tracekit.analysis.steps import concat
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.plan import Plan as FleetPlan
@@ -229,21 +228,10 @@ def _traces(
     shape = from_config(model_config) if model_config is not None else None
     recorded = find_device(device_name) if device_name is not None else None
     what = f"{len(paths)} trace{'s' if len(paths) > 1 else ''} ({target})"
-    basis = from_steps(steps, shape, recorded, what)
-    if not basis.points:
+    result = advise_steps(steps, plan, shape=shape, device=recorded, on=on, what=what, run=str(target))
+    if not result.advice:
         raise UserError(
-            f"{target}: no decode step with a known KV length; see 'tracekit analyze {target} --by step' "
-            "(record shapes with record_shapes=True where the engine writes no step annotation)"
-        )
-    result = run_advice(basis, plan, on=on, run=str(target))
-    if shape is None:
-        result.notes.append("no --model-config: the bytes a step reads are unknown, so no bound or projection")
-    if recorded is None:
-        result.notes.append("no --device: the bandwidth the traces ran at is unknown, so no bound")
-    if len(basis.points) < 2:
-        result.notes.append(
-            f"the decode steps hold {len(basis.points)} context length: a fit needs two or more "
-            "(a longer generation, or traces at several prompt lengths)"
+            f"{target}: {result.notes[0] if result.notes else 'nothing to advise on'}; see 'tracekit analyze {target} --by step'"
         )
     return result
 

@@ -178,7 +178,9 @@ def advice_section(a: AdviceSet) -> Section:
         if x.assumptions:
             text += " Assumes: " + "; ".join(x.assumptions) + "."
         items.append(Bullet(text, x.severity if x.kind == "measurement" else "", x.kind))
-    blocks: list[Block] = [Bullets(items, empty="no advice: the run holds too little to rest any on")]
+    blocks: list[Block] = [Bullets(items, empty="no advice: the measurements hold too little to rest any on")]
+    if a.notes:
+        blocks.append(Paragraph("; ".join(a.notes) + ".", "Left out:"))
     if a.bound_explains is not None:
         more = (
             " (more than all of it: the step grew less than reading the longer cache at that bandwidth would add, "

@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from tracekit.advise import AdviceSet, Plan, advise_steps
+from tracekit.advise.document import to_json as advice_json
 from tracekit.analysis.growth import Growth, growth
 from tracekit.analysis.steps import StepTable, concat
 from tracekit.fleet.merge import Summary, summarize
 from tracekit.fleet.task import Failure, TracePartial
-from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table
+from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table, advice_section
 from tracekit.sanitize import printable
 
 TITLE = "tracekit report: attention against context, step by step"
@@ -39,6 +41,7 @@ class TracesReport:
     graph_count: int = 0
     unlinked_count: int = 0
     devices: list[str] = field(default_factory=list)
+    advice: AdviceSet | None = None  # "What would help" (``tracekit.advise``), tracekit's default plan
 
 
 def build(partials: list[TracePartial], failed: list[Failure], at_kv: int | None = None) -> TracesReport:
@@ -53,6 +56,7 @@ def build(partials: list[TracePartial], failed: list[Failure], at_kv: int | None
         graph_count=sum(p.result.graph_count for p in partials),
         unlinked_count=sum(p.result.unlinked_count for p in partials),
         devices=sorted({p.result.device for p in partials}),
+        advice=advise_steps(steps, Plan(), what=f"{len(partials)} trace{'s' if len(partials) != 1 else ''}"),
     )
 
 
@@ -200,6 +204,8 @@ def sections(r: TracesReport, *, with_plots: bool = True) -> list[Section]:
     out.append(Section("Growth across steps", [_growth_table(r.growth)]))
     if with_plots and len(r.steps):
         out.append(Section("Plots", [Plots(list(PLOTS))]))
+    if r.advice is not None:
+        out.append(advice_section(r.advice))
     shown = min(len(r.steps), MAX_ROWS)
     title = f"Steps ({shown} of {len(r.steps)}; all of them: tracekit analyze --by step)"
     out.append(Section(title, [_steps_table(r)]))
@@ -348,4 +354,5 @@ def to_json(r: TracesReport) -> dict[str, Any]:
         "growth": r.growth.to_json(),
         "traces": [{"path": p, "steps": r.steps.rows(i)} for i, p in enumerate(r.paths)],
         "failed": [{"path": f.path, "error": f.error} for f in r.failed],
+        "advice": None if r.advice is None else advice_json(r.advice),
     }
