@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import ROOT, run_cli
@@ -24,10 +25,14 @@ MIXED = ENGINES / "vllm-gptoss-mixed-piecewise-mi300x.json.gz"
 QWEN3_8B = ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json"
 
 
+SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
+
+
 def _analyze(*args: str) -> dict[str, Any]:
     done = run_cli("analyze", *args, "--format", "json", "--workers", "1")
     assert done.returncode == 0, done.stderr
     out: dict[str, Any] = json.loads(done.stdout)
+    jsonschema.validate(out, SCHEMA)
     return out
 
 

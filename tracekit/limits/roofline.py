@@ -220,8 +220,8 @@ class Achieved:
         return {
             f"{prefix}bytes": self.bytes,
             f"{prefix}flops": self.flops,
-            f"{prefix}achieved_tb_s": r(self.tb_s, 6),
-            f"{prefix}achieved_tflops": r(self.tflops, 6),
+            f"{prefix}achieved_tb_s": r(self.tb_s, 9),  # a CPU reads GB/s: keep 4 digits of them
+            f"{prefix}achieved_tflops": r(self.tflops, 9),
             f"{prefix}intensity": r(self.intensity, 4),
             f"{prefix}peak_share": r(self.peak_share, 4),
             f"{prefix}bound": self.bound,
