@@ -247,7 +247,6 @@ def _print(result: object, *, as_markdown: bool) -> None:
         print(markdown.section(sec, level="#"))
         return
     lines = [f"{sec.title} ({printable(result.source)})", ""]
-    lines += [printable(f"Note: {n}.") for n in result.notes]
     for block in sec.blocks:
         if isinstance(block, Bullets):
             for i, it in enumerate(block.items, 1):
