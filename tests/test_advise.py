@@ -371,3 +371,17 @@ def test_traces_report_shows_what_would_help(hf_traces: Path, tmp_path: Path) ->
     r = run_cli("report", str(sweep), "--format", "md", "--out", str(md))
     assert r.returncode == 0, r.stderr
     assert "## What would help" in md.read_text()
+
+
+def test_steps_of_no_time_give_no_advice_and_no_crash(run: Path) -> None:
+    """A manifest whose decode steps took 0 s (finite, non-negative: the manifest accepts it) is no
+    measurement: advice leaves those contexts out instead of dividing by them."""
+    m = json.loads((run / "manifest.json").read_text())
+    for c in m["contexts"]:
+        t = c["timings"]
+        t["decode_s_by_round"] = [[0.0] * len(r) for r in t["decode_s_by_round"]]
+        t["decode_s_per_token"] = [0.0] * len(t["decode_s_per_token"])
+    (run / "manifest.json").write_text(json.dumps(m))
+    doc = _advise(str(run))
+    assert not any(a["kind"] in ("context-budget", "progressive", "device") for a in doc["advice"])
+    assert all(r["measured_tokens_per_s"] is None for r in doc["projection"])

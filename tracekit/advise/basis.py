@@ -91,7 +91,8 @@ def from_steps(
     by_ctx: dict[int, list[float]] = {}
     for c, ms in zip(np.rint(per_seq).astype(int).tolist(), busy_ms.tolist()):
         by_ctx.setdefault(c, []).append(ms)
-    points = tuple(Point(c, float(np.median(v))) for c, v in sorted(by_ctx.items()) if c > 0)
+    medians = ((c, float(np.median(v))) for c, v in sorted(by_ctx.items()) if c > 0)
+    points = tuple(Point(c, ms) for c, ms in medians if ms > 0)  # a step of no device time is no measurement
     decode_line = _step_line(per_seq, busy_ms, "decode")
     pre = (steps.phase == "prefill") & np.isfinite(steps.query_tokens) & (req_all == batch)
     prefill_line = _step_line(steps.query_tokens[pre], (steps.attention_us + steps.other_us)[pre] / 1e6, "prefill")

@@ -143,6 +143,8 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
         return Advice("progressive", claim, None, None, tuple(rests), tuple(assumptions), figures=figures)
     plain_total = first + plain
     reset_total = first + reset_decode + resets * again
+    if plain_total <= 0 or reset_total <= 0:
+        return None  # a line through steps of no time: no plan to compare
     saved = plain_total - reset_total
     gain = plain_total / reset_total - 1.0
     saved_ci = gain_ci = None

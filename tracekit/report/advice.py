@@ -53,7 +53,8 @@ def _device_label(kind: str, name: str) -> str:
 
 
 def from_report(d: ReportFacts, findings: Sequence[Finding]) -> Basis:
-    ok = d.ok_contexts()
+    # A step timed at no time at all is no measurement (every figure here divides by it).
+    ok = [c for c in d.ok_contexts() if (c.decode_ms_per_token or 0.0) > 0]
     points = []
     for c in ok:
         points.append(
@@ -63,7 +64,8 @@ def from_report(d: ReportFacts, findings: Sequence[Finding]) -> Basis:
         )
     xs = [float(p.context) for p in points]
     reps = [p.reps for p in points]
-    decode = line(xs, [p.ms for p in points], None if any(r is None for r in reps) else np.stack(reps, axis=1))  # type: ignore[arg-type]
+    stacked = None if not reps or any(r is None for r in reps) else np.stack(reps, axis=1)  # type: ignore[arg-type]
+    decode = line(xs, [p.ms for p in points], stacked)
     with_prefill = [c for c in ok if c.prefill_s]
     pre_reps = [
         stats.replicates([c.prefill_samples_s], "median", seed=prefill_seed(c.context_tokens)) for c in with_prefill
