@@ -105,6 +105,12 @@ def test_model_facts_from_the_extend_steps_shapes_match_the_config() -> None:
     assert _pairs(15, 15_360, 15_360) == pairs
     assert step["attention_flops"] == 4 * 32 * 128 * pairs * 36
     assert step["attention_bound"] == "compute"
+    # The step's GEMMs from their operators' Input Dims: Q/K/V (fused, N = 6,144), O, gate/up
+    # (fused, N = 24,576) and down over 15,360 tokens in 36 layers, and the head over the last
+    # token of each of the 15 requests only (which the model's count cannot know).
+    per_layer = 4096 * 6144 + 4096 * 4096 + 4096 * 24576 + 12288 * 4096
+    assert step["gemm_source"] == "trace shapes"
+    assert step["gemm_flops"] == 2 * 15_360 * per_layer * 36 + 2 * 15 * 4096 * 151_936
 
 
 def test_gemm_kernel_rows_get_achieved_figures_from_their_operators() -> None:

@@ -184,3 +184,22 @@ def test_limits_import_no_torch() -> None:
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
+
+
+def test_a_config_that_is_not_a_file_is_refused_without_reading(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError) as err:
+        from_config(fifo)  # a FIFO would block a reader forever
+    assert "FIFO" in str(err.value) and "--model-config" in str(err.value)
+    with pytest.raises(UserError) as err:
+        from_config(tmp_path / "nowhere")
+    assert "no such file" in str(err.value)
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "config.json").write_bytes(b" " * (5 << 20))
+    with pytest.raises(UserError) as err:
+        from_config(big)
+    assert "too large" in str(err.value)

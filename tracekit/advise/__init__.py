@@ -14,6 +14,7 @@ from tracekit.advise.model import KINDS, Advice, AdviceSet, Basis, Plan
 from tracekit.analysis.steps import StepTable
 from tracekit.limits.devices import Device
 from tracekit.limits.model import ModelShape
+from tracekit.limits.roofline import Roof
 
 __all__ = ["Advice", "AdviceSet", "Basis", "Plan", "advise", "advise_steps"]
 
@@ -78,13 +79,15 @@ def advise_steps(
     plan: Plan,
     *,
     shape: ModelShape | None = None,
-    device: Device | None = None,
+    roof: Roof | None = None,
+    roof_source: str = "",
     on: Device | None = None,
     what: str = "the traces",
     run: str = "TRACES",
 ) -> AdviceSet:
-    """Advice on engine traces' steps (``analysis.steps``), with what they cannot carry said in notes."""
-    b = basis.from_steps(steps, shape, device, what)
+    """Advice on engine traces' steps (``analysis.steps``) recorded on ``roof``'s device, with what
+    they cannot carry said in notes."""
+    b = basis.from_steps(steps, shape, roof, what, roof_source)
     out = advise(b, plan, on=on, run=run)
     if not b.points:
         out.notes.append(
@@ -94,7 +97,7 @@ def advise_steps(
         return out
     if shape is None:
         out.notes.append("no --model-config: the bytes a step reads are unknown, so no bound or projection")
-    if device is None:
+    if roof is None:
         out.notes.append("no --device: the bandwidth the traces ran at is unknown, so no bound")
     if len(b.points) < 2:
         out.notes.append(

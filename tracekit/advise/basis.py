@@ -11,11 +11,12 @@ from numpy.typing import NDArray
 
 from tracekit import stats
 from tracekit.advise.measurement import OWN_TIMER
-from tracekit.advise.model import Basis, Check, Line, Point
+from tracekit.advise.model import Basis, Line, Point
 from tracekit.analysis.growth import fit as steps_fit
 from tracekit.analysis.steps import StepTable
 from tracekit.limits.devices import Device
 from tracekit.limits.model import ModelShape
+from tracekit.limits.roofline import Roof
 
 
 def _tflops(on: Device | None, shape: ModelShape) -> float | None:
@@ -70,7 +71,7 @@ def _step_line(x: NDArray[np.float64], y: NDArray[np.float64], what: str) -> Lin
 
 
 def from_steps(
-    steps: StepTable, shape: ModelShape | None, device: Device | None, what: str, checks: Sequence[Check] = ()
+    steps: StepTable, shape: ModelShape | None, roof: Roof | None, what: str, roof_source: str = ""
 ) -> Basis:
     """Engine traces: each decode step with a known KV length is a point (its device-busy time:
     attention and the rest, idle gaps left out) at its context per sequence, KV tokens over
@@ -102,11 +103,12 @@ def from_steps(
         decode=decode_line,
         prefill=prefill_line,
         shape=shape,
-        device=device.name if device is not None else "",
-        bandwidth_gbps=None if device is None else device.peak_bandwidth_tb_s * 1000.0,
-        bandwidth_source="" if device is None else device.source,
-        checks=tuple(checks),
+        device=roof.name if roof is not None else "",
+        bandwidth_gbps=None if roof is None else roof.bandwidth_tb_s * 1000.0,
+        bandwidth_source=(roof_source or roof.source) if roof is not None else "",
         batch=max(1, batch),
-        peak_tflops=None if shape is None else _tflops(device, shape),
+        peak_tflops=None
+        if shape is None or roof is None or roof.peak_flops(shape.dtype) is None
+        else roof.peak_flops(shape.dtype) / 1e12,  # type: ignore[operator]
         notes=tuple(notes),
     )

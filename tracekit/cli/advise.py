@@ -218,6 +218,7 @@ def _traces(
     from tracekit.fleet.task import TaskOptions
     from tracekit.limits.devices import find_device
     from tracekit.limits.model import from_config
+    from tracekit.limits.roofline import Roof
 
     paths = expand([str(target)])
     outcome = run(paths, TaskOptions(steps=True), FleetPlan(1, None, None))
@@ -226,9 +227,9 @@ def _traces(
         raise UserError(f"{f.path}: {' '.join(str(f.error).split())}")
     steps = concat([p.steps for p in outcome.partials if p.steps is not None])
     shape = from_config(model_config) if model_config is not None else None
-    recorded = find_device(device_name) if device_name is not None else None
+    roof = Roof.of(find_device(device_name)) if device_name is not None else None
     what = f"{len(paths)} trace{'s' if len(paths) > 1 else ''} ({target})"
-    result = advise_steps(steps, plan, shape=shape, device=recorded, on=on, what=what, run=str(target))
+    result = advise_steps(steps, plan, shape=shape, roof=roof, on=on, what=what, run=str(target))
     if not result.advice:
         raise UserError(
             f"{target}: {result.notes[0] if result.notes else 'nothing to advise on'}; see 'tracekit analyze {target} --by step'"

@@ -46,7 +46,8 @@ def emit(
             paths=[p.result.path for p in outcome.partials],
         )
         view = analyze_tables.LimitView(limits, facts)
-        for line in limits.notes:
+        shaped = any(f is not None and f.kernels for f in facts)
+        for line in limits.notes_for(by, shaped):
             err.print(f"tracekit: note: {printable(line)}")
         for i, p in enumerate(outcome.partials):
             if p.steps is not None:  # the truth check: a figure above the device's peak

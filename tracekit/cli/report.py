@@ -92,11 +92,14 @@ def report(
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
     if not (len(inputs) == 1 and _run_folder_meant(inputs[0])):
-        if check or peak_bandwidth is not None:
-            raise UserError("--check and --peak-bandwidth need a run folder (tracekit capture); these are traces")
+        if check:
+            raise UserError("--check needs a run folder (tracekit capture); these are traces")
         from tracekit.cli.report_traces import report_traces
+        from tracekit.limits.flags import LimitFlags
 
-        code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv)
+        flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
+        flags.check()  # a bad --device or config.json fails before any trace is read
+        code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv, flags=flags)
         if code:
             raise typer.Exit(code)
         return

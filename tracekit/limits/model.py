@@ -13,7 +13,10 @@ from types import MappingProxyType
 from typing import Any
 
 from tracekit.errors import UserError
+from tracekit.fsutil import regular_file
 from tracekit.manifest import ModelFacts
+
+MAX_CONFIG_BYTES = 4 << 20  # a config.json is a few kB; a large one is not a config
 
 # Bits per element of the dtype names configs and torch use.
 DTYPE_BITS: dict[str, float] = {
@@ -180,10 +183,14 @@ def from_config(path: str | Path) -> ModelShape:
         p = p / "config.json"
     where = str(p)
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{where}: no such file; --model-config takes a local config.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        st = regular_file(p, "config.json")
+    except UserError as exc:
+        raise UserError(f"{exc}; --model-config takes a local config.json") from None
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{where}: {st.st_size:,} bytes is far too large for a config.json; refused")
+    try:
+        raw = json.loads(p.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UserError(
             f"{where}: not a readable JSON config ({exc.__class__.__name__}); --model-config takes a local config.json"
         ) from None

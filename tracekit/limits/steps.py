@@ -51,6 +51,14 @@ class Limits:
     roof_source: str = ""
     shape: ModelShape | None = None
     notes: list[str] = field(default_factory=list)
+    step_notes: list[str] = field(default_factory=list)  # what only step figures miss (model facts)
+
+    def notes_for(self, by: str, kernels_with_work: bool) -> list[str]:
+        """The notes worth saying for ``--by`` this: kernel rows need no model facts, and a
+        missing roof matters to them only where some kernel had shapes to compare."""
+        if by == "step":
+            return self.notes + self.step_notes
+        return self.notes if kernels_with_work else []
 
     def to_json(self) -> dict[str, Any]:
         device: dict[str, Any] = (
@@ -113,7 +121,9 @@ def resolve(
         measured_gbps=measured,
     )
     if roof is not None and device is not None and flags_device is None:
-        source = f"{roof.name} (the trace's deviceProperties: compute capability, SM/CU count and memory): {roof.source}"
+        source = (
+            f"{roof.name} (the trace's deviceProperties: compute capability, SM/CU count and memory): {roof.source}"
+        )
     out = Limits(roof=roof, roof_source=source)
     if model_config is None and run is not None:
         out.shape = from_manifest(run.model)
@@ -131,12 +141,12 @@ def resolve(
             if shape is not None:
                 out.shape = shape
                 if not f or not f.step_weight_bytes:
-                    out.notes.append(
+                    out.step_notes.append(
                         "the trace's shapes show no GEMM weights: step bytes leave the weights out; pass --model-config"
                     )
                 break
         else:
-            out.notes.append(
+            out.step_notes.append(
                 "no model facts: the traces record no attention operator shapes (record_shapes, eager ops); "
                 "pass --model-config PATH/config.json for attention bytes and FLOPs"
             )
@@ -161,22 +171,31 @@ def _fields(prefix: str, a: Achieved | None) -> dict[str, Any]:
 
 
 def step_fields(
-    rows: list[dict[str, Any]], phases: list[PhaseResult], limits: Limits
+    rows: list[dict[str, Any]], phases: list[PhaseResult], limits: Limits, facts: TraceFacts | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Each step row's limit fields (``attention_*``, ``gemm_*``, ``step_*``, ``step_achieved_tb_s``),
-    and the truth check's lines for figures above the device's peak."""
+    and the truth check's lines for figures above the device's peak. A step's GEMM work is its GEMM
+    operators' (``facts.step_gemm``, from their Input Dims) where the trace recorded them, else the
+    model's count (``gemm_source`` says which)."""
     out: list[dict[str, Any]] = []
     problems: list[str] = []
     shape, roof = limits.shape, limits.roof
     dtype = shape.dtype if shape is not None else "bf16"
-    for row, p in zip(rows, phases):
+    for index, (row, p) in enumerate(zip(rows, phases)):
         req, q, kv = row.get("requests"), row.get("query_tokens"), row.get("kv_tokens")
         extra: dict[str, Any] = {}
         att = gemm = step = None
+        shaped = facts.step_gemm.get(index) if facts is not None else None
+        gemm_source = None
         if shape is not None and kv is not None and q is not None:
             requests = req if req else 1
             aw = attention_work(shape, query_tokens=q, kv_tokens=kv, requests=requests, pairs=_pairs(requests, q, kv))
-            gw = decode_gemm_work(shape, q) if shape.params else Work(0.0, 0.0)
+            if shaped is not None:
+                gw, gemm_source = Work(*shaped), "trace shapes"
+            elif shape.params:
+                gw, gemm_source = decode_gemm_work(shape, q), "model"
+            else:
+                gw = Work(0.0, 0.0)
             att = achieved(aw, row["attention_us"] / 1e6, roof, dtype)
             gemm_us = p.categories["gemm"].time_us if "gemm" in p.categories else 0.0
             gemm = achieved(gw, gemm_us / 1e6, roof, dtype) if gw.bytes > 0 else None
@@ -186,6 +205,7 @@ def step_fields(
                     problems.append(f"step {row.get('step')}: " + impossible_message(what, a, roof))
         extra.update(_fields("attention_", att))
         extra.update(_fields("gemm_", gemm))
+        extra["gemm_source"] = gemm_source if gemm is not None else None
         extra.update(_fields("step_", step))
         out.append(extra)
     return out, problems

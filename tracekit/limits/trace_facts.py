@@ -129,6 +129,9 @@ class TraceFacts:
     hidden: int | None = None
     sources: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, KernelWork] = field(default_factory=dict)
+    # The GEMM operators' work in each step (index into the result's phases): (bytes, FLOPs),
+    # from their Input Dims; what the step's GEMMs did, where the model's count is an estimate.
+    step_gemm: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def _ints(x: Any) -> list[int] | None:
@@ -244,6 +247,7 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
     work: dict[int, tuple[float, float, str, str]] = {}
     att_ops: list[tuple[float, int, tuple[int, int, int], str | None]] = []
     gemm_ops: list[tuple[float, float, str | None, int]] = []  # (ts, weight elements, dtype, K)
+    outer_work: list[tuple[float, float, float]] = []  # (ts, bytes, FLOPs) of the outermost GEMM operators
     for span in ops.tolist():
         a = args(span)
         if a is None:
@@ -259,12 +263,20 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
             work[span] = (b * (m * k + k * n + m * n) * elem, 2.0 * b * m * n * k, dtype or "", "gemm")
             if not nested[span]:
                 gemm_ops.append((float(trace.spans.ts[span]), float(k * n * b), dtype, k))
+                outer_work.append((float(trace.spans.ts[span]), work[span][0], work[span][1]))
         else:
             heads = attention_shape(name, a.dims)
             if heads is None or nested[span]:
                 continue
             att_ops.append((float(trace.spans.ts[span]), span, heads, dtype))
     _model_facts(facts, result, att_ops, gemm_ops, trace, strings)
+    for i, p in enumerate(result.phases):
+        if p.host_span is None:
+            continue
+        start, end = p.host_span
+        inside = [(b, f) for ts, b, f in outer_work if start <= ts <= end]
+        if inside:
+            facts.step_gemm[i] = (sum(b for b, _ in inside), sum(f for _, f in inside))
     _kernel_work(facts, att, marked, work)
     return facts
 

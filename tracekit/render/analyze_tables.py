@@ -41,7 +41,7 @@ class LimitView:
         if i not in self._steps:
             from tracekit.limits.steps import step_fields
 
-            self._steps[i] = step_fields(table.rows(), r.phases, self.limits)
+            self._steps[i] = step_fields(table.rows(), r.phases, self.limits, self.facts[i] if i < len(self.facts) else None)
         return self._steps[i]
 
     def kernel(self, i: int, name: str) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def to_json(
     doc = {"schema": SCHEMA, "traces": traces}
     if view is not None:
         doc.update(view.limits.to_json())
-        doc["limit_notes"] = list(view.limits.notes)
+        doc["limit_notes"] = list(view.limits.notes + view.limits.step_notes)
     if summary is not None:
         doc["summary"] = summary
     if growth is not None:

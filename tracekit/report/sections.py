@@ -274,7 +274,7 @@ def _limits(d: ReportData) -> Section | None:
         by_source: dict[str, list[str]] = {}
         for k, src in shape.source.items():
             by_source.setdefault(src, []).append(k)
-        facts = "; ".join(f"{', '.join(ks)} from {src}" for src, ks in by_source.items())
+        facts = "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
         lines.append(
             f"Model facts: {shape.layers} layers, {shape.heads} heads / {shape.kv_heads} KV heads, head dim {shape.head_dim}, "
             f"{shape.params / 1e6:,.1f} M parameters at {shape.weight_bits:g} bits, KV cache at {shape.kv_bits:g} bits "
