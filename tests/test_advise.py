@@ -142,7 +142,7 @@ def test_advise_on_a_run_matches_hand_computations(small_run: Path) -> None:
             rows[top]["predicted_tokens_per_s"] / (1000.0 / h.ms[-1]) - 1, rel=1e-4, abs=1e-6
         )
         assert dev["figures"]["efficiency"] == pytest.approx(
-            (h.weights + h.kv_per_token * top) / (h.bw * 1e9) * 1e3 / h.ms[-1], rel=1e-6
+            (h.weights + h.kv_per_token * top) / (h.bw * 1e9) * 1e3 / h.ms[-1], rel=1e-6, abs=1e-6
         )
 
     # Precision: the run is float32, so 16 bits halves the cache's (or the weights') bytes.

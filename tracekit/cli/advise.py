@@ -103,7 +103,7 @@ def advise(
         help="Another run of the same model (e.g. another --attn): the measured difference, with intervals.",
     ),
     peak_bandwidth: float | None = typer.Option(
-        None, "--peak-bandwidth", help="With a run: the measuring device's memory bandwidth in GB/s."
+        None, "--peak-bandwidth", help="The measuring device's memory bandwidth in GB/s (a run's, or the traces')."
     ),
     device_name: str | None = typer.Option(
         None, "--device", help="With traces: the device they were recorded on (a name from 'tracekit devices')."
@@ -162,7 +162,7 @@ def advise(
         for flag, given in (("--preset", preset), ("--measured", measured), ("--compare", compare or None)):
             if given is not None:
                 raise UserError(f"{flag} does not apply to traces ({target}); leave it out")
-        result = _traces(target, model_config, device_name, plan, device)
+        result = _traces(target, model_config, device_name, peak_bandwidth, plan, device)
     elif target is not None:
         for flag, given in (("--preset", preset), ("--measured", measured)):
             if given is not None:
@@ -207,29 +207,43 @@ def _is_run(target: Path) -> bool:
 
 
 def _traces(
-    target: Path, model_config: Path | None, device_name: str | None, plan: Plan, on: Device | None
+    target: Path,
+    model_config: Path | None,
+    device_name: str | None,
+    peak_bandwidth: float | None,
+    plan: Plan,
+    on: Device | None,
 ) -> AdviceSet:
-    """Advice on engine traces: the decode steps' KV tokens and device-busy times."""
+    """Advice on engine traces: the decode steps' KV tokens and device-busy times, against the
+    model facts and roof the traces report resolves (flags first, then what the traces name)."""
     from tracekit.advise import advise_steps
     from tracekit.analysis.steps import concat
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.plan import Plan as FleetPlan
     from tracekit.fleet.run import run
     from tracekit.fleet.task import TaskOptions
-    from tracekit.limits.devices import find_device
-    from tracekit.limits.model import from_config
-    from tracekit.limits.roofline import Roof
+    from tracekit.limits.flags import LimitFlags
+    from tracekit.limits.steps import resolve
 
+    LimitFlags(device_name, peak_bandwidth, None, model_config).check()
     paths = expand([str(target)])
-    outcome = run(paths, TaskOptions(steps=True), FleetPlan(1, None, None))
+    outcome = run(paths, TaskOptions(steps=True, limits=True), FleetPlan(1, None, None))
     if outcome.failed:
         f = outcome.failed[0]
         raise UserError(f"{f.path}: {' '.join(str(f.error).split())}")
     steps = concat([p.steps for p in outcome.partials if p.steps is not None])
-    shape = from_config(model_config) if model_config is not None else None
-    roof = Roof.of(find_device(device_name)) if device_name is not None else None
+    limits = resolve(
+        [p.facts for p in outcome.partials],
+        device=device_name,
+        peak_bandwidth=peak_bandwidth,
+        model_config=model_config,
+        paths=[p.result.path for p in outcome.partials],
+    )
     what = f"{len(paths)} trace{'s' if len(paths) > 1 else ''} ({target})"
-    result = advise_steps(steps, plan, shape=shape, roof=roof, on=on, what=what, run=str(target))
+    result = advise_steps(
+        steps, plan, shape=limits.shape, roof=limits.roof, roof_source=limits.roof_source, on=on, what=what,
+        run=str(target),
+    )  # fmt: skip
     if not result.advice:
         raise UserError(
             f"{target}: {result.notes[0] if result.notes else 'nothing to advise on'}; see 'tracekit analyze {target} --by step'"
