@@ -109,9 +109,14 @@ def _external_cluster(tmp: Path, workers: int = 2) -> Iterator[tuple[str, dict[s
     try:
         start(["scheduler", "--port", "0", "--scheduler-file", str(sched_file), *local], "scheduler.log")
         deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(sched_file.read_text())["address"]
+        address = None
+        while address is None:
+            try:  # the scheduler may be halfway through writing the file
+                address = json.loads(sched_file.read_text())["address"]
+            except (OSError, ValueError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         for i in range(workers):
             named[f"w{i}"] = start(
                 ["worker", address, "--nthreads", "1", "--no-nanny", "--name", f"w{i}", "--memory-limit", "1GB", "--resources", "MEMORY=7e8",
@@ -236,3 +241,28 @@ def test_ctrl_c_cancels_and_prints_what_finished(rank_files: list[Path], tmp_pat
     assert text.strip().splitlines()[-1].startswith("tracekit: interrupted: ")
     gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"workers left running: {alive}"
+
+
+def test_a_cluster_that_cannot_unpickle_the_task_is_recognized_by_the_error_s_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task whose module the cluster lacks (as a cluster without tracekit lacks tracekit's) fails
+    as Dask makes it fail: a RuntimeError caused by the import error, which is what the fleet
+    reads (its type, not its wording)."""
+    from distributed import Client
+
+    from tracekit.fleet.cluster import _cannot_load
+
+    here = tmp_path / "client-only"
+    here.mkdir()
+    (here / "only_here.py").write_text("def task(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(here))
+    import only_here  # type: ignore[import-not-found]
+
+    with _external_cluster(tmp_path, workers=1) as (address, _), Client(address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        client.wait_for_workers(1, timeout=TIMEOUT)
+        fut = client.submit(only_here.task, 1, pure=False)
+        with pytest.raises(RuntimeError):
+            fut.result(timeout=TIMEOUT)
+        assert _cannot_load(fut.exception())
+        assert not _cannot_load(RuntimeError("deserialization of something else")) and not _cannot_load(None)

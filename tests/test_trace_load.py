@@ -505,3 +505,20 @@ def test_parallel_pieces_fit_the_shared_slots_but_one_huge_event(tmp_path: Path)
     slots = _Slots(1, slot)
     assert slots.put(pieces[too_long[0]]) is None and slots.put(pieces[-1]) == 0
     _assert_same_trace(load_trace(p, options=ReadOptions(workers=1)), _parallel(p, options, 2))
+
+
+@pytest.mark.parametrize("loader", ["auto", "whole", "chunked"])
+def test_a_cut_gzip_is_named_as_cut_whatever_its_prefix_looks_like(tmp_path: Path, loader: str) -> None:
+    """The prefix of a gzip cut short may already show a wrong shape (here a traceEvents that is no
+    list): the file is reported as a broken gzip, the one thing certain about it; asked for its
+    events (--partial), the shape is what stands in the way."""
+    body = b'{"traceEvents": 5, "x": "' + b"a" * 200_000 + b'"}'
+    z = gzip.compress(body)
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(z[: len(z) // 2])
+    with pytest.raises(TraceFormatError) as err:
+        load_trace(cut, options=ReadOptions(loader=loader))  # type: ignore[arg-type]
+    assert err.value.kind == "gzip" and err.value.has_prefix and "--partial" in err.value.advice
+    with pytest.raises(TraceFormatError, match="traceEvents is not a list") as err:
+        load_trace(cut, partial=True, options=ReadOptions(loader=loader))  # type: ignore[arg-type]
+    assert err.value.kind == "not-a-trace"

@@ -227,8 +227,9 @@ def _result(fut: Any, path: str, cap: Capacity) -> TracePartial | Failure:
 
 def _cannot_load(exc: BaseException | None) -> bool:
     """Whether the scheduler or a worker failed to unpickle the task: a cluster without tracekit
-    (or another version of it), where no trace can run."""
-    return isinstance(exc, RuntimeError) and "deserializ" in str(exc)
+    (or another version of it), where no trace can run. Dask raises a RuntimeError whose cause is
+    the unpickling error (a module or a name it cannot import)."""
+    return isinstance(exc, RuntimeError) and isinstance(exc.__cause__, (ImportError, AttributeError))
 
 
 def _failure(path: str, exc: BaseException, cap: Capacity) -> Failure:

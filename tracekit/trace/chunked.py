@@ -88,7 +88,7 @@ class ChunkedReader:
     """
 
     stream: Readable
-    chunk_size: int = 8 << 20
+    chunk_size: int  # ReadOptions.chunk_bytes (piece_bytes in the parallel reader)
     lenient: Callable[[bytes], list[AnyEvent]] | None = None
     decoder: msgspec.json.Decoder[Any] = field(default_factory=lambda: _events)
     head: bytes = b""

@@ -95,6 +95,8 @@ def _damaged(exc: whole.DamagedText, partial: bool, opts: ReadOptions) -> Trace:
     """A damaged text: an error, or with ``partial`` the events before the damage."""
     if not partial:
         raise exc.error from None
+    if exc.refusal is not None:
+        raise exc.refusal from None
     trace = chunked.salvage(exc.error.path, exc.text, opts)
     trace.partial = True
     return _usable(trace)

@@ -210,10 +210,9 @@ class ColumnStore:
     """Columns appended part by part (each decoded chunk's, each worker's piece) into arrays that
     grow by a quarter at a time: numpy's ``resize`` reallocates (glibc moves a block above its
     mmap threshold with ``mremap``, without copying it; a smaller one is copied) and zero-fills the
-    new space. Each part is written once into the whole, and the arrays hold at most a quarter more
-    than they need until ``take`` trims them. Concatenating a list of parts at the end touched
-    twice the memory and copied everything once more: on this project's VM, first touches of fresh
-    pages were half the main process's samples in a large load.
+    new space. Each part is written once into the whole (concatenating parts at the end would
+    touch twice the memory and copy everything once more), and the arrays hold at most a quarter
+    more than they need until ``take`` trims them.
     """
 
     GROWTH = 1.25

@@ -33,12 +33,16 @@ _CUT_SLACK = 64
 
 class DamagedText(Exception):
     """Invalid or truncated text: ``error`` says what is wrong; ``text`` is the JSON text as far as
-    it could be read."""
+    it could be read; ``refusal``, for a broken gzip, what the prefix's own shape says is wrong
+    with it (not JSON, not a trace), which outranks salvaging its events."""
 
-    def __init__(self, error: TraceFormatError, text: bytes | memoryview) -> None:
+    def __init__(
+        self, error: TraceFormatError, text: bytes | memoryview, refusal: TraceFormatError | None = None
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.text = text
+        self.refusal = refusal
 
 
 def read(p: Path, gz: bool, *, limit: int, isal: bool) -> Trace:
@@ -54,6 +58,7 @@ def read(p: Path, gz: bool, *, limit: int, isal: bool) -> Trace:
     if not data.strip(WS):
         raise policy.gzip_damaged(name, gz_error, has_prefix=False)
     # Damage in the text well before the gzip breaks comes first, as a streaming reader meets it.
+    refusal = None
     try:
         decode_text(name, data)
     except DamagedText as exc:
@@ -65,7 +70,9 @@ def read(p: Path, gz: bool, *, limit: int, isal: bool) -> Trace:
                 at = bad.start
         if at is not None and at < len(data) - _CUT_SLACK:
             raise
-    raise DamagedText(policy.gzip_damaged(name, gz_error, has_prefix=True), data)
+    except TraceFormatError as exc:
+        refusal = exc  # the broken gzip comes first; the prefix's shape only where its events are wanted
+    raise DamagedText(policy.gzip_damaged(name, gz_error, has_prefix=True), data, refusal)
 
 
 def read_all(p: Path, gz: bool, *, limit: int, isal: bool) -> tuple[bytes, str | None]:
