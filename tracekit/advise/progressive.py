@@ -111,6 +111,11 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
         again = max(0.0, prefill.at(b.batch * sch.keep)) * 1000
         rests.append(f"the prefill fit over {prefill.n} {prefill.over} (seconds against prompt tokens)")
         again_r, first_r = _ms_reps(prefill, b.batch * sch.keep), _ms_reps(prefill, b.batch * sch.prompt)
+        if again <= 0:
+            assumptions.append(
+                f"the prefill line puts re-prefilling {b.batch * sch.keep:,} tokens at no time (its intercept is below "
+                "zero): the reset's cost is missing, so the saving is an upper bound"
+            )
         if not prefill.lo <= b.batch * sch.keep <= prefill.hi:
             assumptions.append(f"the prefill line holds at {b.batch * sch.keep:,} tokens, outside its measured range")
         source = "measured"
