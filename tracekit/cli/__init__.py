@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import typer
 
+from tracekit.cli import advise as _advise
 from tracekit.cli import analyze as _analyze
 from tracekit.cli import capture as _capture
 from tracekit.cli import devices as _devices
@@ -83,6 +84,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "analyze": _analyze.analyze,
     "report": _report.report,
     "diff": _diff.diff,
+    "advise": _advise.advise,
     "export": _perfetto.export,
     "open": _perfetto.open_cmd,
     "devices": _devices.devices_cmd,
