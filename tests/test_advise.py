@@ -15,7 +15,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, capture, run_cli
+from tests.helpers import ROOT, capture, run_cli
 from tests.test_steps import hf_traces  # noqa: F401 - the HF generate() traces, recorded at test time
 from tracekit import stats
 from tracekit.stats import decode_seed
