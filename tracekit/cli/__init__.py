@@ -90,7 +90,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "devices": _devices.devices_cmd,
 }
 # Each command's --help ends with its page in docs/ (export and open share one).
-DOCS = {"export": "perfetto", "open": "perfetto"}
+DOCS = {"export": "perfetto", "open": "perfetto", "devices": "limits"}
 for _name, _fn in COMMANDS.items():
     _page = DOCS.get(_name, _name)
     app.command(_name, epilog=f"Docs: docs/{_page}.md (all pages: docs/README.md).")(_command(_fn))
