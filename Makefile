@@ -44,11 +44,11 @@ typecheck: $(STAMP) ## mypy --strict (the package, and the notebook example as a
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples/notebook.py
 
-unit: $(STAMP) ## pytest only
-	$(BIN)/python -m pytest -q
+unit: $(STAMP) ## The fast lane: every test not marked slow (no capture, Dask, chromium or ../shared)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 test: $(STAMP) chromium lint typecheck ## Set up, then lint, type check and run every test
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 bench: bench-capture bench-analyze bench-scale ## Every benchmark
 

@@ -1,57 +1,16 @@
-"""Shared fixtures: real captures (session-scoped, so each sweep runs once) and the foreign traces."""
+"""Pytest fixtures: real captures, session-scoped so each sweep runs once. Plain helpers are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import capture
+
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "foreign"
-
-H100 = "h100-qwen1.5-0.5b-hf-sdpa.json.gz"
-MI300X = "mi300x-qwen1.5-0.5b-hf-sdpa.json.gz"
-V100_DDP = "v100-ddp-training-216k-events.json.gz"
-V100_RESNET = "v100-resnet-training.pt.trace.json.gz"
-CPU_ONLY = "cpu-only.pt.trace.json.gz"
-
-
-def fixture_path(name: str) -> Path:
-    """A trace from ../shared/fixtures, read in place; the test skips where the folder is absent."""
-    p = FIXTURES / name
-    if not p.exists():
-        pytest.skip(f"../shared/fixtures/foreign/{name} is absent (fixtures live beside the project, not in it)")
-    return p
-
-
-def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real ``tracekit`` command in a subprocess."""
-    full_env = {**os.environ, "KINETO_LOG_LEVEL": "5", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "tracekit", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=ROOT,
-    )
-
-
-def capture(out: Path, contexts: list[int], tokens: int, **kw: object) -> Path:
-    from tracekit.capture.backends.base import CaptureOptions
-    from tracekit.capture.sweep import SweepOptions, run_capture
-    from tracekit.perfetto.export import enrich_context
-
-    opts = CaptureOptions(**{k: v for k, v in kw.items() if k in CaptureOptions.__dataclass_fields__})  # type: ignore[arg-type]
-    sweep_kw = {k: v for k, v in kw.items() if k in SweepOptions.__dataclass_fields__}
-    sweep = SweepOptions(contexts=contexts, tokens=tokens, out=out, **sweep_kw)  # type: ignore[arg-type]
-    return run_capture(opts, sweep, after_context=enrich_context if kw.get("enrich", True) else None)
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +41,14 @@ def sweep_sdpa(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("sdpa"), [128, 1024, 2048, 4096], 32, attn="sdpa", name="sdpa", rounds=3,
         prefill_repeats=1,
     )  # fmt: skip
+
+
+# Every test that asks for a real capture is in the slow lane, whichever file it is in: the capture
+# runs the real profiler (the session fixtures once, but each costs seconds of torch and Kineto).
+CAPTURES = frozenset({"small_run", "run", "sweep_math", "sweep_sdpa", "hf_run"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CAPTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 import torch
 
-from tests.conftest import ROOT, capture, run_cli
-from tracekit.capture.backends.base import CaptureOptions, Generation, StepCallback
+from tests.helpers import ROOT, capture, run_cli
+from tracekit.capture.backends.base import Backend, CaptureOptions, Generation, StepCallback
 from tracekit.capture.backends.builtin import BuiltinBackend
 from tracekit.capture.sweep import SweepOptions, run_capture
 from tracekit.manifest import read_manifest
@@ -130,6 +130,7 @@ class NoKeptCache(CountingPrefills):
     reuses_cache = False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend_cls", [CountingPrefills, NoKeptCache])
 def test_kept_cache_spares_prefills_and_the_fallback_still_records_every_round(
     tmp_path: Path, backend_cls: type[CountingPrefills]
@@ -157,6 +158,7 @@ def test_kept_cache_spares_prefills_and_the_fallback_still_records_every_round(
             assert t.cache_reused is True and len(t.prefill_s_repeats) == 2 and n == 3
 
 
+@pytest.mark.slow
 def test_runs_are_never_overwritten(tmp_path: Path) -> None:
     a = capture(tmp_path, [16], 2, profile_steps=1, name="same", measure_bandwidth=False, enrich=False)
     b = capture(tmp_path, [16], 2, profile_steps=1, name="same", measure_bandwidth=False, enrich=False)
@@ -164,6 +166,7 @@ def test_runs_are_never_overwritten(tmp_path: Path) -> None:
     assert (a / "manifest.json").exists() and (b / "manifest.json").exists()
 
 
+@pytest.mark.slow  # each case a capture process that imports torch
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -171,7 +174,7 @@ def test_runs_are_never_overwritten(tmp_path: Path) -> None:
         (["--tokens", "0"], "--tokens must be at least 1"),
         (["--backend", "vllm"], "--backend 'vllm' is not one of"),
         (["--preset", "gpt5"], "unknown --preset 'gpt5'"),
-        (["--device", "cuda", "--context", "16", "--tokens", "2"], "CUDA is not available"),
+        (["--device", "cuda", "--context", "16", "--tokens", "4"], "CUDA is not available"),
         (["--context", "12,abc"], "'abc' is not a whole number"),
         (["--tokens", "many"], "Invalid value for '--tokens'"),
         (["--attn", "flash", "--context", "16"], "--attn 'flash' is not available for the builtin backend"),
@@ -188,8 +191,9 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path, args: list[str], 
     assert not any(tmp_path.iterdir()), "a refused capture must not leave a run folder"
 
 
+@pytest.mark.slow
 def test_cli_capture_prints_the_run_folder_last(tmp_path: Path) -> None:
-    r = run_cli("capture", "--context", "16,48", "--tokens", "3", "--profile-steps", "2", "--out", str(tmp_path))
+    r = run_cli("capture", "--context", "16,48", "--tokens", "4", "--profile-steps", "2", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     run = Path(r.stdout.strip().splitlines()[-1])
     assert run.parent == tmp_path and (run / "manifest.json").exists()
@@ -201,6 +205,7 @@ def test_cli_capture_prints_the_run_folder_last(tmp_path: Path) -> None:
     assert "USDT" not in r.stderr  # libkineto's start/stop chatter is held back
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_contexts_and_marks_the_run_partial(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [
@@ -295,6 +300,7 @@ class OOMAt(BuiltinBackend):
         return super().prepare(prompt, max_new_tokens, on_step)
 
 
+@pytest.mark.slow
 def test_out_of_memory_at_one_context_marks_it_failed_and_goes_on(tmp_path: Path) -> None:
     opts = CaptureOptions()
     run = run_capture(
@@ -308,6 +314,7 @@ def test_out_of_memory_at_one_context_marks_it_failed_and_goes_on(tmp_path: Path
     assert m.complete
 
 
+@pytest.mark.slow
 def test_other_errors_are_not_swallowed(tmp_path: Path) -> None:
     class Broken(BuiltinBackend):
         def generate(self, prompt: list[int], max_new_tokens: int, on_step: StepCallback | None = None) -> Generation:
@@ -318,3 +325,35 @@ def test_other_errors_are_not_swallowed(tmp_path: Path) -> None:
         run_capture(
             opts, SweepOptions(contexts=[16], tokens=2, out=tmp_path, measure_bandwidth=False), backend=Broken(opts)
         )
+
+
+def _kept_cache_backend(name: str) -> Backend:
+    if name == "hf":
+        pytest.importorskip("transformers", reason="needs the [hf] extra")
+        from tracekit.capture.backends.hf import HFBackend
+
+        return HFBackend(CaptureOptions(backend="hf", preset="tiny"))
+    return BuiltinBackend(CaptureOptions())
+
+
+@pytest.mark.parametrize("name", ["builtin", pytest.param("hf", marks=pytest.mark.slow)])
+def test_kept_cache_decodes_the_same_tokens_as_a_fresh_generation(name: str) -> None:
+    """Rounds decode from a cache prefilled once, rolled back to any step: the tokens (and so the
+    work) are those of one uninterrupted generation, on every backend that keeps a cache."""
+    be = _kept_cache_backend(name)
+    try:
+        assert be.reuses_cache
+        prompt = list(range(1, 70))
+        fresh = be.generate(prompt, 8).tokens
+        first = be.prepare(prompt, 8).tokens
+        assert first == fresh[:1]
+        g = be.decode_from(prompt, 0, 7)
+        assert g.tokens == fresh[1:] and len(g.decode_s) == 7
+        assert be.decode_from(prompt, 3, 4).tokens == fresh[4:]  # rolled back to 3 generated tokens
+        assert be.prepare(prompt, 8).tokens == first  # a prefill repeat into the same cache
+        assert be.decode_from(prompt, 0, 7).tokens == fresh[1:]
+        with pytest.raises(RuntimeError, match="no kept cache"):
+            be.decode_from(list(range(1, 20)), 0, 2)
+    finally:
+        be.release()
+        be.close()

@@ -4,10 +4,11 @@ line holding only ``\\b`` comes before it)."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import ROOT, run_cli
 from tracekit.cli import app
 
 COMMANDS = {c.name: c.callback for c in app.registered_commands}
@@ -26,7 +27,7 @@ def _examples(doc: str) -> list[str]:
 
 
 def test_every_command_is_covered() -> None:
-    assert set(COMMANDS) == {"capture", "analyze", "report", "diff", "export", "open"}
+    assert set(COMMANDS) == {"capture", "analyze", "report", "diff", "advise", "export", "open", "devices"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -41,3 +42,13 @@ def test_help_examples_render_one_per_line(name: str) -> None:
     for e in examples:
         assert e in shown, f"{name} --help rewrapped {e!r}:\n{r.stdout}"
     assert "\b" not in r.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_points_to_a_docs_page_that_exists(name: str) -> None:
+    r = run_cli(name, "--help", env={"COLUMNS": "120"})
+    assert r.returncode == 0, r.stderr
+    pages = re.findall(r"docs/[a-z]+\.md", r.stdout)
+    assert pages and pages[0] != "docs/README.md", r.stdout
+    for page in pages:
+        assert (ROOT / page).is_file(), page

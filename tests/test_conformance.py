@@ -1,6 +1,8 @@
-"""Conformance: every foreign fixture against the reference figures of ../shared/fixtures/README.md
-(TraceLens, and each kernel's launching op and enclosing scopes), plus the figures issue 10 states
-for the V100 ResNet and the unlinked tails of the Qwen traces. Skips where ../shared is absent."""
+"""Conformance: every foreign fixture against independent reference figures (TraceLens, and each
+kernel's launching op and enclosing scopes; tests/data/SOURCES.md, and ../shared/fixtures/README.md
+for the traces only there), plus the figures issue 10 states for the V100 ResNet and the unlinked
+tails of the Qwen traces. The traces too big to commit are in the slow lane and come from
+../shared/fixtures (tests/helpers.fixture_path)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,26 @@ from functools import cache
 
 import pytest
 
-from tests.conftest import CPU_ONLY, H100, MI300X, V100_DDP, V100_RESNET, fixture_path, run_cli
+from tests.helpers import (
+    CPU_ONLY,
+    FLUX,
+    H100,
+    MI300X,
+    OWLV2,
+    RESNET_ROCM,
+    TIMESFORMER,
+    V100_DDP,
+    V100_RESNET,
+    fixture_param,
+    fixture_path,
+    run_cli,
+)
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.classify import Classifier
 from tracekit.analysis.result import AnalysisResult
 from tracekit.trace.load import load_trace
 from tracekit.trace.model import OP_CATS
-
-TIMESFORMER = "h100-timesformer-eager-attention.json.gz"
-OWLV2 = "mi300x-owlv2-eager-attention.json.gz"
-RESNET_ROCM = "mi300x-resnet-training-rocm.json.gz"
-FLUX = "mi300x-xdit-flux-sageattention.json.gz"
 
 # file: busy ms, idle ms, attention ms (low, high), convolution ms (low, high or None)
 README = {
@@ -48,7 +58,7 @@ def _close(got_ms: float, ref_ms: float) -> bool:
     return abs(got_ms - ref_ms) <= max(1e-3 * ref_ms, 0.005)
 
 
-@pytest.mark.parametrize("name", list(README))
+@pytest.mark.parametrize("name", [fixture_param(n) for n in README])
 def test_fixture_matches_the_readme(name: str) -> None:
     busy, idle, (a_lo, a_hi), (c_lo, c_hi) = README[name]
     res = _whole(name)
@@ -65,7 +75,7 @@ def _rule_ms(res: AnalysisResult, rule: str) -> float:
 
 @pytest.mark.parametrize(
     ("name", "softmax", "bmm"),
-    [(TIMESFORMER, 68.78, 45.00), (OWLV2, 153.99, 96.26)],
+    [(TIMESFORMER, 68.78, 45.00), pytest.param(OWLV2, 153.99, 96.26, marks=pytest.mark.slow)],
 )
 def test_eager_attention_kernel_by_kernel(name: str, softmax: float, bmm: float) -> None:
     res = _whole(name)
@@ -98,6 +108,7 @@ def test_eager_attention_kernel_by_kernel(name: str, softmax: float, bmm: float)
     assert {c for (op, c) in by_op if op == "aten::_softmax"} == {"attention"}
 
 
+@pytest.mark.slow  # FLUX is only in ../shared
 def test_sageattention_and_graph_replays() -> None:
     res = _whole(FLUX)
     sage = [k for k in res.kernels if k.name in ("sage_fwd", "sage_quant_kernel")]
@@ -121,7 +132,7 @@ def test_v100_resnet_convolution_and_relu() -> None:
     assert log_softmax and all(k.category == "other" for k in log_softmax)
 
 
-@pytest.mark.parametrize("name", [V100_DDP, CPU_ONLY, RESNET_ROCM])
+@pytest.mark.parametrize("name", [fixture_param(V100_DDP), CPU_ONLY, RESNET_ROCM])
 def test_no_attention_where_there_is_none(name: str) -> None:
     assert _ms(_whole(name), "attention") == 0.0
 

@@ -79,14 +79,16 @@ def test_launch_bound_only_on_gpus() -> None:
     assert "launch-bound" not in _kinds(_facts(idle, kind="cpu"))
 
 
-def test_growth_fits_and_where_attention_is_half() -> None:
+def test_growth_fits_without_intervals_claim_no_crossing_or_prediction() -> None:
     facts = _facts([_ctx(1000, 20.0, 2.0), _ctx(3000, 24.0, 6.0)])
     att = facts.growth.fits["attention"]
     assert att.slope * 1000 == pytest.approx(2.0) and facts.growth.fits["other"].slope == pytest.approx(0.0)
-    # attention = 2 ms per 1k; rest = 18 ms: half at 18 ms of attention, i.e. 9,000 tokens.
-    assert facts.growth.attention_half_at == pytest.approx(9000.0)
-    msgs = [f.message for f in findings_for(facts) if f.kind == "attention-half"]
-    assert msgs and "9,000" in msgs[0]
+    # Points without intervals: the slope's direction is not known, so neither the crossing
+    # (9,000 tokens by the points) nor a prediction is given.
+    assert facts.growth.attention_half_at is None and not facts.growth.predictions
+    msgs = {f.kind: f.message for f in findings_for(facts)}
+    assert "cannot say" in msgs["attention-half"] and "no prediction" in msgs["decode-fit"]
+    assert "exact through 2 points" in msgs["decode-fit"] and "R²" not in msgs["decode-fit"]
 
 
 def test_host_device_gap_becomes_a_warning() -> None:
@@ -182,8 +184,12 @@ def test_attention_growth_whose_interval_spans_zero_is_inconclusive() -> None:
     assert not re.search(r"\b(grows|falls|rises|shrinks)\b", msg.split(";")[0]), msg
     assert f"{att.slope * 1000:.3g}" not in msg
     # The headline does not claim the attention cost either way beyond its interval.
-    text = headline(ReportData.of(facts, findings_for(facts))).text
-    assert "Attention accounts for" in text and "[" in text
+    h = headline(ReportData.of(facts, findings_for(facts)))
+    att = next(iv for name, _, iv in h.categories if name == "attention")
+    assert att is not None and att[0] < h.figures["attention_added_ms_per_token"] < att[1]  # type: ignore[operator]
+    assert f"attention {h.figures['attention_added_ms_per_token']:+.3g} [" in h.lines[0]
+    # No prediction and no crossing from a slope whose interval includes zero.
+    assert not facts.growth.predictions and facts.growth.attention_half_at is None
 
 
 def test_clear_growth_is_stated_with_its_interval() -> None:
@@ -231,16 +237,23 @@ def test_the_headline_leads_every_format_with_the_same_text() -> None:
     facts = _facts([_sampled(1000, 20.0, 0.10, 0.3, 0.01, rng), _sampled(3000, 24.0, 0.25, 0.3, 0.01, rng)])
     d = ReportData.of(facts, findings_for(facts))
     h = headline(d)
-    assert h.text.startswith("From 1,000 to 3,000 tokens of context, decode went from ")
-    assert h.conclusive and "The timer was honest" in h.text and "bandwidth bound" in h.text
+    assert [line.split(":")[0] for line in h.lines] == ["What grew", "Why", "Trust"]
+    assert h.lines[0].startswith("What grew: from 1,000 to 3,000 tokens, decode went ")
+    assert h.conclusive and "the timer was honest" in h.lines[2] and "bandwidth bound" in h.lines[1]
     lo, hi = d.contexts[0].decode_ms_per_token_ci95 or (0, 0)
-    assert f"[{lo:.3g}–{hi:.3g}]" in h.text
+    assert f"[{lo:.3g}–{hi:.3g}]" in h.lines[0]
     md = render(d, "md").text.splitlines()
-    assert md[0].startswith("# ") and md[2] == f"**Answer:** {html.escape(h.text, quote=False)}"
+    lead, rest = h.lines[0].split(": ", 1)
+    assert md[0].startswith("# ") and md[2] == f"**{lead}:** {html.escape(rest, quote=False)}"
+    assert [line for line in md[2:8] if line] == [
+        f"**{x.split(': ', 1)[0]}:** {html.escape(x.split(': ', 1)[1], quote=False)}" for x in h.lines
+    ]
     page = render(d, "html").text
-    assert page.index('<p class="answer">') < page.index("<h2>") and html.escape(h.text) in page
+    assert page.index('<div class="answer">') < page.index("<h2>")
+    assert all(html.escape(x.split(": ", 1)[1]) in page for x in h.lines)
     doc = to_json(d)
-    assert doc["headline"]["text"] == h.text and doc["headline"]["decode_ms_per_token_smallest_ci95"] == [
+    assert doc["headline"]["lines"] == h.lines and doc["headline"]["text"] == h.text
+    assert doc["headline"]["decode_ms_per_token_smallest_ci95"] == [
         round(lo, 4),
         round(hi, 4),
     ]

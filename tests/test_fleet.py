@@ -13,7 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.conftest import H100, MI300X, ROOT, V100_DDP, fixture_path, run_cli
+from tests.helpers import H100, MI300X, RESNET_ROCM, ROOT, V100_DDP, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.ranks import communication_exposure, rank_of
@@ -26,7 +26,6 @@ from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file
 from tracekit.trace.load import load_trace
 from tracekit.trace.options import ReadOptions
 
-RESNET_ROCM = "mi300x-resnet-training-rocm.json.gz"
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
 
 
@@ -56,6 +55,7 @@ def test_expand_directories_globs_and_files(tmp_path: Path) -> None:
         expand([str(tmp_path / "empty")])
 
 
+@pytest.mark.slow  # V100_DDP is only in ../shared
 def test_memory_estimate_follows_the_json_size(tmp_path: Path) -> None:
     small = fixture_path(MI300X)  # 9.7 MB of JSON: read whole
     big = fixture_path(V100_DDP)  # 54 MB: read in pieces
@@ -99,6 +99,7 @@ def test_exposed_communication_matches_a_sweep_on_a_real_training_trace() -> Non
     assert 0 < got < res.categories["communication"].time_us  # partly hidden behind compute
 
 
+@pytest.mark.slow  # V100_DDP is only in ../shared
 def test_exposed_communication_on_v100_ddp_is_all_of_it() -> None:
     # In this DDP trace no kernel runs while NCCL's all-reduces do (checked pairwise by hand).
     p = analyze_file(str(fixture_path(V100_DDP)), TaskOptions())
@@ -116,8 +117,12 @@ def _partial(rank: int | None, steps: list[float], *, busy: float = 10.0, comm: 
 
 def test_summary_sums_and_the_rank_table() -> None:
     parts = [_partial(0, [10.0, 12.0]), _partial(1, [30.0], comm=4.0), _partial(2, [11.0]), _partial(None, [5.0])]
-    s = summarize(parts, [Failure("bad.json", "truncated")])
-    assert s.traces == 4 and s.failed[0].path == "bad.json"
+    # Ranks from file names only: no table unless the user says the traces are ranks of one job.
+    refused = summarize(parts, [])
+    assert refused.ranks is None and "pass --ranks" in refused.ranks_refused
+    assert refused.to_json()["ranks"] is None and refused.to_json()["ranks_refused"]
+    s = summarize(parts, [Failure("bad.json", "truncated")], ranks=True)
+    assert s.traces == 4 and not s.ranks_refused and s.failed[0].path == "bad.json"
     assert s.busy_us == 40.0 and s.categories["attention"].time_us == 8.0 and s.categories["attention"].count == 4
     assert s.ranks is not None
     assert [r.rank for r in s.ranks.rows] == [0, 1, 2] and s.ranks.unranked == 1
@@ -126,7 +131,7 @@ def test_summary_sums_and_the_rank_table() -> None:
     assert s.ranks.rows[1].exposed_communication_us == 2.0 and s.ranks.rows[1].communication_us == 4.0
     doc = s.to_json()
     assert doc["ranks"]["slowest_rank"] == 1 and doc["failed"] == [{"path": "bad.json", "error": "truncated"}]
-    assert summarize([_partial(0, [1.0]), _partial(0, [2.0])], []).ranks is None  # one rank: no table
+    assert summarize([_partial(0, [1.0]), _partial(0, [2.0])], [], ranks=True).ranks is None  # one rank: no table
 
 
 def test_bad_traces_are_listed_and_the_others_finish(tmp_path: Path) -> None:

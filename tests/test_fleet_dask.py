@@ -24,9 +24,10 @@ import psutil
 import pytest
 
 from bench.rank_traces import make_rank_traces
-from tests.conftest import ROOT, fixture_path, run_cli
+from tests.helpers import RESNET_ROCM, ROOT, fixture_path, run_cli
 
-RESNET_ROCM = "mi300x-resnet-training-rocm.json.gz"
+pytestmark = pytest.mark.slow  # each test starts and stops Dask clusters
+
 RANKS = 6
 TIMEOUT = 120
 ENV = {"PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "KINETO_LOG_LEVEL": "5"}

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.hostile import (
     BAD,
     HOSTILE_NAME,
@@ -125,6 +125,7 @@ def test_partial_salvages_the_same_events_on_every_path(tmp_path: Path) -> None:
         assert len(set(seen.values())) == 1 and "partial=True" in seen["whole"], (name, seen)
 
 
+@pytest.mark.slow  # 60 damaged traces through every reader
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(0, 12_000), junk=st.binary(min_size=0, max_size=6), at=st.integers(0, 12_000))
 def test_fuzz_damage_anywhere_gives_one_outcome_on_every_path(cut: int, junk: bytes, at: int, tmp_path: Path) -> None:

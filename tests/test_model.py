@@ -80,22 +80,3 @@ def test_presets_have_real_shapes() -> None:
     assert 7.1e9 < m.parameter_count() < 7.3e9
     assert PRESETS["llama2-7b"].parameter_count() == pytest.approx(6.74e9, rel=0.01)
 
-
-def test_kept_cache_decodes_the_same_tokens_as_a_fresh_generation() -> None:
-    """Rounds decode from a cache prefilled once, rolled back to any step: the tokens (and so the
-    work) are those of one uninterrupted generation."""
-    from tracekit.capture.backends.base import CaptureOptions
-    from tracekit.capture.backends.builtin import BuiltinBackend
-
-    be = BuiltinBackend(CaptureOptions())
-    prompt = list(range(1, 70))
-    fresh = be.generate(prompt, 8).tokens
-    first = be.prepare(prompt, 8).tokens
-    assert first == fresh[:1]
-    assert be.decode_from(prompt, 0, 7).tokens == fresh[1:]
-    assert be.decode_from(prompt, 3, 4).tokens == fresh[4:]  # rolled back to 3 generated tokens
-    assert be.prepare(prompt, 8).tokens == first  # a prefill repeat into the same cache
-    assert be.decode_from(prompt, 0, 7).tokens == fresh[1:]
-    with pytest.raises(RuntimeError, match="no kept cache"):
-        be.decode_from(list(range(1, 20)), 0, 2)
-    be.release()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import H100, fixture_path, run_cli
+from tests.helpers import H100, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.errors import UserError
 from tracekit.perfetto.export import TRACEKIT_PID, enrich_file
@@ -197,6 +197,7 @@ def test_export_conforms_round_trips_and_stays_small(source: str, small_run: Pat
     assert _categories(out) == _categories(src)
 
 
+@pytest.mark.slow  # HolisticTraceAnalysis loads the whole trace into pandas
 def test_exported_trace_still_loads_in_hta(tmp_path: Path) -> None:
     hta = pytest.importorskip("hta.trace_analysis", reason="needs the [hta] extra")
     from tracekit.analysis.hta_bridge import _add_rank

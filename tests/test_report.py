@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import H100, ROOT, fixture_path, run_cli
+from tests.helpers import H100, ROOT, fixture_path, run_cli
 from tracekit.analysis.gaps import host_device_gaps
 from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
@@ -40,6 +40,7 @@ def test_fit_line_recovers_a_known_line() -> None:
     assert crossing(fit_line(xs, [0.1] * 4), f) is None  # flat attention never reaches half  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # two real sweeps up to 4096 tokens
 @pytest.mark.parametrize("which", ["sweep_math", "sweep_sdpa"])
 def test_attention_grows_faster_than_the_rest(which: str, request: pytest.FixtureRequest) -> None:
     run: Path = request.getfixturevalue(which)

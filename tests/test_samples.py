@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.trace.load import load_trace
 

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tracekit.annotations import STEP_READERS, parse_phase
 
 ENGINES = ROOT / "tests" / "data" / "engines"
@@ -286,7 +286,7 @@ def test_hf_generate_without_shapes_says_how_to_record_them(hf_traces: Path, tmp
 def test_hf_gpu_trace_step_from_shapes_matches_tracelens() -> None:
     """TraceLens's H100 Qwen1.5-0.5B trace (../shared/fixtures): one ProfilerStep#6 holding a batch of
     16 prompts of 559 tokens; its attention time is TraceLens's own figure (24 flash kernels, 2722.7 µs)."""
-    from tests.conftest import H100, fixture_path
+    from tests.helpers import H100, fixture_path
 
     doc = _steps_json(str(fixture_path(H100)))
     (step,) = doc["traces"][0]["steps"]

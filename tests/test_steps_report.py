@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tests.test_steps import ENGINES, HF_BATCH, HF_CONTEXTS, SGLANG_DECODE, VLLM_DECODE, hf_traces  # noqa: F401 (fixture)
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import CPU_ONLY, H100, V100_DDP, fixture_path, run_cli
+from tests.helpers import H100, V100_DDP, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.errors import TraceFormatError
 from tracekit.trace.build import build_trace
@@ -43,16 +43,6 @@ def test_fixtures_load_with_links() -> None:
     assert "aten::_scaled_dot_product_flash_attention" in chain
     assert any("Qwen2Attention" in c for c in chain)
     assert "ProfilerStep#6" in chain
-
-
-def test_chunked_path_equals_in_memory_path() -> None:
-    p = fixture_path(H100)
-    a = analyze_trace(load_trace(p), "ProfilerStep#6")
-    b = analyze_trace(load_trace(p, options=ReadOptions(chunked_from=0)), "ProfilerStep#6")
-    assert a.busy_us == pytest.approx(b.busy_us, rel=1e-12)
-    assert {k: v.time_us for k, v in a.categories.items()} == pytest.approx(
-        {k: v.time_us for k, v in b.categories.items()}
-    )
 
 
 def test_list_form_and_plain_json(tmp_path: Path) -> None:
@@ -141,14 +131,11 @@ def test_cli_reports_bad_files_in_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and "no *.json or *.json.gz trace" in r.stderr
 
 
-def test_cpu_only_fixture_loads() -> None:
-    t = load_trace(fixture_path(CPU_ONLY))
-    assert t.kind == "cpu" and t.host
-
-
-def test_v100_ddp_fixture_is_a_plain_list_and_loads() -> None:
+@pytest.mark.slow  # 54 MB of JSON, only in ../shared
+def test_v100_ddp_fixture_loads_every_kernel_and_its_rank() -> None:
     t = load_trace(fixture_path(V100_DDP))
     assert len(t.device) == 22290
+    assert t.rank == 1  # from distributedInfo
 
 
 # --- property-based: malformed events never escape as anything but a TraceFormatError ---------------
@@ -361,7 +348,7 @@ def test_chunked_truncation_is_reported_and_salvaged(tmp_path: Path) -> None:
 
 
 def test_the_model_is_columns_with_one_table_of_strings() -> None:
-    from tests.conftest import V100_RESNET
+    from tests.helpers import V100_RESNET
 
     t = load_trace(fixture_path(V100_RESNET))
     cols = t.spans
@@ -454,6 +441,7 @@ def _parallel(p: Path, options: ReadOptions, workers: int) -> Trace:
     return trace
 
 
+@pytest.mark.slow  # V100_DDP is only in ../shared
 def test_parallel_load_equals_the_serial_one() -> None:
     """The fixture decoded and built by worker processes, in small pieces so there are many, gives
     exactly the trace the serial reader gives; so does a load that picks the parallel reader."""

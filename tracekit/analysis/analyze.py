@@ -15,22 +15,58 @@ from tracekit.analysis.breakdown import (
     phase_results,
     unlinked_and_graph,
 )
-from tracekit.analysis.result import AnalysisResult
-from tracekit.analysis.window import find_window
+from tracekit.analysis.result import AnalysisResult, CategoryTime, KernelRow
+from tracekit.analysis.window import Window, find_window, find_windows, merged_window
+from tracekit.errors import InputError
 from tracekit.trace.model import Trace
 
+PHASES = ("prefill", "decode", "all")
 
-def analyze_trace(trace: Trace, window: str | None = None, *, attribution: Attribution | None = None) -> AnalysisResult:
-    """Attribute the device time of ``trace`` (within ``window``, an annotation name) to categories.
+
+def analyze_trace(
+    trace: Trace,
+    window: str | None = None,
+    *,
+    attribution: Attribution | None = None,
+    window_all: bool = False,
+    phase: str | None = None,
+) -> AnalysisResult:
+    """Attribute the device time of ``trace`` to categories: all of it, or within ``window`` (an
+    annotation name or a shell-style pattern over the names: the earliest match, or with
+    ``window_all`` every match summed, overlapping ones once), or only the work of the phase called
+    ``phase`` (``decode``: every decode step; its busy and idle time are the steps' own, not the
+    gaps between them).
 
     Pass ``attribution`` when the trace was attributed already (the Perfetto export tags events from
     the same one)."""
     att = attribution if attribution is not None else attribute(trace)
-    win = find_window(trace, window)
-    sel = att.within(win) if window is not None else att
+    if window is not None and window_all:
+        wins = merged_window(find_windows(trace, window), window)
+        parts = [_result(trace, att.within(w), w) for w in wins]
+        res = _summed(trace, parts, window, len(wins))
+    elif phase is not None and phase != "all" and window is None:
+        res = _phase_result(trace, att, phase)
+    else:
+        win = find_window(trace, window)
+        res = _result(trace, att.within(win) if window is not None else att, win)
+    if res.window.note:
+        res.notes.append(res.window.note)
+    if trace.partial:
+        res.warnings.append(f"{trace.path}: trace is truncated; analyzed the usable prefix only")
+    if trace.skipped_events:
+        res.warnings.append(f"{trace.path}: skipped {trace.skipped_events} malformed events")
+    if trace.out_of_range:
+        res.warnings.append(
+            f"{trace.path}: skipped {trace.out_of_range} events whose times are missing, not finite, negative or "
+            "far outside the trace's span"
+        )
+    return res
+
+
+def _result(trace: Trace, sel: Attribution, win: Window) -> AnalysisResult:
     busy = busy_time(sel, win.start_us, win.end_us)
     unlinked_us, unlinked_count, graph_us, graph_count = unlinked_and_graph(sel)
-    res = AnalysisResult(
+    return AnalysisResult(
         path=trace.path,
         device=trace.kind,
         window=win,
@@ -46,13 +82,58 @@ def analyze_trace(trace: Trace, window: str | None = None, *, attribution: Attri
         graph_count=graph_count,
         partial=trace.partial,
     )
-    if trace.partial:
-        res.warnings.append(f"{trace.path}: trace is truncated; analyzed the usable prefix only")
-    if trace.skipped_events:
-        res.warnings.append(f"{trace.path}: skipped {trace.skipped_events} malformed events")
-    if trace.out_of_range:
-        res.warnings.append(
-            f"{trace.path}: skipped {trace.out_of_range} events whose times are missing, not finite, negative or "
-            "far outside the trace's span"
+
+
+def _phase_result(trace: Trace, att: Attribution, phase: str) -> AnalysisResult:
+    """The work of every phase called ``phase``; its window is the phases' spans laid end to end."""
+    sel = att.in_phase(phase)
+    phases = [p for p in phase_results(sel) if p.phase == phase]
+    if not phases:
+        found = sorted({p.phase for p in phase_results(att)})
+        raise InputError(
+            trace.path,
+            f"no {phase} phase in this trace (phases: {', '.join(found) or 'none'})",
+            kind="no-phase",
+            advice="use --phase all, or a trace tracekit captured",
         )
+    span = sum(p.span_us for p in phases)
+    busy = sum(p.busy_us for p in phases)
+    win = Window(f"{len(phases)} {phase} phase{'s' if len(phases) != 1 else ''}", phases[0].start_us, span, "phase")
+    res = _result(trace, sel, win)
+    res.phases = phases
+    res.busy_us, res.idle_us = busy, sum(p.idle_us for p in phases)
     return res
+
+
+def _summed(trace: Trace, parts: list[AnalysisResult], pattern: str, n: int) -> AnalysisResult:
+    """Several windows' results as one: sums of times and counts, kernels merged by row."""
+    cats: dict[str, CategoryTime] = {}
+    kernels: dict[tuple[str, str, str], KernelRow] = {}
+    for r in parts:
+        for name, c in r.categories.items():
+            m = cats.setdefault(name, CategoryTime())
+            m.time_us += c.time_us
+            m.count += c.count
+        for k in r.kernels:
+            row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
+            row.count += k.count
+            row.time_us += k.time_us
+    win = Window(
+        f"{pattern} ({n} windows summed)", parts[0].window.start_us, sum(r.window.dur_us for r in parts), "sum"
+    )
+    win.note = f"window {pattern!r}: {n} windows summed (overlapping ones counted once)"
+    return AnalysisResult(
+        path=trace.path,
+        device=trace.kind,
+        window=win,
+        busy_us=sum(r.busy_us for r in parts),
+        idle_us=sum(r.idle_us for r in parts),
+        categories=cats,
+        phases=[p for r in parts for p in r.phases],
+        kernels=sorted(kernels.values(), key=lambda k: -k.time_us),
+        unlinked_us=sum(r.unlinked_us for r in parts),
+        unlinked_count=sum(r.unlinked_count for r in parts),
+        graph_us=sum(r.graph_us for r in parts),
+        graph_count=sum(r.graph_count for r in parts),
+        partial=trace.partial,
+    )

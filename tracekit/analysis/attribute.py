@@ -60,6 +60,27 @@ class Attribution:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def in_phase(self, phase: str) -> Attribution:
+        """The items of every phase called ``phase`` (``decode``: every decode step)."""
+        names = np.array([k.phase == phase for k in self.phase_keys] + [False], bool)
+        keep = names[self.phase]  # -1 (no phase) reads the trailing False
+        return replace(
+            self,
+            origin=self.origin[keep],
+            name=self.name[keep],
+            ts=self.ts[keep],
+            end=self.end[keep],
+            time=self.time[keep],
+            node=self.node[keep],
+            graph=self.graph[keep],
+            code=self.code[keep],
+            category=self.category[keep],
+            phase=self.phase[keep],
+            phase_node=self.phase_node[keep],
+            busy_ts=self.busy_ts[keep] if self.device == "gpu" else self.busy_ts,
+            busy_end=self.busy_end[keep] if self.device == "gpu" else self.busy_end,
+        )
+
     def within(self, window: Window) -> Attribution:
         """The items in ``window``. GPU work is clipped to it (work that merely starts on its edge
         stays, with no time); CPU operators count when they start inside it."""

@@ -72,6 +72,7 @@ class AnalysisResult:
     graph_count: int = 0
     partial: bool = False
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader should know (not a problem)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -72,3 +72,30 @@ PRESETS: dict[str, ModelShape] = {
         rope_theta=500000.0,
     ),
 }
+
+
+# --backend hf without --model: small random-weight configs built offline, for tests and for
+# trying the pipeline without a model (transformers config fields, plus the architecture).
+_TINY_LLAMA: dict[str, Any] = {
+    "arch": "llama",
+    "vocab_size": 4096,
+    "hidden_size": 256,
+    "intermediate_size": 704,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
+}
+HF_PRESETS: dict[str, dict[str, Any]] = {"tiny": _TINY_LLAMA, "tiny-qwen": {**_TINY_LLAMA, "arch": "qwen2"}}
+
+# Each backend's presets, for --help and the messages that name them (exllamav2 needs --model).
+BACKEND_PRESETS: dict[str, tuple[str, ...]] = {
+    "builtin": tuple(PRESETS),
+    "hf": tuple(HF_PRESETS),
+    "exllamav2": (),
+}
+
+
+def presets_help() -> str:
+    """Every backend's presets in one phrase: ``builtin: tiny, llama2-7b, ...; hf: tiny, tiny-qwen``."""
+    return "; ".join(f"{b}: {', '.join(p)}" for b, p in BACKEND_PRESETS.items() if p)

@@ -22,8 +22,10 @@ from typing import Any, TextIO
 
 import typer
 
+from tracekit.cli import advise as _advise
 from tracekit.cli import analyze as _analyze
 from tracekit.cli import capture as _capture
+from tracekit.cli import devices as _devices
 from tracekit.cli import diff as _diff
 from tracekit.cli import perfetto as _perfetto
 from tracekit.cli import report as _report
@@ -41,7 +43,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tracekit import __version__
+
+        print(f"tracekit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print tracekit's version and exit."
+    ),
+) -> None:
+    """The options before a command: --version, -h (the app's help text is the one shown)."""
 
 
 def _command(fn: Callable[..., None]) -> Callable[..., None]:
@@ -64,11 +84,16 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "analyze": _analyze.analyze,
     "report": _report.report,
     "diff": _diff.diff,
+    "advise": _advise.advise,
     "export": _perfetto.export,
     "open": _perfetto.open_cmd,
+    "devices": _devices.devices_cmd,
 }
+# Each command's --help ends with its page in docs/ (export and open share one).
+DOCS = {"export": "perfetto", "open": "perfetto", "devices": "limits"}
 for _name, _fn in COMMANDS.items():
-    app.command(_name)(_command(_fn))
+    _page = DOCS.get(_name, _name)
+    app.command(_name, epilog=f"Docs: docs/{_page}.md (all pages: docs/README.md).")(_command(_fn))
 
 
 def _say(line: str) -> None:

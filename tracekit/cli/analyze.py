@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Literal
 
 import typer
 
-from tracekit.cli.common import check_choice
+from tracekit.cli.common import check_choice, err, out
 from tracekit.errors import UserError
+from tracekit.limits.flags import LimitFlags
 
 
 def analyze(
@@ -17,8 +19,28 @@ def analyze(
         ...,
         help="Trace files (*.json or *.json.gz) from any torch.profiler source, directories (searched recursively) or globs.",
     ),
-    window: str | None = typer.Option(None, help="Restrict to the span of this annotation (e.g. ProfilerStep#6)."),
+    window: str | None = typer.Option(
+        None,
+        help="Restrict to the span of this annotation: a name (ProfilerStep#6) or a pattern (ProfilerStep#*); "
+        "several matches: the earliest, and a line says which.",
+    ),
+    window_all: bool = typer.Option(False, "--window-all", help="Sum every window --window matches."),
+    list_windows: bool = typer.Option(
+        False, "--list-windows", help="List each trace's annotations (window names) with their counts, and stop."
+    ),
+    phase: str | None = typer.Option(
+        None,
+        help="prefill, decode or all: only that phase's work (default: decode for a tracekit run folder, else all).",
+    ),
+    ranks: bool = typer.Option(
+        False,
+        "--ranks",
+        help="The traces are ranks of one job: read ranks from file names too (rank-3), not only from the "
+        "traces' distributedInfo.",
+    ),
     by: str = typer.Option("category", help="Group by: category, phase, step or kernel."),
+    wide: bool = typer.Option(False, "--wide", help="Full kernel names in tables (default: their short identity)."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Only the N longest kernels (--by kernel)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
     explain: str | None = typer.Option(None, help="Show which rule classified each kernel matching this regex."),
     partial: bool = typer.Option(False, help="Analyze the usable prefix of a truncated trace (with a warning)."),
@@ -41,6 +63,18 @@ def analyze(
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
     ),
+    device: str | None = typer.Option(
+        None, "--device", help="With --by step/kernel: the device whose peaks to compare with (see 'tracekit devices')."
+    ),
+    peak_bandwidth: float | None = typer.Option(
+        None, "--peak-bandwidth", help="With --by step/kernel: device memory bandwidth in GB/s (a device the table lacks)."
+    ),
+    peak_flops: float | None = typer.Option(
+        None, "--peak-flops", help="With --by step/kernel: device dense peak TFLOP/s, every dtype."
+    ),
+    model_config: Path | None = typer.Option(
+        None, "--model-config", help="With --by step/kernel: a local Hugging Face config.json for the model facts."
+    ),
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
 
@@ -49,30 +83,44 @@ def analyze(
     ordered table (kernel name, launching op, enclosing scopes); --explain shows which.
 
     Several traces run as Dask tasks (a local cluster by default, or --scheduler) and get a summary:
-    categories over all traces and, when the traces carry ranks (distributedInfo.rank, or rank-N
-    in the file name), a per-rank table with the slowest rank and the skew. A trace that fails is
-    listed and the others finish (exit 2); Ctrl-C prints what finished (exit 130).
+    categories over all traces and, when the traces are ranks of one job (their own
+    distributedInfo.rank, or rank-N in the file name with --ranks), a per-rank table with the
+    slowest rank and the skew. A tracekit run folder is read over its decode steps (--phase).
+    A trace that fails is listed and the others finish (exit 2); Ctrl-C prints what finished
+    (exit 130).
 
     \b
     Examples:
       tracekit analyze trace.json.gz --window ProfilerStep#6
+      tracekit analyze trace.json.gz --window 'ProfilerStep#*' --window-all
+      tracekit analyze trace.json.gz --by kernel --top 10
       tracekit analyze run/context-004096.pt.trace.json.gz --by step --format json
       tracekit analyze trace.json.gz --explain 'flash|attn'
       tracekit analyze traces/job-42/ --window ProfilerStep#6
       tracekit analyze 'sweeps/**/*.json.gz' --scheduler tcp://head:8786 --format json
+      tracekit analyze sglang-decode.json.gz --by step --model-config Qwen3-8B/config.json
+      tracekit analyze h100-trace.json.gz --by kernel --device h100-sxm
     """
     _one_blas_thread()
+    from tracekit.analysis.analyze import PHASES
     from tracekit.cli.analyze_print import emit
     from tracekit.cli.progress import progress
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.plan import Plan
-    from tracekit.fleet.run import default_workers, run
+    from tracekit.fleet.run import default_workers
+    from tracekit.fleet.run import run as run_tasks
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_tables
     from tracekit.trace.options import ReadOptions
 
     check_choice(by, analyze_tables.GROUPINGS, "--by")
     check_choice(fmt, analyze_tables.FORMATS, "--format")
+    if phase is not None:
+        check_choice(phase, PHASES, "--phase")
+    if window_all and window is None:
+        raise UserError("--window-all sums the windows --window matches: give --window PATTERN too")
+    if phase not in (None, "all") and window is not None:
+        raise UserError("give --window (an annotation's span) or --phase (a phase's work), not both")
     pattern = None
     if explain is not None:
         try:
@@ -82,7 +130,15 @@ def analyze(
     if scheduler is not None and workers is not None:
         raise UserError("give --workers (a cluster on this machine) or --scheduler (an existing one), not both")
     paths = expand(traces)
-    # An explicit --workers or --memory-limit (both about a cluster tracekit starts) wins over the
+    if list_windows:
+        _list_windows(paths, partial)
+        return
+    run = window is None and phase is None and _in_run_folders(paths)
+    if run:
+        phase = "decode"
+        err.print(
+            "tracekit: a tracekit run: decode steps only (--phase all for every phase, --phase prefill)"
+        )  # An explicit --workers or --memory-limit (both about a cluster tracekit starts) wins over the
     # environment; --workers 1 never touches Dask, and neither does a single trace unless
     # --scheduler says so (an address left in the environment for other tools would cost a
     # connection and need tracekit on the cluster, for one file).
@@ -98,15 +154,63 @@ def analyze(
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
-    read = ReadOptions.from_env()
+    limits = by in ("step", "kernel")
+    flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
+    if limits:
+        flags.check()  # a bad --device or config.json fails before any trace is read
+    elif flags.given():
+        raise UserError("--device, --peak-bandwidth, --peak-flops and --model-config go with --by step or --by kernel")
     options = TaskOptions(
-        window=window, partial=partial, hta=hta, kernels=kernels, explain=explain, read=read, steps=by == "step"
+        window=window,
+        partial=partial,
+        hta=hta,
+        kernels=kernels,
+        explain=explain,
+        read=ReadOptions.from_env(),
+        steps=by == "step",
+        window_all=window_all,
+        phase=phase,
+        limits=limits,
     )
     with progress(len(paths)) as listener:
-        outcome = run(paths, options, plan, listener)
-    code = emit(outcome, len(paths), fmt=fmt, by=by, explain=pattern, at_kv=at_kv)
+        outcome = run_tasks(paths, options, plan, listener)
+    code = emit(
+        outcome,
+        len(paths),
+        fmt=fmt,
+        by=by,
+        explain=pattern,
+        at_kv=at_kv,
+        wide=wide,
+        top=top,
+        ranks=ranks,
+        contexts=run,
+        flags=flags if limits else None,
+    )
     if code:
         raise typer.Exit(code)
+
+
+def _in_run_folders(paths: list[str]) -> bool:
+    """Whether every trace is a context of a tracekit run (a manifest beside it)."""
+    from pathlib import Path
+
+    from tracekit.manifest import MANIFEST
+
+    return bool(paths) and all((Path(p).parent / MANIFEST).is_file() for p in paths)
+
+
+def _list_windows(paths: list[str], partial: bool) -> None:
+    """Each trace's annotation names, in natural order, with how often each occurs."""
+    from tracekit.analysis.window import annotation_counts
+    from tracekit.sanitize import printable
+    from tracekit.trace.load import load_trace
+
+    for p in paths:
+        counts = annotation_counts(load_trace(p, partial=partial))
+        out.print(printable(f"{p}: {len(counts)} window names"))
+        for name, n in counts.items():
+            out.print(printable(f"  {name}" + (f"  (x{n})" if n > 1 else "")))
 
 
 def _one_blas_thread() -> None:

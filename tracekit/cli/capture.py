@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from tracekit.capture.presets import BACKEND_PRESETS, presets_help
 from tracekit.cli.common import check_choice, err, parse_int_list
+from tracekit.errors import UserError
 from tracekit.sanitize import printable
 
 if TYPE_CHECKING:
@@ -21,7 +24,11 @@ def capture(
     ),
     tokens: int = typer.Option(32, "--tokens", "-n", help="Tokens generated per context length."),
     backend: str = typer.Option("builtin", help="Engine: builtin (no downloads), hf, exllamav2."),
-    preset: str = typer.Option("tiny", help="Builtin shapes: tiny (CPU-friendly), llama2-7b, mistral-7b, llama3-8b."),
+    preset: str = typer.Option(
+        "tiny",
+        help=f"Model shape with random weights, per backend ({presets_help()}); builtin tiny is CPU-friendly. "
+        "hf without --model runs its preset.",
+    ),
     model: str | None = typer.Option(None, help="Model directory for --backend hf or exllamav2 (local files only)."),
     attn: str = typer.Option(
         "sdpa",
@@ -70,7 +77,7 @@ def capture(
     from tracekit.capture.backends import BACKENDS
     from tracekit.capture.backends.base import CaptureOptions
     from tracekit.capture.sweep import SweepOptions, run_capture, validate
-    from tracekit.cli.progress import bar
+    from tracekit.cli.progress import bar, wanted
     from tracekit.fsutil import check_out_folder, check_run_name
     from tracekit.perfetto.export import enrich_context
 
@@ -87,7 +94,10 @@ def capture(
         prefill_repeats=prefill_repeats,
     )
     validate(sweep)
+    check_tokens(tokens, sweep.warmup_steps)
     check_out_folder(out)
+    # Said once the model is loaded (a bad --attn or --preset is then an error of its own).
+    notes = [random_model_note(preset)] if backend == "hf" and model is None else []
     opts = CaptureOptions(
         backend=backend,
         preset=preset,
@@ -100,11 +110,18 @@ def capture(
         no_graphs=no_graphs,
     )
     progress = bar()
+    # Not on a terminal (piped, logged, in CI): a plain line at each step instead of the bar, so
+    # a long capture is not silent; TRACEKIT_PROGRESS=0 turns both off.
+    lines = LineProgress() if not wanted() and os.environ.get("TRACEKIT_PROGRESS") != "0" else None
     with progress:
         task = progress.add_task("loading model", total=None)
 
         def on_progress(desc: str, done: int, total: int) -> None:
+            while notes:
+                progress.console.print(notes.pop(), markup=False, highlight=False, soft_wrap=True)
             progress.update(task, description=desc, completed=done, total=total)
+            if lines is not None:
+                lines(desc, done, total)
 
         try:
             run_dir = run_capture(opts, sweep, on_progress, after_context=None if no_enrich else enrich_context)
@@ -123,6 +140,41 @@ def capture(
     for line in summary_lines(m):
         err.print(line)
     print(printable(str(run_dir)))
+
+
+def random_model_note(preset: str) -> str:
+    return (
+        f"tracekit: --backend hf without --model runs a random-weight model (--preset {preset}; presets: "
+        f"{', '.join(BACKEND_PRESETS['hf'])}): its timings show tracekit at work, not a real model; "
+        "give --model DIR for one"
+    )
+
+
+def check_tokens(tokens: int, warmup: int) -> None:
+    """Enough tokens for at least one measured decode step: the first token comes from the
+    prefill and each round's first ``warmup`` decode steps are dropped."""
+    least = warmup + 2
+    if 0 < tokens < least:
+        raise UserError(
+            f"--tokens {tokens} is too few: the first token comes from the prefill and the next {warmup} decode "
+            f"steps are warm-up, so at least {least} are needed for one measured step (try --tokens 16)"
+        )
+
+
+class LineProgress:
+    """Progress as plain lines on stderr, one per step of the sweep, with the time so far."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.last = ""
+
+    def __call__(self, desc: str, done: int, total: int) -> None:
+        # From the first finished visit on: a capture refused at once says only why.
+        if desc == self.last or done == 0:
+            return
+        self.last = desc
+        count = f" ({done}/{total} done)" if total else ""
+        err.print(printable(f"tracekit: {desc}{count}, {time.monotonic() - self.start:.0f} s"))
 
 
 def _ci(iv: list[float] | None, fmt: str = "{:.3g}") -> str:

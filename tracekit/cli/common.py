@@ -6,6 +6,7 @@ only writes JSON never pays for it.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,11 @@ from tracekit.errors import UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+# Tables fit this width when the output goes to a file or a pipe: room for every column tracekit
+# draws; kernel names are shortened to fit (``--wide`` shows them whole).
+PIPED_WIDTH = 100
 
 
 class LazyConsole:
@@ -27,11 +33,19 @@ class LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            stream = sys.stderr if self._stderr else sys.stdout
-            # Wide tables when piped (rich would wrap at 80 columns); the terminal's width otherwise.
-            width = None if self._stderr or stream.isatty() else 200
-            self._console = Console(stderr=self._stderr, soft_wrap=True, markup=False, highlight=False, width=width)
+            self._console = Console(
+                stderr=self._stderr, soft_wrap=True, markup=False, highlight=False, width=self.width()
+            )
         return self._console
+
+    def width(self) -> int | None:
+        """The terminal's width (None: rich asks the terminal), ``$COLUMNS`` where set, else
+        ``PIPED_WIDTH`` when the output is not a terminal (rich would take 80 columns)."""
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            return int(columns)
+        stream = sys.stderr if self._stderr else sys.stdout
+        return None if self._stderr or stream.isatty() else PIPED_WIDTH
 
     def print(self, *objects: Any) -> None:
         self.rich.print(*objects)

@@ -37,6 +37,15 @@ def report(
     peak_bandwidth: float | None = typer.Option(
         None, "--peak-bandwidth", help="Device memory bandwidth in GB/s for the bound."
     ),
+    device: str | None = typer.Option(
+        None, "--device", help="The device to compare with (a name from 'tracekit devices'), instead of the captured one."
+    ),
+    peak_flops: float | None = typer.Option(
+        None, "--peak-flops", help="Device dense peak TFLOP/s (every dtype), for a device the table lacks."
+    ),
+    model_config: Path | None = typer.Option(
+        None, "--model-config", help="A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...)."
+    ),
     partial: bool = typer.Option(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
     ),
@@ -47,14 +56,16 @@ def report(
 ) -> None:
     """Explain how decode cost grows with context: per-context figures, fits, bounds, findings, plots.
 
-    The answer comes first (and is printed here): decode ms/token at the smallest and largest
-    context, what attention and the bandwidth bound explain of the difference, and whether the
-    timer and the machine could be trusted, each figure with its 95% interval [lo–hi]. Per
+    The answer comes first (and is printed here), in three lines, each figure with its 95%
+    interval [lo–hi]: what grew (decode ms/token from the smallest to the largest context, and
+    each category's change per token), why (the bandwidth bound's share of the total growth), and
+    whether to trust it (timer, machine load, noise). Per
     context: prefill time (synchronized, and the unsynchronized reading beside it), decode
     ms/token and tokens/s, attention ms/token and share, every other category, device idle share,
     profiler overhead, and the memory-bandwidth bound. Across contexts: least-squares fits of
-    ms/token = a + b·context for total, attention and the rest, predictions at 2x and 4x the
-    largest context, and where attention becomes half of a step.
+    ms/token = a + b·context for total, attention and the rest (two contexts: exact, no R²), and,
+    where the slope's interval excludes zero, tokens/s predicted at 2x the largest context and where
+    attention becomes half of a step (never past 2x the measured range or the model's maximum).
 
     Given traces instead of a run folder (a file, several, a folder, a glob: vLLM, SGLang, HF
     generate(), tracekit's own), the report is built from their steps: attention µs per decode step
@@ -67,6 +78,7 @@ def report(
       tracekit report vllm-trace.json.gz --format html
       tracekit report 'bench/**/*.json.gz' --at-kv 32768 --format md
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
+      tracekit report traces/RUN --device jetson-orin-agx --model-config Llama-3-8B/config.json
     """
     from tracekit.fsutil import claim_output
     from tracekit.manifest import report_file
@@ -82,11 +94,14 @@ def report(
     if at_kv is not None and not 0 < at_kv <= 10**12:
         raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
     if not (len(inputs) == 1 and _run_folder_meant(inputs[0])):
-        if check or peak_bandwidth is not None:
-            raise UserError("--check and --peak-bandwidth need a run folder (tracekit capture); these are traces")
+        if check:
+            raise UserError("--check needs a run folder (tracekit capture); these are traces")
         from tracekit.cli.report_traces import report_traces
+        from tracekit.limits.flags import LimitFlags
 
-        code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv)
+        flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
+        flags.check()  # a bad --device or config.json fails before any trace is read
+        code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv, flags=flags)
         if code:
             raise typer.Exit(code)
         return
@@ -106,7 +121,15 @@ def report(
     from tracekit.trace.options import ReadOptions
 
     read = ReadOptions.from_env()
-    data = build_report(run_dir, peak_bandwidth=peak_bandwidth, partial=partial, read=read)
+    data = build_report(
+        run_dir,
+        peak_bandwidth=peak_bandwidth,
+        partial=partial,
+        read=read,
+        device=device,
+        peak_flops=peak_flops,
+        model_config=model_config,
+    )
     for finding in data.findings:
         if finding.kind == "trace-problem":
             err.print(f"tracekit: warning: {printable(finding.message)}")
@@ -124,7 +147,8 @@ def report(
     if not to_stdout:
         from tracekit.report.headline import headline
 
-        err.print(printable(headline(data).text))
+        for line in headline(data).lines:
+            err.print(printable(line))
     failures = evaluate(checks, report)
     for line in failures:
         err.print(f"tracekit: check failed: {printable(line)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tracekit.cli.common import err
 from tracekit.errors import UserError
+from tracekit.limits.flags import LimitFlags
 from tracekit.sanitize import finite, printable
 
 SIGNATURES = {
@@ -20,7 +21,14 @@ STEM = "steps-report"
 
 
 def report_traces(
-    inputs: list[str], fmt: list[str], out: Path | None, *, force: bool, partial: bool, at_kv: int | None
+    inputs: list[str],
+    fmt: list[str],
+    out: Path | None,
+    *,
+    force: bool,
+    partial: bool,
+    at_kv: int | None,
+    flags: LimitFlags | None = None,
 ) -> int:
     """Analyze ``inputs`` step by step and write the report; return the exit code (2: some trace failed)."""
     from tracekit.cli.progress import progress
@@ -52,13 +60,24 @@ def report_traces(
         for f, target in targets.items():
             claim_output(target, force=force, signature=SIGNATURES[f])
     with progress(len(paths)) as listener:
-        options = TaskOptions(partial=partial, steps=True, read=ReadOptions.from_env())
+        options = TaskOptions(partial=partial, steps=True, limits=True, read=ReadOptions.from_env())
         outcome = run(paths, options, Plan(default_workers(paths)), listener)
     for failure in outcome.failed:
         err.print(printable(f"tracekit: error: {failure.path}: {' '.join(str(failure.error).split())}"))
     if not outcome.partials:
         raise UserError("no trace could be analyzed; nothing to report")
-    data = traces.build(outcome.partials, outcome.failed, at_kv)
+    from tracekit.limits.steps import resolve
+
+    given = flags or LimitFlags()
+    limits = resolve(
+        [p.facts for p in outcome.partials],
+        device=given.device,
+        peak_bandwidth=given.peak_bandwidth,
+        peak_flops=given.peak_flops,
+        model_config=given.model_config,
+        paths=[p.result.path for p in outcome.partials],
+    )
+    data = traces.build(outcome.partials, outcome.failed, at_kv, limits)
     for f in fmt:
         target = targets[f]
         if f == "json":

@@ -59,6 +59,8 @@ class Summary:
     graph_count: int = 0
     kernels: list[KernelRow] = field(default_factory=list)  # longest, from each trace's own longest
     ranks: RankTable | None = None
+    # Why there is no per-rank table although some traces look like ranks ("" when none do)
+    ranks_refused: str = ""
     interrupted: bool = False
     cancelled: int = 0  # traces not analyzed because of an interruption
 
@@ -82,6 +84,7 @@ class Summary:
             # a trace's top rows is not counted for that trace, so these sums are lower bounds.
             "kernels_from": f"the {TOP_KERNELS} longest kernel rows of each trace",
             "ranks": None if self.ranks is None else _ranks_json(self.ranks),
+            "ranks_refused": self.ranks_refused or None,
             "interrupted": self.interrupted,
             "cancelled": self.cancelled,
         }
@@ -109,9 +112,16 @@ _ROW_TIMES = ("busy_us", "idle_us", "attention_us", "communication_us", "exposed
 
 
 def summarize(
-    partials: list[TracePartial], failed: list[Failure], *, interrupted: bool = False, cancelled: int = 0
+    partials: list[TracePartial],
+    failed: list[Failure],
+    *,
+    interrupted: bool = False,
+    cancelled: int = 0,
+    ranks: bool = False,
 ) -> Summary:
-    """Fold ``partials`` (in input order) into one summary."""
+    """Fold ``partials`` (in input order) into one summary. The per-rank table takes the ranks the
+    traces themselves carry (``distributedInfo``); ranks read from file names count only when the
+    user says the traces are ranks of one job (``ranks``): unrelated traces are not ranks."""
     s = Summary(traces=len(partials), failed=list(failed), interrupted=interrupted, cancelled=cancelled)
     kernels: dict[tuple[str, str, str], KernelRow] = {}
     for p in partials:
@@ -133,7 +143,16 @@ def summarize(
             row.min_us = _fold(min, row.min_us, k.min_us)
             row.max_us = _fold(max, row.max_us, k.max_us)
     s.kernels = sorted(kernels.values(), key=lambda k: -k.time_us)[:SUMMARY_KERNELS]
-    s.ranks = rank_table(partials)
+    trusted = [p for p in partials if ranks or p.rank_source == "distributedInfo"]
+    s.ranks = rank_table(trusted)
+    if s.ranks is not None:
+        s.ranks.unranked += len(partials) - len(trusted)
+    named = [p for p in partials if p.rank is not None and p.rank_source != "distributedInfo"]
+    if not ranks and len({p.rank for p in named}) >= 2:
+        s.ranks_refused = (
+            f"{len(named)} traces have a rank in their file name only, not in the trace (distributedInfo): "
+            "no per-rank table, as unrelated traces are not ranks of one job; pass --ranks if they are"
+        )
     return s
 
 

@@ -18,7 +18,9 @@ from tracekit.analysis.attribute import Attribution, attribute
 from tracekit.analysis.ranks import COMMUNICATION, communication_exposure, rank_of, step_times
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable
+from tracekit.analysis.window import find_windows, merged_window
 from tracekit.errors import InputError, TraceFormatError, TracekitError
+from tracekit.limits.trace_facts import TraceFacts
 from tracekit.trace.load import decoded_size, load_trace
 from tracekit.trace.model import Trace
 from tracekit.trace.options import ReadOptions
@@ -44,7 +46,10 @@ class TaskOptions:
     kernels: Literal["top", "all", "match"] = "top"
     explain: str | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
+    window_all: bool = False  # sum every window --window matches, not only the earliest
+    phase: str | None = None  # only this phase's work ("decode", "prefill"); None or "all": everything
     steps: bool = False  # also make the step table (``analysis.steps``)
+    limits: bool = False  # also read what the trace says of the limits (``limits.trace_facts``)
 
 
 @dataclass
@@ -62,6 +67,7 @@ class TracePartial:
     step_us: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # from the HTA bridge
     steps: StepTable | None = None  # with ``TaskOptions.steps``: columns, a few numbers a step
+    facts: TraceFacts | None = None  # with ``TaskOptions.limits``: device name, shapes, kernels' work
 
     @property
     def communication_us(self) -> float:
@@ -92,6 +98,20 @@ def analyze_file(path: str, options: TaskOptions, *, source: str | None = None) 
         return Failure(path, one_line(exc))
 
 
+def _exposed(trace: Trace, att: Attribution, res: AnalysisResult, options: TaskOptions) -> float:
+    """Exposed communication within what was analyzed: each summed window, the phase's work, the window."""
+    if options.window is not None and options.window_all:
+        wins = merged_window(find_windows(trace, options.window), options.window)
+        return sum(communication_exposure(att.within(w), w.start_us, w.end_us) for w in wins)
+    if options.window is None and options.phase not in (None, "all"):
+        sel = att.in_phase(options.phase or "")
+        if not len(sel):
+            return 0.0
+        return communication_exposure(sel, float(sel.ts.min()), float(sel.end.max()))
+    sel = att.within(res.window) if options.window is not None else att
+    return communication_exposure(sel, res.window.start_us, res.window.end_us)
+
+
 def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     trace = load_trace(source, partial=options.partial, options=options.read)
     trace.path = path
@@ -111,15 +131,14 @@ def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None)
     """The partial of a loaded trace; ``source`` is its file, which the HTA bridge reads again."""
     path = trace.path
     att = attribute(trace)
-    res = analyze_trace(trace, options.window, attribution=att)
-    sel = att.within(res.window) if options.window is not None else att
-    exposed = communication_exposure(sel, res.window.start_us, res.window.end_us)
-    notes: list[str] = []
+    res = analyze_trace(trace, options.window, attribution=att, window_all=options.window_all, phase=options.phase)
+    exposed = _exposed(trace, att, res, options)
+    notes: list[str] = [f"{path}: {n}" for n in res.notes]
     if options.hta and source is not None:
         from tracekit.analysis.hta_bridge import hta_summary
 
-        res.extra["hta"], notes = hta_summary(Path(source), trace)  # HTA reads the file itself
-        notes = [n.replace(source, path) for n in notes]
+        res.extra["hta"], hta_notes = hta_summary(Path(source), trace)  # HTA reads the file itself
+        notes += [n.replace(source, path) for n in hta_notes]
     if options.kernels == "match" and options.explain is not None:
         pattern = re.compile(options.explain)
         kernels = [k for k in res.kernels if pattern.search(k.name)]
@@ -129,7 +148,15 @@ def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None)
         kernels = res.kernels[:TOP_KERNELS]
     rank, rank_source = rank_of(path, trace.rank)
     comm = res.categories.get(COMMUNICATION)
+    sel = _selection(att, res, options)
     steps = _steps(res, sel, source, options.read) if options.steps else None
+    facts = None
+    if options.limits and source is not None:  # the facts' shapes pass reads the file again
+        from tracekit.limits.trace_facts import trace_facts
+        from tracekit.trace.load import read_text
+
+        file = source
+        facts = trace_facts(sel, res, lambda: read_text(file, options.read))
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
@@ -138,7 +165,17 @@ def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None)
         step_us=step_times(res),
         notes=notes,
         steps=steps,
+        facts=facts,
     )
+
+
+def _selection(att: Attribution, res: AnalysisResult, options: TaskOptions) -> Attribution:
+    """The items the result was made of: the window's, the phase's, or all of them."""
+    if options.window is not None and not options.window_all:
+        return att.within(res.window)
+    if options.window is None and options.phase not in (None, "all"):
+        return att.in_phase(options.phase or "")
+    return att
 
 
 def _steps(res: AnalysisResult, att: Attribution, source: str | None, read: ReadOptions) -> StepTable:

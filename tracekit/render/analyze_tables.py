@@ -8,20 +8,67 @@ import csv
 import io
 import json
 import re
-from typing import TYPE_CHECKING, Any
+import textwrap
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from tracekit.analysis.breakdown import merge_phases
+from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.result import SCHEMA, AnalysisResult, PhaseResult
 from tracekit.analysis.rules import RULE_INDEX
 from tracekit.sanitize import finite, printable
 
 if TYPE_CHECKING:  # rich loads only when a table is drawn
+    from rich.console import RenderableType
     from rich.table import Table
 
     from tracekit.analysis.growth import Growth
     from tracekit.analysis.steps import StepTable
+    from tracekit.limits.steps import Limits
+    from tracekit.limits.trace_facts import TraceFacts
 
 GROUPINGS = ("category", "phase", "step", "kernel")
+
+
+@dataclass
+class LimitView:
+    """The limits of one ``analyze`` (``--by step``/``kernel``): the roof and model facts, each
+    trace's facts, and each trace's step fields, worked out once."""
+
+    limits: Limits
+    facts: list[TraceFacts | None]
+    _steps: dict[int, tuple[list[dict[str, Any]], list[str]]] = field(default_factory=dict)
+
+    def steps(self, i: int, r: AnalysisResult, table: StepTable) -> tuple[list[dict[str, Any]], list[str]]:
+        """Trace ``i``'s step fields (one dict a step) and its above-peak lines."""
+        if i not in self._steps:
+            from tracekit.limits.steps import step_fields
+
+            self._steps[i] = step_fields(table.rows(), r.phases, self.limits, self.facts[i] if i < len(self.facts) else None)
+        return self._steps[i]
+
+    def kernel(self, i: int, name: str) -> dict[str, Any]:
+        from tracekit.limits.steps import kernel_fields
+
+        f = self.facts[i] if i < len(self.facts) else None
+        return kernel_fields(f.kernels.get(name) if f is not None else None, self.limits.roof)
+
+
+def _g(x: Any, fmt: str = "{:.3g}") -> str:
+    return "" if x is None else fmt.format(x)
+
+
+def _pct(x: Any) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def _share_cell(fields: dict[str, Any], prefix: str) -> str:
+    """A share of the roof: 'above peak' where that is impossible, never a number above 100."""
+    if fields[f"{prefix}above_peak"]:
+        return "above peak"
+    if fields[f"{prefix}above_measured"]:
+        return f"{_pct(fields[f'{prefix}peak_share'])} (of a measured floor)"
+    return _pct(fields[f"{prefix}peak_share"])
 FORMATS = ("table", "json", "csv")
 
 
@@ -35,10 +82,20 @@ def phase_categories(results: list[AnalysisResult], by: str) -> list[str]:
 
 
 def rows(
-    r: AnalysisResult, by: str, categories: list[str] | None = None, steps: StepTable | None = None
+    r: AnalysisResult,
+    by: str,
+    categories: list[str] | None = None,
+    steps: StepTable | None = None,
+    view: LimitView | None = None,
+    index: int = 0,
+    *,
+    wide: bool = True,
+    top: int | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one result grouped ``by`` category, phase, step or kernel. Phase and step
-    rows have one column per category in ``categories`` (default: the result's own)."""
+    rows have one column per category in ``categories`` (default: the result's own). Kernels are
+    named in full when ``wide``, else by their identity (``kernel_id.identity``: the function,
+    without template arguments); ``top`` keeps the first rows (longest kernels first)."""
     if by == "category":
         total = r.total_us or 1.0
         body = [
@@ -48,13 +105,21 @@ def rows(
         ]
         return ["category", "time_us", "count", "percent"], body
     if by == "kernel":
-        return ["kernel", "category", "rule", "count", "time_us"], [
-            [k.name, k.category, k.rule, str(k.count), f"{k.time_us:.1f}"] for k in r.kernels
-        ]
+        kernels = r.kernels if top is None else r.kernels[:top]
+        head = ["kernel", "category", "rule", "count", "time_us"]
+        body = [[k.name if wide else identity(k.name), k.category, k.rule, str(k.count), f"{k.time_us:.1f}"] for k in kernels]
+        if view is not None:
+            head += ["achieved_tb_s", "achieved_tflops", "peak_share_pct", "bound"]
+            for k, row in zip(kernels, body):
+                f = view.kernel(index, k.name)
+                share = _share_cell(f, "")
+                row += [_g(f["achieved_tb_s"]), _g(f["achieved_tflops"]), share, f["bound"] or ""]
+        return head, body
     phases = _phases(r, by)
     cats = categories if categories is not None else phase_categories([r], by)
     if by == "step" and steps is not None:
-        return _step_rows(phases, steps, cats)
+        extra = view.steps(index, r, steps)[0] if view is not None else None
+        return _step_rows(phases, steps, cats, extra)
     head = ["phase", "step", "context_tokens", "time_us", "span_us", "idle_us", *cats]
     body = [
         [
@@ -71,12 +136,17 @@ def rows(
     return head, body
 
 
-def _step_rows(phases: list[PhaseResult], steps: StepTable, cats: list[str]) -> tuple[list[str], list[list[str]]]:
-    """``--by step``: the step table's columns (unknown counts blank), then each category's time."""
+def _step_rows(
+    phases: list[PhaseResult], steps: StepTable, cats: list[str], extra: list[dict[str, Any]] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """``--by step``: the step table's columns (unknown counts blank), then each category's time,
+    then (with limits) attention's and the step's achieved bandwidth against the roof."""
     head = ["phase", "step", "context_tokens", "requests", "query_tokens", "kv_tokens", "time_us"]
     head += ["attention_us", "other_us", "idle_us", "span_us", "attention_share", *cats]
+    if extra is not None:
+        head += ["attention_tb_s", "attention_peak_pct", "attention_bound", "step_tb_s", "step_peak_pct"]
     body = []
-    for p, row in zip(phases, steps.rows()):
+    for j, (p, row) in enumerate(zip(phases, steps.rows())):
         body.append(
             [
                 row["phase"],
@@ -89,17 +159,33 @@ def _step_rows(phases: list[PhaseResult], steps: StepTable, cats: list[str]) -> 
                 *[f"{p.categories[c].time_us:.1f}" if c in p.categories else "0" for c in cats],
             ]
         )
+        if extra is not None:
+            x = extra[j]
+            body[-1] += [
+                _g(x["attention_achieved_tb_s"]),
+                _share_cell(x, "attention_"),
+                x["attention_bound"] or "",
+                _g(x["step_achieved_tb_s"]),
+                _share_cell(x, "step_"),
+            ]
     return head, body
 
 
-def to_csv(results: list[AnalysisResult], by: str, steps: list[StepTable | None] | None = None) -> str:
+def to_csv(
+    results: list[AnalysisResult],
+    by: str,
+    steps: list[StepTable | None] | None = None,
+    view: LimitView | None = None,
+    *,
+    top: int | None = None,
+) -> str:
     """One CSV for all results, a ``trace`` column first; phase and step columns are the union of
     every result's categories, so the columns line up whatever each trace holds."""
     cats = phase_categories(results, by) if by in ("phase", "step") else None
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv.writer(buf, lineterminator="\n")
     for i, r in enumerate(results):
-        head, body = rows(r, by, cats, steps[i] if steps else None)
+        head, body = rows(r, by, cats, steps[i] if steps else None, view, i, top=top)
         if i == 0:
             w.writerow(["trace", *map(printable, head)])
         for row in body:
@@ -113,6 +199,9 @@ def to_json(
     by: str = "category",
     steps: list[StepTable | None] | None = None,
     growth: Growth | None = None,
+    view: LimitView | None = None,
+    *,
+    top: int | None = None,
 ) -> str:
     """The ``tracekit.analysis/1`` document; ``--by kernel`` adds each trace's kernel rows, ``--by
     step`` each trace's ``steps`` and the ``growth`` fits over all of them."""
@@ -123,6 +212,11 @@ def to_json(
         if table is not None:
             doc["steps"] = table.rows()
             doc["step_notes"] = list(table.notes)
+            if view is not None:
+                extra, problems = view.steps(i, r, table)
+                for row, x in zip(doc["steps"], extra):
+                    row.update(x)
+                doc["limit_findings"] = problems
         if by == "kernel":
             doc["kernels"] = [
                 {
@@ -131,11 +225,15 @@ def to_json(
                     "rule": k.rule,
                     "count": k.count,
                     "time_us": round(k.time_us, 3),
+                    **(view.kernel(i, k.name) if view is not None else {}),
                 }
-                for k in r.kernels
+                for k in (r.kernels if top is None else r.kernels[:top])
             ]
         traces.append(doc)
     doc = {"schema": SCHEMA, "traces": traces}
+    if view is not None:
+        doc.update(view.limits.to_json())
+        doc["limit_notes"] = list(view.limits.notes + view.limits.step_notes)
     if summary is not None:
         doc["summary"] = summary
     if growth is not None:
@@ -169,23 +267,144 @@ def notes(r: AnalysisResult) -> list[str]:
     return out
 
 
-def table(r: AnalysisResult, by: str, steps: StepTable | None = None) -> Table:
+# Columns that hold names: they take what width is left, shortened with an ellipsis; every other
+# column holds numbers, which never wrap.
+_NAME_COLUMNS = ("category", "kernel", "phase", "rule")
+
+
+_QUALIFIER = re.compile(r"(?:\(anonymous namespace\)|[A-Za-z_][A-Za-z0-9_]*)::")
+
+
+def compact(name: str, room: int | None) -> str:
+    """A kernel's short name for a column ``room`` wide: its identity as is when it fits, else
+    without namespace qualifiers (``elementwise_kernel<gpu_kernel_impl_nocast<direct_copy_kernel_cuda>>``),
+    where what tells kernels apart sits at the end."""
+    if room is None or len(name) <= room:
+        return name
+    return _QUALIFIER.sub("", name) or name
+
+
+# The kernel table's own columns; the achieved figures beside them go to a table of their own.
+KERNEL_COLUMNS = 5
+# Columns that name the row: repeated in each part of a table split to fit the width.
+_KEY_COLUMNS = ("kernel", "category", "phase", "step", "context_tokens")
+
+
+def _wrapped(text: str, width: int | None) -> str:
+    """``text`` broken at spaces to fit ``width`` (a line per note kept)."""
+    if width is None:
+        return text
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _parts(head: list[str], natural: list[int], width: int | None, keys: int) -> list[list[int]]:
+    """Column indices of each part: the ``keys`` first columns in every part, the others in turn
+    while they fit ``width`` (each column costs its text, a space either side and a border)."""
+    if width is None:
+        return [list(range(len(head)))]
+    base = sum(natural[:keys]) + 3 * keys + 1
+    parts: list[list[int]] = []
+    current: list[int] = []
+    used = base
+    for i in range(keys, len(head)):
+        cost = natural[i] + 3
+        if current and used + cost > width:
+            parts.append(current)
+            current, used = [], base
+        current.append(i)
+        used += cost
+    parts.append(current)
+    return [list(range(keys)) + p for p in parts]
+
+
+def table(
+    r: AnalysisResult,
+    by: str,
+    steps: StepTable | None = None,
+    view: LimitView | None = None,
+    index: int = 0,
+    *,
+    wide: bool = False,
+    top: int | None = None,
+    width: int | None = None,
+) -> RenderableType:
+    """The rows as rich tables that fit ``width`` columns: kernels by their short identity (the
+    full name with ``wide``: it then folds over lines), numbers kept whole on one line; the first
+    column takes what the others leave and shortens its names with an ellipsis; columns that do
+    not fit go to a further table that repeats the columns naming the row."""
+    from rich.console import Group
     from rich.table import Table
 
     # The step table's own columns say attention and the rest; per-category columns stay in CSV and JSON.
-    head, body = rows(r, by, [] if by == "step" and steps is not None else None, steps)
-    busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
-    t = Table(
-        title=f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
-        f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms",
-        caption="\n".join(map(printable, notes(r) + (steps.notes if steps is not None else []))) or None,
-        caption_justify="left",
+    head, body = rows(r, by, [] if by == "step" and steps is not None else None, steps, view, index, wide=wide, top=top)
+    shown = (
+        f" (top {len(body)} of {len(r.kernels)})" if by == "kernel" and top is not None and top < len(r.kernels) else ""
     )
-    for h in head:
-        t.add_column(h, overflow="fold", justify="left" if h in ("category", "kernel", "phase", "rule") else "right")
-    for row in body:
-        t.add_row(*map(printable, row))
-    return t
+    busy_pct = 100 * r.busy_us / r.window.dur_us if r.window.dur_us else 0.0
+    title = (
+        f"{printable(r.path)} [{r.device}] window {printable(r.window.name)}: {r.window.dur_us / 1000:.3f} ms, "
+        f"busy {r.busy_us / 1000:.3f} ms ({busy_pct:.1f}%), idle {r.idle_us / 1000:.3f} ms{shown}"
+    )
+    caption = "\n".join(
+        map(printable, notes(r) + (steps.notes if steps is not None else []) + _limit_caption(view, index, r, steps))
+    )
+    cells = [[printable(c) for c in row] for row in body]
+    natural = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(head)]
+    keys = 1 if by in ("kernel", "category") else sum(1 for h in head if h in _KEY_COLUMNS)
+    if head[0] == "kernel":
+        # A kernel's own figures in one table; its distance to the device's roof (kernels whose
+        # shapes were recorded) in a second one, for the kernels that have it.
+        parts = [list(range(min(KERNEL_COLUMNS, len(head))))]
+        if len(head) > KERNEL_COLUMNS:
+            parts.append([0, *range(KERNEL_COLUMNS, len(head))])
+    else:
+        parts = _parts(head, natural, width, keys)
+    out: list[RenderableType] = [_wrapped(title, width)]
+    for n, cols in enumerate(parts):
+        if n and head[0] == "kernel":
+            cells = [row for row in cells if any(row[i] for i in cols[1:])]
+            if not cells:
+                break
+        t = Table()
+        rest = sum(natural[i] + 3 for i in cols[1:])
+        room = None if width is None else width - rest - 4
+        if by == "kernel" and not wide:
+            cells = [[compact(row[0], room), *row[1:]] for row in cells]
+        for i in cols:
+            h = head[i]
+            if i == 0:
+                fold = wide and h == "kernel"
+                limit = None if room is None else max(len(h), room)
+                t.add_column(
+                    h, justify="left", overflow="fold" if fold else "ellipsis", no_wrap=not fold, max_width=limit
+                )
+            else:
+                justify: Literal["left", "right"] = "left" if h in _NAME_COLUMNS else "right"
+                t.add_column(h, justify=justify, no_wrap=True, min_width=natural[i])
+        for row in cells:
+            t.add_row(*(row[i] for i in cols))
+        out.append(t)
+    if caption:
+        out.append(_wrapped(caption, width))
+    return Group(*out)
+
+
+def _limit_caption(view: LimitView | None, index: int, r: AnalysisResult, steps: StepTable | None) -> list[str]:
+    """The roof and the model facts' sources, under a step or kernel table (above-peak findings go
+    to stderr, in every format)."""
+    if view is None:
+        return []
+    lim = view.limits
+    out = []
+    if lim.roof is not None:
+        out.append(f"peaks: {lim.roof.bandwidth_tb_s:g} TB/s; {lim.roof_source}")
+    if lim.shape is not None:
+        s = lim.shape
+        out.append(
+            f"model: {s.layers} layers, {s.heads}/{s.kv_heads} heads/KV heads, head dim {s.head_dim}, "
+            f"{s.kv_bits:g}-bit KV ({s.source.get('layers', '?')})"
+        )
+    return out
 
 
 def explain(r: AnalysisResult, pattern: re.Pattern[str]) -> Table | None:

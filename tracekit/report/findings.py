@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tracekit.report.distance import limit_findings
 from tracekit.report.fit import LineFit
 from tracekit.report.model import ContextFigures, Finding, ReportFacts
 from tracekit.stats import Interval, overlap
@@ -52,18 +54,42 @@ def findings_for(d: ReportFacts) -> list[Finding]:
     out.extend(_noise(d))
     out.extend(_growth(d))
     out.extend(_overheads(d))
+    out.extend(limit_findings(d))
     return out
+
+
+def _threads(d: ReportFacts) -> list[Finding]:
+    """Rounds run with different thread counts (the capture follows the cores others leave free):
+    a round with fewer threads is slower, and that widens the intervals."""
+    load = d.device.background_load
+    counts = [] if load is None else load.threads_by_round
+    if len(set(counts)) < 2:
+        return []
+    by_round = ", ".join(str(t) for t in counts)
+    return [
+        Finding(
+            "threads-changed",
+            "warning",
+            f"The thread count changed between rounds ({by_round} threads, round by round) as other processes took "
+            "cores: the rounds with fewer threads decode more slowly, which widens the intervals. Capture again on a "
+            "quieter machine for one thread count throughout.",
+        )
+    ]
 
 
 def _background(d: ReportFacts) -> list[Finding]:
     load = d.device.background_load
     if load is None or not (load.high or load.too_busy):
-        return []
+        return _threads(d)
     if load.too_busy:
-        return [Finding("busy-machine", "error", f"The machine was {load.note or 'too busy to measure honestly'}.")]
-    return [
-        Finding("busy-machine", "warning", f"The capture ran beside other work: {load.note or 'high background load'}.")
-    ]
+        busy = [Finding("busy-machine", "error", f"The machine was {load.note or 'too busy to measure honestly'}.")]
+    else:
+        busy = [
+            Finding(
+                "busy-machine", "warning", f"The capture ran beside other work: {load.note or 'high background load'}."
+            )
+        ]
+    return busy + _threads(d)
 
 
 @dataclass(frozen=True)
@@ -101,8 +127,9 @@ def _noise(d: ReportFacts) -> list[Finding]:
                         "noisy-measurement",
                         "warning",
                         f"{name}: the 95% intervals at context {a.context_tokens} ({shown(a)}) and {b.context_tokens} "
-                        f"({shown(b)}) overlap, so this run cannot tell them apart. Capture again with more --rounds, "
-                        "on a quieter machine.",
+                        f"({shown(b)}) overlap, so this run cannot tell them apart. "
+                        + _separating_range(d, a, b, fig.name)
+                        + "More --rounds, on a quieter machine, narrow the intervals too.",
                     )
                 )
                 continue
@@ -121,6 +148,36 @@ def _noise(d: ReportFacts) -> list[Finding]:
                 )
                 break
     return out
+
+
+def _separating_range(d: ReportFacts, a: ContextFigures, b: ContextFigures, name: str) -> str:
+    """The context range that would tell the ends apart: at the fitted slope of decode time, the
+    largest context must add more than the two intervals' half-widths together (the noise
+    measured here). Said only for decode ms/token, which the total's fit describes."""
+    total = d.fits.get("total")
+    ia, ib = a.decode_ms_per_token_ci95, b.decode_ms_per_token_ci95
+    if name != "decode ms/token" or total is None or ia is None or ib is None:
+        return ""
+    noise = (ia[1] - ia[0]) / 2 + (ib[1] - ib[0]) / 2
+    if total.slope <= 0:
+        return (
+            "The fitted slope is not positive, so no longer context is sure to separate them; try a much wider range "
+            f"(e.g. {a.context_tokens:,} to {8 * b.context_tokens:,} tokens). "
+        )
+    needed = a.context_tokens + noise / total.slope
+    target = 1 << max(0, math.ceil(math.log2(needed)))  # the next power of two: a context people pick
+    model = int(d.model.max_context or 0)
+    slope = f"{total.slope * 1000:.3g} ms per 1k tokens"
+    if model and target > model:
+        return (
+            f"At the fitted slope ({slope}) and this noise ({noise:.3g} ms), even the model's maximum context of "
+            f"{model:,} tokens may not separate them. "
+        )
+    return (
+        f"A wider range would: at the fitted slope ({slope}) and this noise (the two half-widths add to "
+        f"{noise:.3g} ms), capture from {a.context_tokens:,} to at least {target:,} tokens "
+        f"(e.g. --context {a.context_tokens},{target}). "
+    )
 
 
 def _rounds_note(c: ContextFigures, name: str) -> str:
@@ -145,12 +202,12 @@ def _trend(what: str, f: LineFit) -> str:
         lo, hi = (x * 1000 for x in f.slope_ci95)
         return (
             f"how {what} changes with context is inconclusive: the 95% interval of its slope runs from {lo:.3g} "
-            f"to {hi:.3g} ms per 1k tokens and includes zero, so this run claims no direction (R² {f.r2:.3f})"
+            f"to {hi:.3g} ms per 1k tokens and includes zero, so this run claims no direction ({f.quality})"
         )
     if f.slope_ci95 is not None and f.slope_ci95[1] < 0:
         lo, hi = f.slope_ci95
-        return f"{what} falls {-f.slope * 1000:.3g}{ci((-hi, -lo), scale=1000.0)} ms per 1k tokens of context (R² {f.r2:.3f})"
-    return f"{what} grows {_slope(f)} of context (R² {f.r2:.3f})"
+        return f"{what} falls {-f.slope * 1000:.3g}{ci((-hi, -lo), scale=1000.0)} ms per 1k tokens of context ({f.quality})"
+    return f"{what} grows {_slope(f)} of context ({f.quality})"
 
 
 def _timing_integrity(d: ReportFacts) -> list[Finding]:
@@ -199,32 +256,73 @@ def _growth(d: ReportFacts) -> list[Finding]:
             )
         )
     if total:
-        preds = ", ".join(
-            f"{v:.1f}{ci(d.growth.prediction_ci95.get(k), '{:.1f}')} tokens/s at {k.split('@')[1]}"
-            for k, v in d.growth.predictions.items()
-        )
-        out.append(
-            Finding(
-                "decode-fit",
-                "info",
-                f"Decode time per token = {total.intercept:.3g} ms + {_slope(total)} of context "
-                f"(R² {total.r2:.3f} over {total.n} contexts)" + (f"; predicted {preds}." if preds else "."),
-            )
-        )
+        out.append(Finding("decode-fit", "info", _decode_fit(d, total)))
     if att and total:
-        limit = int(d.model.max_context or 0)
-        if d.growth.attention_half_at is None or (limit and d.growth.attention_half_at > limit):
-            where = f"beyond {limit} tokens (the model's maximum)" if limit else "at no context length"
-            out.append(Finding("attention-half", "info", f"Attention becomes half of a decode step {where}."))
-        else:
-            out.append(
-                Finding(
-                    "attention-half",
-                    "info",
-                    f"Attention becomes half of a decode step at about {d.growth.attention_half_at:,.0f} tokens of context.",
-                )
-            )
+        out.append(Finding("attention-half", "info", _attention_half(d, att)))
     return out
+
+
+def _limit_words(d: ReportFacts) -> str:
+    g = d.growth
+    if not g.extrapolation_limit or not g.measured_max:
+        return ""
+    times = g.extrapolation_limit / g.measured_max
+    model = int(d.model.max_context or 0)
+    cap = " (the model's maximum context)" if model and g.extrapolation_limit == model else ""
+    return (
+        f"up to {g.extrapolation_limit:,} tokens{cap}, {times:.3g}x the largest measured context of {g.measured_max:,}"
+    )
+
+
+def _decode_fit(d: ReportFacts, total: LineFit) -> str:
+    text = f"Decode time per token = {total.intercept:.3g} ms + {_slope(total)} of context ({total.quality})"
+    preds = ", ".join(
+        f"{v:.1f}{ci(d.growth.prediction_ci95.get(k), '{:.1f}')} tokens/s at {int(k.split('@')[1]):,}"
+        for k, v in d.growth.predictions.items()
+    )
+    limit = _limit_words(d)
+    if preds:
+        return f"{text}; predicted {preds} (predictions are given {limit})."
+    if d.growth.withheld:
+        return f"{text}; no prediction: {d.growth.withheld}, so this run cannot say which way longer contexts go."
+    if limit:
+        return f"{text}; no prediction: the fit is trusted only {limit}."
+    return text + "."
+
+
+def _attention_half(d: ReportFacts, att: LineFit) -> str:
+    g = d.growth
+    model = int(d.model.max_context or 0)
+    if not att.slope_known or g.withheld:
+        return (
+            "Where attention becomes half of a decode step: this run cannot say (the slope of "
+            + ("attention's growth" if not att.slope_known else "the total")
+            + " is inconclusive)."
+        )
+    x = g.attention_half_at
+    if x is None:
+        total = d.fits.get("total")
+        slope = (
+            f" ({att.slope * 1000:.3g} ms per 1k tokens, under half of the total's {total.slope * 1000:.3g})"
+            if total
+            else ""
+        )
+        return f"By these fits attention never becomes half of a decode step: its slope{slope} is too small."
+    if g.measured_max and x <= g.measured_max:
+        return (
+            f"Attention becomes half of a decode step at about {x:,.0f} tokens of context, within the measured range."
+        )
+    if model and x > model:
+        return (
+            f"Attention does not become half of a decode step below the model's maximum context of {model:,} tokens "
+            f"(the fit puts the crossing near {x:,.0f})."
+        )
+    if g.extrapolation_limit and x > g.extrapolation_limit:
+        return (
+            f"Attention stays under half of a decode step {_limit_words(d)}, as far as these fits are trusted; "
+            f"the line crosses near {x:,.0f} tokens, too far beyond the measured range to claim."
+        )
+    return f"Attention becomes half of a decode step at about {x:,.0f} tokens of context (extrapolated, {_limit_words(d)})."
 
 
 def _overheads(d: ReportFacts) -> list[Finding]:

@@ -22,6 +22,22 @@ class LineFit:
     def at(self, x: float) -> float:
         return self.intercept + self.slope * x
 
+    @property
+    def exact(self) -> bool:
+        """Two points: the line goes through both, whatever they are; R² says nothing then."""
+        return self.n == 2
+
+    @property
+    def quality(self) -> str:
+        """How well the line fits, in words: ``exact through 2 points`` or ``R² 0.987 over 4 contexts``."""
+        return "exact through 2 points" if self.exact else f"R² {self.r2:.3f} over {self.n} contexts"
+
+    @property
+    def slope_known(self) -> bool:
+        """Whether the slope's 95 % interval excludes zero (a direction this run can claim)."""
+        iv = self.slope_ci95
+        return iv is not None and (iv[0] > 0.0 or iv[1] < 0.0)
+
 
 def fit_line(xs: list[float], ys: list[float]) -> LineFit | None:
     """Fit y = a + b·x. Needs two distinct x values; R² is 1.0 when y is constant and fitted exactly."""

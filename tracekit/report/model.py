@@ -9,7 +9,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tracekit.advise.model import AdviceSet
 from tracekit.analysis.gaps import HostDeviceGap
+from tracekit.limits.model import ModelShape
+from tracekit.limits.roofline import Achieved, Roof
 from tracekit.manifest import DeviceFacts, ModelFacts
 from tracekit.report.fit import LineFit
 from tracekit.stats import Interval
@@ -37,6 +40,12 @@ class ContextFigures:
     top_attention_kernels: list[tuple[str, float]] = field(default_factory=list)
     top_kernels: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # name, category, rule, count, µs
     error: str | None = None
+    # How far from the hardware limit (``tracekit.limits``): attention, the weight GEMMs and the whole
+    # decode step against the device's roof, and the ceiling the bandwidth puts on tokens/s.
+    attention: Achieved | None = None
+    gemm: Achieved | None = None
+    step: Achieved | None = None
+    ceiling_tokens_per_s: float | None = None
     # Intervals (95 %, two-stage bootstrap over rounds then steps: ``tracekit.stats``).
     decode_ms_per_token_ci95: Interval | None = None
     tokens_per_s_ci95: Interval | None = None
@@ -53,7 +62,10 @@ class ContextFigures:
     # The samples the intervals come from: decode steps (ms) and profiled steps' attention shares,
     # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty.apply_samples``.
     decode_samples_ms: list[list[float]] = field(default_factory=list)
+    prefill_samples_s: list[float] = field(default_factory=list)  # each timed prefill (synchronized)
     attention_share_samples: list[list[float]] = field(default_factory=list)
+    # Each category's share of the profiled steps, per round (attention's is attention_share_samples).
+    category_share_samples: dict[str, list[list[float]]] = field(default_factory=dict)
     decode_reps: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
     share_reps: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
 
@@ -66,6 +78,12 @@ class Growth:
     predictions: dict[str, float] = field(default_factory=dict)
     prediction_ci95: dict[str, Interval] = field(default_factory=dict)
     attention_half_at: float | None = None
+    # How far the fits are trusted: up to this many times the largest measured context (and never
+    # past the model's maximum); predictions and the crossing beyond it are not given.
+    measured_max: int | None = None
+    extrapolation_limit: int | None = None
+    # Why a prediction or the crossing is not given ("" when it is)
+    withheld: str = ""
 
 
 @dataclass
@@ -89,6 +107,9 @@ class ReportFacts:
     bandwidth_source: str
     complete: bool
     gaps: list[HostDeviceGap] = field(default_factory=list)
+    roof: Roof | None = None  # the device's limits the achieved figures are compared with
+    roof_source: str = ""
+    shape: ModelShape | None = None  # the model facts bytes and FLOPs come from (each with its source)
 
     def ok_contexts(self) -> list[ContextFigures]:
         return [c for c in self.contexts if c.status == "ok" and c.decode_ms_per_token is not None]
@@ -103,7 +124,8 @@ class ReportData(ReportFacts):
     """The facts and the findings drawn from them: what renderers show."""
 
     findings: list[Finding] = field(default_factory=list)
+    advice: AdviceSet | None = None  # "What would help" (``tracekit.advise``)
 
     @classmethod
-    def of(cls, facts: ReportFacts, findings: list[Finding]) -> ReportData:
-        return cls(**{f.name: getattr(facts, f.name) for f in fields(ReportFacts)}, findings=findings)
+    def of(cls, facts: ReportFacts, findings: list[Finding], advice: AdviceSet | None = None) -> ReportData:
+        return cls(**{f.name: getattr(facts, f.name) for f in fields(ReportFacts)}, findings=findings, advice=advice)

@@ -6,6 +6,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tracekit.limits.roofline import Roof
     from tracekit.report.model import ReportData
 
 # A fixed color per category so every plot and run reads the same way.
@@ -177,14 +178,90 @@ def _fit_band(d: ReportData, grid: list[float]) -> tuple[list[float], list[float
     return [float(x) for x in lo], [float(x) for x in hi]
 
 
-PLOTS = {"categories": stacked_categories, "tokens_vs_bound": tokens_vs_bound, "attention_share": attention_share}
+Point = tuple[float, float, str]  # intensity (FLOP/byte), achieved FLOP/s, label ("" for none)
+
+
+def roofline_figure(roof: Roof | None, dtype: str, series: list[tuple[str, str, str, list[Point]]], title: str) -> Any:
+    """A log-log roofline: each series' points (achieved FLOP/s against intensity) under the
+    roof min(peak FLOP/s, intensity × bandwidth), with the ridge point where the peak is known."""
+    import numpy as np
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [x for *_, pts in series for x, _, _ in pts if x > 0]
+    ys = [max(y, 1.0) for *_, pts in series for _, y, _ in pts]
+    peak = roof.peak_flops(dtype) if roof is not None else None
+    ridge = roof.ridge(dtype) if roof is not None else None
+    lo = min(xs + [0.1]) / 4
+    hi = max(xs + [10.0] + ([ridge] if ridge else [])) * 4  # the flat part of the roof shows
+    if roof is not None:
+        grid = np.logspace(np.log10(lo), np.log10(hi), 200)
+        bw = roof.bandwidth_tb_s * 1e12
+        roof_y = np.minimum(grid * bw, peak) if peak else grid * bw
+        what = f"{bw / 1e12:.3g} TB/s" + (f", {peak / 1e12:,.4g} TFLOP/s {dtype}" if peak else ", no FLOP/s peak known")
+        ax.plot(grid, roof_y, "-", color="#222222", linewidth=1.5, label=f"roof: {roof.name} ({what})")
+        if peak and ridge:
+            ax.axvline(ridge, color="#999999", linewidth=0.8, linestyle=":", label=f"ridge point ({ridge:.3g} FLOP/byte)")
+        ys.append(float(roof_y.max()))
+    for label, color, marker, pts in series:
+        pts = [p for p in pts if p[0] > 0 and p[1] > 0]
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color=color, linestyle="none", label=label)
+        for x, y, text in pts:
+            if text:
+                ax.annotate(text, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(min(ys + [1.0]) / 10, max(ys + [10.0]) * 3)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of DRAM traffic)")
+    ax.set_ylabel("achieved FLOP/s")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def roofline(d: ReportData) -> Any:
+    """Attention and the weight GEMMs of a decode step at each context, under the device's roof;
+    the smallest and largest contexts labelled (the rest sit between)."""
+    ok = d.ok_contexts()
+    series: list[tuple[str, str, str, list[Point]]] = []
+    for label, color, marker, pts in (
+        ("attention, per decode step", COLORS["attention"], "o", [(c.context_tokens, c.attention) for c in ok]),
+        ("weight GEMMs, per decode step", COLORS["gemm"], "s", [(c.context_tokens, c.gemm) for c in ok]),
+    ):
+        got = [(ctx, a) for ctx, a in pts if a is not None and a.intensity]
+        ends = {got[0][0], got[-1][0]} if got else set()
+        series.append(
+            (label, color, marker, [(a.intensity or 0.0, a.tflops * 1e12, str(ctx) if ctx in ends else "") for ctx, a in got])
+        )
+    dtype = d.shape.dtype if d.shape is not None else "bf16"
+    return roofline_figure(d.roof, dtype, series, "Roofline: attention and weight GEMMs at each context (labels: context)")
+
+
+PLOTS = {
+    "categories": stacked_categories,
+    "tokens_vs_bound": tokens_vs_bound,
+    "attention_share": attention_share,
+    "roofline": roofline,
+}
+
+
+def available(d: ReportData) -> list[str]:
+    """The plots this report has data for (the roofline needs achieved figures)."""
+    names = [n for n in PLOTS if n != "roofline"]
+    if any(c.attention is not None or c.gemm is not None for c in d.ok_contexts()):
+        names.append("roofline")
+    return names
 
 
 def render(d: ReportData, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
     """The plots named (default: all) as ``fmt`` ("png" or "svg") bytes, by name."""
     plt = _plt()
     out = {}
-    for name in names if names is not None else list(PLOTS):
+    for name in names if names is not None else available(d):
         fig = PLOTS[name](d)
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=110)

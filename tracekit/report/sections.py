@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tracekit.advise.model import AdviceSet
+from tracekit.limits.roofline import Achieved
 from tracekit.report import plots
+from tracekit.report.distance import bandwidth_text
 from tracekit.report.findings import ci
 from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData
@@ -25,6 +28,13 @@ class Paragraph:
 
 
 @dataclass
+class Answer:
+    """The headline: one short line each, led by what it answers (``What grew:``)."""
+
+    lines: list[str]
+
+
+@dataclass
 class Bullets:
     items: list[Bullet]
     empty: str = "none"
@@ -41,7 +51,7 @@ class Plots:
     names: list[str]
 
 
-Block = Paragraph | Bullets | Table | Plots
+Block = Answer | Paragraph | Bullets | Table | Plots
 
 
 @dataclass
@@ -152,11 +162,142 @@ def _categories(d: ReportData) -> Table | None:
     return Table(["context tokens", *cats], rows)
 
 
+ADVICE_TITLE = "What would help"
+PROJECTION_COLUMNS: tuple[str, ...] = (
+    "context tokens",
+    "device",
+    "as",
+    "weights MB",
+    "KV cache MB",
+    "bound ms/step",
+    "ceiling tokens/s",
+    "measured tokens/s [95% CI]",
+    "predicted tokens/s [95% CI]",
+)
+
+
+def advice_section(a: AdviceSet) -> Section:
+    """The advice, ranked (measurement checks first), each with what it rests on and assumes;
+    then the projection table. The report and ``tracekit advise`` both show this."""
+    items = []
+    for x in a.advice:
+        text = x.claim + " Rests on: " + "; ".join(x.rests_on) + "."
+        if x.assumptions:
+            text += " Assumes: " + "; ".join(x.assumptions) + "."
+        items.append(Bullet(text, x.severity if x.kind == "measurement" else "", x.kind))
+    blocks: list[Block] = [Bullets(items, empty="no advice: the measurements hold too little to rest any on")]
+    if a.notes:
+        blocks.append(Paragraph("; ".join(a.notes) + ".", "Left out:"))
+    if a.bound_explains is not None:
+        more = (
+            " (more than all of it: the step grew less than reading the longer cache at that bandwidth would add, "
+            "so caches served part of it, or the bandwidth figure is too low)"
+            if a.bound_explains > 1
+            else ""
+        )
+        blocks.append(
+            Paragraph(
+                f"the growth of the bytes read (KV cache at peak bandwidth) explains "
+                f"{100 * a.bound_explains:.0f}%{ci(a.bound_explains_ci95, '{:.0f}', 100)} of the measured slowdown"
+                f"{more}.",
+                "Bound explains:",
+            )
+        )
+    if a.projection:
+        rows = [
+            [
+                str(p.context),
+                p.device,
+                p.variant,
+                f"{p.weight_bytes / 1e6:,.1f}",
+                f"{p.kv_bytes / 1e6:,.1f}",
+                f"{p.bound_ms:.3g}",
+                f"{p.ceiling_tokens_per_s:,.1f}",
+                _with_ci(p.measured_tokens_per_s, p.measured_tokens_per_s_ci95, "{:,.1f}"),
+                _with_ci(p.predicted_tokens_per_s, p.predicted_tokens_per_s_ci95, "{:,.1f}")
+                + (" (extrapolated)" if p.extrapolated and p.predicted_tokens_per_s is not None else ""),
+            ]
+            for p in a.projection
+        ]
+        blocks.append(Table(list(PROJECTION_COLUMNS), rows))
+    return Section(ADVICE_TITLE, blocks)
+
+
+LIMIT_COLUMNS: tuple[str, ...] = (
+    "context tokens",
+    "tokens/s measured",
+    "tokens/s ceiling",
+    "attention MB",
+    "attention achieved",
+    "attention % of peak",
+    "attention bound",
+    "GEMM TFLOP/s",
+    "GEMM % of peak",
+    "step achieved",
+    "step % of peak",
+)
+
+
+def _share(a: Achieved | None) -> str:
+    if a is None or a.peak_share is None:
+        return "n/a"
+    if a.impossible:
+        return "above peak (impossible: see findings)"
+    return f"{100 * a.peak_share:.1f}%" + (" (of a measured floor)" if a.above_roof else "")
+
+
+def limit_row(c: ContextFigures) -> list[str]:
+    att, gemm, step = c.attention, c.gemm, c.step
+    return [
+        str(c.context_tokens),
+        _f(c.tokens_per_s, "{:,.1f}"),
+        _f(c.ceiling_tokens_per_s, "{:,.1f}"),
+        _f(None if att is None else att.bytes / 1e6, "{:,.2f}"),
+        "n/a" if att is None else bandwidth_text(att.tb_s),
+        _share(att),
+        (att.bound if att is not None else None) or "n/a",
+        _f(None if gemm is None else gemm.tflops, "{:.3g}"),
+        _share(gemm),
+        "n/a" if step is None else bandwidth_text(step.tb_s),
+        _share(step),
+    ]
+
+
+def _limits(d: ReportData) -> Section | None:
+    ok = [c for c in d.ok_contexts() if c.attention is not None or c.step is not None]
+    if not ok:
+        return None
+    shape = d.shape
+    roof = d.roof
+    lines = []
+    if roof is not None:
+        flops = ", ".join(f"{k} {v:g}" for k, v in roof.tflops.items()) or "none known (pass --peak-flops)"
+        lines.append(
+            f"Roof: {roof.name}: {bandwidth_text(roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {d.roof_source}"
+        )
+    else:
+        lines.append(f"Roof: none ({d.roof_source}); achieved figures are shown without a share of peak")
+    if shape is not None:
+        by_source: dict[str, list[str]] = {}
+        for k, src in shape.source.items():
+            by_source.setdefault(src, []).append(k)
+        facts = "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
+        lines.append(
+            f"Model facts: {shape.layers} layers, {shape.heads} heads / {shape.kv_heads} KV heads, head dim {shape.head_dim}, "
+            f"{shape.params / 1e6:,.1f} M parameters at {shape.weight_bits:g} bits, KV cache at {shape.kv_bits:g} bits "
+            f"({shape.kv_bytes_per_token() / 1e3:,.1f} kB a token); {facts}"
+        )
+    return Section(
+        "Distance to the limit (achieved bandwidth and FLOP/s against the device's peaks)",
+        [Bullets([Bullet(x) for x in lines]), Table(list(LIMIT_COLUMNS), [limit_row(c) for c in ok])],
+    )
+
+
 def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
     """The whole report, in order. The first section (titled ``TITLE``) is the summary."""
     h = headline(d)
     out = [
-        Section(TITLE, [Paragraph(h.text, "Answer:"), Bullets([Bullet(line) for line in summary(d)])]),
+        Section(TITLE, [Answer(h.lines), Bullets([Bullet(line) for line in summary(d)])]),
         Section("Findings", [Bullets([Bullet(f.message, f.severity, f.kind) for f in d.findings])]),
         Section("Per context (medians, 95% intervals)", [Table(list(COLUMNS), [context_row(c) for c in d.contexts])]),
     ]
@@ -168,6 +309,9 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 [Table(list(LATENCY_COLUMNS), [latency_row(c) for c in ok])],
             )
         )
+    limits = _limits(d)
+    if limits is not None:
+        out.append(limits)
     cats = _categories(d)
     if cats is not None:
         out.append(Section("ms per decoded token, by category", [cats]))
@@ -177,7 +321,7 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 k,
                 f"{f.intercept:.4g}{ci(f.intercept_ci95, '{:.4g}')}",
                 f"{f.slope * 1000:.4g}{ci(f.slope_ci95, '{:.4g}', 1000.0)}",
-                f"{f.r2:.4f}",
+                "exact (2 points)" if f.exact else f"{f.r2:.4f}",
             ]
             for k, f in d.fits.items()
         ]
@@ -201,6 +345,8 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 [Table(["kernel / op", "category", "rule", "count", "µs"], rows)],
             )
         )
+    if d.advice is not None:
+        out.append(advice_section(d.advice))
     if with_plots:
-        out.append(Section("Plots", [Plots(list(plots.PLOTS))]))
+        out.append(Section("Plots", [Plots(plots.available(d))]))
     return out

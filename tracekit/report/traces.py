@@ -17,16 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from tracekit.advise import AdviceSet, Plan, advise_steps
+from tracekit.advise.document import to_json as advice_json
 from tracekit.analysis.growth import Growth, growth
 from tracekit.analysis.steps import StepTable, concat
 from tracekit.fleet.merge import Summary, summarize
 from tracekit.fleet.task import Failure, TracePartial
-from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table
+from tracekit.limits.roofline import bandwidth_gbs
+from tracekit.limits.steps import Limits, step_fields
+from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table, advice_section
 from tracekit.sanitize import printable
 
 TITLE = "tracekit report: attention against context, step by step"
 MAX_ROWS = 200  # steps shown in the table; the rest are in ``analyze --by step``
-PLOTS = ("attention_vs_kv", "share_vs_kv")
+PLOTS = ("attention_vs_kv", "share_vs_kv", "roofline")
 
 
 @dataclass
@@ -39,11 +43,27 @@ class TracesReport:
     graph_count: int = 0
     unlinked_count: int = 0
     devices: list[str] = field(default_factory=list)
+    advice: AdviceSet | None = None  # "What would help" (``tracekit.advise``), tracekit's default plan
+    # How far from the hardware limit (``limits.steps``): the roof and model facts, each step's
+    # limit fields in ``steps`` order, and the truth check's lines.
+    limits: Limits | None = None
+    limit_rows: list[dict[str, Any]] = field(default_factory=list)
+    limit_findings: list[str] = field(default_factory=list)
 
 
-def build(partials: list[TracePartial], failed: list[Failure], at_kv: int | None = None) -> TracesReport:
+def build(
+    partials: list[TracePartial], failed: list[Failure], at_kv: int | None = None, limits: Limits | None = None
+) -> TracesReport:
     tables = [p.steps for p in partials if p.steps is not None]
     steps = concat(tables)
+    rows: list[dict[str, Any]] = []
+    found: list[str] = []
+    if limits is not None:
+        for p in partials:
+            if p.steps is not None:
+                extra, problems = step_fields(p.steps.rows(), p.result.phases, limits, p.facts)
+                rows += extra
+                found += [f"{p.result.path}: {line}" for line in problems]
     return TracesReport(
         paths=[p.result.path for p in partials],
         steps=steps,
@@ -53,6 +73,17 @@ def build(partials: list[TracePartial], failed: list[Failure], at_kv: int | None
         graph_count=sum(p.result.graph_count for p in partials),
         unlinked_count=sum(p.result.unlinked_count for p in partials),
         devices=sorted({p.result.device for p in partials}),
+        limits=limits,
+        limit_rows=rows,
+        limit_findings=found,
+        advice=advise_steps(
+            steps,
+            Plan(),
+            shape=None if limits is None else limits.shape,
+            roof=None if limits is None else limits.roof,
+            roof_source="" if limits is None else limits.roof_source,
+            what=f"{len(partials)} trace{'s' if len(partials) != 1 else ''}",
+        ),
     )
 
 
@@ -72,7 +103,7 @@ def headline(r: TracesReport) -> str:
     if a is None:
         why = g.notes[0] if g.notes else "no fit"
         share = _share_text(s)
-        return f"{lead}: attention against KV tokens cannot be fitted ({why}).{share}"
+        return f"{lead}: attention against KV tokens cannot be fitted ({why}).{share}{distance_text(r)}"
     lo_kv, hi_kv = a.x_min, a.x_max
     text = (
         f"From {lo_kv:,.0f} to {hi_kv:,.0f} KV tokens per decode step, attention went from {_us(a.at(lo_kv))} to "
@@ -83,7 +114,41 @@ def headline(r: TracesReport) -> str:
         text += "; the interval includes zero, so growth is inconclusive"
     if g.at_kv is not None:
         text += f"; at {g.at_kv:,} KV tokens the fit predicts {_us(a.at(g.at_kv))}{_iv(a.at_ci95(g.at_kv))} µs per step"
-    return f"{text}.{_share_text(s)} ({lead}.)"
+    return f"{text}.{_share_text(s)}{distance_text(r)} ({lead}.)"
+
+
+def distance_text(r: TracesReport) -> str:
+    """How far attention was from the memory limit, at the decode step with the most KV tokens
+    (or the step with the most, when none decodes); "" without a roof or model facts."""
+    lim = r.limits
+    if lim is None or lim.roof is None or not r.limit_rows:
+        return ""
+    s = r.steps
+    best = -1
+    for i, row in enumerate(r.limit_rows):
+        if row.get("attention_achieved_tb_s") is None:
+            continue
+        key = (s.phase[i] == "decode", s.kv_tokens[i])
+        if best < 0 or key > (s.phase[best] == "decode", s.kv_tokens[best]):
+            best = i
+    if best < 0:
+        return ""
+    row = r.limit_rows[best]
+    roof = lim.roof
+    what = "decode step" if s.phase[best] == "decode" else f"{s.phase[best]} step"
+    peak = (
+        f"the {roof.name}'s {bandwidth_gbs(roof.bandwidth_tb_s)}"
+        if not roof.measured
+        else (f"the {bandwidth_gbs(roof.bandwidth_tb_s)} measured")
+    )
+    if row["attention_above_peak"]:
+        share = f"above {peak}, which is impossible (see the findings)"
+    else:
+        share = f"{100 * row['attention_peak_share']:.0f}% of the roof ({peak}; {row['attention_bound']}-bound)"
+    return (
+        f" In the {what} with {int(s.kv_tokens[best]):,} KV tokens, attention read the KV cache at "
+        f"{bandwidth_gbs(row['attention_achieved_tb_s'])}, {share}."
+    )
 
 
 def _share_text(s: StepTable) -> str:
@@ -194,12 +259,82 @@ def _steps_table(r: TracesReport) -> Table:
     return Table(head, rows)
 
 
+def plot_names(r: TracesReport) -> list[str]:
+    """The plots this report has data for (the roofline needs achieved figures)."""
+    names = [n for n in PLOTS if n != "roofline"]
+    if any(row.get("attention_intensity") or row.get("gemm_intensity") for row in r.limit_rows):
+        names.append("roofline")
+    return names
+
+
+def _limits_section(r: TracesReport) -> Section | None:
+    lim = r.limits
+    if lim is None:
+        return None
+    lines = []
+    if lim.roof is not None:
+        flops = ", ".join(f"{k} {v:g}" for k, v in lim.roof.tflops.items()) or "none known (pass --peak-flops)"
+        lines.append(f"Roof: {bandwidth_gbs(lim.roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {lim.roof_source}")
+    if lim.shape is not None:
+        sh = lim.shape
+        by_source: dict[str, list[str]] = {}
+        for k, src in sh.source.items():
+            by_source.setdefault(src, []).append(k)
+        lines.append(
+            f"Model facts: {sh.layers} layers, {sh.heads} heads / {sh.kv_heads} KV heads, head dim {sh.head_dim}, "
+            f"KV cache at {sh.kv_bits:g} bits; " + "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
+        )
+    lines += lim.notes + lim.step_notes
+    items = [Bullet(x) for x in lines] + [Bullet(x, label="finding") for x in r.limit_findings]
+    blocks: list[Any] = [Bullets(items)]
+    rows = []
+    s = r.steps
+    for i, row in enumerate(r.limit_rows[:MAX_ROWS]):
+        if row.get("attention_bytes") is None:
+            continue
+
+        def share(prefix: str, row: dict[str, Any] = row) -> str:
+            if row[f"{prefix}above_peak"]:
+                return "above peak"
+            v = row[f"{prefix}peak_share"]
+            return "n/a" if v is None else f"{100 * v:.1f}%"
+
+        def bw(prefix: str, row: dict[str, Any] = row) -> str:
+            v = row[f"{prefix}achieved_tb_s"]
+            return "n/a" if v is None else bandwidth_gbs(v)
+
+        rows.append(
+            [
+                "" if s.step[i] < 0 else str(int(s.step[i])),
+                str(s.phase[i]),
+                f"{int(s.kv_tokens[i]):,}",
+                f"{row['attention_bytes'] / 1e9:.3g}",
+                bw("attention_"),
+                f"{row['attention_achieved_tflops']:.3g}",
+                share("attention_"),
+                row["attention_bound"] or "n/a",
+                bw("step_"),
+                share("step_"),
+            ]
+        )
+    if rows:
+        head = ["step", "phase", "KV tokens", "attention GB", "attention achieved", "attention TFLOP/s"]
+        head += ["attention % of roof", "bound", "step achieved", "step % of roof"]
+        blocks.append(Table(head, rows))
+    return Section("Distance to the limit (achieved bandwidth and FLOP/s against the device's peaks)", blocks)
+
+
 def sections(r: TracesReport, *, with_plots: bool = True) -> list[Section]:
     out = [Section(TITLE, [Paragraph(headline(r), label="Answer:")])]
     out.append(Section("What these traces cannot tell", [Bullets([Bullet(x) for x in limits(r)])]))
     out.append(Section("Growth across steps", [_growth_table(r.growth)]))
+    lim = _limits_section(r)
+    if lim is not None:
+        out.append(lim)
     if with_plots and len(r.steps):
-        out.append(Section("Plots", [Plots(list(PLOTS))]))
+        out.append(Section("Plots", [Plots(plot_names(r))]))
+    if r.advice is not None:
+        out.append(advice_section(r.advice))
     shown = min(len(r.steps), MAX_ROWS)
     title = f"Steps ({shown} of {len(r.steps)}; all of them: tracekit analyze --by step)"
     out.append(Section(title, [_steps_table(r)]))
@@ -221,12 +356,42 @@ def sections(r: TracesReport, *, with_plots: bool = True) -> list[Section]:
 # --- plots ------------------------------------------------------------------------------------------
 
 
+def _roofline(r: TracesReport, fmt: str) -> bytes:
+    """Attention and the weight GEMMs of each step under the device's roof."""
+    import matplotlib.pyplot as plt
+
+    from tracekit.report.plots import roofline_figure
+
+    series = []
+    for label, prefix, color, marker in (
+        ("attention, per step", "attention_", "#d62728", "o"),
+        ("weight GEMMs, per step", "gemm_", "#1f77b4", "s"),
+    ):
+        pts = [
+            (float(row[f"{prefix}intensity"]), float(row[f"{prefix}achieved_tflops"]) * 1e12, "")
+            for row in r.limit_rows
+            if row.get(f"{prefix}intensity") and row.get(f"{prefix}achieved_tflops")
+        ]
+        series.append((label, color, marker, pts))
+    lim = r.limits
+    dtype = lim.shape.dtype if lim is not None and lim.shape is not None else "bf16"
+    fig = roofline_figure(
+        lim.roof if lim is not None else None, dtype, series, "Roofline: attention and GEMMs, step by step"
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def plot(r: TracesReport, name: str, fmt: str) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if name == "roofline":
+        return _roofline(r, fmt)
     s = r.steps
     known = np.isfinite(s.kv_tokens)
     decode = known & (s.phase == "decode")
@@ -346,6 +511,19 @@ def to_json(r: TracesReport) -> dict[str, Any]:
         "headline": headline(r),
         "limits": limits(r),
         "growth": r.growth.to_json(),
-        "traces": [{"path": p, "steps": r.steps.rows(i)} for i, p in enumerate(r.paths)],
+        "traces": [{"path": p, "steps": _rows(r, i)} for i, p in enumerate(r.paths)],
         "failed": [{"path": f.path, "error": f.error} for f in r.failed],
+        **(r.limits.to_json() if r.limits is not None else {}),
+        "limit_findings": list(r.limit_findings),
+        "advice": None if r.advice is None else advice_json(r.advice),
     }
+
+
+def _rows(r: TracesReport, trace: int) -> list[dict[str, Any]]:
+    """One trace's step rows, with their limit fields where the report has them."""
+    rows = r.steps.rows(trace)
+    if r.limit_rows:
+        idx = np.flatnonzero(r.steps.trace == trace).tolist()
+        for row, i in zip(rows, idx):
+            row.update(r.limit_rows[i])
+    return rows

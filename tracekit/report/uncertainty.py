@@ -78,3 +78,25 @@ def difference(a: ContextFigures, b: ContextFigures, which: str = "decode") -> t
         return None, None
     d = rb - ra
     return d, stats.interval(d)
+
+
+def category_reps(c: ContextFigures, category: str) -> Reps | None:
+    """Replicates of a category's ms per decoded token: the decode median's replicates times those
+    of the category's mean share (attention's are ``attention_reps``, so the two figures agree)."""
+    if category == "attention":
+        return attention_reps(c)
+    d, samples = decode_reps(c), c.category_share_samples.get(category)
+    if d is None or not samples:
+        return None
+    share = stats.replicates(samples, "mean", seed=stats.seed_for("category_share", category, c.context_tokens))
+    return None if share is None else d * share
+
+
+def category_change(a: ContextFigures, b: ContextFigures, category: str) -> tuple[float, Interval | None]:
+    """How much a category's ms per decoded token changed from ``a`` to ``b``, with its interval."""
+    change = b.categories_ms_per_token.get(category, 0.0) - a.categories_ms_per_token.get(category, 0.0)
+    ra, rb = category_reps(a, category), category_reps(b, category)
+    if ra is None and rb is None:
+        return change, None
+    zeros = np.zeros(stats.REPLICATES)
+    return change, stats.interval((zeros if rb is None else rb) - (zeros if ra is None else ra))

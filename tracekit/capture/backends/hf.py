@@ -28,23 +28,11 @@ from tracekit.capture.backends.base import (
     resolve_dtype,
     synchronize,
 )
+from tracekit.capture.presets import HF_PRESETS
 from tracekit.errors import UserError
 from tracekit.manifest import ModelFacts
 
 ATTN = {"sdpa": "sdpa", "eager": "eager", "flash_attention_2": "flash_attention_2", "math": "eager"}
-
-# Small random-weight configs built offline, for tests and for trying the pipeline without a model.
-_TINY_LLAMA: dict[str, Any] = {
-    "arch": "llama",
-    "vocab_size": 4096,
-    "hidden_size": 256,
-    "intermediate_size": 704,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-}
-HF_PRESETS: dict[str, dict[str, Any]] = {"tiny": _TINY_LLAMA, "tiny-qwen": {**_TINY_LLAMA, "arch": "qwen2"}}
 
 
 def _import_transformers() -> Any:

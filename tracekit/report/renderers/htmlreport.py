@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 from tracekit.report import plots
+from tracekit.report.headline import split
 from tracekit.report.model import ReportData
 from tracekit.report.renderers.base import Output
-from tracekit.report.sections import Bullets, Paragraph, Plots, Table, sections
+from tracekit.report.sections import Answer, Bullets, Paragraph, Plots, Section, Table, sections
 
 EXTENSION = "html"
 
@@ -17,7 +19,7 @@ EXTENSION = "html"
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:12px;color:#222;box-sizing:border-box}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-p.answer{font-size:1.05em;line-height:1.45;background:#f6f8fa;border-left:4px solid #1f77b4;padding:8px 12px;overflow-wrap:anywhere}
+div.answer{font-size:1.05em;line-height:1.45;margin:1em 0;background:#f6f8fa;border-left:4px solid #1f77b4;padding:8px 12px;overflow-wrap:anywhere}
 li{overflow-wrap:anywhere}
 .wrap{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.85em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:normal}th{background:#f3f3f3}
@@ -69,26 +71,37 @@ def _plots(data: ReportData, p: Plots) -> str:
     return "".join(parts)
 
 
-def render(data: ReportData) -> Output:
+def render_sections(secs: list[Section], title: str, plot: Callable[[Plots], str] | None = None) -> str:
+    """Sections as one HTML page (the first one's title as its heading); ``plot`` draws a plots block."""
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         '<meta name=viewport content="width=device-width,initial-scale=1">',
-        "<title>tracekit report</title><style>",
+        f"<title>{e(title)}</title><style>",
         _CSS,
         "</style></head><body>",
     ]
-    for i, sec in enumerate(sections(data)):
+    for i, sec in enumerate(secs):
         tag = "h1" if i == 0 else "h2"
         parts.append(f"<{tag}>{e(sec.title)}</{tag}>")
         for block in sec.blocks:
-            if isinstance(block, Paragraph):
+            if isinstance(block, Answer):
+                lines = []
+                for line in block.lines:
+                    lead, rest = split(line)
+                    lines.append(f"<p>{f'<b>{e(lead)}</b> ' if lead else ''}{e(rest)}</p>")
+                parts.append(f'<div class="answer">{"".join(lines)}</div>')
+            elif isinstance(block, Paragraph):
                 lead = f"<b>{e(block.label)}</b> " if block.label else ""
-                parts.append(f'<p class="answer">{lead}{e(block.text)}</p>')
+                parts.append(f"<p>{lead}{e(block.text)}</p>")
             elif isinstance(block, Bullets):
                 parts.append(_bullets(block))
             elif isinstance(block, Table):
                 parts.append(_table(block))
-            elif isinstance(block, Plots):
-                parts.append(_plots(data, block))
+            elif isinstance(block, Plots) and plot is not None:
+                parts.append(plot(block))
     parts.append("</body></html>\n")
-    return Output("".join(parts))
+    return "".join(parts)
+
+
+def render(data: ReportData) -> Output:
+    return Output(render_sections(sections(data), "tracekit report", lambda p: _plots(data, p)))

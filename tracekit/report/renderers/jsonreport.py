@@ -7,8 +7,9 @@ from typing import Any
 
 import msgspec
 
+from tracekit.advise.document import to_json as advice_json
 from tracekit.report.headline import headline
-from tracekit.report.model import ReportData
+from tracekit.report.model import ContextFigures, ReportData
 from tracekit.report.renderers.base import Output
 from tracekit.sanitize import finite
 from tracekit.stats import Interval
@@ -25,6 +26,7 @@ def _headline(d: ReportData) -> dict[str, Any]:
     h = headline(d)
     return {
         "text": h.text,
+        "lines": h.lines,
         "smallest_context": h.smallest_context,
         "largest_context": h.largest_context,
         **{k: None if v is None else round(v, 4) for k, v in h.figures.items()},
@@ -32,7 +34,42 @@ def _headline(d: ReportData) -> dict[str, Any]:
         "timer_honest": h.timer_honest,
         "machine_quiet": h.machine_quiet,
         "conclusive": h.conclusive,
+        "categories_added_ms_per_token": [
+            {"category": name, "added_ms_per_token": round(v, 4), "ci95": _ci(iv)} for name, v, iv in h.categories
+        ],
     }
+
+
+def _half(d: ReportData) -> int | None:
+    """Where attention becomes half a step, where the fits may say so (within the extrapolation limit)."""
+    x, limit = d.growth.attention_half_at, d.growth.extrapolation_limit
+    return None if x is None or (limit is not None and x > limit) else round(x)
+
+
+def _roof(d: ReportData) -> dict[str, Any]:
+    """The device's limits the achieved figures are compared with (``tracekit.limits``)."""
+    roof = d.roof
+    if roof is None:
+        return {"source": d.roof_source, "peak_bandwidth_tb_s": None, "peak_tflops": {}}
+    return {
+        "limits_name": roof.name,
+        "key": roof.key,
+        "source": d.roof_source,
+        "peak_bandwidth_tb_s": roof.bandwidth_tb_s,
+        "peak_tflops": dict(roof.tflops),
+    }
+
+
+def _limits(c: ContextFigures) -> dict[str, Any]:
+    """A context's distance to the limit: attention, the weight GEMMs and the whole step."""
+    out: dict[str, Any] = {}
+    for prefix, a in (("attention_", c.attention), ("gemm_", c.gemm), ("step_", c.step)):
+        if a is None:
+            out.update({f"{prefix}{k}": None for k in ("bytes", "flops", "achieved_tb_s", "achieved_tflops", "intensity", "peak_share", "bound", "above_peak", "above_measured")})
+        else:
+            out.update(a.to_json(prefix))
+    out["ceiling_tokens_per_s"] = None if c.ceiling_tokens_per_s is None else round(c.ceiling_tokens_per_s, 3)
+    return out
 
 
 def to_json(d: ReportData) -> dict[str, Any]:
@@ -47,7 +84,9 @@ def to_json(d: ReportData) -> dict[str, Any]:
             **msgspec.to_builtins(d.device),
             "peak_bandwidth_gbps": d.bandwidth_gbps,
             "peak_bandwidth_source": d.bandwidth_source,
+            **_roof(d),
         },
+        "model_facts": None if d.shape is None else d.shape.to_json(),
         "model": msgspec.to_builtins(d.model),
         "complete": d.complete,
         "contexts": [
@@ -81,6 +120,7 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "itl_ms_p50": r(c.itl_ms_p50),
                 "itl_ms_p90": r(c.itl_ms_p90),
                 "itl_ms_p99": r(c.itl_ms_p99),
+                **_limits(c),
             }
             for c in d.contexts
         ],
@@ -90,6 +130,8 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "slope_ms_per_1k_tokens": round(f.slope * 1000, 6),
                 "r2": round(f.r2, 6),
                 "points": f.n,
+                "exact": f.exact,
+                "slope_known": f.slope_known,
                 "slope_ci95": None if f.slope_ci95 is None else [round(x * 1000, 6) for x in f.slope_ci95],
                 "intercept_ci95": _ci(f.intercept_ci95, 6),
             }
@@ -97,8 +139,10 @@ def to_json(d: ReportData) -> dict[str, Any]:
         },
         "predictions": {k: round(v, 3) for k, v in d.growth.predictions.items()},
         "predictions_ci95": {k: _ci(v, 3) for k, v in d.growth.prediction_ci95.items()},
-        "attention_half_at_context": None if d.growth.attention_half_at is None else round(d.growth.attention_half_at),
+        "attention_half_at_context": _half(d),
+        "extrapolation_limit_context": d.growth.extrapolation_limit,
         "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in d.findings],
+        "advice": None if d.advice is None else advice_json(d.advice),
     }
 
 

@@ -1,0 +1,1 @@
+"""How far from the hardware limit: the device table, model facts, achieved bandwidth and FLOP/s."""
