@@ -63,6 +63,32 @@ print(
 )
 
 # %% [markdown]
+# ## How far from the hardware's limit
+#
+# `Analysis.limits()` compares each step's attention, weight GEMMs and whole step with the device
+# the trace names (from `tracekit devices`): bytes, FLOPs, achieved TB/s and share of the peak.
+# The SGLang step needs the model's facts: Qwen3-8B's `config.json`, committed beside the tests.
+
+# %%
+sglang = tracekit.analyze(str(here / "tests/data/engines/sglang-qwen3-8b-decode-mi300x.json.gz"))
+limits = sglang.limits(model_config=str(here / "tests/data/models/qwen3-8b/config.json"))
+print(limits.device["name"], limits.device["peak_bandwidth_tb_s"], "TB/s")
+print(limits.steps.to_pandas()[["kv_tokens", "attention_achieved_tb_s", "attention_peak_share", "attention_bound"]])
+
+# %% [markdown]
+# ## What would help
+#
+# `tracekit.advise` answers with numbers. Without a trace it projects from model facts: here the
+# README's case, Mistral-7B in 4 bits on a Jetson AGX Orin at 31 and 20 tokens/s.
+
+# %%
+advice = tracekit.advise(
+    preset="mistral-7b", weight_bits=4, on="jetson-orin-agx", context=(16, 1441), measured=((16, 31.0), (1441, 20.0))
+)
+print(advice.projection.to_pandas()[["context", "device", "ceiling_tokens_per_s", "measured_tokens_per_s"]])
+print(f"the KV cache's growth explains {advice.bound_explains:.1%} of the measured slowdown")
+
+# %% [markdown]
 # ## Every launch: one row per kernel, memcpy and memset
 
 # %%
@@ -86,6 +112,12 @@ if run_dir is not None:
         ].to_string()
     )
     print(run.rounds.to_pandas().pivot(index="round", columns="context_tokens", values="decode_ms_per_token").round(3))
+    print(
+        run.limits.to_pandas()[
+            ["context_tokens", "attention_achieved_tb_s", "step_achieved_tb_s", "ceiling_tokens_per_s"]
+        ]
+    )
+    print(run.advise(target_tps=10).advice.to_pandas()[["kind", "predicted_gain", "claim"]].head(3).to_string())
     figure = run.plot.attention_share()  # a matplotlib figure: shown inline in a notebook
 else:
     print("no run folder: make demo (or tracekit capture) makes one")

@@ -281,7 +281,7 @@ def test_a_run_refuses_model_flags(small_run: Path) -> None:
 
 def test_context_budget_interval_is_unbounded_where_draws_find_no_growth() -> None:
     """The interval helper keeps draws with no bound as unbounded (numpy would give NaN)."""
-    from tracekit.advise.common import interval
+    from tracekit.advice.common import interval
 
     reps = np.array([100.0] * 900 + [math.inf] * 100)
     assert interval(reps) == (100.0, math.inf)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tracekit
-from tests.conftest import CPU_ONLY, H100, ROOT, fixture_path, run_cli
+from tests.helpers import CPU_ONLY, H100, ROOT, fixture_path, run_cli
 
 pd = pytest.importorskip("pandas", reason="pandas comes with the notebook extra, which make test installs")
 pytest.importorskip("pyarrow", reason="pyarrow comes with the notebook extra, which make test installs")
@@ -205,3 +205,92 @@ def test_step_table_equals_analyze_by_step() -> None:
             and round(got.attention_share, 4) == want["attention_share"]
         )
     assert a.to_json()["growth"] == doc["growth"]
+
+
+QWEN3_8B = ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json"
+SGLANG_DECODE = ROOT / "tests" / "data" / "engines" / "sglang-qwen3-8b-decode-mi300x.json.gz"
+
+
+def test_limits_equal_analyze_by_step_with_the_model_config() -> None:
+    a = tracekit.analyze(SGLANG_DECODE)
+    lim = a.limits(model_config=QWEN3_8B)
+    assert lim.device["key"] == "mi300x" and lim.model_facts is not None
+    steps = lim.steps.to_pandas()
+    assert str(steps.attention_bound.dtype) == "category" and str(steps.attention_above_peak.dtype) == "boolean"
+    doc = json.loads(
+        run_cli("analyze", str(SGLANG_DECODE), "--by", "step", "--model-config", str(QWEN3_8B), "-f", "json").stdout
+    )
+    want = doc["traces"][0]["steps"][0]
+    got = steps.iloc[0]
+    # By hand (docs/limits.md): 32,785 KV tokens x 36 layers x 2 (K, V) x 8 KV heads x 128 x 2 bytes,
+    # plus the queries read and the outputs written.
+    kv = 32_785 * 36 * 2 * 8 * 128 * 2
+    assert kv == 4_834_344_960 and got.attention_bytes == want["attention_bytes"] > kv
+    assert round(got.attention_achieved_tb_s, 9) == want["attention_achieved_tb_s"]
+    assert (
+        round(got.attention_peak_share, 4)
+        == want["attention_peak_share"]
+        == round(want["attention_bytes"] / (2127.869e-6) / 5.3e12, 4)
+    )
+    assert got.attention_bound == want["attention_bound"] == "memory"
+    assert lim.problems == []
+    assert lim.kernels.to_pandas().empty  # the step has no GEMM operator with recorded shapes
+
+
+def test_a_bad_model_config_is_one_line(tmp_path: Path) -> None:
+    a = tracekit.analyze(SGLANG_DECODE)
+    bad = tmp_path / "config.json"
+    bad.write_text('{"num_hidden_layers": -3}')
+    with pytest.raises(tracekit.UserError) as e:
+        a.limits(model_config=bad)
+    assert "\n" not in str(e.value) and "config.json" in str(e.value)
+
+
+def test_advise_projection_equals_the_command_and_the_hand_computation() -> None:
+    got = tracekit.advise(
+        preset="mistral-7b",
+        weight_bits=4,
+        on="jetson-orin-agx",
+        context=(16, 1441),
+        measured=((16, 31.0), (1441, 20.0)),
+    )
+    doc = json.loads(
+        run_cli(
+            "advise", "--preset", "mistral-7b", "--weight-bits", "4", "--on", "jetson-orin-agx", "--context", "16,1441",
+            "--measured", "16:31,1441:20", "--format", "json",
+        ).stdout
+    )  # fmt: skip
+    assert got.to_json() == doc
+    proj = got.projection.to_pandas()
+    assert list(proj.context) == [p["context"] for p in doc["projection"]]
+    for row, p in zip(proj.itertuples(), doc["projection"]):
+        assert round(row.ceiling_tokens_per_s, 3) == p["ceiling_tokens_per_s"]
+        # The ceiling is the bandwidth over the bytes a decode step reads: weights + the KV cache.
+        assert row.ceiling_tokens_per_s == pytest.approx(
+            row.peak_bandwidth_gb_s * 1e9 / (row.weight_bytes + row.kv_bytes)
+        )
+    assert got.bound_explains == pytest.approx(doc["bound_explains"], abs=1e-6)
+    advice = got.advice.to_pandas()
+    assert advice["rank"].tolist() == list(range(1, len(advice) + 1)) and advice.kind.iloc[0] == "measurement"
+    assert "own-timer" in advice.rests_on.iloc[0]
+
+
+def test_advise_refuses_what_the_command_refuses() -> None:
+    with pytest.raises(tracekit.UserError, match="--target-tps and --target-itl"):
+        tracekit.advise(preset="mistral-7b", context=(16,), target_tps=10, target_itl=5)
+    with pytest.raises(tracekit.UserError, match="--preset NAME or --model-config"):
+        tracekit.advise(context=(16,))
+
+
+def test_a_run_s_limits_and_advice_equal_the_report_and_the_command(small_run: Path) -> None:
+    run = tracekit.load_run(small_run)
+    doc = json.loads(run_cli("report", str(small_run), "-f", "json", "--out", "-").stdout)
+    lim = run.limits.to_pandas()
+    for row, c in zip(lim.itertuples(), doc["contexts"]):
+        assert row.context_tokens == c["context_tokens"]
+        assert (None if pd.isna(row.ceiling_tokens_per_s) else row.ceiling_tokens_per_s) == c["ceiling_tokens_per_s"]
+        assert (None if pd.isna(row.attention_achieved_tb_s) else row.attention_achieved_tb_s) == c[
+            "attention_achieved_tb_s"
+        ]
+    cli = json.loads(run_cli("advise", str(small_run), "--target-tps", "10", "--format", "json").stdout)
+    assert run.advise(target_tps=10).to_json() == cli

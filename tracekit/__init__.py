@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tracekit.analysis.analyze import analyze_trace
     from tracekit.analysis.attribute import Attribution, attribute
     from tracekit.analysis.result import AnalysisResult
+    from tracekit.api.advise import Advice, advise
     from tracekit.api.analysis import Analysis, analyze
     from tracekit.api.run import Run, load_run
     from tracekit.api.table import Table
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Advice": "tracekit.api.advise",
+    "advise": "tracekit.api.advise",
     "Analysis": "tracekit.api.analysis",
     "Run": "tracekit.api.run",
     "Table": "tracekit.api.table",
@@ -53,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 # The public API (docs/python.md); every other name is private and may change.
 __all__ = [
+    "Advice",
     "Analysis",
     "AnalysisResult",
     "Attribution",
@@ -62,6 +66,7 @@ __all__ = [
     "Table",
     "UserError",
     "__version__",
+    "advise",
     "analyze",
     "analyze_trace",
     "attribute",

@@ -13,16 +13,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from tracekit.analysis.growth import Growth, growth
 from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable, concat
-from tracekit.api.table import Kind, Table
+from tracekit.api.table import ACHIEVED_KINDS, Kind, Table
 from tracekit.fleet.merge import Summary, summarize
 from tracekit.fleet.plan import Outcome, Plan
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial
+from tracekit.limits.steps import Limits
 from tracekit.sanitize import printable
 from tracekit.trace.model import Trace
 from tracekit.trace.options import ReadOptions
@@ -88,6 +90,23 @@ STEP_KINDS: dict[str, Kind] = {
     "span_us": "float",
     "attention_share": "float",
     "start_us": "float",
+}
+LIMIT_STEP_KINDS: dict[str, Kind] = {
+    "trace": "str",
+    "step": "int",
+    "phase": "category",
+    "kv_tokens": "int",
+    **{f"attention_{k}": v for k, v in ACHIEVED_KINDS.items()},
+    **{f"gemm_{k}": v for k, v in ACHIEVED_KINDS.items()},
+    "gemm_source": "category",
+    **{f"step_{k}": v for k, v in ACHIEVED_KINDS.items()},
+}
+LIMIT_KERNEL_KINDS: dict[str, Kind] = {
+    "trace": "str",
+    "name": "str",
+    "kernel": "str",
+    **ACHIEVED_KINDS,
+    "shaped_count": "int",
 }
 LAUNCH_KINDS: dict[str, Kind] = {
     "trace": "str",
@@ -204,6 +223,56 @@ class Analysis:
         """The step table's columns (numpy), every trace's in input order."""
         return concat([p.steps for p in self.partials if p.steps is not None])
 
+    def limits(
+        self,
+        *,
+        device: str | None = None,
+        peak_bandwidth: float | None = None,
+        peak_flops: float | None = None,
+        model_config: str | PathLike[str] | None = None,
+    ) -> AnalysisLimits:
+        """How far each step's attention, weight GEMMs and whole step, and each GEMM kernel with
+        recorded shapes, are from the device's limits (docs/limits.md). The device comes from the
+        trace (or ``device``, a name of ``tracekit devices``, or ``peak_bandwidth`` in GB/s and
+        ``peak_flops`` in TFLOP/s); the model from the trace's shapes, its run's manifest or
+        ``model_config`` (a local config.json). Needs ``analyze(..., limits=True)``, the default."""
+        from tracekit.limits.flags import LimitFlags
+        from tracekit.limits.steps import kernel_fields, resolve, step_fields
+
+        config = Path(model_config) if model_config is not None else None
+        LimitFlags(device, peak_bandwidth, peak_flops, config).check()
+        facts = [p.facts for p in self.partials]
+        lim = resolve(
+            facts,
+            device=device,
+            peak_bandwidth=peak_bandwidth,
+            peak_flops=peak_flops,
+            model_config=config,
+            paths=[p.result.path for p in self.partials],
+        )
+        step_rows: list[dict[str, Any]] = []
+        kernel_rows: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for p, f in zip(self.partials, facts):
+            r = p.result
+            if p.steps is not None:
+                rows = p.steps.rows()
+                fields, lines = step_fields(rows, r.phases, lim, f)
+                problems += [f"{r.path}: {line}" for line in lines]
+                for row, extra in zip(rows, fields):
+                    step_rows.append({"trace": r.path, "step": row["step"], "phase": row["phase"],
+                                      "kv_tokens": row["kv_tokens"], **extra})  # fmt: skip
+            for k in r.kernels:
+                kf = kernel_fields(f.kernels.get(k.name) if f is not None else None, lim.roof)
+                if kf["bytes"] is not None:
+                    kernel_rows.append({"trace": r.path, "name": k.name, "kernel": identity(k.name), **kf})
+        return AnalysisLimits(
+            lim,
+            Table.from_rows("limits.steps", LIMIT_STEP_KINDS, step_rows),
+            Table.from_rows("limits.kernels", LIMIT_KERNEL_KINDS, kernel_rows),
+            problems,
+        )
+
     def growth(self, at_kv: int | None = None) -> Growth:
         """Attention µs per decode step against KV tokens (and the rest against query tokens):
         least squares with bootstrap-over-steps 95 % intervals; a prediction at ``at_kv``."""
@@ -288,6 +357,31 @@ class Analysis:
         return f"<tracekit.Analysis of {len(self.partials)} trace(s), {len(self.failed)} failed>"
 
 
+@dataclass
+class AnalysisLimits:
+    """The roof and model facts used (``device``, ``model_facts``: as in ``analyze --format
+    json``), each step's achieved figures (``steps``) and each GEMM kernel's with recorded shapes
+    (``kernels``); ``problems``: figures above the device's peak (the truth check), one line each."""
+
+    limits: Limits
+    steps: Table
+    kernels: Table
+    problems: list[str]
+
+    @property
+    def device(self) -> dict[str, Any]:
+        return dict(self.limits.to_json()["device"])
+
+    @property
+    def model_facts(self) -> dict[str, Any] | None:
+        facts = self.limits.to_json()["model_facts"]
+        return None if facts is None else dict(facts)
+
+    @property
+    def notes(self) -> list[str]:
+        return self.limits.notes + self.limits.step_notes
+
+
 def _streams(trace: Trace, att: Any) -> list[str]:
     """Each item's stream (GPU: the device event's thread, which Kineto sets to the stream) or
     thread (CPU-only traces)."""
@@ -339,12 +433,15 @@ def analyze(
     scheduler: str | None = None,
     partial: bool = False,
     read: ReadOptions | None = None,
+    limits: bool = True,
 ) -> Analysis:
     """Analyze traces as ``tracekit analyze`` does: ``paths`` are files, folders (searched
     recursively), globs, or loaded ``Trace`` objects. Several traces run on Dask when they are
     large enough to pay for a cluster (``workers`` overrides: 1 runs in this process; ``scheduler``
     names an existing cluster). ``by`` is the JSON's grouping (category, phase, step or kernel);
-    ``read`` how each file is read (``ReadOptions.from_env()`` reads the command line's variables)."""
+    ``read`` how each file is read (``ReadOptions.from_env()`` reads the command line's variables);
+    ``limits`` also reads the shapes the trace recorded, for ``Analysis.limits`` (a second, narrow
+    read of a file that holds GEMM or attention operators)."""
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.run import default_workers, run
 
@@ -352,7 +449,9 @@ def analyze(
     items = [paths] if isinstance(paths, str | PathLike | Trace) else list(paths)
     loaded = {t.path: t for t in items if isinstance(t, Trace)}
     files = expand([str(p) for p in items if not isinstance(p, Trace)]) if len(loaded) < len(items) else []
-    options = TaskOptions(window=window, partial=partial, kernels="all", steps=True, read=read or ReadOptions())
+    options = TaskOptions(
+        window=window, partial=partial, kernels="all", steps=True, limits=limits, read=read or ReadOptions()
+    )
     outcome = Outcome()
     if loaded:
         outcome = _here(list(loaded.values()), options)

@@ -12,7 +12,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from tracekit.api.table import Kind, Table
+from tracekit.api.advise import Advice
+from tracekit.api.table import ACHIEVED_KINDS, Kind, Table
 from tracekit.manifest import Manifest, read_manifest
 from tracekit.report.model import ContextFigures, ReportData
 from tracekit.sanitize import printable
@@ -71,6 +72,11 @@ FIT_KINDS: dict[str, Kind] = {
     "slope_ci95_hi": "float",
     "r2": "float",
     "points": "int",
+}
+LIMIT_KINDS: dict[str, Kind] = {
+    "context_tokens": "int",
+    **{f"{p}{k}": v for p in ("attention_", "gemm_", "step_") for k, v in ACHIEVED_KINDS.items()},
+    "ceiling_tokens_per_s": "float",
 }
 FINDING_KINDS: dict[str, Kind] = {"kind": "category", "severity": "category", "message": "str"}
 
@@ -162,6 +168,30 @@ class Run:
             FINDING_KINDS,
             [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in self.data.findings],
         )
+
+    @property
+    def limits(self) -> Table:
+        """Per context: how far attention, the weight GEMMs and the whole decode step are from the
+        device's limits (bytes, FLOPs, achieved TB/s and TFLOP/s, share of the roof, bound) and the
+        ceiling on tokens/s the bandwidth allows (docs/limits.md); ``device`` says which roof."""
+        doc = self.to_json()
+        rows = [
+            {"context_tokens": c["context_tokens"], **{k: c.get(k) for k in list(LIMIT_KINDS)[1:]}}
+            for c in doc["contexts"]
+        ]
+        return Table.from_rows("limits", LIMIT_KINDS, rows)
+
+    @property
+    def device(self) -> dict[str, Any]:
+        """The device and the roof the report compares with (``report.json``'s ``device``)."""
+        return dict(self.to_json()["device"])
+
+    def advise(self, **options: Any) -> Advice:
+        """``tracekit advise RUN``: what would help, with numbers; ``options`` are
+        ``tracekit.advise``'s (``target_tps``, ``on``, ``generate``, ``kv_bits``, ...)."""
+        from tracekit.api.advise import advise
+
+        return advise(self.path, **options)
 
     def to_json(self) -> dict[str, Any]:
         """The ``tracekit.report/1`` document ``tracekit report RUN --format json`` writes."""

@@ -22,6 +22,20 @@ Kind = Literal["float", "int", "str", "category", "bool"]
 _PANDAS = {"float": "float64", "int": "Int64", "str": "string", "category": "category", "bool": "boolean"}
 _PREVIEW_ROWS = 12
 
+# The achieved figures of a piece of work against the device's roof (``limits``), behind a prefix
+# (``attention_``, ``gemm_``, ``step_``) in the limits tables, as in the JSON.
+ACHIEVED_KINDS: dict[str, Kind] = {
+    "bytes": "float",
+    "flops": "float",
+    "achieved_tb_s": "float",
+    "achieved_tflops": "float",
+    "intensity": "float",
+    "peak_share": "float",
+    "bound": "category",
+    "above_peak": "bool",
+    "above_measured": "bool",
+}
+
 
 def require(module: str) -> Any:
     """Import an optional dependency of the notebook extra, or say in one line how to get it."""

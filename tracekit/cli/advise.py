@@ -6,30 +6,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from tracekit.cli.common import check_choice, parse_int_list
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
-
-if TYPE_CHECKING:
-    from tracekit.advise import AdviceSet, Plan
-    from tracekit.limits.devices import Device
-
-
-MAX_TOKENS = 10**9  # far beyond any context a model holds; keeps the arithmetic finite
-
-
-def _positive(value: float | None, flag: str, what: str) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise UserError(f"{flag} {value:g}: give {what}, a positive number")
-
-
-def _bits(value: float | None, flag: str) -> None:
-    if value is not None and not (math.isfinite(value) and 1 <= value <= 32):
-        raise UserError(f"{flag} {value:g}: give bits per value between 1 and 32 (e.g. {flag} 8)")
 
 
 def parse_measured(text: str) -> list[tuple[int, float]]:
@@ -129,130 +111,37 @@ def advise(
       tracekit advise traces/RUN-sdpa --compare traces/RUN-math
       tracekit advise --preset mistral-7b --weight-bits 4 --on jetson-orin-agx --context 16,1441 --measured 16:31,1441:20
     """
-    from dataclasses import replace
-
-    from tracekit.advise import Plan
-    from tracekit.advise import advise as run_advice
-    from tracekit.advise.basis import from_facts
-    from tracekit.advise.document import to_json
-    from tracekit.limits.devices import find_device
-    from tracekit.report.advice import from_report
-    from tracekit.report.data import build_report
+    from tracekit.advice.document import to_json
+    from tracekit.api.advise import advise as run_advice
 
     check_choice(fmt, ("text", "md", "json"), "--format")
-    _positive(target_tps, "--target-tps", "tokens per second")
-    _positive(target_itl, "--target-itl", "milliseconds per token")
-    _positive(peak_bandwidth, "--peak-bandwidth", "the device's bandwidth in GB/s")
-    if target_tps is not None and target_itl is not None:
-        raise UserError("--target-tps and --target-itl say the same thing; give one")
-    for value, flag, least in (
-        (generate, "--generate", 1),
-        (every, "--every", 1),
-        (prompt, "--prompt", 0),
-        (keep, "--keep", 0),
-    ):
-        if value is not None and not least <= value <= MAX_TOKENS:
-            raise UserError(f"{flag} {value}: give a number of tokens from {least} to {MAX_TOKENS:,}")
-    _bits(kv_bits, "--kv-bits")
-    _bits(weight_bits, "--weight-bits")
-    contexts = tuple(parse_int_list(context, "--context")) if context else ()
-    device = find_device(on) if on is not None else None
-    plan = Plan(target_tps, target_itl, on, contexts, generate, prompt, keep, every, kv_bits, weight_bits)
-    if target is not None and not _is_run(target):
-        for flag, given in (("--preset", preset), ("--measured", measured), ("--compare", compare or None)):
-            if given is not None:
-                raise UserError(f"{flag} does not apply to traces ({target}); leave it out")
-        result = _traces(target, model_config, device_name, peak_bandwidth, plan, device)
-    elif target is not None:
-        for flag, given in (("--preset", preset), ("--measured", measured)):
-            if given is not None:
-                raise UserError(f"{flag} describes a model without a run; with a run ({target}) leave it out")
-        data = build_report(target, peak_bandwidth=peak_bandwidth, device=device_name, model_config=model_config)
-        others = tuple(from_report(o, o.findings) for o in (build_report(p) for p in compare))
-        result = run_advice(from_report(data, data.findings), plan, on=device, compare=others, run=str(target))
-    else:
-        if compare:
-            raise UserError("--compare compares runs: give a run folder first (tracekit advise RUN --compare OTHER)")
-        if peak_bandwidth is not None:
-            raise UserError("--peak-bandwidth applies to a run; without one, name the device with --on")
-        if (preset is None) == (model_config is None):
-            raise UserError(
-                "give a run folder, or the model with --preset NAME or --model-config PATH (one of them), "
-                "e.g. tracekit advise --preset mistral-7b --on jetson-orin-agx --context 16,1441"
-            )
-        from tracekit.limits.model import from_config, from_preset, with_sources
-
-        shape = from_preset(preset) if preset is not None else from_config(model_config)  # type: ignore[arg-type]
-        if weight_bits is not None:
-            shape = with_sources(shape, weight_bits=(weight_bits, "--weight-bits"))
-        if kv_bits is not None:
-            shape = with_sources(shape, kv_bits=(kv_bits, "--kv-bits"))
-        points = parse_measured(measured) if measured is not None else []
-        if not points and not contexts:
-            raise UserError("give --context (contexts to project at) or --measured (speeds you measured)")
-        what = f"preset {preset}" if preset is not None else str(model_config)
-        # Without a run the bits describe the model; the precision advice halves from there.
-        plan = replace(plan, on=None, kv_bits=None, weight_bits=None)
-        result = run_advice(from_facts(shape, device, points, what), plan, run="")
+    result = run_advice(
+        target,
+        target_tps=target_tps,
+        target_itl=target_itl,
+        on=on,
+        context=tuple(parse_int_list(context, "--context")) if context else (),
+        generate=generate,
+        prompt=prompt,
+        keep=keep,
+        every=every,
+        kv_bits=kv_bits,
+        weight_bits=weight_bits,
+        preset=preset,
+        model_config=model_config,
+        measured=parse_measured(measured) if measured is not None else (),
+        compare=compare,
+        peak_bandwidth=peak_bandwidth,
+        device=device_name,
+    ).result
     if fmt == "json":
         print(json.dumps(to_json(result), indent=2, allow_nan=False))
         return
     _print(result, as_markdown=fmt == "md")
 
 
-def _is_run(target: Path) -> bool:
-    from tracekit.manifest import MANIFEST
-
-    return (target / MANIFEST).exists() or (target.name == MANIFEST and target.is_file())
-
-
-def _traces(
-    target: Path,
-    model_config: Path | None,
-    device_name: str | None,
-    peak_bandwidth: float | None,
-    plan: Plan,
-    on: Device | None,
-) -> AdviceSet:
-    """Advice on engine traces: the decode steps' KV tokens and device-busy times, against the
-    model facts and roof the traces report resolves (flags first, then what the traces name)."""
-    from tracekit.advise import advise_steps
-    from tracekit.analysis.steps import concat
-    from tracekit.fleet.inputs import expand
-    from tracekit.fleet.plan import Plan as FleetPlan
-    from tracekit.fleet.run import run
-    from tracekit.fleet.task import TaskOptions
-    from tracekit.limits.flags import LimitFlags
-    from tracekit.limits.steps import resolve
-
-    LimitFlags(device_name, peak_bandwidth, None, model_config).check()
-    paths = expand([str(target)])
-    outcome = run(paths, TaskOptions(steps=True, limits=True), FleetPlan(1, None, None))
-    if outcome.failed:
-        f = outcome.failed[0]
-        raise UserError(f"{f.path}: {' '.join(str(f.error).split())}")
-    steps = concat([p.steps for p in outcome.partials if p.steps is not None])
-    limits = resolve(
-        [p.facts for p in outcome.partials],
-        device=device_name,
-        peak_bandwidth=peak_bandwidth,
-        model_config=model_config,
-        paths=[p.result.path for p in outcome.partials],
-    )
-    what = f"{len(paths)} trace{'s' if len(paths) > 1 else ''} ({target})"
-    result = advise_steps(
-        steps, plan, shape=limits.shape, roof=limits.roof, roof_source=limits.roof_source, on=on, what=what,
-        run=str(target),
-    )  # fmt: skip
-    if not result.advice:
-        raise UserError(
-            f"{target}: {result.notes[0] if result.notes else 'nothing to advise on'}; see 'tracekit analyze {target} --by step'"
-        )
-    return result
-
-
 def _print(result: object, *, as_markdown: bool) -> None:
-    from tracekit.advise.model import AdviceSet
+    from tracekit.advice.model import AdviceSet
     from tracekit.report.renderers import markdown
     from tracekit.report.sections import Bullets, Paragraph, Table, advice_section
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from tracekit import stats
-from tracekit.advise import AdviceSet, Plan, advise
-from tracekit.advise.measurement import DOUBTS
-from tracekit.advise.model import Basis, Check, Line, Point, Reps
+from tracekit.advice import AdviceSet, Plan, advise
+from tracekit.advice.measurement import DOUBTS
+from tracekit.advice.model import Basis, Check, Line, Point, Reps
 from tracekit.report.fit import fit_line, fit_replicates
 from tracekit.report.model import Finding, ReportFacts
 from tracekit.report.uncertainty import decode_reps

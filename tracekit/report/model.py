@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tracekit.advise.model import AdviceSet
+from tracekit.advice.model import AdviceSet
 from tracekit.analysis.gaps import HostDeviceGap
 from tracekit.limits.model import ModelShape
 from tracekit.limits.roofline import Achieved, Roof

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tracekit.advise.model import AdviceSet
+from tracekit.advice.model import AdviceSet
 from tracekit.limits.roofline import Achieved
 from tracekit.report import plots
 from tracekit.report.distance import bandwidth_text

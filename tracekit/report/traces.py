@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from tracekit.advise import AdviceSet, Plan, advise_steps
-from tracekit.advise.document import to_json as advice_json
+from tracekit.advice import AdviceSet, Plan, advise_steps
+from tracekit.advice.document import to_json as advice_json
 from tracekit.analysis.growth import Growth, growth
 from tracekit.analysis.steps import StepTable, concat
 from tracekit.fleet.merge import Summary, summarize

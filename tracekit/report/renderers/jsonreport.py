@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from tracekit.advise.document import to_json as advice_json
+from tracekit.advice.document import to_json as advice_json
 from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData
 from tracekit.report.renderers.base import Output

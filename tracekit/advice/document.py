@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracekit.advise.model import AdviceSet, Projection
+from tracekit.advice.model import AdviceSet, Projection
 from tracekit.sanitize import finite
 from tracekit.stats import Interval
 

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from tracekit.advise.common import ci, gain_reps, interval, mb, pct, ratio_reps
-from tracekit.advise.model import Advice, Basis, Projection, Reps
+from tracekit.advice.common import ci, gain_reps, interval, mb, pct, ratio_reps
+from tracekit.advice.model import Advice, Basis, Projection, Reps
 from tracekit.limits.devices import Device
 from tracekit.limits.model import ModelShape
 from tracekit.stats import Interval

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tracekit.advise import attention, basis, budget, measurement, progressive, projection
-from tracekit.advise.model import KINDS, Advice, AdviceSet, Basis, Plan
+from tracekit.advice import attention, basis, budget, measurement, progressive, projection
+from tracekit.advice.model import KINDS, Advice, AdviceSet, Basis, Plan
 from tracekit.analysis.steps import StepTable
 from tracekit.limits.devices import Device
 from tracekit.limits.model import ModelShape

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracekit.advise.common import ci, interval, pct, ratio_reps
-from tracekit.advise.model import Advice, Basis, Line, Plan, Reps
+from tracekit.advice.common import ci, interval, pct, ratio_reps
+from tracekit.advice.model import Advice, Basis, Line, Plan, Reps
 
 PARTS = 4  # with no --every: reset four times over the generation
 

@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit import stats
-from tracekit.advise.measurement import OWN_TIMER
-from tracekit.advise.model import Basis, Line, Point
+from tracekit.advice.measurement import OWN_TIMER
+from tracekit.advice.model import Basis, Line, Point
 from tracekit.analysis.growth import fit as steps_fit
 from tracekit.analysis.steps import StepTable
 from tracekit.limits.devices import Device

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracekit import stats
-from tracekit.advise.model import Reps
+from tracekit.advice.model import Reps
 from tracekit.stats import Interval
 
 _HUGE = 1e300  # stands in for +inf inside a percentile (inf - inf is NaN in numpy's interpolation)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracekit.advise.model import Advice, Basis, Check
+from tracekit.advice.model import Advice, Basis, Check
 
 # The report's findings that question the measurement itself, with what to do about each.
 DOUBTS = {

@@ -8,9 +8,9 @@ import shlex
 
 import numpy as np
 
-from tracekit.advise.common import ci, gain_reps, interval, pct
-from tracekit.advise.measurement import doubted
-from tracekit.advise.model import Advice, Basis
+from tracekit.advice.common import ci, gain_reps, interval, pct
+from tracekit.advice.measurement import doubted
+from tracekit.advice.model import Advice, Basis
 
 EXPLAINS_LITTLE = 0.5  # the bytes' growth explains under half of the slowdown
 

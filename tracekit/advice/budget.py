@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracekit.advise.common import ci, interval, tokens
-from tracekit.advise.model import Advice, Basis, Plan
+from tracekit.advice.common import ci, interval, tokens
+from tracekit.advice.model import Advice, Basis, Plan
 
 DEFAULT_SHARE = 0.8  # with no target given: keep 80 % of the speed at the smallest measured context
 
