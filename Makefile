@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,hta,hf
+EXTRAS ?= dev,hta,hf,notebook
 DEMO_CONTEXTS ?= 128,1024,4096
 DEMO_TOKENS ?= 32
 
@@ -37,11 +37,12 @@ chromium: ## Install Debian's chromium for the browser test (root, apt-get)
 	    || echo "warning: could not install chromium; the browser test will skip"; }
 
 lint: $(STAMP) ## ruff, and the layers contract (every import points down the pipeline; pyproject.toml)
-	$(BIN)/ruff check tracekit tests bench scripts
+	$(BIN)/ruff check tracekit tests bench scripts examples
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP) ## mypy --strict
+typecheck: $(STAMP) ## mypy --strict (the package, and the notebook example as a user's code)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples/notebook.py
 
 unit: $(STAMP) ## The fast lane: every test not marked slow (no capture, Dask, chromium or ../shared)
 	$(BIN)/python -m pytest -q -m "not slow"

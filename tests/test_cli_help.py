@@ -27,7 +27,7 @@ def _examples(doc: str) -> list[str]:
 
 
 def test_every_command_is_covered() -> None:
-    assert set(COMMANDS) == {"capture", "analyze", "report", "diff", "export", "open", "devices"}
+    assert set(COMMANDS) == {"capture", "analyze", "report", "diff", "advise", "export", "open", "devices"}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tracekit.fleet.task import TaskOptions, TracePartial, analyze_file
 from tracekit.limits.devices import find_device
 from tracekit.limits.model import from_config

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tracekit.errors import UserError
 from tracekit.limits.devices import DTYPES, device_from_trace_name, devices, find_device
 from tracekit.limits.model import from_config, from_preset

@@ -13,7 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
 from tracekit.report.renderers import write_report

@@ -12,7 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 ENGINES = ROOT / "tests" / "data" / "engines"
 QWEN3_8B = ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json"

@@ -21,12 +21,23 @@ if TYPE_CHECKING:
     from tracekit.analysis.analyze import analyze_trace
     from tracekit.analysis.attribute import Attribution, attribute
     from tracekit.analysis.result import AnalysisResult
+    from tracekit.api.advise import Advice, advise
+    from tracekit.api.analysis import Analysis, analyze
+    from tracekit.api.run import Run, load_run
+    from tracekit.api.table import Table
     from tracekit.trace.load import load_trace
     from tracekit.trace.options import ReadOptions
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Advice": "tracekit.api.advise",
+    "advise": "tracekit.api.advise",
+    "Analysis": "tracekit.api.analysis",
+    "Run": "tracekit.api.run",
+    "Table": "tracekit.api.table",
+    "analyze": "tracekit.api.analysis",
+    "load_run": "tracekit.api.run",
     "AnalysisResult": "tracekit.analysis.result",
     "Attribution": "tracekit.analysis.attribute",
     "analyze_trace": "tracekit.analysis.analyze",
@@ -43,14 +54,22 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+# The public API (docs/python.md); every other name is private and may change.
 __all__ = [
+    "Advice",
+    "Analysis",
     "AnalysisResult",
     "Attribution",
     "ReadOptions",
     "TracekitError",
+    "Run",
+    "Table",
     "UserError",
     "__version__",
+    "advise",
+    "analyze",
     "analyze_trace",
     "attribute",
+    "load_run",
     "load_trace",
 ]

@@ -60,20 +60,36 @@ def busy_time(att: Attribution, lo: float, hi: float) -> float:
 
 
 def kernel_rows(att: Attribution) -> list[KernelRow]:
-    """One row per (name, category, rule), longest first; rows with equal time keep the order in
-    which their work first appears."""
+    """One row per (name, category, rule), longest first, with its shortest, longest and median
+    launch; rows with equal time keep the order in which their work first appears."""
     times, counts = _sums(att.code, att.time, len(att.decisions))
     strings = att.trace.strings
-    rows: dict[tuple[str, str, str], KernelRow] = {}
+    rows: dict[tuple[str, str, str], int] = {}  # key -> index into ``out``
+    out: list[KernelRow] = []
+    row_of_code = np.zeros(len(att.decisions), np.int64)
     for code, first in zip(*_in_first_order(att.code)):
         d = att.decisions[code]
         key = (strings[int(att.name[first])], d.category, d.rule)
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = KernelRow(key[0], d.category, d.rule, 0, 0.0)
-        row.count += counts[code]
-        row.time_us += times[code]
-    return sorted(rows.values(), key=lambda r: -r.time_us)
+        i = rows.setdefault(key, len(out))
+        if i == len(out):
+            out.append(KernelRow(key[0], d.category, d.rule, 0, 0.0))
+        row_of_code[code] = i
+        out[i].count += counts[code]
+        out[i].time_us += times[code]
+    _launch_stats(att.time, row_of_code[att.code], out)
+    return sorted(out, key=lambda r: -r.time_us)
+
+
+def _launch_stats(time: NDArray[np.float64], item_row: NDArray[np.int64], rows: list[KernelRow]) -> None:
+    """Each row's shortest, longest and median launch, from one sort of every item by (row, time)."""
+    if not len(time):
+        return
+    t = time[np.lexsort((time, item_row))]
+    n = np.bincount(item_row, minlength=len(rows))
+    start = np.concatenate(([0], np.cumsum(n)[:-1]))
+    mid = (t[start + (n - 1) // 2] + t[start + n // 2]) / 2
+    for i, row in enumerate(rows):
+        row.min_us, row.max_us, row.p50_us = float(t[start[i]]), float(t[start[i] + n[i] - 1]), float(mid[i])
 
 
 def _local_phases(att: Attribution) -> tuple[NDArray[np.bool_], NDArray[np.int64], list[int]]:

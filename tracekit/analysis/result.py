@@ -43,6 +43,14 @@ class KernelRow:
     rule: str
     count: int
     time_us: float
+    # Over this row's launches, in one trace; rows merged across traces keep min and max only.
+    min_us: float | None = None
+    max_us: float | None = None
+    p50_us: float | None = None
+
+    @property
+    def mean_us(self) -> float:
+        return self.time_us / self.count if self.count else 0.0
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import typer
 
+from tracekit.cli import advise as _advise
 from tracekit.cli import analyze as _analyze
 from tracekit.cli import capture as _capture
 from tracekit.cli import devices as _devices
@@ -83,12 +84,13 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "analyze": _analyze.analyze,
     "report": _report.report,
     "diff": _diff.diff,
+    "advise": _advise.advise,
     "export": _perfetto.export,
     "open": _perfetto.open_cmd,
     "devices": _devices.devices_cmd,
 }
 # Each command's --help ends with its page in docs/ (export and open share one).
-DOCS = {"export": "perfetto", "open": "perfetto"}
+DOCS = {"export": "perfetto", "open": "perfetto", "devices": "limits"}
 for _name, _fn in COMMANDS.items():
     _page = DOCS.get(_name, _name)
     app.command(_name, epilog=f"Docs: docs/{_page}.md (all pages: docs/README.md).")(_command(_fn))

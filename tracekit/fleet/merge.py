@@ -12,6 +12,7 @@ steps. The slowest rank has the longest step time; the skew is that time over th
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,8 @@ def summarize(
             row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
             row.count += k.count
             row.time_us += k.time_us
+            row.min_us = _fold(min, row.min_us, k.min_us)
+            row.max_us = _fold(max, row.max_us, k.max_us)
     s.kernels = sorted(kernels.values(), key=lambda k: -k.time_us)[:SUMMARY_KERNELS]
     trusted = [p for p in partials if ranks or p.rank_source == "distributedInfo"]
     s.ranks = rank_table(trusted)
@@ -151,6 +154,10 @@ def summarize(
             "no per-rank table, as unrelated traces are not ranks of one job; pass --ranks if they are"
         )
     return s
+
+
+def _fold(pick: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else pick(a, b)
 
 
 def rank_table(partials: list[TracePartial]) -> RankTable | None:

@@ -115,11 +115,26 @@ def _exposed(trace: Trace, att: Attribution, res: AnalysisResult, options: TaskO
 def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     trace = load_trace(source, partial=options.partial, options=options.read)
     trace.path = path
+    return partial_of(trace, options, source=source)
+
+
+def analyze_loaded(trace: Trace, options: TaskOptions) -> TracePartial | Failure:
+    """``analyze_file`` for a trace already in memory (the Python API's loaded traces)."""
+    source = trace.path if Path(trace.path).is_file() else None  # where the shapes pass can read it again
+    try:
+        return partial_of(trace, options, source=source)
+    except TracekitError as exc:
+        return Failure(trace.path, one_line(exc))
+
+
+def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None) -> TracePartial:
+    """The partial of a loaded trace; ``source`` is its file, which the HTA bridge reads again."""
+    path = trace.path
     att = attribute(trace)
     res = analyze_trace(trace, options.window, attribution=att, window_all=options.window_all, phase=options.phase)
     exposed = _exposed(trace, att, res, options)
     notes: list[str] = [f"{path}: {n}" for n in res.notes]
-    if options.hta:
+    if options.hta and source is not None:
         from tracekit.analysis.hta_bridge import hta_summary
 
         res.extra["hta"], hta_notes = hta_summary(Path(source), trace)  # HTA reads the file itself
@@ -136,11 +151,12 @@ def _analyze(path: str, source: str, options: TaskOptions) -> TracePartial:
     sel = _selection(att, res, options)
     steps = _steps(res, sel, source, options.read) if options.steps else None
     facts = None
-    if options.limits:
+    if options.limits and source is not None:  # the facts' shapes pass reads the file again
         from tracekit.limits.trace_facts import trace_facts
         from tracekit.trace.load import read_text
 
-        facts = trace_facts(sel, res, lambda: read_text(source, options.read))
+        file = source
+        facts = trace_facts(sel, res, lambda: read_text(file, options.read))
     return TracePartial(
         result=replace(res, kernels=kernels, kernels_by_phase={}),
         rank=rank,
@@ -162,15 +178,18 @@ def _selection(att: Attribution, res: AnalysisResult, options: TaskOptions) -> A
     return att
 
 
-def _steps(res: AnalysisResult, att: Attribution, source: str, read: ReadOptions) -> StepTable:
+def _steps(res: AnalysisResult, att: Attribution, source: str | None, read: ReadOptions) -> StepTable:
     """The step table of one trace; steps whose annotation has no context take it from the
-    attention operator's input shapes (a second, narrow read of the file, only when one can)."""
+    attention operator's input shapes (a second, narrow read of the file, only when one can: a
+    trace built in memory has no file to read, and its steps keep an unknown context)."""
     from tracekit.analysis.shapes import attention_context, needs_shapes
     from tracekit.analysis.steps import step_table
     from tracekit.trace.load import read_text
 
-    shapes = attention_context(att, res, lambda: read_text(source, read)) if needs_shapes(res) else {}
-    return step_table(res, shapes)
+    if source is None or not needs_shapes(res):
+        return step_table(res, {})
+    file = source
+    return step_table(res, attention_context(att, res, lambda: read_text(file, read)))
 
 
 def json_bytes(path: str) -> int:

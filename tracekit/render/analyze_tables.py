@@ -284,6 +284,8 @@ def compact(name: str, room: int | None) -> str:
     return _QUALIFIER.sub("", name) or name
 
 
+# The kernel table's own columns; the achieved figures beside them go to a table of their own.
+KERNEL_COLUMNS = 5
 # Columns that name the row: repeated in each part of a table split to fit the width.
 _KEY_COLUMNS = ("kernel", "category", "phase", "step", "context_tokens")
 
@@ -349,9 +351,20 @@ def table(
     cells = [[printable(c) for c in row] for row in body]
     natural = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(head)]
     keys = 1 if by in ("kernel", "category") else sum(1 for h in head if h in _KEY_COLUMNS)
-    parts = _parts(head, natural, None if head[0] == "kernel" else width, keys)
+    if head[0] == "kernel":
+        # A kernel's own figures in one table; its distance to the device's roof (kernels whose
+        # shapes were recorded) in a second one, for the kernels that have it.
+        parts = [list(range(min(KERNEL_COLUMNS, len(head))))]
+        if len(head) > KERNEL_COLUMNS:
+            parts.append([0, *range(KERNEL_COLUMNS, len(head))])
+    else:
+        parts = _parts(head, natural, width, keys)
     out: list[RenderableType] = [_wrapped(title, width)]
-    for cols in parts:
+    for n, cols in enumerate(parts):
+        if n and head[0] == "kernel":
+            cells = [row for row in cells if any(row[i] for i in cols[1:])]
+            if not cells:
+                break
         t = Table()
         rest = sum(natural[i] + 3 for i in cols[1:])
         room = None if width is None else width - rest - 4

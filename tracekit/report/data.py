@@ -8,6 +8,7 @@ from tracekit.errors import UserError
 from tracekit.limits.model import ModelShape, from_config, from_manifest
 from tracekit.limits.roofline import Roof, choose_roof
 from tracekit.manifest import MANIFEST, Manifest, read_manifest
+from tracekit.report.advice import advice_for
 from tracekit.report.findings import findings_for
 from tracekit.report.model import ReportData, ReportFacts
 from tracekit.report.run_analysis import context_figures, growth
@@ -64,4 +65,5 @@ def build_report(
         roof_source=roof_source,
         shape=shape,
     )
-    return ReportData.of(facts, findings_for(facts))
+    findings = findings_for(facts)
+    return ReportData.of(facts, findings, advice_for(facts, findings))

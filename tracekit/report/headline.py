@@ -157,7 +157,8 @@ def _trust_line(g: Growth) -> str:
 
 
 def _distance_line(g: Growth) -> str | None:
-    return distance_line(g.d)
+    line = distance_line(g.d)
+    return None if line is None else f"Limit: {line}"
 
 
 # The headline's lines, in order; a new line is a function here.

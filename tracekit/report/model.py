@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tracekit.advice.model import AdviceSet
 from tracekit.analysis.gaps import HostDeviceGap
 from tracekit.limits.model import ModelShape
 from tracekit.limits.roofline import Achieved, Roof
@@ -61,6 +62,7 @@ class ContextFigures:
     # The samples the intervals come from: decode steps (ms) and profiled steps' attention shares,
     # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty.apply_samples``.
     decode_samples_ms: list[list[float]] = field(default_factory=list)
+    prefill_samples_s: list[float] = field(default_factory=list)  # each timed prefill (synchronized)
     attention_share_samples: list[list[float]] = field(default_factory=list)
     # Each category's share of the profiled steps, per round (attention's is attention_share_samples).
     category_share_samples: dict[str, list[list[float]]] = field(default_factory=dict)
@@ -122,7 +124,8 @@ class ReportData(ReportFacts):
     """The facts and the findings drawn from them: what renderers show."""
 
     findings: list[Finding] = field(default_factory=list)
+    advice: AdviceSet | None = None  # "What would help" (``tracekit.advise``)
 
     @classmethod
-    def of(cls, facts: ReportFacts, findings: list[Finding]) -> ReportData:
-        return cls(**{f.name: getattr(facts, f.name) for f in fields(ReportFacts)}, findings=findings)
+    def of(cls, facts: ReportFacts, findings: list[Finding], advice: AdviceSet | None = None) -> ReportData:
+        return cls(**{f.name: getattr(facts, f.name) for f in fields(ReportFacts)}, findings=findings, advice=advice)

@@ -57,6 +57,7 @@ def _iv(x: list[float] | None) -> Interval | None:
 def _timing_figures(f: ContextFigures, e: ContextEntry) -> None:
     t = e.timings
     f.prefill_s, f.prefill_s_unsynced, f.prefill_s_ci95 = t.prefill_s, t.prefill_s_unsynced, _iv(t.prefill_s_ci95)
+    f.prefill_samples_s = list(t.prefill_s_repeats)
     if t.prefill_s:
         f.prefill_tokens_per_s = e.context_tokens / t.prefill_s
     f.ttft_s, f.ttft_s_ci95 = t.ttft_s, _iv(t.ttft_s_ci95)

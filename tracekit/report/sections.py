@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tracekit.advice.model import AdviceSet
 from tracekit.limits.roofline import Achieved
 from tracekit.report import plots
 from tracekit.report.distance import bandwidth_text
@@ -161,6 +162,67 @@ def _categories(d: ReportData) -> Table | None:
     return Table(["context tokens", *cats], rows)
 
 
+ADVICE_TITLE = "What would help"
+PROJECTION_COLUMNS: tuple[str, ...] = (
+    "context tokens",
+    "device",
+    "as",
+    "weights MB",
+    "KV cache MB",
+    "bound ms/step",
+    "ceiling tokens/s",
+    "measured tokens/s [95% CI]",
+    "predicted tokens/s [95% CI]",
+)
+
+
+def advice_section(a: AdviceSet) -> Section:
+    """The advice, ranked (measurement checks first), each with what it rests on and assumes;
+    then the projection table. The report and ``tracekit advise`` both show this."""
+    items = []
+    for x in a.advice:
+        text = x.claim + " Rests on: " + "; ".join(x.rests_on) + "."
+        if x.assumptions:
+            text += " Assumes: " + "; ".join(x.assumptions) + "."
+        items.append(Bullet(text, x.severity if x.kind == "measurement" else "", x.kind))
+    blocks: list[Block] = [Bullets(items, empty="no advice: the measurements hold too little to rest any on")]
+    if a.notes:
+        blocks.append(Paragraph("; ".join(a.notes) + ".", "Left out:"))
+    if a.bound_explains is not None:
+        more = (
+            " (more than all of it: the step grew less than reading the longer cache at that bandwidth would add, "
+            "so caches served part of it, or the bandwidth figure is too low)"
+            if a.bound_explains > 1
+            else ""
+        )
+        blocks.append(
+            Paragraph(
+                f"the growth of the bytes read (KV cache at peak bandwidth) explains "
+                f"{100 * a.bound_explains:.0f}%{ci(a.bound_explains_ci95, '{:.0f}', 100)} of the measured slowdown"
+                f"{more}.",
+                "Bound explains:",
+            )
+        )
+    if a.projection:
+        rows = [
+            [
+                str(p.context),
+                p.device,
+                p.variant,
+                f"{p.weight_bytes / 1e6:,.1f}",
+                f"{p.kv_bytes / 1e6:,.1f}",
+                f"{p.bound_ms:.3g}",
+                f"{p.ceiling_tokens_per_s:,.1f}",
+                _with_ci(p.measured_tokens_per_s, p.measured_tokens_per_s_ci95, "{:,.1f}"),
+                _with_ci(p.predicted_tokens_per_s, p.predicted_tokens_per_s_ci95, "{:,.1f}")
+                + (" (extrapolated)" if p.extrapolated and p.predicted_tokens_per_s is not None else ""),
+            ]
+            for p in a.projection
+        ]
+        blocks.append(Table(list(PROJECTION_COLUMNS), rows))
+    return Section(ADVICE_TITLE, blocks)
+
+
 LIMIT_COLUMNS: tuple[str, ...] = (
     "context tokens",
     "tokens/s measured",
@@ -210,7 +272,9 @@ def _limits(d: ReportData) -> Section | None:
     lines = []
     if roof is not None:
         flops = ", ".join(f"{k} {v:g}" for k, v in roof.tflops.items()) or "none known (pass --peak-flops)"
-        lines.append(f"Roof: {roof.name}: {bandwidth_text(roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {d.roof_source}")
+        lines.append(
+            f"Roof: {roof.name}: {bandwidth_text(roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {d.roof_source}"
+        )
     else:
         lines.append(f"Roof: none ({d.roof_source}); achieved figures are shown without a share of peak")
     if shape is not None:
@@ -281,6 +345,8 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 [Table(["kernel / op", "category", "rule", "count", "µs"], rows)],
             )
         )
+    if d.advice is not None:
+        out.append(advice_section(d.advice))
     if with_plots:
         out.append(Section("Plots", [Plots(plots.available(d))]))
     return out

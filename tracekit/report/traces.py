@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from tracekit.advice import AdviceSet, Plan, advise_steps
+from tracekit.advice.document import to_json as advice_json
 from tracekit.analysis.growth import Growth, growth
 from tracekit.analysis.steps import StepTable, concat
 from tracekit.fleet.merge import Summary, summarize
 from tracekit.fleet.task import Failure, TracePartial
 from tracekit.limits.roofline import bandwidth_gbs
 from tracekit.limits.steps import Limits, step_fields
-from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table
+from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table, advice_section
 from tracekit.sanitize import printable
 
 TITLE = "tracekit report: attention against context, step by step"
@@ -41,6 +43,7 @@ class TracesReport:
     graph_count: int = 0
     unlinked_count: int = 0
     devices: list[str] = field(default_factory=list)
+    advice: AdviceSet | None = None  # "What would help" (``tracekit.advise``), tracekit's default plan
     # How far from the hardware limit (``limits.steps``): the roof and model facts, each step's
     # limit fields in ``steps`` order, and the truth check's lines.
     limits: Limits | None = None
@@ -73,6 +76,14 @@ def build(
         limits=limits,
         limit_rows=rows,
         limit_findings=found,
+        advice=advise_steps(
+            steps,
+            Plan(),
+            shape=None if limits is None else limits.shape,
+            roof=None if limits is None else limits.roof,
+            roof_source="" if limits is None else limits.roof_source,
+            what=f"{len(partials)} trace{'s' if len(partials) != 1 else ''}",
+        ),
     )
 
 
@@ -125,8 +136,10 @@ def distance_text(r: TracesReport) -> str:
     row = r.limit_rows[best]
     roof = lim.roof
     what = "decode step" if s.phase[best] == "decode" else f"{s.phase[best]} step"
-    peak = f"the {roof.name}'s {bandwidth_gbs(roof.bandwidth_tb_s)}" if not roof.measured else (
-        f"the {bandwidth_gbs(roof.bandwidth_tb_s)} measured"
+    peak = (
+        f"the {roof.name}'s {bandwidth_gbs(roof.bandwidth_tb_s)}"
+        if not roof.measured
+        else (f"the {bandwidth_gbs(roof.bandwidth_tb_s)} measured")
     )
     if row["attention_above_peak"]:
         share = f"above {peak}, which is impossible (see the findings)"
@@ -320,6 +333,8 @@ def sections(r: TracesReport, *, with_plots: bool = True) -> list[Section]:
         out.append(lim)
     if with_plots and len(r.steps):
         out.append(Section("Plots", [Plots(plot_names(r))]))
+    if r.advice is not None:
+        out.append(advice_section(r.advice))
     shown = min(len(r.steps), MAX_ROWS)
     title = f"Steps ({shown} of {len(r.steps)}; all of them: tracekit analyze --by step)"
     out.append(Section(title, [_steps_table(r)]))
@@ -360,7 +375,9 @@ def _roofline(r: TracesReport, fmt: str) -> bytes:
         series.append((label, color, marker, pts))
     lim = r.limits
     dtype = lim.shape.dtype if lim is not None and lim.shape is not None else "bf16"
-    fig = roofline_figure(lim.roof if lim is not None else None, dtype, series, "Roofline: attention and GEMMs, step by step")
+    fig = roofline_figure(
+        lim.roof if lim is not None else None, dtype, series, "Roofline: attention and GEMMs, step by step"
+    )
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=110)
     plt.close(fig)
@@ -498,6 +515,7 @@ def to_json(r: TracesReport) -> dict[str, Any]:
         "failed": [{"path": f.path, "error": f.error} for f in r.failed],
         **(r.limits.to_json() if r.limits is not None else {}),
         "limit_findings": list(r.limit_findings),
+        "advice": None if r.advice is None else advice_json(r.advice),
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from tracekit.advice.document import to_json as advice_json
 from tracekit.report.headline import headline
 from tracekit.report.model import ContextFigures, ReportData
 from tracekit.report.renderers.base import Output
@@ -141,6 +142,7 @@ def to_json(d: ReportData) -> dict[str, Any]:
         "attention_half_at_context": _half(d),
         "extrapolation_limit_context": d.growth.extrapolation_limit,
         "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in d.findings],
+        "advice": None if d.advice is None else advice_json(d.advice),
     }
 
 

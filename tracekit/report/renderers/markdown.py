@@ -73,6 +73,15 @@ def render_sections(secs: list[Section], plot: Callable[[Plots], list[str]] | No
     return "\n".join(out)
 
 
+def section(sec: Section, level: str = "##") -> str:
+    """One section on its own, without plots (``tracekit advise --format md``)."""
+    out = [f"{level} {_text(sec.title)}", ""]
+    for block in sec.blocks:
+        if not isinstance(block, Plots):
+            out += [*_block(block), ""]
+    return "\n".join(out)
+
+
 def render(data: ReportData) -> Output:
     """The report as one Markdown document, with no plots (nothing beside it to refer to)."""
     return _render(data, None)
