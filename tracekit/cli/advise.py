@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tracekit.cli.common import check_choice, parse_int_list
+from tracekit.cli.common import MAX_TOKENS, Number, check_choice, parse_int_list
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
 
@@ -41,10 +41,16 @@ def advise(
         None, help="A run folder from 'tracekit capture' (omit for a projection from model facts)."
     ),
     target_tps: float | None = typer.Option(
-        None, "--target-tps", help="Context budget: keep at least this many tokens/s."
+        None,
+        "--target-tps",
+        parser=Number("--target-tps", 0.001, 1e7, integer=False),
+        help="Context budget: keep at least this many tokens/s.",
     ),
     target_itl: float | None = typer.Option(
-        None, "--target-itl", help="Context budget: keep at most this many ms per token."
+        None,
+        "--target-itl",
+        parser=Number("--target-itl", 0.001, 1e7, integer=False),
+        help="Context budget: keep at most this many ms per token.",
     ),
     on: str | None = typer.Option(
         None,
@@ -54,18 +60,40 @@ def advise(
     context: str | None = typer.Option(
         None, "--context", "-c", help="Contexts to project at, e.g. 16,1441 (a run adds its own)."
     ),
-    generate: int | None = typer.Option(None, "--generate", help="Progressive generation: tokens to generate."),
-    prompt: int | None = typer.Option(None, "--prompt", help="Progressive generation: prompt tokens to start from."),
-    keep: int | None = typer.Option(None, "--keep", help="Progressive generation: tokens kept at each reset."),
-    every: int | None = typer.Option(None, "--every", help="Progressive generation: reset every this many tokens."),
+    generate: int | None = typer.Option(
+        None,
+        "--generate",
+        parser=Number("--generate", 1, MAX_TOKENS),
+        help="Progressive generation: tokens to generate.",
+    ),
+    prompt: int | None = typer.Option(
+        None,
+        "--prompt",
+        parser=Number("--prompt", 0, MAX_TOKENS),
+        help="Progressive generation: prompt tokens to start from.",
+    ),
+    keep: int | None = typer.Option(
+        None,
+        "--keep",
+        parser=Number("--keep", 0, MAX_TOKENS),
+        help="Progressive generation: tokens kept at each reset.",
+    ),
+    every: int | None = typer.Option(
+        None,
+        "--every",
+        parser=Number("--every", 1, MAX_TOKENS),
+        help="Progressive generation: reset every this many tokens.",
+    ),
     kv_bits: float | None = typer.Option(
         None,
         "--kv-bits",
+        parser=Number("--kv-bits", 1, 64, integer=False),
         help="With a run: the KV-cache precision to project to (default: half). Without: the model's.",
     ),
     weight_bits: float | None = typer.Option(
         None,
         "--weight-bits",
+        parser=Number("--weight-bits", 1, 64, integer=False),
         help="With a run: the weight precision to project to (default: half). Without: the model's.",
     ),
     preset: str | None = typer.Option(
@@ -85,7 +113,10 @@ def advise(
         help="Another run of the same model (e.g. another --attn): the measured difference, with intervals.",
     ),
     peak_bandwidth: float | None = typer.Option(
-        None, "--peak-bandwidth", help="The measuring device's memory bandwidth in GB/s (a run's, or the traces')."
+        None,
+        "--peak-bandwidth",
+        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
+        help="The measuring device's memory bandwidth in GB/s (a run's, or the traces').",
     ),
     device_name: str | None = typer.Option(
         None, "--device", help="With traces: the device they were recorded on (a name from 'tracekit devices')."
