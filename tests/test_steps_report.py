@@ -32,6 +32,17 @@ def test_report_on_one_foreign_trace(tmp_path: Path) -> None:
     assert "cannot be fitted" in r.stderr  # the headline is printed too
 
 
+def test_a_folder_reported_twice_does_not_read_its_own_report(tmp_path: Path) -> None:
+    for src in (VLLM_DECODE, SGLANG_DECODE):
+        shutil.copy(src, tmp_path / src.name)
+    first = run_cli("report", str(tmp_path), "--format", "json", "--format", "md")
+    assert first.returncode == 0, first.stderr
+    again = run_cli("report", str(tmp_path), "--format", "json", "--format", "md")
+    assert again.returncode == 0, again.stderr  # steps-report.json is tracekit's output, not an input
+    doc = json.loads((tmp_path / "steps-report.json").read_text())
+    assert len(doc["traces"]) == 2, doc["traces"]
+
+
 def test_report_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
     trace = tmp_path / SGLANG_DECODE.name
     shutil.copy(SGLANG_DECODE, trace)

@@ -37,6 +37,7 @@ def _mkstemp(prefix: str, suffix: str = "", dir: Path | None = None) -> tuple[in
 # The run folder's fixed names live here, below ``manifest`` (which imports this module): what a
 # command may write inside a run folder is the report's own files, nothing else.
 REPORT_STEM = "report"
+TRACES_REPORT_STEM = "steps-report"  # the report ``tracekit report`` writes beside foreign traces
 REPORT_FILES = tuple(f"{REPORT_STEM}.{ext}" for ext in ("md", "html", "json"))
 REPORT_PLOTS = f"{REPORT_STEM}-plots"  # where the Markdown report's plots go (``<stem>-plots``)
 MAX_NAME_BYTES = 200  # a run name, leaving room for "-9999" within the 255 bytes a file name may have

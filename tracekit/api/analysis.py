@@ -402,12 +402,11 @@ class AnalysisPlots:
 
     def categories(self) -> Any:
         """Device time per category, one bar per trace, stacked."""
-        from tracekit.report.plots import _plt
+        from tracekit.report.plots import figure
 
-        plt = _plt()
         a = self._a
         cats = [c for c in a.summary.categories if a.summary.categories[c].time_us > 0]
-        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * max(1, len(a.results))))
+        fig, ax = figure(7, 2.0 + 0.5 * max(1, len(a.results)))  # room for the legend below
         left = [0.0] * len(a.results)
         for c in cats:
             ms = [(r.categories[c].time_us if c in r.categories else 0.0) / 1000 for r in a.results]

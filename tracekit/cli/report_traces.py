@@ -8,10 +8,9 @@ from pathlib import Path
 
 from tracekit.cli.common import err
 from tracekit.errors import UserError
+from tracekit.fsutil import TRACES_REPORT_STEM
 from tracekit.limits.flags import LimitFlags
 from tracekit.sanitize import finite, printable
-
-STEM = "steps-report"
 
 
 def report_traces(
@@ -49,7 +48,7 @@ def report_traces(
     if to_stdout and "html" in fmt:
         raise UserError("--out - works with --format json or md; HTML needs a file")
     folder = Path(paths[0]).parent
-    targets = {f: out if out is not None else folder / f"{STEM}.{f}" for f in fmt}
+    targets = {f: out if out is not None else folder / f"{TRACES_REPORT_STEM}.{f}" for f in fmt}
     if not to_stdout:
         for target in targets.values():
             claim_output(target, force=force)

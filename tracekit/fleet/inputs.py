@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tracekit.errors import UserError
-from tracekit.fsutil import REPORT_STEM
+from tracekit.fsutil import REPORT_STEM, TRACES_REPORT_STEM
 from tracekit.manifest import ENRICHED_SUFFIX, MANIFEST
 
 SUFFIXES = (".json", ".json.gz")
@@ -30,7 +30,9 @@ def _is_trace_name(p: Path) -> bool:
     name = p.name
     if not name.endswith(SUFFIXES) or name.startswith("."):
         return False
-    return name != MANIFEST and not name.startswith(f"{REPORT_STEM}.") and not name.endswith(ENRICHED_SUFFIX)
+    if name == MANIFEST or name.endswith(ENRICHED_SUFFIX):
+        return False
+    return not name.startswith((f"{REPORT_STEM}.", f"{TRACES_REPORT_STEM}."))  # tracekit's own reports
 
 
 MAX_WALK_ENTRIES = 1_000_000  # a walk visits at most this many names (TRACEKIT_MAX_WALK raises it)

@@ -38,19 +38,24 @@ def _err(values: list[float], intervals: list[tuple[float, float] | None], scale
     return [lo, hi]
 
 
-def _plt() -> Any:
-    import matplotlib
+def figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure and its axes, made without pyplot: no backend is chosen or changed (a notebook's
+    inline backend stays), and no figure is left open in pyplot's registry."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
-    return plt
+
+def to_bytes(fig: Any, fmt: str, **savefig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, **savefig)
+    return buf.getvalue()
 
 
 def stacked_categories(d: ReportData) -> Any:
-    plt = _plt()
     ok = [c for c in d.ok_contexts() if c.categories_ms_per_token]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(7, 4)
     labels = [str(c.context_tokens) for c in ok]
     bottom = [0.0] * len(ok)
     cats = sorted(
@@ -94,9 +99,8 @@ def stacked_categories(d: ReportData) -> Any:
 
 
 def tokens_vs_bound(d: ReportData) -> Any:
-    plt = _plt()
     ok = d.ok_contexts()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(7, 4)
     xs = [c.context_tokens for c in ok]
     tps = [c.tokens_per_s or 0.0 for c in ok]
     ax.errorbar(
@@ -140,9 +144,8 @@ def tokens_vs_bound(d: ReportData) -> Any:
 
 
 def attention_share(d: ReportData) -> Any:
-    plt = _plt()
     ok = [c for c in d.ok_contexts() if c.attention_share is not None]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = figure(7, 3.5)
     shares = [100 * (c.attention_share or 0) for c in ok]
     ax.errorbar(
         [c.context_tokens for c in ok],
@@ -188,8 +191,7 @@ def roofline_figure(roof: Roof | None, dtype: str, series: list[tuple[str, str, 
     roof min(peak FLOP/s, intensity × bandwidth), with the ridge point where the peak is known."""
     import numpy as np
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = figure(7, 4.5)
     xs = [x for *_, pts in series for x, _, _ in pts if x > 0]
     ys = [max(y, 1.0) for *_, pts in series for _, y, _ in pts]
     peak = roof.peak_flops(dtype) if roof is not None else None
@@ -270,12 +272,4 @@ def available(d: ReportData) -> list[str]:
 
 def render(d: ReportData, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
     """The plots named (default: all) as ``fmt`` ("png" or "svg") bytes, by name."""
-    plt = _plt()
-    out = {}
-    for name in names if names is not None else available(d):
-        fig = PLOTS[name](d)
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110)
-        plt.close(fig)
-        out[name] = buf.getvalue()
-    return out
+    return {name: to_bytes(PLOTS[name](d), fmt, dpi=110) for name in (names if names is not None else available(d))}

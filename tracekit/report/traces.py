@@ -11,7 +11,6 @@ SVG). Every string from a trace is escaped.
 from __future__ import annotations
 
 import html
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -358,9 +357,7 @@ def sections(r: TracesReport, *, with_plots: bool = True) -> list[Section]:
 
 def _roofline(r: TracesReport, fmt: str) -> bytes:
     """Attention and the weight GEMMs of each step under the device's roof."""
-    import matplotlib.pyplot as plt
-
-    from tracekit.report.plots import roofline_figure
+    from tracekit.report.plots import roofline_figure, to_bytes
 
     series = []
     for label, prefix, color, marker in (
@@ -378,17 +375,11 @@ def _roofline(r: TracesReport, fmt: str) -> bytes:
     fig = roofline_figure(
         lim.roof if lim is not None else None, dtype, series, "Roofline: attention and GEMMs, step by step"
     )
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_bytes(fig, fmt, dpi=110)
 
 
 def plot(r: TracesReport, name: str, fmt: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tracekit.report.plots import figure, to_bytes
 
     if name == "roofline":
         return _roofline(r, fmt)
@@ -396,7 +387,7 @@ def plot(r: TracesReport, name: str, fmt: str) -> bytes:
     known = np.isfinite(s.kv_tokens)
     decode = known & (s.phase == "decode")
     rest = known & ~decode
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(7, 4)
     if name == "attention_vs_kv":
         ax.scatter(s.kv_tokens[decode], s.attention_us[decode], s=12, color="#d62728", label="decode steps")
         if rest.any():
@@ -421,10 +412,7 @@ def plot(r: TracesReport, name: str, fmt: str) -> bytes:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_bytes(fig, fmt, metadata={"Date": None} if fmt == "svg" else None)
 
 
 # --- renderers ----------------------------------------------------------------------------------------
