@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,3 +295,42 @@ def test_a_run_s_limits_and_advice_equal_the_report_and_the_command(small_run: P
         ]
     cli = json.loads(run_cli("advise", str(small_run), "--target-tps", "10", "--format", "json").stdout)
     assert run.advise(target_tps=10).to_json() == cli
+
+
+def test_growth_predicts_only_near_the_measured_range(small_run: Path) -> None:
+    a = tracekit.analyze(small_run, workers=1)
+    far = a.growth(at_kv=10**9)
+    assert far.attention is not None
+    doc = far.to_json()
+    assert doc["attention_us_at_kv"] is None and any("not carried past 2x" in n for n in doc["notes"])
+    near = a.growth(at_kv=int(far.attention.x_max)).to_json()
+    assert near["attention_us_at_kv"] == round(far.attention.at(int(far.attention.x_max)), 3)
+    for bad in (-5, 0, 1.5, 10**13):
+        with pytest.raises(tracekit.UserError, match="at_kv"):
+            a.growth(at_kv=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: tracekit.analyze(""), "paths"),
+        (lambda: tracekit.analyze([]), "paths"),
+        (lambda: tracekit.analyze(None), "paths"),  # type: ignore[arg-type]
+        (lambda: tracekit.analyze(str(SGLANG_DECODE), by="bogus"), "by="),
+        (lambda: tracekit.analyze(str(SGLANG_DECODE), workers=0), "workers="),
+        (lambda: tracekit.advise(preset="mistral-7b", measured=((16, -31.0), (1441, 20.0))), "--measured"),
+        (lambda: tracekit.advise(preset="mistral-7b", measured=((16, float("nan")),)), "--measured"),
+        (lambda: tracekit.advise(preset="mistral-7b", context=(0, -5)), "--context"),
+        (lambda: tracekit.advise(preset="mistral-7b", context="16,1441"), "--context"),  # type: ignore[arg-type]
+        (lambda: tracekit.advise(preset="mistral-7b", context=(16,), generate=1.5), "--generate"),  # type: ignore[arg-type]
+        (lambda: tracekit.advise(preset="mistral-7b", context=(16,), target_tps="fast"), "--target-tps"),  # type: ignore[arg-type]
+        (
+            lambda: tracekit.advise(preset="mistral-7b", context=(16,), generate=100, prompt=10, keep=50, every=5),
+            "--keep",
+        ),
+    ],
+)
+def test_the_api_refuses_what_the_command_refuses_in_one_line(call: Any, words: str) -> None:
+    with pytest.raises(tracekit.UserError) as e:
+        call()
+    assert words in str(e.value) and "\n" not in str(e.value)

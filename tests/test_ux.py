@@ -89,6 +89,18 @@ def test_the_headline_is_three_lines_that_agree_in_every_format(runs: dict[str, 
     assert "the timer was honest" in lines[-1]
 
 
+def test_a_missing_trace_leaves_the_split_by_category_unknown(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = Path(shutil.copytree(runs["sdpa"], tmp_path / "run"))
+    m = json.loads((run / "manifest.json").read_text())
+    last = m["contexts"][-1]
+    (run / last["trace"]).unlink()  # the largest context's trace is gone: its categories are unknown, not zero
+    r = run_cli("report", str(run), "--format", "json", "--out", "-")
+    assert r.returncode == 0, r.stderr
+    grew = json.loads(r.stdout)["headline"]["lines"][0]
+    assert f"per category: unknown (no usable trace at {last['context_tokens']:,} tokens)" in grew
+    assert "gemm" not in grew and "attention" not in grew
+
+
 def test_a_headline_line_is_one_more_function(runs: dict[str, Path]) -> None:
     from tracekit.report.data import build_report
 

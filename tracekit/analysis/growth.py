@@ -20,6 +20,8 @@ from tracekit import stats
 from tracekit.analysis.steps import StepTable
 
 MIN_STEPS = 3
+# A prediction (``--at-kv``) stays within this factor of the measured KV range, as the run report's do.
+EXTRAPOLATION = 2.0
 REPLICATES = 2000
 
 
@@ -141,4 +143,10 @@ def growth(steps: StepTable, at_kv: int | None = None) -> Growth:
     other = fit(steps.query_tokens[q], steps.other_us[q], seed=stats.seed_for("steps", "other"))
     if other is None and q.any():
         notes.append("the steps' query tokens do not vary (or too few are known): the rest is not fitted against them")
+    if at_kv is not None and att is not None and not att.x_min / EXTRAPOLATION <= at_kv <= att.x_max * EXTRAPOLATION:
+        notes.append(
+            f"no prediction at {at_kv:,} KV tokens: the decode steps measured {att.x_min:,.0f} to {att.x_max:,.0f}, "
+            f"and a line is not carried past {EXTRAPOLATION:g}x that range"
+        )
+        at_kv = None
     return Growth(att, other, int(decode.sum()), int(known.sum()), at_kv, notes)

@@ -121,14 +121,18 @@ class Advice:
         return f"<p><b>What would help</b> ({html.escape(printable(self.result.source))})</p><ol>{items}</ol>"
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _positive(value: float | None, flag: str, what: str) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise UserError(f"{flag} {value:g}: give {what}, a positive number")
+    if value is not None and not (_number(value) and value > 0):
+        raise UserError(f"{flag} {value!r}: give {what}, a positive number")
 
 
 def _bits(value: float | None, flag: str) -> None:
-    if value is not None and not (math.isfinite(value) and 1 <= value <= 32):
-        raise UserError(f"{flag} {value:g}: give bits per value between 1 and 32 (e.g. {flag} 8)")
+    if value is not None and not (_number(value) and 1 <= value <= 32):
+        raise UserError(f"{flag} {value!r}: give bits per value between 1 and 32 (e.g. {flag} 8)")
 
 
 def advise(
@@ -172,10 +176,21 @@ def advise(
         (prompt, "--prompt", 0),
         (keep, "--keep", 0),
     ):
-        if value is not None and not least <= value <= MAX_TOKENS:
-            raise UserError(f"{flag} {value}: give a number of tokens from {least} to {MAX_TOKENS:,}")
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value is not None and not (whole and least <= value <= MAX_TOKENS):
+            raise UserError(f"{flag} {value!r}: give a whole number of tokens from {least} to {MAX_TOKENS:,}")
     _bits(kv_bits, "--kv-bits")
     _bits(weight_bits, "--weight-bits")
+    if keep is not None and every is not None and prompt is not None and keep >= prompt + every:
+        raise UserError(
+            f"--keep {keep}: a reset keeps fewer tokens than the context holds when it happens "
+            f"(--prompt {prompt} + --every {every}); give a smaller --keep"
+        )
+    if isinstance(context, str) or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in context):
+        raise UserError(f"--context {context!r}: give whole numbers of tokens, 1 or more")
+    for ctx, tps in measured:
+        if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 0 or not (_number(tps) and tps > 0):
+            raise UserError(f"--measured {ctx}:{tps}: give CONTEXT:TOKENS_PER_S, a whole context and a positive speed")
     on_device = find_device(on) if on is not None else None
     config = Path(model_config) if model_config is not None else None
     plan = Plan(target_tps, target_itl, on, tuple(context), generate, prompt, keep, every, kv_bits, weight_bits)

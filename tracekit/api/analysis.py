@@ -21,6 +21,7 @@ from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable, concat
 from tracekit.api.table import ACHIEVED_KINDS, Kind, Table
+from tracekit.errors import UserError
 from tracekit.fleet.merge import Summary, summarize
 from tracekit.fleet.plan import Outcome, Plan
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial
@@ -275,7 +276,10 @@ class Analysis:
 
     def growth(self, at_kv: int | None = None) -> Growth:
         """Attention µs per decode step against KV tokens (and the rest against query tokens):
-        least squares with bootstrap-over-steps 95 % intervals; a prediction at ``at_kv``."""
+        least squares with bootstrap-over-steps 95 % intervals; a prediction at ``at_kv`` (a
+        number of KV tokens within twice the measured range, as ``--at-kv``)."""
+        if at_kv is not None and (isinstance(at_kv, bool) or not isinstance(at_kv, int) or not 0 < at_kv <= 10**12):
+            raise UserError(f"at_kv={at_kv!r}: give a whole number of KV tokens between 1 and 10^12")
         return growth(self.step_table, at_kv)
 
     @property
@@ -443,9 +447,21 @@ def analyze(
     read of a file that holds GEMM or attention operators)."""
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.run import default_workers, run
+    from tracekit.render.analyze_tables import GROUPINGS
 
     by = by or "category"
-    items = [paths] if isinstance(paths, str | PathLike | Trace) else list(paths)
+    if by not in GROUPINGS:
+        raise UserError(f"by={by!r}: give one of {', '.join(GROUPINGS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UserError(f"workers={workers!r}: give a whole number of processes, 1 or more (1: this process)")
+    if isinstance(paths, str | PathLike | Trace):
+        items: list[Any] = [paths]
+    elif isinstance(paths, Iterable):
+        items = list(paths)
+    else:
+        raise UserError(f"paths={paths!r}: give a trace file, a folder, a glob, a loaded Trace, or a list of them")
+    if not items or any(not isinstance(p, Trace) and not str(p).strip() for p in items):
+        raise UserError("paths: give at least one trace file, folder or glob (an empty name is none of them)")
     loaded = {t.path: t for t in items if isinstance(t, Trace)}
     files = expand([str(p) for p in items if not isinstance(p, Trace)]) if len(loaded) < len(items) else []
     options = TaskOptions(

@@ -91,6 +91,9 @@ def what_grew(g: Growth) -> str:
         f"({_signed(y - x)}{ci(g.added_ci)} ms{pct})"
     )
     if not g.categories:
+        missing = [f"{c.context_tokens:,}" for c in (a, b) if not c.categories_ms_per_token]
+        if missing:
+            return f"{line}; per category: unknown (no usable trace at {' and '.join(missing)} tokens)."
         return line + "."
     named = g.categories[:NAMED_CATEGORIES]
     parts = [f"{name} {_signed(v)}{ci(iv)}" for name, v, iv in named]
@@ -166,6 +169,10 @@ LINES: list[LineFn] = [what_grew, why, _distance_line, _trust_line]
 
 
 def _categories(a: ContextFigures, b: ContextFigures) -> list[tuple[str, float, Interval | None]]:
+    """Each category's change per token, largest first; none where either end has no usable trace
+    (its categories are unknown, not zero)."""
+    if not a.categories_ms_per_token or not b.categories_ms_per_token:
+        return []
     names = set(a.categories_ms_per_token) | set(b.categories_ms_per_token)
     changes = [(name, *category_change(a, b, name)) for name in names]
     return sorted(changes, key=lambda t: (-abs(t[1]), t[0]))

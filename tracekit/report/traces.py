@@ -105,9 +105,9 @@ def headline(r: TracesReport) -> str:
         return f"{lead}: attention against KV tokens cannot be fitted ({why}).{share}{distance_text(r)}"
     lo_kv, hi_kv = a.x_min, a.x_max
     text = (
-        f"From {lo_kv:,.0f} to {hi_kv:,.0f} KV tokens per decode step, attention went from {_us(a.at(lo_kv))} to "
-        f"{_us(a.at(hi_kv))} µs per step: {_us(a.slope * 1000)} µs per 1,000 KV tokens{_iv(a.slope_ci95, 1000)} "
-        f"(95% interval over {a.n} decode steps, R² {a.r2:.2f})"
+        f"From {lo_kv:,.0f} to {hi_kv:,.0f} KV tokens per decode step, the least-squares line of attention goes "
+        f"from {_us(a.at(lo_kv))} to {_us(a.at(hi_kv))} µs per step: {_us(a.slope * 1000)} µs per 1,000 KV tokens"
+        f"{_iv(a.slope_ci95, 1000)} (95% interval over {a.n} decode steps, R² {a.r2:.2f})"
     )
     if not a.conclusive:
         text += "; the interval includes zero, so growth is inconclusive"
