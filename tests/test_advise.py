@@ -261,7 +261,7 @@ def test_report_shows_what_would_help(small_run: Path, tmp_path: Path) -> None:
     ("args", "says"),
     [
         (["--preset", "mistral-7b", "--on", "jetson-orin-agx", "--measured", "16:x"], "--measured"),
-        (["--preset", "mistral-7b", "--on", "nowhere-gpu-9000", "--context", "16"], "--device"),
+        (["--preset", "mistral-7b", "--on", "nowhere-gpu-9000", "--context", "16"], "pass --on with a name"),
         (["--preset", "mistral-7b", "--context", "16", "--target-tps", "0"], "--target-tps"),
         (["--context", "16"], "--preset NAME or --model-config PATH"),
         (["--preset", "mistral-7b", "--on", "jetson-orin-agx", "--kv-bits", "0"], "--kv-bits"),

@@ -176,7 +176,7 @@ def advise(
             raise UserError(f"{flag} {value}: give a number of tokens from {least} to {MAX_TOKENS:,}")
     _bits(kv_bits, "--kv-bits")
     _bits(weight_bits, "--weight-bits")
-    on_device = find_device(on) if on is not None else None
+    on_device = find_device(on, flag="--on") if on is not None else None
     config = Path(model_config) if model_config is not None else None
     plan = Plan(target_tps, target_itl, on, tuple(context), generate, prompt, keep, every, kv_bits, weight_bits)
     if target is not None and not _is_run(Path(target)):
