@@ -385,3 +385,20 @@ def test_steps_of_no_time_give_no_advice_and_no_crash(run: Path) -> None:
     doc = _advise(str(run))
     assert not any(a["kind"] in ("context-budget", "progressive", "device") for a in doc["advice"])
     assert all(r["measured_tokens_per_s"] is None for r in doc["projection"])
+
+
+def test_the_compute_lever_needs_the_whole_interval_under_half() -> None:
+    """'The growth is compute or implementation' only when the interval's upper end is under half:
+    a point estimate of 6 % whose interval reaches 81 % (as a noisy run printed) is inconclusive."""
+    from tracekit.advice import attention
+    from tracekit.advice.basis import from_facts
+    from tracekit.limits.devices import find_device
+    from tracekit.limits.model import from_preset
+
+    b = from_facts(from_preset("mistral-7b", dtype_bits=4), find_device("jetson-orin-agx"), [(16, 31), (1441, 20)], "")
+    wide = attention.lever(b, 0.06, (0.01, 0.81), 0.91, 17.7)
+    assert wide is not None and "inconclusive" in wide.claim and "compute or implementation, not" not in wide.claim
+    assert wide.figures_ci95["bound_explains"] == (0.01, 0.81)
+    narrow = attention.lever(b, 0.06, (0.01, 0.2), 0.91, 17.7)
+    assert narrow is not None and "compute or implementation, not memory traffic" in narrow.claim
+    assert attention.lever(b, 0.6, (0.4, 0.8), 0.91, 17.7) is None  # the bytes explain most: other levers
