@@ -9,7 +9,6 @@ work of the GEMM operators with recorded shapes that launched it (``trace_facts`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,9 +219,3 @@ def kernel_fields(kw: KernelWork | None, roof: Roof | None) -> dict[str, Any]:
     out = _fields("", a)
     out["shaped_count"] = None if kw is None else kw.count
     return out
-
-
-def share_text(x: Any) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    return f"{100 * float(x):.1f}%"
