@@ -403,3 +403,34 @@ def test_the_compute_lever_needs_the_whole_interval_under_half() -> None:
     narrow = attention.lever(b, 0.06, (0.01, 0.2), 0.91, 17.7)
     assert narrow is not None and "compute or implementation, not memory traffic" in narrow.claim
     assert attention.lever(b, 0.6, (0.4, 0.8), 0.91, 17.7) is None  # the bytes explain most: other levers
+
+
+def test_a_speed_above_the_bandwidth_ceiling_is_a_measurement_check() -> None:
+    """The README's case without --weight-bits 4: bf16 weights, 14.22 GB a step, at most 14.4
+    tokens/s on the Orin's 204.8 GB/s, yet 31 measured. The check leads, names the likely causes,
+    and no projection carries over an efficiency above 100 %: the table and the text agree."""
+    doc = _advise(
+        "--preset", "mistral-7b", "--on", "jetson-orin-agx", "--context", "16,1441", "--measured", "16:31,1441:20",
+    )  # fmt: skip
+    first = doc["advice"][0]
+    assert first["kind"] == "measurement" and first["severity"] == "error"
+    for cause in ("--weight-bits", "device", "torch.cuda.synchronize()"):
+        assert cause in first["claim"], cause
+    rows = {r["context"]: r for r in doc["projection"] if r["variant"] == "as measured"}
+    weights_and_kv = rows[16]["weight_bytes"] + rows[16]["kv_bytes"]
+    ceiling = ORIN_AGX_GBPS * 1e9 / weights_and_kv
+    assert first["figures"]["ceiling_tokens_per_s"] == pytest.approx(ceiling, rel=1e-6)
+    assert first["figures"]["measured_tokens_per_s"] == pytest.approx(31) and ceiling < 31
+    precision = [a for a in doc["advice"] if a["kind"] == "precision"]
+    assert precision
+    for adv in precision:
+        assert "no projection" in adv["claim"] and "tokens/s if the step keeps" not in adv["claim"], adv["claim"]
+    lower = [r for r in doc["projection"] if r["variant"] != "as measured"]
+    assert lower and all(r["predicted_tokens_per_s"] is None for r in lower)
+    # The README's case (--weight-bits 4: 56 tokens/s allowed at context 16) has no such check.
+    ok = _advise(
+        "--preset", "mistral-7b", "--weight-bits", "4", "--on", "jetson-orin-agx",
+        "--context", "16,1441", "--measured", "16:31,1441:20",
+    )  # fmt: skip
+    assert not any(a["kind"] == "measurement" and a["severity"] == "error" for a in ok["advice"])
+    assert any(r["predicted_tokens_per_s"] is not None for r in ok["projection"] if r["variant"] != "as measured")

@@ -106,4 +106,5 @@ def from_steps(
         if shape is None or roof is None or roof.peak_flops(shape.dtype) is None
         else roof.peak_flops(shape.dtype) / 1e12,  # type: ignore[operator]
         notes=tuple(notes),
+        bandwidth_measured=roof is not None and roof.measured,
     )
