@@ -213,3 +213,25 @@ def test_an_unnamed_rocm_device_is_told_by_its_properties() -> None:
     assert got == (24, 64, 8, 64, 2880)
     (step,) = doc["traces"][0]["steps"]
     assert step["attention_peak_share"] is not None and not step["attention_above_peak"]
+
+
+def test_each_engine_trace_keeps_its_own_model_facts_among_others() -> None:
+    """The four engine traces together (two models: Qwen3-8B and gpt-oss) give each trace's steps
+    the figures it gets alone: no trace borrows another's shapes (the gpt-oss full-graph decode
+    once read 11.2 TB/s, 212% of peak, on Qwen3-8B's facts; the mixed step 793 TFLOP/s, not 529)."""
+    paths = sorted(ENGINES.glob("*.json.gz"))
+    assert len(paths) == 4
+    together = _analyze(*map(str, paths), "--by", "step")
+    assert not any(t["limit_findings"] for t in together["traces"])  # nothing above the device's peak
+    notes = together["limit_notes"]
+    assert any("2 different models" in n and "its own shapes" in n for n in notes), notes
+    assert any(n.startswith("no model facts for ") and "vllm-gptoss-decode-fullgraph" in n for n in notes), notes
+    assert together["model_facts"] is None  # no one model for all of them
+    for t in together["traces"]:
+        alone = _analyze(t["path"], "--by", "step")["traces"][0]
+        assert t["steps"] == alone["steps"], t["path"]
+    mixed = next(t for t in together["traces"] if t["path"].endswith(MIXED.name))["steps"][0]
+    assert 520 < mixed["attention_achieved_tflops"] < 540  # 529 on gpt-oss's own shapes (docs/limits.md)
+    # --model-config names one model for all of them, as before.
+    forced = _analyze(*map(str, paths), "--by", "step", "--model-config", str(QWEN3_8B))
+    assert forced["model_facts"]["name"] and not any("different models" in n for n in forced["limit_notes"])

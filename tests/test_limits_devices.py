@@ -91,7 +91,16 @@ def test_an_unknown_device_names_the_flags_and_the_closest() -> None:
     with pytest.raises(UserError) as err:
         find_device("mi300")
     msg = str(err.value)
-    assert "\n" not in msg and "--device" in msg and "--peak-bandwidth" in msg and "mi300x" in msg
+    assert "\n" not in msg and "--device" in msg and "--peak-bandwidth GB/s" in msg and "mi300x" in msg
+    # every command's --peak-bandwidth takes GB/s: the message must not ask for TB/s
+    assert "TB/s" not in msg
+
+
+def test_advise_on_an_unknown_device_names_on_not_device() -> None:
+    done = run_cli("advise", "--preset", "mistral-7b", "--on", "jetson-orin", "--context", "16,1441")
+    assert done.returncode == 2, done.stderr
+    msg = done.stderr.strip()
+    assert "\n" not in msg and "pass --on with a name" in msg and "--device" not in msg, msg
 
 
 def test_tracekit_devices_lists_the_table() -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import shlex
 
-import numpy as np
-
 from tracekit.advice.common import ci, gain_reps, interval, pct
 from tracekit.advice.measurement import doubted
 from tracekit.advice.model import Advice, Basis
@@ -94,30 +92,44 @@ def lever(
     b: Basis, share: float | None, share_ci: tuple[float, float] | None, bound: float | None, added: float | None
 ) -> Advice | None:
     """When the bytes read explain little of the slowdown, name what is left: compute or the
-    attention implementation."""
+    attention implementation. With an interval, its upper end must be under ``EXPLAINS_LITTLE``: an
+    interval that reaches past it says the data cannot tell, and the advice says so instead."""
     if share is None or bound is None or added is None or share >= EXPLAINS_LITTLE or b.shape is None:
         return None
     a, z = b.points[0], b.points[-1]
     kv_share = b.batch * b.shape.kv_bytes(z.context) / b.shape.step_weight_bytes()
-    claim = (
+    measured = (
         f"From context {a.context:,} to {z.context:,} a step got {added:.3g} ms slower; reading the longer KV cache at "
         f"peak bandwidth explains {bound:.3g} ms of it, {100 * share:.0f}%{ci(share_ci, '{:.0f}', 100)} (at "
-        f"{z.context:,} tokens the cache is {100 * kv_share:.1f}% of the weights' bytes). The growth is compute or "
-        "implementation, not memory traffic: the lever is the attention kernel (a fused decode kernel such as "
-        "flash-decoding or paged attention that reads the cache once at full bandwidth), not a smaller cache."
+        f"{z.context:,} tokens the cache is {100 * kv_share:.1f}% of the weights' bytes)."
+    )
+    basis = (f"the measured steps at contexts {a.context:,} and {z.context:,} ({b.source})", "the bandwidth bound")
+    figures = {"bound_explains": share, "kv_share_of_weights": kv_share}
+    if share_ci is not None and not share_ci[1] < EXPLAINS_LITTLE:
+        return Advice(
+            "attention",
+            f"{measured} The interval reaches {100 * EXPLAINS_LITTLE:.0f}% or more, so whether the growth is memory "
+            "traffic or compute and implementation is inconclusive: measure more rounds or longer contexts.",
+            None,
+            None,
+            basis,
+            gain_basis="inconclusive: the interval spans both readings",
+            figures=figures,
+            figures_ci95={"bound_explains": share_ci},
+        )
+    claim = (
+        f"{measured} The growth is compute or implementation, not memory traffic: the lever is the attention kernel "
+        "(a fused decode kernel such as flash-decoding or paged attention that reads the cache once at full "
+        "bandwidth), not a smaller cache."
     )
     return Advice(
         "attention",
         claim,
         None,
         None,
-        (f"the measured steps at contexts {a.context:,} and {z.context:,} ({b.source})", "the bandwidth bound"),
+        basis,
         ("the KV cache is read once per step (a kernel that rereads it makes memory traffic explain more)",),
         gain_basis="where the growth is, not a speed-up",
-        figures={"bound_explains": share, "kv_share_of_weights": kv_share},
+        figures=figures,
         figures_ci95={"bound_explains": share_ci},
     )
-
-
-def is_inconclusive(iv: tuple[float, float] | None) -> bool:
-    return iv is not None and bool(np.isfinite(iv[0])) and iv[0] <= 0 <= iv[1]

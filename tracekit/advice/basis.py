@@ -19,11 +19,6 @@ from tracekit.limits.model import ModelShape
 from tracekit.limits.roofline import Roof
 
 
-def _tflops(on: Device | None, shape: ModelShape) -> float | None:
-    peak = None if on is None else on.peak_flops_for(shape.dtype)
-    return None if peak is None else peak / 1e12
-
-
 def _measured_line(points: tuple[Point, ...]) -> Line | None:
     """The least-squares line through speeds given without repeats (no replicates, no interval)."""
     if len({p.context for p in points}) < 2:
@@ -111,4 +106,5 @@ def from_steps(
         if shape is None or roof is None or roof.peak_flops(shape.dtype) is None
         else roof.peak_flops(shape.dtype) / 1e12,  # type: ignore[operator]
         notes=tuple(notes),
+        bandwidth_measured=roof is not None and roof.measured,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from tracekit.advice.common import mb
 from tracekit.advice.model import Advice, Basis, Check
+from tracekit.advice.projection import above_ceiling, step_bytes
 
 # The report's findings that question the measurement itself, with what to do about each.
 DOUBTS = {
@@ -23,8 +25,40 @@ OWN_TIMER = Check(
 )
 
 
+def impossible(b: Basis) -> Advice | None:
+    """A measured speed above the bandwidth ceiling (a step reading its bytes faster than the
+    device's peak): the speed, the model's bytes or the device is wrong."""
+    found = above_ceiling(b)
+    if not found or b.shape is None or not b.bandwidth_gbps:
+        return None
+    c, tps, ceiling = max(found, key=lambda f: f[1] / f[2])
+    where = ", ".join(f"{t:,.1f} tokens/s at context {x:,} (ceiling {top:,.1f})" for x, t, top in found)
+    claim = (
+        f"Measured speeds above the bandwidth ceiling: {where}. A step at context {c:,} reads "
+        f"{mb(sum(step_bytes(b, b.shape, c)))} ({b.shape.weight_bits:g}-bit weights, a {b.shape.kv_bits:g}-bit KV "
+        f"cache) and at {b.bandwidth_gbps:,.1f} GB/s cannot take less than {1000.0 * b.batch / ceiling:.3g} ms; "
+        f"{tps:,.1f} tokens/s is {100 * tps / ceiling:.0f}% of what the bandwidth allows, which no step reaches. "
+        "Likely causes: the wrong model or --weight-bits (a 4-bit model reads a quarter of a 16-bit one's bytes), the "
+        "wrong device (its peak bandwidth), or a timer read before the device finished (torch.cuda.synchronize()). "
+        "Projections from these speeds are left out."
+    )
+    return Advice(
+        "measurement",
+        claim,
+        None,
+        None,
+        (f"the measured speeds ({b.source})", f"the bandwidth {b.bandwidth_source or 'given'}", "the model's bytes"),
+        severity="error",
+        gain_basis="advice on a bad measurement is worse than none",
+        figures={"context": c, "measured_tokens_per_s": tps, "ceiling_tokens_per_s": ceiling},
+    )
+
+
 def measurement(b: Basis) -> list[Advice]:
     out = []
+    bad = impossible(b)
+    if bad is not None:
+        out.append(bad)  # leads: nothing below holds if the speeds cannot be
     if not b.measured:
         out.append(
             Advice(
@@ -55,5 +89,6 @@ def measurement(b: Basis) -> list[Advice]:
 
 
 def doubted(b: Basis) -> bool:
-    """Whether a check says the measurement itself cannot be trusted (not only that it is noisy)."""
-    return any(c.severity == "error" for c in b.checks)
+    """Whether a check says the measurement itself cannot be trusted (not only that it is noisy),
+    or a measured speed is above the bandwidth ceiling."""
+    return any(c.severity == "error" for c in b.checks) or bool(above_ceiling(b))

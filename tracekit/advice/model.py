@@ -83,6 +83,7 @@ class Basis:
     batch: int = 1  # sequences decoded together in a step (an engine's batch): tokens per step
     notes: tuple[str, ...] = ()  # what the input could not carry
     peak_tflops: float | None = None  # the device's dense peak in the model's dtype, where known (a prefill floor)
+    bandwidth_measured: bool = False  # a copy bandwidth capture measured (a floor: a step may beat its ceiling)
 
     @property
     def measured(self) -> bool:

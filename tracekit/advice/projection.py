@@ -71,7 +71,9 @@ def _row(b: Basis, shape: ModelShape, c: int, device: str, variant: str, bw: flo
         return replace(row, predicted_tokens_per_s=tps, predicted_tokens_per_s_ci95=tps_ci, extrapolated=extrapolated)
     pred, pred_ci = per_second(ms * scale, None if reps is None else reps * scale, b.batch)
     if pred is not None and pred > row.ceiling_tokens_per_s:
-        pred, pred_ci = row.ceiling_tokens_per_s, None  # a step cannot beat the bound
+        # The step beat its own bound where it was measured (above 100% of peak): there is no share of
+        # peak to carry over, so no prediction (the measurement check says why).
+        pred, pred_ci = None, None
     out = replace(row, predicted_tokens_per_s=pred, predicted_tokens_per_s_ci95=pred_ci, extrapolated=extrapolated)
     if measured_here and device == b.device:
         tps, tps_ci = per_second(ms, reps, b.batch)
@@ -106,6 +108,19 @@ def device_rows(b: Basis, on: Device, extra: tuple[int, ...]) -> list[Projection
 def reference(b: Basis) -> int | None:
     """The context advice compares at: the largest measured one."""
     return b.points[-1].context if b.points else None
+
+
+def above_ceiling(b: Basis) -> list[tuple[int, float, float]]:
+    """The measured contexts whose speed is above the bandwidth ceiling: (context, measured tokens/s,
+    ceiling tokens/s). None against a measured copy bandwidth: a floor, not a peak, may be beaten."""
+    if b.shape is None or not b.bandwidth_gbps or b.bandwidth_measured:
+        return []
+    out = []
+    for p in b.points:
+        ceiling = b.batch * b.bandwidth_gbps * 1e9 / sum(step_bytes(b, b.shape, p.context))
+        if p.ms > 0 and 1000.0 * b.batch / p.ms > ceiling:
+            out.append((p.context, 1000.0 * b.batch / p.ms, ceiling))
+    return out
 
 
 def efficiency(b: Basis, c: int) -> tuple[float, Interval | None] | None:
@@ -223,23 +238,32 @@ def precision(
         new_bytes = sum(step_bytes(b, new, ref))
         gain = old_bytes / new_bytes - 1.0
         what = label.split(" at ")[0]
+        eff = efficiency(b, ref) if b.measured else None
+        beyond = eff is not None and eff[0] > 1.0  # the measured step beat its bound: no share to keep
         claim = (
             f"{what[:1].upper() + what[1:]} at {label.split(' at ')[1]} instead of "
             f"{(b.shape.kv_bits if what.startswith('KV') else b.shape.weight_bits):g}: a step at context {ref:,} "
             f"reads {mb(new_bytes)} instead of {mb(old_bytes)}, "
             + (
-                f"{pct(gain)} tokens/s if the step keeps its share of peak bandwidth (a projection)."
+                f"a ceiling {pct(gain)} higher; no projection: the speed measured there is above the ceiling "
+                "(see the measurement check)."
+                if beyond
+                else f"{pct(gain)} tokens/s if the step keeps its share of peak bandwidth (a projection)."
                 if b.measured
                 else f"a ceiling {pct(gain)} higher (nothing measured: the bound alone)."
             )
         )
+        if beyond:
+            gain_basis = f"the ceiling at context {ref:,}, the ratio of bytes read (no projection)"
+        else:
+            gain_basis = f"tokens/s at context {ref:,}, the ratio of bytes read"
         figures: dict[str, float | int | str | None] = {
             "context": ref,
             "bytes_before": old_bytes,
             "bytes_after": new_bytes,
         }
         figures_ci: dict[str, Interval | None] = {}
-        got = step_ms(b, ref) if b.measured else None
+        got = step_ms(b, ref) if b.measured and not beyond else None
         if got is not None and bw:
             ms, reps, _ = got
             saved = (old_bytes - new_bytes) / (bw * 1e9) * 1e3
@@ -260,11 +284,15 @@ def precision(
                 None,
                 (_bytes_rest(b), f"the measured step at context {ref:,}" if got is not None else "the bound alone"),
                 (
-                    "the step keeps its measured share of peak bandwidth (an assumption: a projection, not a "
-                    "measurement, so the gain has no interval)",
-                    "the lower precision keeps the model's output good enough (not measured here)",
-                ),
-                gain_basis=f"tokens/s at context {ref:,}, the ratio of bytes read",
+                    ()
+                    if beyond
+                    else (
+                        "the step keeps its measured share of peak bandwidth (an assumption: a projection, not a "
+                        "measurement, so the gain has no interval)",
+                    )
+                )
+                + ("the lower precision keeps the model's output good enough (not measured here)",),
+                gain_basis=gain_basis,
                 figures=figures,
                 figures_ci95=figures_ci,
             )

@@ -191,7 +191,7 @@ def advise(
     for ctx, tps in measured:
         if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 0 or not (_number(tps) and tps > 0):
             raise UserError(f"--measured {ctx}:{tps}: give CONTEXT:TOKENS_PER_S, a whole context and a positive speed")
-    on_device = find_device(on) if on is not None else None
+    on_device = find_device(on, flag="--on") if on is not None else None
     config = Path(model_config) if model_config is not None else None
     plan = Plan(target_tps, target_itl, on, tuple(context), generate, prompt, keep, every, kv_bits, weight_bits)
     if target is not None and not _is_run(Path(target)):

@@ -254,11 +254,11 @@ class Analysis:
         step_rows: list[dict[str, Any]] = []
         kernel_rows: list[dict[str, Any]] = []
         problems: list[str] = []
-        for p, f in zip(self.partials, facts):
+        for i, (p, f) in enumerate(zip(self.partials, facts)):
             r = p.result
             if p.steps is not None:
                 rows = p.steps.rows()
-                fields, lines = step_fields(rows, r.phases, lim, f)
+                fields, lines = step_fields(rows, r.phases, lim, f, trace=i)
                 problems += [f"{r.path}: {line}" for line in lines]
                 for row, extra in zip(rows, fields):
                     step_rows.append({"trace": r.path, "step": row["step"], "phase": row["phase"],

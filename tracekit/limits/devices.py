@@ -136,10 +136,10 @@ def by_key(key: str) -> Device:
     raise KeyError(key)
 
 
-def find_device(name: str) -> Device:
+def find_device(name: str, flag: str = "--device") -> Device:
     """A device by its key ('h100-sxm'), its table name or a trace's device name, compared without
-    case, punctuation or vendor words. Unknown: a UserError naming --device / --peak-bandwidth and
-    the closest names."""
+    case, punctuation or vendor words. Unknown: a UserError naming ``flag`` (the option that gave
+    ``name``), the closest names and, for --device, --peak-bandwidth / --peak-flops."""
     wanted = _norm(name)
     if wanted:
         for dev in devices():
@@ -154,7 +154,8 @@ def find_device(name: str) -> Device:
     )
     close = [key for score, key in scored[:3] if score >= 0.35]
     hint = f" (closest: {', '.join(close)})" if close else ""
-    raise UserError(
-        f"unknown device {name!r}{hint}: pass --device with a name from 'tracekit devices', "
-        "or --peak-bandwidth TB/s (and --peak-flops TFLOP/s) for another device"
+    # Only --device has figures to stand in for a device the table lacks (advise --on has none).
+    other = (
+        ", or --peak-bandwidth GB/s (and --peak-flops TFLOP/s) for another device" if flag == "--device" else ""
     )
+    raise UserError(f"unknown device {name!r}{hint}: pass {flag} with a name from 'tracekit devices'{other}")

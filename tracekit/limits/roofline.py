@@ -175,11 +175,6 @@ def attention_work(
     return Work(kv + qo, flops)
 
 
-def kv_read_bytes(shape: ModelShape, kv_tokens: int, requests: int = 1) -> float:
-    """Only the K and V bytes of ``attention_work`` (the cache read)."""
-    return attention_work(shape, query_tokens=0, kv_tokens=kv_tokens, requests=requests).bytes
-
-
 def gemm_work(m: int, n: int, k: int, elem_bytes: float) -> Work:
     """One (m×k)·(k×n) product: 2mnk FLOPs; A and B read, C written once."""
     return Work((m * k + k * n + m * n) * elem_bytes, 2.0 * m * n * k)

@@ -9,7 +9,6 @@ work of the GEMM operators with recorded shapes that launched it (``trace_facts`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,8 @@ class Limits:
 
     roof: Roof | None = None
     roof_source: str = ""
-    shape: ModelShape | None = None
+    shape: ModelShape | None = None  # the one model of every trace; None where they differ or none is known
+    per_trace: list[ModelShape | None] = field(default_factory=list)  # each trace's, in the order of its facts
     notes: list[str] = field(default_factory=list)
     step_notes: list[str] = field(default_factory=list)  # what only step figures miss (model facts)
 
@@ -59,6 +59,10 @@ class Limits:
         if by == "step":
             return self.notes + self.step_notes
         return self.notes if kernels_with_work else []
+
+    def shape_of(self, trace: int) -> ModelShape | None:
+        """The model facts of trace number ``trace`` (its index among the facts ``resolve`` had)."""
+        return self.per_trace[trace] if 0 <= trace < len(self.per_trace) else self.shape
 
     def to_json(self) -> dict[str, Any]:
         device: dict[str, Any] = (
@@ -98,7 +102,8 @@ def resolve(
 ) -> Limits:
     """The roof and model facts for these traces: flags first; then, for traces of a tracekit run,
     its manifest (model facts, the device, the bandwidth capture measured); then the first trace
-    that names a device and the first whose shapes give the model."""
+    that names a device. Without --model-config or a manifest each trace's model facts are its own
+    shapes' (``Limits.per_trace``): traces of different models never borrow each other's."""
     flags_device = device
     names = sorted({f.device_name for f in facts if f is not None and f.device_name.strip()})
     keys = sorted({f.device_key for f in facts if f is not None and f.device_key})
@@ -135,22 +140,56 @@ def resolve(
         out.notes.append(f"no peaks to compare with: {source}")
     if model_config is not None:
         out.shape = from_config(model_config)
-    elif out.shape is None:
-        for f in facts:
-            shape = shape_from_facts(f) if f is not None else None
-            if shape is not None:
-                out.shape = shape
-                if not f or not f.step_weight_bytes:
-                    out.step_notes.append(
-                        "the trace's shapes show no GEMM weights: step bytes leave the weights out; pass --model-config"
-                    )
-                break
-        else:
-            out.step_notes.append(
-                "no model facts: the traces record no attention operator shapes (record_shapes, eager ops); "
-                "pass --model-config PATH/config.json for attention bytes and FLOPs"
-            )
+    if out.shape is not None:  # --model-config or the run's manifest: one model for every trace
+        out.per_trace = [out.shape] * len(facts)
+    else:
+        _facts_per_trace(out, facts, paths or [])
     return out
+
+
+def _model_key(shape: ModelShape) -> tuple[Any, ...]:
+    """What says two traces ran the same model (step weights differ with what a step computes)."""
+    return (shape.layers, shape.hidden, shape.heads, shape.kv_heads, shape.head_dim, shape.dtype)
+
+
+def _facts_per_trace(out: Limits, facts: list[TraceFacts | None], paths: list[str]) -> None:
+    """Each trace's model facts from its own shapes, and notes where they are missing, lack the
+    GEMM weights, or differ between traces. ``out.shape`` is set only where all traces agree."""
+
+    def name(i: int) -> str:
+        return Path(paths[i]).name if i < len(paths) else f"trace {i + 1}"
+
+    shapes = [shape_from_facts(f) if f is not None else None for f in facts]
+    out.per_trace = shapes
+    known = [(i, s) for i, s in enumerate(shapes) if s is not None]
+    if not known:
+        out.step_notes.append(
+            "no model facts: the traces record no attention operator shapes (record_shapes, eager ops); "
+            "pass --model-config PATH/config.json for attention bytes and FLOPs"
+        )
+        return
+    models = {_model_key(s) for _, s in known}
+    if len(models) == 1:
+        out.shape = known[0][1]
+    else:
+        out.step_notes.append(
+            f"the traces' shapes give {len(models)} different models: each trace's figures use its own shapes; "
+            "pass --model-config to use one model for all"
+        )
+    several = len(facts) > 1
+    missing = [name(i) for i, s in enumerate(shapes) if s is None]
+    if missing:
+        these = "this trace records" if len(missing) == 1 else "these traces record"
+        out.step_notes.append(
+            f"no model facts for {', '.join(missing)}: {these} no attention operator shapes (graph replay, "
+            "no record_shapes), so their steps have no bytes or FLOPs; pass --model-config PATH/config.json"
+        )
+    bare = [name(i) for i, f in enumerate(facts) if shapes[i] is not None and not (f and f.step_weight_bytes)]
+    if bare:
+        which = f" ({', '.join(bare)})" if several else ""
+        out.step_notes.append(
+            f"the trace's shapes show no GEMM weights{which}: step bytes leave the weights out; pass --model-config"
+        )
 
 
 def _pairs(requests: int, query: int, kv: int) -> float:
@@ -171,15 +210,21 @@ def _fields(prefix: str, a: Achieved | None) -> dict[str, Any]:
 
 
 def step_fields(
-    rows: list[dict[str, Any]], phases: list[PhaseResult], limits: Limits, facts: TraceFacts | None = None
+    rows: list[dict[str, Any]],
+    phases: list[PhaseResult],
+    limits: Limits,
+    facts: TraceFacts | None = None,
+    *,
+    trace: int,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Each step row's limit fields (``attention_*``, ``gemm_*``, ``step_*``, ``step_achieved_tb_s``),
     and the truth check's lines for figures above the device's peak. A step's GEMM work is its GEMM
     operators' (``facts.step_gemm``, from their Input Dims) where the trace recorded them, else the
-    model's count (``gemm_source`` says which)."""
+    model's count (``gemm_source`` says which). ``trace`` is the trace's index among the facts
+    ``resolve`` had: its model facts are ``limits.shape_of(trace)``."""
     out: list[dict[str, Any]] = []
     problems: list[str] = []
-    shape, roof = limits.shape, limits.roof
+    shape, roof = limits.shape_of(trace), limits.roof
     dtype = shape.dtype if shape is not None else "bf16"
     for index, (row, p) in enumerate(zip(rows, phases)):
         req, q, kv = row.get("requests"), row.get("query_tokens"), row.get("kv_tokens")
@@ -220,9 +265,3 @@ def kernel_fields(kw: KernelWork | None, roof: Roof | None) -> dict[str, Any]:
     out = _fields("", a)
     out["shaped_count"] = None if kw is None else kw.count
     return out
-
-
-def share_text(x: Any) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    return f"{100 * float(x):.1f}%"

@@ -44,7 +44,9 @@ class LimitView:
         if i not in self._steps:
             from tracekit.limits.steps import step_fields
 
-            self._steps[i] = step_fields(table.rows(), r.phases, self.limits, self.facts[i] if i < len(self.facts) else None)
+            self._steps[i] = step_fields(
+                table.rows(), r.phases, self.limits, self.facts[i] if i < len(self.facts) else None, trace=i
+            )
         return self._steps[i]
 
     def kernel(self, i: int, name: str) -> dict[str, Any]:

@@ -91,6 +91,7 @@ def from_report(d: ReportFacts, findings: Sequence[Finding]) -> Basis:
         command=capture_command(run, d.settings),
         rounds=int(d.settings.get("rounds") or 0) or None,
         peak_tflops=None if peak is None else peak / 1e12,
+        bandwidth_measured=d.roof is not None and d.roof.measured,
     )
 
 

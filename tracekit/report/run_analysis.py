@@ -199,19 +199,17 @@ def growth(contexts: list[ContextFigures], max_context: int | None = None) -> Gr
         g.withheld = "the slope of the total's fit is inconclusive (its 95% interval includes zero)"
         return g
     fitted = fit_replicates(xs, total_reps) if total_reps is not None and len(set(xs)) > 1 else None
-    for k in (2, 4):
-        x = top * k
-        if x > limit:
-            continue
-        ms = total.at(x)
-        if ms > 0:
-            key = f"tokens_per_s@{int(x)}"
-            g.predictions[key] = 1000.0 / ms
-            if fitted is not None:
-                at = fitted[0] + fitted[1] * x
-                ci = interval(np.where(at > 0, 1000.0 / np.where(at > 0, at, 1.0), np.nan))
-                if ci is not None:
-                    g.prediction_ci95[key] = ci
+    # One prediction, at twice the longest measured context: EXTRAPOLATION allows no further.
+    x = top * EXTRAPOLATION
+    ms = total.at(x) if x <= limit else 0.0
+    if ms > 0:
+        key = f"tokens_per_s@{int(x)}"
+        g.predictions[key] = 1000.0 / ms
+        if fitted is not None:
+            at = fitted[0] + fitted[1] * x
+            ci = interval(np.where(at > 0, 1000.0 / np.where(at > 0, at, 1.0), np.nan))
+            if ci is not None:
+                g.prediction_ci95[key] = ci
     if att and att.slope_known:
         g.attention_half_at = crossing(att, total)
     return g

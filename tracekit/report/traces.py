@@ -58,9 +58,9 @@ def build(
     rows: list[dict[str, Any]] = []
     found: list[str] = []
     if limits is not None:
-        for p in partials:
+        for i, p in enumerate(partials):
             if p.steps is not None:
-                extra, problems = step_fields(p.steps.rows(), p.result.phases, limits, p.facts)
+                extra, problems = step_fields(p.steps.rows(), p.result.phases, limits, p.facts, trace=i)
                 rows += extra
                 found += [f"{p.result.path}: {line}" for line in problems]
     return TracesReport(
