@@ -1,4 +1,5 @@
-"""Helpers the test files import: where the real traces are, and how to run the real command.
+"""Helpers the test files import: where the real traces are, how to run the real command, and how
+to look at an HTML page in real headless chromium.
 
 Fixtures (pytest's) live in ``conftest.py``; plain functions and names live here, as pytest advises.
 """
@@ -6,6 +7,7 @@ Fixtures (pytest's) live in ``conftest.py``; plain functions and names live here
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +90,67 @@ def capture(out: Path, contexts: list[int], tokens: int, **kw: object) -> Path:
     sweep_kw = {k: v for k, v in kw.items() if k in SweepOptions.__dataclass_fields__}
     sweep = SweepOptions(contexts=contexts, tokens=tokens, out=out, **sweep_kw)  # type: ignore[arg-type]
     return run_capture(opts, sweep, after_context=enrich_context if kw.get("enrich", True) else None)
+
+
+def chromium() -> str:
+    """The real headless browser the HTML tests drive; a skip that says how to install it if absent."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium is not installed ('make chromium' installs Debian's chromium)")
+    return exe
+
+
+def _chromium_run(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    # A fresh profile per test and no background traffic: the pages need no network.
+    base = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
+    return subprocess.run([chromium(), *base, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
+
+
+def screenshot(page: Path, width: int, height: int, profile: Path) -> Any:
+    """A headless-chromium screenshot of ``page`` in a ``width`` x ``height`` window, as an RGB
+    PIL image (written beside the page, as ``<page>.png``)."""
+    from PIL import Image
+
+    shot = page.with_suffix(".png")
+    r = _chromium_run(page, profile, f"--screenshot={shot}", f"--window-size={width},{height}")
+    assert shot.exists(), r.stderr[-2000:]
+    return Image.open(shot).convert("RGB")
+
+
+def dump_dom(page: Path, profile: Path, *flags: str) -> tuple[str, list[str]]:
+    """The DOM chromium built from ``page`` after load, and the console lines it logged."""
+    r = _chromium_run(page, profile, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    return r.stdout, [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
+
+
+def assert_not_blank(img: Any) -> None:
+    """The screenshot shows something: a wide range of grey levels, not one flat colour."""
+    grey = img.convert("L")
+    lo, hi = grey.getextrema()
+    assert hi - lo > 100 and sum(1 for n in grey.histogram() if n) > 20, "the screenshot is blank"
+
+
+def roofline_pixels(html_text: str, tmp: Path) -> tuple[int, int, int]:
+    """The roofline plot of a report page, alone in an 800x560 window: how many pixels are red
+    (attention, #d62728), blue (GEMMs, #1f77b4) and dark (the roof, axes, text)."""
+    import numpy as np
+
+    start = html_text.index('<div class="plot" id="plot-roofline">')
+    end = html_text.index("</svg>", start) + len("</svg>")
+    alone = tmp / "roofline.html"
+    alone.write_text(f"<!doctype html><html><body style='margin:0'>{html_text[start:end]}</div></body></html>")
+    px = np.asarray(screenshot(alone, 800, 560, tmp / "profile")).astype(int)
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    red = int(((r > 180) & (g < 90) & (b < 90)).sum())
+    blue = int(((r < 80) & (g > 90) & (g < 150) & (b > 150)).sum())
+    dark = int(((r < 60) & (g < 60) & (b < 60)).sum())
+    return red, blue, dark

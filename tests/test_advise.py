@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, capture, run_cli
+from tests.helpers import ROOT, capture, chromium, dump_dom, run_cli
 from tests.test_steps import hf_traces  # noqa: F401 - the HF generate() traces, recorded at test time
 from tracekit import stats
 from tracekit.stats import decode_seed
@@ -246,13 +245,8 @@ def test_report_shows_what_would_help(small_run: Path, tmp_path: Path) -> None:
     text = run_cli("advise", str(run), "--format", "md")
     assert text.returncode == 0 and text.stdout.startswith("# What would help")
     assert section.split("\n## ", 1)[0].strip().endswith(text.stdout.strip().split("\n")[-1].strip())
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed ('make chromium' installs Debian's chromium)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}"]
-    dom = subprocess.run(
-        [exe, *flags, "--dump-dom", (run / "report.html").as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+    chromium()
+    dom = dump_dom(run / "report.html", tmp_path / "profile")[0]
     assert "<h2>What would help</h2>" in dom
     after = dom.split("<h2>What would help</h2>", 1)[1].split("<h2>", 1)[0]
     assert "context-budget" in after and "<table>" in after and "ceiling tokens/s" in after

@@ -9,6 +9,7 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -21,6 +22,7 @@ from tracekit.errors import UserError
 from tracekit.manifest import read_manifest
 from tracekit.trace.load import load_trace
 
+SGLANG_DECODE = "sglang-qwen3-8b-decode-mi300x.json.gz"
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
 
 
@@ -129,6 +131,28 @@ def test_cli_json_contract_and_csv() -> None:
     assert {"trace", "kernel", "category", "rule", "count", "time_us"} <= set(rows[0])
     assert sum(int(x["count"]) for x in rows if x["category"] == "attention") == 24
     assert "kernels" not in tr  # rows only when asked for
+
+
+def _analyze_json(*args: str) -> dict[str, Any]:
+    r = run_cli("analyze", *args, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc: dict[str, Any] = json.loads(r.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def test_json_of_a_run_folder_matches_schema(small_run: Path) -> None:
+    """A run folder is read over its decode steps: the window is the phase's, source "phase"."""
+    doc = _analyze_json(str(small_run))
+    assert {t["window"]["source"] for t in doc["traces"]} == {"phase"}
+
+
+def test_json_of_window_all_by_step_and_by_kernel_matches_schema() -> None:
+    h100, sglang = str(fixture_path(H100)), str(ROOT / "tests" / "data" / "engines" / SGLANG_DECODE)
+    doc = _analyze_json(h100, "--window", "ProfilerStep#*", "--window-all")
+    assert doc["traces"][0]["window"]["source"] == "sum"
+    assert _analyze_json(sglang, "--by", "step")["traces"][0]["steps"]
+    assert _analyze_json(h100, "--by", "kernel")["traces"][0]["kernels"]
 
 
 def test_cli_json_by_kernel_has_every_kernel_row() -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import pytest
 
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, chromium, dump_dom, roofline_pixels, run_cli
 from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
 from tracekit.report.renderers import write_report
@@ -89,43 +87,17 @@ def test_report_flags_are_one_line(small_run: Path) -> None:
 def test_roofline_in_the_html_report_seen_in_chromium(small_run: Path, tmp_path: Path) -> None:
     """The roofline is in the page, and drawn: a screenshot of it alone shows the roof (dark),
     the attention points (red) and the GEMM points (blue)."""
-    from PIL import Image
-
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed ('make chromium' installs Debian's chromium)")
+    chromium()
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
     page = write_report(build_report(run), "html", run / "report.html")[0]
     text = page.read_text(encoding="utf-8")
     assert 'id="plot-roofline"' in text and "Distance to the limit" in text
-    start = text.index('<div class="plot" id="plot-roofline">')
-    end = text.index("</svg>", start) + len("</svg>")
-    alone = tmp_path / "roofline.html"
-    alone.write_text(f"<!doctype html><html><body style='margin:0'>{text[start:end]}</div></body></html>")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}"]
-    shot = tmp_path / "roofline.png"
-    r = subprocess.run(
-        [exe, *flags, f"--screenshot={shot}", "--window-size=800,560", alone.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shot.exists(), r.stderr[-2000:]
-    px = np.asarray(Image.open(shot).convert("RGB")).astype(int)
-    r_, g, b = px[..., 0], px[..., 1], px[..., 2]
-    red = int(((r_ > 180) & (g < 90) & (b < 90)).sum())  # attention, #d62728
-    blue = int(((r_ < 80) & (g > 90) & (g < 150) & (b > 150)).sum())  # GEMMs, #1f77b4
-    dark = int(((r_ < 60) & (g < 60) & (b < 60)).sum())  # the roof, axes, text
+    red, blue, dark = roofline_pixels(text, tmp_path)
     assert red > 30 and blue > 30 and dark > 500, (red, blue, dark)
-    dom = subprocess.run(
-        [exe, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert [ln for ln in dom.stderr.splitlines() if ":CONSOLE" in ln] == []
-    assert 'id="plot-roofline"' in dom.stdout
+    dom, console = dump_dom(page, tmp_path / "profile")
+    assert console == []
+    assert 'id="plot-roofline"' in dom
 
 
 def test_analyze_by_step_on_an_own_trace_takes_the_runs_manifest(small_run: Path) -> None:
@@ -147,5 +119,7 @@ def test_analyze_by_step_on_an_own_trace_takes_the_runs_manifest(small_run: Path
     for s in decode:
         assert s["attention_bytes"] == per_token * s["kv_tokens"] + q_and_o
         if s["attention_us"] > 0:
-            assert s["attention_achieved_tb_s"] == pytest.approx(s["attention_bytes"] / s["attention_us"] / 1e6, rel=1e-4)
+            assert s["attention_achieved_tb_s"] == pytest.approx(
+                s["attention_bytes"] / s["attention_us"] / 1e6, rel=1e-4
+            )
         assert s["step_achieved_tb_s"] is not None and s["step_achieved_tb_s"] > 0

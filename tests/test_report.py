@@ -7,14 +7,13 @@ import html.parser
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from tests.helpers import H100, ROOT, fixture_path, run_cli
+from tests.helpers import H100, ROOT, assert_not_blank, chromium, dump_dom, fixture_path, run_cli, screenshot
 from tracekit.analysis.gaps import host_device_gaps
 from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
@@ -221,51 +220,15 @@ def test_html_escapes_kernel_names(small_run: Path, tmp_path: Path) -> None:
     }
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed ('make test' installs Debian's chromium)")
-    return exe
-
-
 def test_html_report_renders_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
-    from PIL import Image
-
-    exe = _chromium()
+    chromium()
     run = _gpu_run(tmp_path, small_run)
     page = write_report(build_report(run), "html", run / "report.html")[0]
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    shot = tmp_path / "shot.png"
-    r = subprocess.run(
-        [exe, *flags, f"--screenshot={shot}", "--window-size=420,1600", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shot.exists(), r.stderr[-2000:]
-    img = Image.open(shot).convert("L")
-    lo, hi = img.getextrema()
-    assert hi - lo > 100, "the screenshot is blank"
-    assert sum(1 for n in img.histogram() if n) > 20
+    assert_not_blank(screenshot(page, 420, 1600, tmp_path / "profile"))
     # Console: no errors, no uncaught exceptions (the page has no scripts and needs no network).
-    r = subprocess.run(
-        [exe, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
+    dom, console = dump_dom(page, tmp_path / "profile")
     assert console == [], console
-    assert "tracekit report" in r.stdout and "<svg" in r.stdout
+    assert "tracekit report" in dom and "<svg" in dom
 
 
 # Written into the page after layout: the document's width, and how far each table overflows its box.
@@ -278,28 +241,12 @@ _PROBE = (
 )
 
 
-def _measure(exe: str, page: Path, width: int, profile: Path) -> dict[str, Any]:
+def _measure(page: Path, width: int, profile: Path) -> dict[str, Any]:
     probe = page.with_name(f"probe-{width}.html")
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    r = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            f"--window-size={width},900",
-            "--dump-dom",
-            probe.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    m = re.search(r'<pre id="tk-measure">([^<]*)</pre>', r.stdout)
-    assert m, r.stderr[-2000:]
+    dom, console = dump_dom(probe, profile, f"--window-size={width},900")
+    m = re.search(r'<pre id="tk-measure">([^<]*)</pre>', dom)
+    assert m, console
     out: dict[str, Any] = json.loads(html.unescape(m.group(1)))
     return out
 
@@ -308,14 +255,14 @@ def test_html_report_fits_a_1280_px_window(small_run: Path, tmp_path: Path) -> N
     """No horizontal overflow of the document and no table cut off at 1280 px, with the longest
     names there are (the H100 trace's kernels); in a 600-px window the same probe does see tables
     scroll, so it measures what it claims to."""
-    exe = _chromium()
+    chromium()
     run = _gpu_run(tmp_path, small_run)
     page = write_report(build_report(run), "html", run / "report.html")[0]
-    wide = _measure(exe, page, 1280, tmp_path / "profile")
+    wide = _measure(page, 1280, tmp_path / "profile")
     assert wide["innerWidth"] == 1280
     assert wide["scrollWidth"] <= 1280, wide
     assert wide["tables"] and max(wide["tables"]) <= 1, wide
-    narrow = _measure(exe, page, 600, tmp_path / "profile")
+    narrow = _measure(page, 600, tmp_path / "profile")
     assert max(narrow["tables"]) > 1 and narrow["scrollWidth"] <= 600, narrow
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import jsonschema
-import pytest
 
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, assert_not_blank, chromium, dump_dom, run_cli, screenshot
 from tests.test_steps import ENGINES, HF_BATCH, HF_CONTEXTS, SGLANG_DECODE, VLLM_DECODE, hf_traces  # noqa: F401 (fixture)
 
 
@@ -67,17 +65,8 @@ def test_report_on_a_folder_of_generate_traces_fits_growth(hf_traces: Path, tmp_
     assert "µs per 1,000 KV tokens [" in (tmp_path / "r.md").read_text().splitlines()[2]
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed ('make chromium' installs Debian's chromium)")
-    return exe
-
-
 def test_folder_report_renders_in_headless_chromium(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
-    from PIL import Image
-
-    exe = _chromium()
+    chromium()
     folder = tmp_path / "traces"
     shutil.copytree(ENGINES, folder)
     for p in hf_traces.glob("*/*.json"):
@@ -85,25 +74,8 @@ def test_folder_report_renders_in_headless_chromium(hf_traces: Path, tmp_path: P
     r = run_cli("report", str(folder), "--format", "html")
     assert r.returncode == 0, r.stderr
     page = folder / "steps-report.html"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}"]
-    shot = tmp_path / "shot.png"
-    s = subprocess.run(
-        [exe, *flags, f"--screenshot={shot}", "--window-size=900,1600", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shot.exists(), s.stderr[-2000:]
-    img = Image.open(shot).convert("L")
-    lo, hi = img.getextrema()
-    assert hi - lo > 100 and sum(1 for n in img.histogram() if n) > 20, "the screenshot is blank"
-    s = subprocess.run(
-        [exe, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert [ln for ln in s.stderr.splitlines() if ":CONSOLE" in ln] == []
-    dom = s.stdout
+    assert_not_blank(screenshot(page, 900, 1600, tmp_path / "profile"))
+    dom, console = dump_dom(page, tmp_path / "profile")
+    assert console == []
     assert dom.index("<h1>tracekit report") < dom.index("Answer:") < dom.index("<svg")
     assert "different kinds of device" in dom  # CPU generate() and MI300X engine traces together

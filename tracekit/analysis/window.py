@@ -13,6 +13,7 @@ import fnmatch
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,14 +28,18 @@ _CPU_WINDOW_CATS = frozenset({"cpu_op", "Operator", "user_annotation"})
 COVER = 0.99
 
 
+# "trace" (the whole trace), "device" (a device-side annotation), "host" (from the host span: the
+# device work launched within it on GPU traces, the span itself on CPU traces), "phase" (first to
+# last step of one phase), "sum" (every window a pattern matched, summed by --window-all)
+WindowSource = Literal["trace", "device", "host", "phase", "sum"]
+
+
 @dataclass
 class Window:
     name: str
     start_us: float
     dur_us: float
-    # "trace" (the whole trace), "device" (a device-side annotation), "host" (from the host span:
-    # the device work launched within it on GPU traces, the span itself on CPU traces)
-    source: str = "trace"
+    source: WindowSource = "trace"
     # How the window was chosen when that needs saying: how many annotations the pattern
     # matched and which one was taken (or that all were summed).
     note: str = ""
