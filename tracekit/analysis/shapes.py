@@ -27,12 +27,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from tracekit.analysis.attribute import Attribution
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import SHAPE_SOURCES
+from tracekit.trace.input_dims import input_args
 
 _BHSD = re.compile(
     r"^aten::(?:scaled_dot_product_attention|_scaled_dot_product_(?:flash|efficient|cudnn)_attention"
@@ -42,18 +42,6 @@ _BSHD = re.compile(
     r"^(?:aten::_flash_attention_forward|aten::_efficient_attention_forward|flash_attn::_flash_attn_forward)$"
 )
 _EAGER = re.compile(r"^aten::matmul$")
-
-
-class _Args(msgspec.Struct, gc=False):
-    dims: Any = msgspec.field(default=None, name="Input Dims")
-
-
-class _Event(msgspec.Struct, gc=False):
-    args: _Args | None = None
-
-
-class _Doc(msgspec.Struct, gc=False):
-    traceEvents: list[_Event] = msgspec.field(default_factory=list)  # noqa: N815 (the file's key)
 
 
 def needs_shapes(result: AnalysisResult) -> bool:
@@ -127,13 +115,8 @@ def attention_context(
     if not len(ts) or not want:
         return {}
     data = text()
-    try:
-        events = (
-            msgspec.json.decode(data, type=list[_Event])
-            if data.lstrip()[:1] == b"["
-            else msgspec.json.decode(data, type=_Doc).traceEvents
-        )
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    events = input_args(data)
+    if events is None:
         return {}
     out: dict[int, tuple[int, int, int]] = {}
     for i in want:
@@ -143,8 +126,8 @@ def attention_context(
         hi = int(np.searchsorted(ts, end, side="right"))
         for j in range(lo, hi):
             pos = int(origin[j])
-            ev = events[pos] if 0 <= pos < len(events) else None
-            got = _context(ev.args.dims, layouts[j]) if ev is not None and ev.args is not None else None
+            args = events[pos] if 0 <= pos < len(events) else None
+            got = _context(args.dims, layouts[j]) if args is not None else None
             if got is not None:
                 out[i] = got
                 break

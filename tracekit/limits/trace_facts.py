@@ -33,6 +33,7 @@ import numpy as np
 from tracekit.analysis.attribute import Attribution
 from tracekit.analysis.result import AnalysisResult
 from tracekit.limits.model import ModelShape
+from tracekit.trace.input_dims import InputArgs, input_args
 from tracekit.trace.tree import nearest_marked
 
 _GEMM = re.compile(r"^(?:aten::(?:mm|addmm|bmm|linear|matmul|_scaled_mm)|\w+::\w*gemm\w*)$")
@@ -56,19 +57,6 @@ TYPE_DTYPE = {
     "c10::qint8": "int8",
 }
 DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}
-
-
-class _Args(msgspec.Struct, gc=False):
-    dims: Any = msgspec.field(default=None, name="Input Dims")
-    types: Any = msgspec.field(default=None, name="Input type")
-
-
-class _Event(msgspec.Struct, gc=False):
-    args: _Args | None = None
-
-
-class _Doc(msgspec.Struct, gc=False):
-    traceEvents: list[_Event] = msgspec.field(default_factory=list)  # noqa: N815 (the file's key)
 
 
 class _Props(msgspec.Struct, gc=False):
@@ -216,13 +204,8 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
     if not marked.any():
         return facts
     data = once()
-    try:
-        events = (
-            msgspec.json.decode(data, type=list[_Event])
-            if data.lstrip()[:1] == b"["
-            else msgspec.json.decode(data, type=_Doc).traceEvents
-        )
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    events = input_args(data)
+    if events is None:
         return facts
     strings = trace.strings
     ops = np.flatnonzero(marked)
@@ -238,10 +221,9 @@ def trace_facts(att: Attribution, result: AnalysisResult, text: Callable[[], byt
         above = nearest_marked(parent, mine)[up]
         nested |= mine & (parent >= 0) & (above >= 0)
 
-    def args(span: int) -> _Args | None:
+    def args(span: int) -> InputArgs | None:
         pos = int(trace.spans.origin[span])
-        ev = events[pos] if 0 <= pos < len(events) else None
-        return ev.args if ev is not None else None
+        return events[pos] if 0 <= pos < len(events) else None
 
     # Work and dtype of each marked operator with usable shapes.
     work: dict[int, tuple[float, float, str, str]] = {}
