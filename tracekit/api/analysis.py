@@ -20,7 +20,16 @@ from tracekit.analysis.growth import Growth, growth
 from tracekit.analysis.kernel_id import identity
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable, concat
-from tracekit.api.table import ACHIEVED_KINDS, Kind, Table
+from tracekit.api.columns import (
+    CATEGORY_KINDS,
+    KERNEL_KINDS,
+    LIMIT_KERNEL_KINDS,
+    LIMIT_STEP_KINDS,
+    PHASE_KINDS,
+    RANK_KINDS,
+    STEP_KINDS,
+)
+from tracekit.api.table import Table
 from tracekit.errors import UserError
 from tracekit.fleet.merge import Summary, summarize
 from tracekit.fleet.plan import Outcome, Plan
@@ -31,98 +40,6 @@ from tracekit.trace.model import Trace
 from tracekit.trace.options import ReadOptions
 
 Paths = str | PathLike[str] | Trace | Iterable[str | PathLike[str] | Trace]
-
-CATEGORY_KINDS: dict[str, Kind] = {
-    "trace": "str",
-    "rank": "int",
-    "category": "category",
-    "time_us": "float",
-    "count": "int",
-}
-KERNEL_KINDS: dict[str, Kind] = {
-    "trace": "str",
-    "rank": "int",
-    "name": "str",
-    "kernel": "str",
-    "category": "category",
-    "rule": "category",
-    "count": "int",
-    "time_us": "float",
-    "mean_us": "float",
-    "min_us": "float",
-    "max_us": "float",
-    "p50_us": "float",
-}
-PHASE_KINDS: dict[str, Kind] = {
-    "trace": "str",
-    "phase": "category",
-    "step": "int",
-    "context_tokens": "int",
-    "time_us": "float",
-    "span_us": "float",
-    "busy_us": "float",
-    "idle_us": "float",
-    "attention_us": "float",
-    "attention_share": "float",
-}
-RANK_KINDS: dict[str, Kind] = {
-    "rank": "int",
-    "source": "str",
-    "traces": "int",
-    "busy_us": "float",
-    "idle_us": "float",
-    "attention_us": "float",
-    "communication_us": "float",
-    "exposed_communication_us": "float",
-    "step_us": "float",
-    "steps": "int",
-}
-STEP_KINDS: dict[str, Kind] = {
-    "trace": "str",
-    "step": "int",
-    "phase": "category",
-    "source": "category",
-    "requests": "int",
-    "query_tokens": "int",
-    "kv_tokens": "int",
-    "attention_us": "float",
-    "other_us": "float",
-    "idle_us": "float",
-    "span_us": "float",
-    "attention_share": "float",
-    "start_us": "float",
-}
-LIMIT_STEP_KINDS: dict[str, Kind] = {
-    "trace": "str",
-    "step": "int",
-    "phase": "category",
-    "kv_tokens": "int",
-    **{f"attention_{k}": v for k, v in ACHIEVED_KINDS.items()},
-    **{f"gemm_{k}": v for k, v in ACHIEVED_KINDS.items()},
-    "gemm_source": "category",
-    **{f"step_{k}": v for k, v in ACHIEVED_KINDS.items()},
-}
-LIMIT_KERNEL_KINDS: dict[str, Kind] = {
-    "trace": "str",
-    "name": "str",
-    "kernel": "str",
-    **ACHIEVED_KINDS,
-    "shaped_count": "int",
-}
-LAUNCH_KINDS: dict[str, Kind] = {
-    "trace": "str",
-    "name": "str",
-    "kernel": "str",
-    "category": "category",
-    "rule": "category",
-    "stream": "str",
-    "start_us": "float",
-    "dur_us": "float",
-    "time_us": "float",
-    "phase": "category",
-    "step": "int",
-    "context_tokens": "int",
-}
 
 
 @dataclass
@@ -295,36 +212,9 @@ class Analysis:
         traces), in file order: its name and identity, category and rule, stream, start, duration,
         the time counted (clipped to the window) and its phase. Loads the traces again in this
         process and holds one row per event: for a fleet of large traces, ask for one trace."""
-        from tracekit.analysis.attribute import attribute
-        from tracekit.analysis.window import find_window
-        from tracekit.trace.load import load_trace
+        from tracekit.api.launches import launches
 
-        cols: dict[str, list[Any]] = {k: [] for k in LAUNCH_KINDS}
-        for r in self.results:
-            trace = self._traces.get(r.path) or load_trace(r.path, options=self.read)
-            att = attribute(trace)
-            if self.window is not None:
-                att = att.within(find_window(trace, self.window))
-            strings = trace.strings
-            names = [strings[i] for i in att.name.tolist()]
-            ids = {n: identity(n) for n in set(names)}
-            stream = _streams(trace, att)
-            keys = att.phase_keys
-            n = len(att)
-            cols["trace"] += [r.path] * n
-            cols["name"] += names
-            cols["kernel"] += [ids[x] for x in names]
-            cols["category"] += [att.categories[c] for c in att.category.tolist()]
-            cols["rule"] += [att.decisions[c].rule for c in att.code.tolist()]
-            cols["stream"] += stream
-            cols["start_us"] += att.ts.tolist()
-            cols["dur_us"] += (att.end - att.ts).tolist()
-            cols["time_us"] += att.time.tolist()
-            ph = [keys[i] if i >= 0 else None for i in att.phase.tolist()]
-            cols["phase"] += [k.phase if k else None for k in ph]
-            cols["step"] += [k.step if k else None for k in ph]
-            cols["context_tokens"] += [k.context_tokens if k else None for k in ph]
-        return Table("launches", LAUNCH_KINDS, cols)
+        return launches(self.results, self._traces, self.window, self.read)
 
     def to_json(self) -> dict[str, Any]:
         """The ``tracekit.analysis/1`` document ``analyze --format json --by BY`` prints."""
@@ -384,18 +274,6 @@ class AnalysisLimits:
     @property
     def notes(self) -> list[str]:
         return self.limits.notes + self.limits.step_notes
-
-
-def _streams(trace: Trace, att: Any) -> list[str]:
-    """Each item's stream (GPU: the device event's thread, which Kineto sets to the stream) or
-    thread (CPU-only traces)."""
-    if att.device == "gpu":
-        codes = trace.kernels.thread
-        where = {int(o): i for i, o in enumerate(trace.kernels.origin.tolist())}
-        threads = [codes[where[int(o)]] for o in att.origin.tolist()]
-    else:
-        threads = trace.spans.thread[att.node].tolist()
-    return [f"{trace.threads[t][0]}:{trace.threads[t][1]}" for t in threads]
 
 
 class AnalysisPlots:
