@@ -98,6 +98,8 @@ BAD_NAMES = [
     "step[DECODE bs=]",
     "step[EXTEND bs=2 toks=x]",
     "step[DECODE bs=99999999999]",
+    "step[DECODE bs=\uff13\uff12]",  # full-width digits: a count is written in ASCII
+    "execute_context_1(\u0668\u0668_7)_generation_0(0)",  # Arabic-Indic digits
 ]
 
 

@@ -145,7 +145,7 @@ def _read_tracekit(m: re.Match[str], name: str) -> PhaseKey:
     fields: dict[str, int] = {}
     for part in m.group(2).split(","):
         k, _, v = part.partition("=")
-        if v.lstrip("-").isdigit():
+        if v.lstrip("-").isascii() and v.lstrip("-").isdigit():
             fields[k.strip()] = int(v)
     phase = m.group(1)
     step = fields.get("step") if phase == "decode" else fields.get("chunk")
@@ -184,7 +184,7 @@ def _read_sglang(m: re.Match[str], name: str) -> PhaseKey:
     fields: dict[str, int] = {}
     for part in m.group(2).split():
         k, eq, v = part.partition("=")
-        if not eq or not v.isdigit():
+        if not eq or not (v.isascii() and v.isdigit()):
             return _bad("sglang", name, f"field {part!r} is not name=count", phase)
         fields[k] = int(v)
     if "bs" not in fields:
@@ -216,7 +216,7 @@ def _read_unnumbered(source: str) -> Callable[[re.Match[str], str], PhaseKey]:
     return read
 
 
-_N = r"(\d{1,19})"  # a count as written; the range check decides whether it is plausible
+_N = r"([0-9]{1,19})"  # a count in ASCII digits; the range check decides whether it is plausible
 # The step-pattern table: every step annotation tracekit reads, one row each, most specific first.
 STEP_READERS: tuple[StepReader, ...] = (
     StepReader(
@@ -238,7 +238,7 @@ STEP_READERS: tuple[StepReader, ...] = (
     ),
     StepReader(
         "vllm",
-        re.compile(rf"^execute_context_{_N}\({_N}(_\d+)?\)_generation_{_N}\({_N}(_\d+)?\)$"),
+        re.compile(rf"^execute_context_{_N}\({_N}(_[0-9]+)?\)_generation_{_N}\({_N}(_[0-9]+)?\)$"),
         _read_vllm_native,
         "vLLM v1 vllm/v1/worker/gpu_worker.py Worker.annotate_profile (VLLM_TORCH_PROFILER_DIR or --profiler-config): "
         "execute_context_{requests}({tokens})_generation_{requests}({tokens}); a second _number (Σq²) is accepted",
@@ -251,7 +251,7 @@ STEP_READERS: tuple[StepReader, ...] = (
         "c_sq/c_sk/g_sq/g_sk... with TraceLens's step_span_utils patch (detailed_annotations)",
     ),
     StepReader(
-        "profiler_step", re.compile(r"^ProfilerStep#(\d+)$"), _read_profiler_step, "torch.profiler schedule steps"
+        "profiler_step", re.compile(r"^ProfilerStep#([0-9]+)$"), _read_profiler_step, "torch.profiler schedule steps"
     ),
     # vLLM v1's GPUModelRunner wraps each step's model call in "gpu_model_runner: forward" (beside
     # ": preprocess" and ": postprocess"); "execute_model" covers older workers; SGLang's scheduler
@@ -318,7 +318,7 @@ def parse_phase(name: str) -> PhaseKey | None:
 
 # Names that begin like an engine's step annotation but match no reader (a field missing, a
 # negative number): still a step, with its context unknown and a note.
-_LOOKS_LIKE_STEP = re.compile(r"^(?:execute_(?:-?\d+_)?context_|step\[[A-Z_]+[ \]])")
+_LOOKS_LIKE_STEP = re.compile(r"^(?:execute_(?:-?[0-9]+_)?context_|step\[[A-Z_]+[ \]])")
 
 
 def merge_context(outer: PhaseKey, inner: PhaseKey) -> PhaseKey:
