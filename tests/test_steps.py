@@ -100,6 +100,7 @@ BAD_NAMES = [
     "step[DECODE bs=99999999999]",
     "step[DECODE bs=\uff13\uff12]",  # full-width digits: a count is written in ASCII
     "execute_context_1(\u0668\u0668_7)_generation_0(0)",  # Arabic-Indic digits
+    "tracekit::decode[step=3,ctx=nan]",
 ]
 
 

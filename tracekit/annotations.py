@@ -143,11 +143,13 @@ def _mix(ctx_requests: int, gen_requests: int) -> str:
 
 def _read_tracekit(m: re.Match[str], name: str) -> PhaseKey:
     fields: dict[str, int] = {}
+    phase = m.group(1)
     for part in m.group(2).split(","):
         k, _, v = part.partition("=")
         if v.lstrip("-").isascii() and v.lstrip("-").isdigit():
             fields[k.strip()] = int(v)
-    phase = m.group(1)
+        elif k.strip() == "ctx":
+            return _bad("tracekit", name, f"ctx={v!r} is not a count", phase)
     step = fields.get("step") if phase == "decode" else fields.get("chunk")
     ctx = fields.get("ctx")
     query = 1 if phase == "decode" else fields.get("tokens")
