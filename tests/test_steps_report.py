@@ -79,3 +79,15 @@ def test_folder_report_renders_in_headless_chromium(hf_traces: Path, tmp_path: P
     assert console == []
     assert dom.index("<h1>tracekit report") < dom.index("Answer:") < dom.index("<svg")
     assert "different kinds of device" in dom  # CPU generate() and MI300X engine traces together
+
+
+def test_traces_of_two_devices_name_no_peak_in_the_headline(tmp_path: Path) -> None:
+    from tests.helpers import H100, MI300X, fixture_path
+
+    for name in (H100, MI300X):
+        shutil.copy(fixture_path(name), tmp_path / name)
+    r = run_cli("report", str(tmp_path), "--format", "md", "--out", "-")
+    assert r.returncode == 0, r.stderr
+    answer = r.stdout.splitlines()[2]
+    assert answer.startswith("**Answer:**") and "roof" not in answer and "TB/s" not in answer
+    assert "compared with" in r.stdout  # the limits section says which device's peaks the table uses

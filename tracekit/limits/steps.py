@@ -52,6 +52,7 @@ class Limits:
     per_trace: list[ModelShape | None] = field(default_factory=list)  # each trace's, in the order of its facts
     notes: list[str] = field(default_factory=list)
     step_notes: list[str] = field(default_factory=list)  # what only step figures miss (model facts)
+    mixed_devices: bool = False  # the traces name several devices and no --device chose one
 
     def notes_for(self, by: str, kernels_with_work: bool) -> list[str]:
         """The notes worth saying for ``--by`` this: kernel rows need no model facts, and a
@@ -133,6 +134,7 @@ def resolve(
     if model_config is None and run is not None:
         out.shape = from_manifest(run.model)
     if len(names) > 1 and device is None:
+        out.mixed_devices = True
         out.notes.append(
             f"the traces ran on {len(names)} devices ({', '.join(names)}): all are compared with {trace_device}'s peaks; pass --device"
         )

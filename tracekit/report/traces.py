@@ -120,7 +120,9 @@ def distance_text(r: TracesReport) -> str:
     """How far attention was from the memory limit, at the decode step with the most KV tokens
     (or the step with the most, when none decodes); "" without a roof or model facts."""
     lim = r.limits
-    if lim is None or lim.roof is None or not r.limit_rows:
+    # Traces of several devices share one roof only in the limits section (which says so): the
+    # headline names no device's peak for a step another device ran.
+    if lim is None or lim.roof is None or lim.mixed_devices or not r.limit_rows:
         return ""
     s = r.steps
     best = -1
