@@ -133,3 +133,31 @@ def overlap(a: Interval | None, b: Interval | None) -> bool:
 def rounded(iv: Interval | None, digits: int = 6) -> list[float] | None:
     """An interval as a JSON-ready ``[lo, hi]`` list."""
     return None if iv is None else [round(iv[0], digits), round(iv[1], digits)]
+
+
+def line_replicates(
+    xs: Sequence[float] | NDArray[np.float64], reps: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Intercepts and slopes of the least-squares line through each row ``reps[b]`` (one value
+    per x): the fit of every figure against context, and of each of its bootstrap replicates."""
+    x = np.asarray(xs, np.float64)
+    dx = x - x.mean()
+    sxx = float((dx**2).sum())
+    means = reps.mean(axis=1)
+    slopes = ((reps - means[:, None]) * dx[None, :]).sum(axis=1) / sxx
+    return means - slopes * x.mean(), slopes
+
+
+def line(
+    xs: Sequence[float] | NDArray[np.float64], ys: Sequence[float] | NDArray[np.float64]
+) -> tuple[float, float, float] | None:
+    """The least-squares line y = intercept + slope·x and its R², as ``(intercept, slope, r2)``;
+    None without two distinct x. R² is 1.0 when y is constant and fitted exactly."""
+    x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    if len(x) < 2 or len(x) != len(y) or np.unique(x).size < 2:
+        return None
+    intercepts, slopes = line_replicates(x, y[None, :])
+    a, b = float(intercepts[0]), float(slopes[0])
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    ss_res = float(((y - (a + b * x)) ** 2).sum())
+    return a, b, 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res < 1e-12 else 0.0)

@@ -23,13 +23,12 @@ def _measured_line(points: tuple[Point, ...]) -> Line | None:
     """The least-squares line through speeds given without repeats (no replicates, no interval)."""
     if len({p.context for p in points}) < 2:
         return None
-    x = np.array([p.context for p in points], np.float64)
-    y = np.array([p.ms for p in points], np.float64)
-    slope, intercept = (float(v) for v in np.polyfit(x, y, 1))
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    ss_res = float(((y - intercept - slope * x) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    return Line(intercept, slope, len(points), r2, float(x.min()), float(x.max()), over="speeds you measured")
+    xs = [float(p.context) for p in points]
+    fitted = stats.line(xs, [p.ms for p in points])
+    if fitted is None:
+        return None
+    intercept, slope, r2 = fitted
+    return Line(intercept, slope, len(points), r2, min(xs), max(xs), over="speeds you measured")
 
 
 def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[int, float]], what: str) -> Basis:

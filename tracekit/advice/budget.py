@@ -49,7 +49,8 @@ def context_budget(b: Basis, plan: Plan) -> Advice | None:
     iv = interval(reps)
     fit = (
         f"the decode fit over {line.n} {line.over} ({line.lo:,.0f}–{line.hi:,.0f} tokens of context): "
-        f"ms/token = {line.intercept:.3g} + {line.slope * 1000:.3g} per 1k tokens (R² {line.r2:.3f})"
+        f"ms/token = {line.intercept:.3g} + {line.slope * 1000:.3g} per 1k tokens "
+        f"({'exact through 2 points' if line.n == 2 else f'R² {line.r2:.3f}'})"
     )
     rests = [fit + (f", 95% interval from {line.drawn}" if reps is not None else "")]
     if reps is None:

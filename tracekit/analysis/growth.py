@@ -54,14 +54,10 @@ def fit(x: NDArray[np.float64], y: NDArray[np.float64], *, seed: int) -> Fit | N
     n = len(x)
     if n < MIN_STEPS or len(np.unique(x)) < 2:
         return None
-    mx, my = x.mean(), y.mean()
-    dx = x - mx
-    sxx = float((dx**2).sum())
-    slope = float((dx * (y - my)).sum() / sxx)
-    intercept = float(my - slope * mx)
-    ss_tot = float(((y - my) ** 2).sum())
-    ss_res = float(((y - intercept - slope * x) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res < 1e-12 else 0.0)
+    fitted = stats.line(x, y)
+    if fitted is None:
+        return None
+    intercept, slope, r2 = fitted
     rng = np.random.default_rng(seed)
     reps = np.empty((REPLICATES, 2), np.float64)
     batch = max(1, min(REPLICATES, (1 << 20) // n))  # a million drawn steps at a time: memory stays flat

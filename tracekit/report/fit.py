@@ -40,17 +40,11 @@ class LineFit:
 
 
 def fit_line(xs: list[float], ys: list[float]) -> LineFit | None:
-    """Fit y = a + b·x. Needs two distinct x values; R² is 1.0 when y is constant and fitted exactly."""
-    n = len(xs)
-    if n < 2 or n != len(ys) or len(set(xs)) < 2:
+    """Fit y = a + b·x (``stats.line``). Needs two distinct x values."""
+    fitted = stats.line(xs, ys)
+    if fitted is None:
         return None
-    x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
-    intercepts, slopes = fit_replicates(xs, y[None, :])
-    a, b = float(intercepts[0]), float(slopes[0])
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    ss_res = float(((y - (a + b * x)) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res < 1e-12 else 0.0)
-    return LineFit(a, b, r2, n)
+    return LineFit(*fitted, len(xs))
 
 
 def crossing(att: LineFit, total: LineFit, share: float = 0.5) -> float | None:
@@ -62,14 +56,7 @@ def crossing(att: LineFit, total: LineFit, share: float = 0.5) -> float | None:
     return x if x > 0 else 0.0
 
 
-def fit_replicates(xs: list[float], reps: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Intercepts and slopes of the line through each replicate row ``reps[b]`` (one value per x)."""
-    x = np.asarray(xs, np.float64)
-    dx = x - x.mean()
-    sxx = float((dx**2).sum())
-    means = reps.mean(axis=1)
-    slopes = ((reps - means[:, None]) * dx[None, :]).sum(axis=1) / sxx
-    return means - slopes * x.mean(), slopes
+fit_replicates = stats.line_replicates
 
 
 def with_intervals(f: LineFit, xs: list[float], reps: NDArray[np.float64] | None) -> LineFit:
