@@ -10,7 +10,6 @@ SVG). Every string from a trace is escaped.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,6 @@ from tracekit.fleet.task import Failure, TracePartial
 from tracekit.limits.roofline import bandwidth_gbs
 from tracekit.limits.steps import Limits, step_fields
 from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table, advice_section
-from tracekit.sanitize import printable
 
 TITLE = "tracekit report: attention against context, step by step"
 MAX_ROWS = 200  # steps shown in the table; the rest are in ``analyze --by step``
@@ -419,79 +417,37 @@ def plot(r: TracesReport, name: str, fmt: str) -> bytes:
 
 # --- renderers ----------------------------------------------------------------------------------------
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:12px;color:#222}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-p.answer{font-size:1.05em;line-height:1.45;background:#f6f8fa;border-left:4px solid #1f77b4;padding:8px 12px;overflow-wrap:anywhere}
-li{overflow-wrap:anywhere}.wrap{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.85em}
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left;word-break:break-all}.plot svg{max-width:100%;height:auto}
-"""
-
 
 def to_html(r: TracesReport) -> str:
-    e = html.escape
-    parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        '<meta name=viewport content="width=device-width,initial-scale=1">',
-        f"<title>tracekit report</title><style>{_CSS}</style></head><body>",
-    ]
-    for i, sec in enumerate(sections(r)):
-        tag = "h1" if i == 0 else "h2"
-        parts.append(f"<{tag}>{e(sec.title)}</{tag}>")
-        for b in sec.blocks:
-            if isinstance(b, Paragraph):
-                parts.append(f'<p class="answer"><b>{e(b.label)}</b> {e(b.text)}</p>')
-            elif isinstance(b, Bullets):
-                items = [f"<li>{f'<b>{e(x.label)}</b> ' if x.label else ''}{e(x.text)}</li>" for x in b.items]
-                parts.append("<ul>" + ("".join(items) or f"<li>{e(b.empty)}</li>") + "</ul>")
-            elif isinstance(b, Table):
-                head = "".join(f"<th>{e(h)}</th>" for h in b.head)
-                body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in b.rows)
-                parts.append(
-                    f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-                )
-            elif isinstance(b, Plots):
-                for name in b.names:
-                    svg = plot(r, name, "svg").decode("utf-8")
-                    parts.append(f'<div class="plot" id="plot-{e(name)}">{svg[svg.find("<svg") :]}</div>')
-    parts.append("</body></html>\n")
-    return "".join(parts)
+    """One HTML page, drawn by the run report's renderer; plots inline as SVG."""
+    from tracekit.report.renderers.htmlreport import e, render_sections
 
+    def draw(b: Plots) -> str:
+        out = []
+        for name in b.names:
+            svg = plot(r, name, "svg").decode("utf-8")
+            out.append(f'<div class="plot" id="plot-{e(name)}">{svg[svg.find("<svg") :]}</div>')
+        return "".join(out)
 
-def _md(s: str) -> str:
-    # Markup and links from a trace name stay text; control characters become visible escapes.
-    return html.escape(printable(s), quote=False).replace("\\", "\\\\").replace("](", "]\\(")
-
-
-def _md_cell(s: str) -> str:
-    return _md(s).replace("|", "\\|")
+    return render_sections(sections(r), "tracekit report", draw)
 
 
 def to_markdown(r: TracesReport, *, stem: str, attachments: bool = True) -> tuple[str, dict[str, bytes]]:
-    """The Markdown text and its plot files (relative path -> PNG bytes)."""
+    """The Markdown text, drawn by the run report's renderer, and its plot files (relative path ->
+    PNG bytes)."""
+    from tracekit.report.renderers.markdown import render_sections
+
     files: dict[str, bytes] = {}
-    out: list[str] = []
-    for i, sec in enumerate(sections(r, with_plots=attachments)):
-        out += [f"{'#' if i == 0 else '##'} {_md(sec.title)}", ""]
-        for b in sec.blocks:
-            if isinstance(b, Paragraph):
-                out.append(f"**{_md(b.label)}** {_md(b.text)}")
-            elif isinstance(b, Bullets):
-                out += [f"- {f'**{_md(x.label)}** ' if x.label else ''}{_md(x.text)}" for x in b.items] or [
-                    f"- {b.empty}"
-                ]
-            elif isinstance(b, Table):
-                out.append("| " + " | ".join(_md_cell(h) for h in b.head) + " |")
-                out.append("|" + "---|" * len(b.head))
-                out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-            elif isinstance(b, Plots):
-                for name in b.names:
-                    rel = f"{stem}-plots/{name}.png"
-                    files[rel] = plot(r, name, "png")
-                    out.append(f"![{name}]({rel})")
-            out.append("")
-    return "\n".join(out), files
+
+    def draw(b: Plots) -> list[str]:
+        out = []
+        for name in b.names:
+            rel = f"{stem}-plots/{name}.png"
+            files[rel] = plot(r, name, "png")
+            out.append(f"![{name}]({rel})")
+        return out
+
+    return render_sections(sections(r, with_plots=attachments), draw), files
 
 
 def to_json(r: TracesReport) -> dict[str, Any]:
