@@ -154,3 +154,34 @@ def roofline_pixels(html_text: str, tmp: Path) -> tuple[int, int, int]:
     blue = int(((r < 80) & (g > 90) & (g < 150) & (b > 150)).sum())
     dark = int(((r < 60) & (g < 60) & (b < 60)).sum())
     return red, blue, dark
+
+
+def sampled_context(n: int, ms: float, share: float, noise: float, rng: Any, share_noise: float | None = None) -> Any:
+    """A context built from hand-made per-round samples (4 rounds of 20 steps; each round shifted as
+    a whole, as a load burst shifts a real one), its medians and intervals computed as for a real
+    run. Attention shares vary by ``share_noise`` per round and half that per step (None: 0.005
+    per step only); the categories are attention and gemm."""
+    import numpy as np
+
+    from tracekit.report.model import ContextFigures
+    from tracekit.report.uncertainty import apply_samples
+
+    rounds = [list(ms + rng.normal(0, noise) + rng.normal(0, noise / 2, 20)) for _ in range(4)]
+    if share_noise is None:
+        shares = [list(np.clip(share + rng.normal(0, 0.005, 4), 0, 1)) for _ in range(4)]
+    else:
+        shares = [
+            list(np.clip(share + rng.normal(0, share_noise) + rng.normal(0, share_noise / 2, 4), 0, 1))
+            for _ in range(4)
+        ]
+    c = ContextFigures(
+        context_tokens=n, status="ok", prefill_s=0.1, prefill_s_unsynced=0.1, decode_samples_ms=rounds,
+        attention_share_samples=shares,
+    )  # fmt: skip
+    apply_samples(c)
+    assert c.decode_ms_per_token is not None and c.attention_ms_per_token is not None
+    c.categories_ms_per_token = {
+        "attention": c.attention_ms_per_token,
+        "gemm": c.decode_ms_per_token - c.attention_ms_per_token,
+    }
+    return c

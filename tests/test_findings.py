@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from tests.helpers import sampled_context
 from tracekit.analysis.gaps import HostDeviceGap
 from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
 from tracekit.report.findings import findings_for
@@ -17,7 +18,6 @@ from tracekit.report.model import ContextFigures, ReportData, ReportFacts
 from tracekit.report.renderers import RENDERERS, render
 from tracekit.report.renderers.jsonreport import to_json
 from tracekit.report.run_analysis import growth
-from tracekit.report.uncertainty import apply_samples
 
 MODEL = ModelFacts(
     name="hand/7b", layers=32, heads=32, kv_heads=8, head_dim=128, dtype="float16", dtype_bytes=2,
@@ -150,23 +150,7 @@ def test_every_renderer_names_its_extension_and_json_is_the_schema() -> None:
 def _sampled(
     n: int, ms: float, share: float, noise: float, share_noise: float, rng: np.random.Generator
 ) -> ContextFigures:
-    """A context from hand-built per-round samples (4 rounds; each round shifted as a whole, as a
-    load burst shifts a real one), medians and intervals computed as for a real run."""
-    rounds = [list(ms + rng.normal(0, noise) + rng.normal(0, noise / 2, 20)) for _ in range(4)]
-    shares = [
-        list(np.clip(share + rng.normal(0, share_noise) + rng.normal(0, share_noise / 2, 4), 0, 1)) for _ in range(4)
-    ]
-    c = ContextFigures(
-        context_tokens=n, status="ok", prefill_s=0.1, prefill_s_unsynced=0.1, decode_samples_ms=rounds,
-        attention_share_samples=shares,
-    )  # fmt: skip
-    apply_samples(c)
-    assert c.decode_ms_per_token is not None and c.attention_ms_per_token is not None
-    c.categories_ms_per_token = {
-        "attention": c.attention_ms_per_token,
-        "gemm": c.decode_ms_per_token - c.attention_ms_per_token,
-    }
-    return c
+    return sampled_context(n, ms, share, noise, rng, share_noise)
 
 
 def test_attention_growth_whose_interval_spans_zero_is_inconclusive() -> None:

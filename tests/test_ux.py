@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import H100, fixture_path, run_cli
+from tests.helpers import H100, fixture_path, run_cli, sampled_context
 from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
 from tracekit.report.diff import compare, verdict
 from tracekit.report.findings import findings_for
 from tracekit.report.headline import LINES, headline
 from tracekit.report.model import ContextFigures, ReportFacts
 from tracekit.report.run_analysis import EXTRAPOLATION, growth
-from tracekit.report.uncertainty import apply_samples
 
 WIDTH = "100"
 TINY = ["--context", "16,96", "--tokens", "6", "--rounds", "2", "--profile-steps", "2", "--chunk", "64"]
@@ -123,19 +122,7 @@ MODEL = ModelFacts(
 
 
 def _sampled(n: int, ms: float, share: float, noise: float, rng: np.random.Generator) -> ContextFigures:
-    rounds = [list(ms + rng.normal(0, noise) + rng.normal(0, noise / 2, 20)) for _ in range(4)]
-    shares = [list(np.clip(share + rng.normal(0, 0.005, 4), 0, 1)) for _ in range(4)]
-    c = ContextFigures(
-        context_tokens=n, status="ok", prefill_s=0.1, prefill_s_unsynced=0.1, decode_samples_ms=rounds,
-        attention_share_samples=shares,
-    )  # fmt: skip
-    apply_samples(c)
-    assert c.decode_ms_per_token is not None and c.attention_ms_per_token is not None
-    c.categories_ms_per_token = {
-        "attention": c.attention_ms_per_token,
-        "gemm": c.decode_ms_per_token - c.attention_ms_per_token,
-    }
-    return c
+    return sampled_context(n, ms, share, noise, rng)
 
 
 def _facts(cs: list[ContextFigures], load: BackgroundLoad | None = None) -> ReportFacts:
