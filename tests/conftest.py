@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import capture
+from tests.helpers import capture, generate_traces
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
@@ -43,9 +43,16 @@ def sweep_sdpa(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
 
 
+@pytest.fixture(scope="session")
+def hf_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HF ``generate()`` traces recorded once for the session (tests.helpers.generate_traces):
+    test_steps, test_steps_report and test_advise read the same files."""
+    return generate_traces(tmp_path_factory.mktemp("generate"))
+
+
 # Every test that asks for a real capture is in the slow lane, whichever file it is in: the capture
 # runs the real profiler (the session fixtures once, but each costs seconds of torch and Kineto).
-CAPTURES = frozenset({"small_run", "run", "sweep_math", "sweep_sdpa", "hf_run"})
+CAPTURES = frozenset({"small_run", "run", "sweep_math", "sweep_sdpa", "hf_run", "hf_traces"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

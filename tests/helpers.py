@@ -185,3 +185,55 @@ def sampled_context(n: int, ms: float, share: float, noise: float, rng: Any, sha
         "gemm": c.decode_ms_per_token - c.attention_ms_per_token,
     }
     return c
+
+
+# --- HF generate() traces on the CPU (the session fixture hf_traces records them once) ------------
+
+GENERATE_SCRIPT = r"""
+import sys, torch
+from pathlib import Path
+from torch.profiler import profile, ProfilerActivity
+from tracekit.capture.backends.hf import preset_config, _import_transformers
+
+tf = _import_transformers()
+torch.manual_seed(0)
+torch.set_num_threads(1)
+out, new = Path(sys.argv[1]), int(sys.argv[2])
+model = tf.AutoModelForCausalLM.from_config(preset_config("tiny"), attn_implementation="sdpa").eval()
+with torch.inference_mode():
+    for item in sys.argv[3:]:
+        ctx, batch = (int(x) for x in item.split("x"))
+        prompt = torch.randint(1, 100, (batch, ctx))
+        model.generate(prompt[:, :8], max_new_tokens=2, do_sample=False, pad_token_id=0)  # warm-up
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_stack=True) as prof:
+            model.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0)
+        folder = out / ("sweep" if batch > 1 else "single")
+        folder.mkdir(exist_ok=True)
+        prof.export_chrome_trace(str(folder / f"generate-{ctx:05d}x{batch}.json"))
+"""
+
+HF_CONTEXTS = [64, 2000, 4000]  # prompt lengths of the sweep, each a batch of HF_BATCH requests
+HF_BATCH = 4
+HF_SINGLE = 2000  # one request: its KV tokens rise by one a step
+HF_NEW = 8
+
+
+def generate_traces(out: Path) -> Path:
+    """Real ``model.generate()`` traces of the hf backend's tiny preset (random weights, no
+    download) recorded with record_shapes and with_stack, in a subprocess: ``out/single/`` one
+    request of HF_SINGLE tokens, ``out/sweep/`` a batch of HF_BATCH requests per prompt length (a
+    batch makes attention's growth stand out of a busy 2-core machine's noise)."""
+    pytest.importorskip("transformers", reason="needs the [hf] extra")
+    script = out / "generate.py"
+    script.write_text(GENERATE_SCRIPT)
+    items = [f"{HF_SINGLE}x1", *(f"{c}x{HF_BATCH}" for c in HF_CONTEXTS)]
+    r = subprocess.run(
+        [sys.executable, str(script), str(out), str(HF_NEW), *items],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    script.unlink()
+    return out

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from tests.helpers import ROOT, capture, chromium, dump_dom, run_cli
-from tests.test_steps import hf_traces  # noqa: F401 - the HF generate() traces, recorded at test time
 from tracekit import stats
 from tracekit.stats import decode_seed
 
@@ -310,7 +309,7 @@ def test_advise_on_an_engine_trace() -> None:
     assert {a["kind"] for a in doc["advice"]} == {"device", "precision"}
 
 
-def test_advise_on_generate_traces(hf_traces: Path) -> None:  # noqa: F811 - the imported fixture
+def test_advise_on_generate_traces(hf_traces: Path) -> None:
     """HF ``generate()`` traces of a batch of 4 at three prompt lengths (captured here): the decode
     line over the decode steps (context per sequence: KV tokens / 4) and the prefill line over the
     prefill steps (all 4 prompts' tokens), by hand from the step table ``analyze --by step`` prints,
@@ -351,7 +350,7 @@ def test_advise_on_generate_traces(hf_traces: Path) -> None:  # noqa: F811 - the
     assert f["reset_total_s"] == pytest.approx(reset / 1000, rel=1e-4)
 
 
-def test_traces_report_shows_what_would_help(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_traces_report_shows_what_would_help(hf_traces: Path, tmp_path: Path) -> None:
     """``tracekit report`` on traces carries the same advice as ``tracekit advise`` on them."""
     out = tmp_path / "steps-report.json"
     sweep = hf_traces / "sweep"

@@ -10,15 +10,13 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from tests.helpers import ROOT, run_cli
+from tests.helpers import HF_BATCH, HF_CONTEXTS, HF_NEW, HF_SINGLE, ROOT, run_cli
 from tracekit.annotations import STEP_READERS, parse_phase
 
 ENGINES = ROOT / "tests" / "data" / "engines"
@@ -191,58 +189,7 @@ def test_bad_annotation_in_a_real_trace(tmp_path: Path, bad: str) -> None:
     assert bad[:30] in note
 
 
-# --- HF generate() on the CPU, recorded here --------------------------------------------------------
-
-_GENERATE = r"""
-import sys, torch
-from pathlib import Path
-from torch.profiler import profile, ProfilerActivity
-from tracekit.capture.backends.hf import preset_config, _import_transformers
-
-tf = _import_transformers()
-torch.manual_seed(0)
-torch.set_num_threads(1)
-out, new = Path(sys.argv[1]), int(sys.argv[2])
-model = tf.AutoModelForCausalLM.from_config(preset_config("tiny"), attn_implementation="sdpa").eval()
-with torch.inference_mode():
-    for item in sys.argv[3:]:
-        ctx, batch = (int(x) for x in item.split("x"))
-        prompt = torch.randint(1, 100, (batch, ctx))
-        model.generate(prompt[:, :8], max_new_tokens=2, do_sample=False, pad_token_id=0)  # warm-up
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_stack=True) as prof:
-            model.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0)
-        folder = out / ("sweep" if batch > 1 else "single")
-        folder.mkdir(exist_ok=True)
-        prof.export_chrome_trace(str(folder / f"generate-{ctx:05d}x{batch}.json"))
-"""
-
-HF_CONTEXTS = [64, 2000, 4000]  # prompt lengths of the sweep, each a batch of HF_BATCH requests
-HF_BATCH = 4
-HF_SINGLE = 2000  # one request: its KV tokens rise by one a step
-HF_NEW = 8
-
-
-@pytest.fixture(scope="module")
-def hf_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Real ``model.generate()`` traces of the hf backend's tiny preset (random weights, no
-    download) recorded with record_shapes and with_stack: ``single/`` one request of HF_SINGLE
-    tokens, ``sweep/`` a batch of HF_BATCH requests per prompt length (a batch makes attention's
-    growth stand out of a busy 2-core machine's noise)."""
-    pytest.importorskip("transformers", reason="needs the [hf] extra")
-    out = tmp_path_factory.mktemp("generate")
-    script = out / "generate.py"
-    script.write_text(_GENERATE)
-    items = [f"{HF_SINGLE}x1", *(f"{c}x{HF_BATCH}" for c in HF_CONTEXTS)]
-    r = subprocess.run(
-        [sys.executable, str(script), str(out), str(HF_NEW), *items],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    script.unlink()
-    return out
+# --- HF generate() on the CPU, recorded by the session fixture hf_traces (tests/conftest.py) ----------
 
 
 def test_hf_generate_steps_from_input_shapes(hf_traces: Path) -> None:

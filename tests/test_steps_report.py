@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jsonschema
 
-from tests.helpers import ROOT, assert_not_blank, chromium, dump_dom, run_cli, screenshot
-from tests.test_steps import ENGINES, HF_BATCH, HF_CONTEXTS, SGLANG_DECODE, VLLM_DECODE, hf_traces  # noqa: F401 (fixture)
+from tests.helpers import HF_BATCH, HF_CONTEXTS, ROOT, assert_not_blank, chromium, dump_dom, run_cli, screenshot
+from tests.test_steps import ENGINES, SGLANG_DECODE, VLLM_DECODE
 
 
 def test_report_on_one_foreign_trace(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_report_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr and mine.read_text() == "my notes\n"
 
 
-def test_report_on_a_folder_of_generate_traces_fits_growth(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_report_on_a_folder_of_generate_traces_fits_growth(hf_traces: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     r = run_cli("report", str(hf_traces / "sweep"), "--format", "json", "--out", str(out), "--at-kv", "32000")
     assert r.returncode == 0, r.stderr
@@ -65,7 +65,7 @@ def test_report_on_a_folder_of_generate_traces_fits_growth(hf_traces: Path, tmp_
     assert "µs per 1,000 KV tokens [" in (tmp_path / "r.md").read_text().splitlines()[2]
 
 
-def test_folder_report_renders_in_headless_chromium(hf_traces: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_folder_report_renders_in_headless_chromium(hf_traces: Path, tmp_path: Path) -> None:
     chromium()
     folder = tmp_path / "traces"
     shutil.copytree(ENGINES, folder)
