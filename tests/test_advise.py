@@ -193,6 +193,7 @@ def test_advise_compares_attention_runs(small_run: Path, small_math: Path) -> No
     assert not any("No run with another" in x["claim"] for x in doc["advice"])
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_projection_from_model_facts_alone() -> None:
     """The README's case: Mistral-7B at 4 bits on a Jetson AGX Orin, 31 tokens/s at 16 tokens of
     context and 20 at 1,441. By hand: 7,241,732,096 parameters (Mistral-7B-v0.1's published count,
@@ -251,6 +252,7 @@ def test_report_shows_what_would_help(small_run: Path, tmp_path: Path) -> None:
     assert "context-budget" in after and "<table>" in after and "ceiling tokens/s" in after
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -282,6 +284,7 @@ def test_context_budget_interval_is_unbounded_where_draws_find_no_growth() -> No
     assert interval(np.arange(1000.0)) == pytest.approx(stats.interval(np.arange(1000.0)))
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_advise_on_an_engine_trace() -> None:
     """SGLang's decode step of Qwen3-8B on an MI300X (TraceLens, MIT): 32 requests, 32,785 KV
     tokens. By hand from the config's shapes and the MI300X's 5.3 TB/s: the ceiling of a step that
@@ -398,6 +401,7 @@ def test_the_compute_lever_needs_the_whole_interval_under_half() -> None:
     assert attention.lever(b, 0.6, (0.4, 0.8), 0.91, 17.7) is None  # the bytes explain most: other levers
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_speed_above_the_bandwidth_ceiling_is_a_measurement_check() -> None:
     """The README's case without --weight-bits 4: bf16 weights, 14.22 GB a step, at most 14.4
     tokens/s on the Orin's 204.8 GB/s, yet 31 measured. The check leads, names the likely causes,

@@ -117,6 +117,7 @@ def test_unknown_window_lists_available_names() -> None:
         analyze_trace(load_trace(fixture_path(H100)), "ProfilerStep#99")
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_cli_json_contract_and_csv() -> None:
     p = fixture_path(H100)
     r = run_cli("analyze", str(p), "--window", "ProfilerStep#6", "--format", "json")
@@ -147,6 +148,7 @@ def test_json_of_a_run_folder_matches_schema(small_run: Path) -> None:
     assert {t["window"]["source"] for t in doc["traces"]} == {"phase"}
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_json_of_window_all_by_step_and_by_kernel_matches_schema() -> None:
     h100, sglang = str(fixture_path(H100)), str(ROOT / "tests" / "data" / "engines" / SGLANG_DECODE)
     doc = _analyze_json(h100, "--window", "ProfilerStep#*", "--window-all")
@@ -155,6 +157,7 @@ def test_json_of_window_all_by_step_and_by_kernel_matches_schema() -> None:
     assert _analyze_json(h100, "--by", "kernel")["traces"][0]["kernels"]
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_cli_json_by_kernel_has_every_kernel_row() -> None:
     """``--by kernel --format json``: each trace lists its kernel rows, which add up to its
     categories (every item of device work in exactly one row), as the CSV gives them."""
@@ -175,6 +178,7 @@ def test_cli_json_by_kernel_has_every_kernel_row() -> None:
     assert len(list(csv.DictReader(io.StringIO(csv_out)))) == len(rows)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_cli_explain_names_the_rule() -> None:
     r = run_cli("analyze", str(fixture_path(MI300X)), "--explain", "^attn_fwd$")
     assert r.returncode == 0, r.stderr

@@ -39,6 +39,7 @@ def _dtypes(df: pd.DataFrame) -> dict[str, str]:
     return {c: str(t) for c, t in df.dtypes.items()}
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_kernel_table_has_the_documented_columns_and_adds_up_to_the_json_categories() -> None:
     path = fixture_path(H100)
     a = tracekit.analyze(str(path), window="ProfilerStep#6", by="kernel")
@@ -86,6 +87,7 @@ def test_launches_are_every_device_event_and_sum_to_the_categories() -> None:
     assert arrow.num_rows == len(launches) and str(arrow.schema.field("category").type).startswith("dictionary")
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_loaded_traces_and_paths_give_the_same_tables() -> None:
     path = fixture_path(H100)
     from_path = tracekit.analyze(str(path)).kernels.to_pandas()
@@ -103,6 +105,7 @@ def test_cpu_only_trace_launches_are_its_operators() -> None:
     assert launches.stream.str.contains(":").all()
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_folder_runs_as_the_command_does_and_fails_per_trace(tmp_path: Path) -> None:
     (tmp_path / "bad.json.gz").write_bytes(b"\x1f\x8b not gzip")
     good = tmp_path / H100
@@ -143,6 +146,7 @@ def test_run_tables_equal_the_report_json(small_run: Path) -> None:
     assert "<html" in run.report_html()._repr_html_().lower()
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_import_without_pandas_works_and_to_pandas_names_the_extra() -> None:
     code = (
         "import sys; sys.modules['pandas'] = None; sys.modules['pyarrow'] = None\n"
@@ -182,6 +186,7 @@ def test_the_notebook_example_runs_on_a_fixture_and_a_run(small_run: Path) -> No
     assert "no run folder" not in out
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_step_table_equals_analyze_by_step() -> None:
     engines = sorted(str(p) for p in (ROOT / "tests" / "data" / "engines").glob("*.json.gz"))
     a = tracekit.analyze(engines, by="step", workers=1)
@@ -212,6 +217,7 @@ QWEN3_8B = ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json"
 SGLANG_DECODE = ROOT / "tests" / "data" / "engines" / "sglang-qwen3-8b-decode-mi300x.json.gz"
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_limits_equal_analyze_by_step_with_the_model_config() -> None:
     a = tracekit.analyze(SGLANG_DECODE)
     lim = a.limits(model_config=QWEN3_8B)
@@ -247,6 +253,7 @@ def test_a_bad_model_config_is_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(e.value) and "config.json" in str(e.value)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_advise_projection_equals_the_command_and_the_hand_computation() -> None:
     got = tracekit.advise(
         preset="mistral-7b",

@@ -336,6 +336,7 @@ def _kept_cache_backend(name: str) -> Backend:
     return BuiltinBackend(CaptureOptions())
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("name", ["builtin", pytest.param("hf", marks=pytest.mark.slow)])
 def test_kept_cache_decodes_the_same_tokens_as_a_fresh_generation(name: str) -> None:
     """Rounds decode from a cache prefilled once, rolled back to any step: the tokens (and so the

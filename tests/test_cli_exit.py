@@ -56,6 +56,7 @@ def test_output_is_whole_and_the_process_leaves_the_usual_way(tmp_path: Path, na
     assert done.stderr == ""
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_error_exit_code_kept_and_exit_handlers_run(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     done = _run(marker, "analyze", str(tmp_path / "missing.json"))
@@ -64,6 +65,7 @@ def test_error_exit_code_kept_and_exit_handlers_run(tmp_path: Path) -> None:
     assert marker.read_text() == "handler ran"
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
     """Click's own errors (an unknown option value, a missing argument, an unknown command) come
     out in tracekit's one-line form, pointing at the right --help."""
@@ -86,6 +88,7 @@ def test_no_command_shows_the_help(tmp_path: Path) -> None:
     assert done.stdout.startswith("Usage: tracekit") and "analyze" in done.stdout
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_profiler_still_writes_its_results(tmp_path: Path) -> None:
     """Under cProfile the command returns to the profiler, which writes what it measured."""
     out = tmp_path / "analyze.prof"

@@ -58,6 +58,7 @@ def _close(got_ms: float, ref_ms: float) -> bool:
     return abs(got_ms - ref_ms) <= max(1e-3 * ref_ms, 0.005)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("name", [fixture_param(n) for n in README])
 def test_fixture_matches_the_readme(name: str) -> None:
     busy, idle, (a_lo, a_hi), (c_lo, c_hi) = README[name]
@@ -73,6 +74,7 @@ def _rule_ms(res: AnalysisResult, rule: str) -> float:
     return sum(k.time_us for k in res.kernels if k.rule == rule) / 1000
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize(
     ("name", "softmax", "bmm"),
     [(TIMESFORMER, 68.78, 45.00), pytest.param(OWLV2, 153.99, 96.26, marks=pytest.mark.slow)],
@@ -132,11 +134,13 @@ def test_v100_resnet_convolution_and_relu() -> None:
     assert log_softmax and all(k.category == "other" for k in log_softmax)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("name", [fixture_param(V100_DDP), CPU_ONLY, RESNET_ROCM])
 def test_no_attention_where_there_is_none(name: str) -> None:
     assert _ms(_whole(name), "attention") == 0.0
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_rocm_step_window_from_the_host_side() -> None:
     trace = load_trace(fixture_path(RESNET_ROCM))
     device_side = next(a for a in trace.gpu_annotations if a.name == "ProfilerStep#16")
@@ -152,6 +156,7 @@ def test_rocm_step_window_from_the_host_side() -> None:
     assert all(a.start_us + a.span_us <= b.start_us + 1 for a, b in zip(steps, steps[1:]))
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize(("name", "count", "ms"), [(H100, 509, 13.74), (MI300X, 463, 13.32)])
 def test_previous_step_tail_is_counted_apart(name: str, count: int, ms: float) -> None:
     res = _whole(name)
@@ -165,6 +170,7 @@ def test_previous_step_tail_is_counted_apart(name: str, count: int, ms: float) -
     assert doc["unlinked_count"] == count and doc["window"]["source"] == "trace"
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_timesformer_table_and_explain_show_the_scope() -> None:
     p = str(fixture_path(TIMESFORMER))
     r = run_cli("analyze", p, "--by", "kernel", "--format", "csv")

@@ -121,6 +121,7 @@ def _data() -> ReportData:
     return ReportData.of(facts, findings_for(facts))
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_markdown_and_html_show_the_same_sections_and_cells() -> None:
     d = _data()
     md = render(d, "md").text
@@ -216,6 +217,7 @@ def test_a_busy_machine_is_an_error_finding_and_leads_the_headline() -> None:
     assert not h.machine_quiet and h.timer_honest and "too busy to measure honestly" in h.text
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_the_headline_leads_every_format_with_the_same_text() -> None:
     rng = np.random.default_rng(3)
     facts = _facts([_sampled(1000, 20.0, 0.10, 0.3, 0.01, rng), _sampled(3000, 24.0, 0.25, 0.3, 0.01, rng)])

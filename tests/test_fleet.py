@@ -85,6 +85,7 @@ def _naive_exposed(comm: list[tuple[float, float]], compute: list[tuple[float, f
     return total
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_exposed_communication_matches_a_sweep_on_a_real_training_trace() -> None:
     trace = load_trace(fixture_path(RESNET_ROCM))  # RCCL all-reduces beside convolutions, MI300X
     att = attribute(trace)
@@ -134,6 +135,7 @@ def test_summary_sums_and_the_rank_table() -> None:
     assert summarize([_partial(0, [1.0]), _partial(0, [2.0])], [], ranks=True).ranks is None  # one rank: no table
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_bad_traces_are_listed_and_the_others_finish(tmp_path: Path) -> None:
     src = fixture_path(MI300X)
     (tmp_path / "a.json.gz").symlink_to(src)
@@ -153,6 +155,7 @@ def test_bad_traces_are_listed_and_the_others_finish(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("names", [[MI300X], [MI300X, H100]])
 def test_one_trace_or_a_little_json_never_imports_dask(names: list[str]) -> None:
     # Two traces of ~10 MB of JSON each: less than starting a cluster costs, so they run here.
@@ -167,6 +170,7 @@ def test_one_trace_or_a_little_json_never_imports_dask(names: list[str]) -> None
     assert r.stdout.strip().splitlines()[-1] == "0 []"
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_scheduler_address_in_the_environment_leaves_one_trace_here() -> None:
     """DASK_SCHEDULER_ADDRESS, left set for other tools, does not send a single trace to a cluster
     (here an address where nothing listens: using it would fail); several traces do go (tested
@@ -182,6 +186,7 @@ def test_a_scheduler_address_in_the_environment_leaves_one_trace_here() -> None:
     assert r.stdout.strip().splitlines()[-1] == "0 []"
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_progress_bar_on_request_and_conflicting_flags(tmp_path: Path) -> None:
     for name in ("rank-0.json.gz", "rank-1.json.gz"):  # copies: symlinks to one file count once
         (tmp_path / name).write_bytes(fixture_path(MI300X).read_bytes())

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import CPU_ONLY, ROOT, fixture_path
+from tests.helpers import ROOT, fixture_path
 
 GOLDEN_DIR = ROOT / "tests" / "data" / "golden"
 COMMITTED = sorted(p.name for p in (ROOT / "tests" / "data" / "foreign").glob("*.json.gz"))
@@ -41,9 +41,10 @@ def _compare(before: Any, after: Any) -> tuple[list[str], list[str]]:
     return diffs, added
 
 
-# Four CLI processes a trace (analyze as JSON, by kernel, by step; export): the tiny CPU-only trace
-# keeps the contract in the fast lane, the GPU traces run with the slow tests.
-@pytest.mark.parametrize("name", [n if n == CPU_ONLY else pytest.param(n, marks=pytest.mark.slow) for n in COMMITTED])
+# Four CLI processes a trace (analyze as JSON, by kernel, by step; export): seconds even for the tiny
+# CPU-only trace, so every trace's comparison runs with the slow tests.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COMMITTED)
 def test_figures_equal_the_golden_record(name: str) -> None:
     path = fixture_path(name)
     record = golden.record_file(GOLDEN_DIR, golden.key(path))

@@ -119,6 +119,7 @@ def test_past_the_chunked_threshold_a_file_is_named_as_when_read_whole(tmp_path:
                 assert "skipped=1 out_of_range=1" in seen["auto"]
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_partial_salvages_the_same_events_on_every_path(tmp_path: Path) -> None:
     for name in ("truncated", "NaN literal", "trailing garbage", "invalid UTF-8"):
         seen = _load_all(write(tmp_path / "bad.json", BAD[name][0]), partial=True)
@@ -139,6 +140,7 @@ def test_fuzz_damage_anywhere_gives_one_outcome_on_every_path(cut: int, junk: by
 # -- input policy: special files, links, budget -------------------------------------------------
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("kind", ["fifo", "char device", "random device", "symlink loop", "directory", "missing"])
 def test_what_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_path: Path) -> None:
     p = tmp_path / "trace.json"
@@ -162,6 +164,7 @@ def test_what_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_path: Path
     assert expected.get(kind, "no such file") in r.stderr
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize(
     ("prefix", "filler", "problem"),
     [
@@ -183,6 +186,7 @@ def test_gzip_bomb_stops_at_the_budget(prefix: bytes, filler: bytes, problem: st
     assert "TRACEKIT_MAX_INFLATE=" in err.value.advice or "JSON" in problem
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_budget_follows_the_memory_this_process_may_use(tmp_path: Path) -> None:
     """No budget given: a quarter of what the process may still allocate (here RLIMIT_AS)."""
     import resource
@@ -266,6 +270,7 @@ def test_terminal_escapes_in_kernel_names_never_reach_the_terminal(
         assert "\\x1b]0;owned\\x07" in out
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @given(st.text())
 def test_printable_leaves_no_control_character(text: str) -> None:
     shown = printable(text)

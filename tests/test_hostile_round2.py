@@ -273,6 +273,7 @@ def test_a_walk_stops_at_its_limit(
     one_line_error(tk(capsys, "analyze", f"{tmp_path}/d/**/*.json"), "TRACEKIT_MAX_WALK")
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_folder_1100_levels_deep_is_walked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bottom = tmp_path / "deep"  # 1,100 levels were once "nested too deeply to read"
     bottom.mkdir()
@@ -291,6 +292,7 @@ def test_a_folder_1100_levels_deep_is_walked(tmp_path: Path, capsys: pytest.Capt
             level.rmdir()
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_an_unreadable_subfolder_is_named_not_skipped(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -361,6 +363,7 @@ def _get(port: int, request: bytes, timeout: float = 10) -> bytes:
     return reply
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_slowloris_does_not_lock_out_the_ui(server) -> None:  # type: ignore[no-untyped-def]
     import socket
     import threading
@@ -402,6 +405,7 @@ def test_a_slowloris_does_not_lock_out_the_ui(server) -> None:  # type: ignore[n
         t.join(10)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_request_head_trickled_past_its_deadline_is_cut(server) -> None:  # type: ignore[no-untyped-def]
     import socket
     import time
@@ -502,6 +506,7 @@ def test_open_once_stops_after_the_first_fetch(run: Path) -> None:
     assert proc.returncode == 0 and "after 1 fetch" in err, err
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_open_a_foreign_trace_serves_it_with_tracekits_tracks(tmp_path: Path) -> None:
     import gzip
 
@@ -561,6 +566,7 @@ def test_export_to_stdout_and_to_a_device(tmp_path: Path, capfdbinary: pytest.Ca
 # -- Dask -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("address", ["garbage", "", "foo://bar:1", "tcp://host:99999", "tcp://a b:1"])
 def test_a_malformed_scheduler_address_is_one_line_at_once(
     address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -583,6 +589,7 @@ def test_a_refused_scheduler_port_is_one_line_at_once(tmp_path: Path, capsys: py
     one_line_error(tk(capsys, "analyze", a, a.with_name("a2.json"), "--scheduler", f"tcp://127.0.0.1:{_free_port()}"))
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("peer", ["http", "silent"])
 def test_a_port_that_is_no_scheduler_is_refused_within_the_timeout(peer: str, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
@@ -612,6 +619,7 @@ def test_a_port_that_is_no_scheduler_is_refused_within_the_timeout(peer: str, tm
         close()
 
 
+@pytest.mark.slow  # starts Dask workers
 def test_ctrl_c_while_the_cluster_starts_is_one_line(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     import signal
@@ -681,6 +689,7 @@ def _tk_proc(args: list[str], **kw: object):  # type: ignore[no-untyped-def]
     )  # fmt: skip
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("fmt", ["table", "json"])
 def test_a_closed_stdout_is_one_line_and_exit_2(fmt: str, tmp_path: Path) -> None:
     import subprocess
@@ -704,6 +713,7 @@ def test_a_closed_stdout_is_one_line_and_exit_2(fmt: str, tmp_path: Path) -> Non
     ], lines
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_an_unwritable_stderr_keeps_exit_2(tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
@@ -712,6 +722,7 @@ def test_an_unwritable_stderr_keeps_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2  # once: 1, the interpreter's own failure to print
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_ctrl_c_during_json_analyze_still_prints_the_document(tmp_path: Path) -> None:
     import signal
     import subprocess
@@ -805,6 +816,7 @@ def _tiny_llama(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_weights_that_do_not_match_the_config_are_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("transformers")
     import torch
@@ -839,6 +851,7 @@ def test_absurd_shapes_in_config_json_are_one_line(key: str, value: int, tmp_pat
         check_model_dir(str(folder))
 
 
+@pytest.mark.slow  # starts Dask workers
 def test_a_scheduler_killed_mid_run_is_one_line_per_lost_trace(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     import subprocess

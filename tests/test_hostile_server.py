@@ -78,6 +78,7 @@ def _reset(s: socket.socket) -> None:
     s.close()
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_resets_and_half_open_connections_print_nothing_and_stay_bounded(
     served: TraceServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -101,6 +102,7 @@ def test_resets_and_half_open_connections_print_nothing_and_stay_bounded(
     assert out == "" and err == "", err
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_an_aborted_download_neither_counts_nor_stops(tmp_path: Path) -> None:
     evs = events(40)
     evs += [

@@ -42,6 +42,7 @@ def _kernel_us(path: Path, needle: str) -> float:
     return sum(e["dur"] for e in events if e.get("cat") == "kernel" and needle in e.get("name", ""))
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_sglang_qwen3_8b_decode_on_mi300x_by_hand() -> None:
     """32 requests, 32,785 KV tokens in the step (its annotation), Qwen3-8B (36 layers, 8 KV heads,
     head dim 128, bf16), on an MI300X (5.3 TB/s, AMD's data sheet)."""
@@ -83,6 +84,7 @@ def test_sglang_qwen3_8b_decode_on_mi300x_by_hand() -> None:
     assert doc["traces"][0]["limit_findings"] == []
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_model_facts_from_the_extend_steps_shapes_match_the_config() -> None:
     """Without a config: heads, KV heads, head dim and dtype from aiter's mha_batch_prefill Input
     Dims, layers from its count in the step, weights from the outermost GEMM operators."""
@@ -113,6 +115,7 @@ def test_model_facts_from_the_extend_steps_shapes_match_the_config() -> None:
     assert step["gemm_flops"] == 2 * 15_360 * per_layer * 36 + 2 * 15 * 4096 * 151_936
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_gemm_kernel_rows_get_achieved_figures_from_their_operators() -> None:
     doc = _analyze(str(EXTEND), "--by", "kernel")
     rows = doc["traces"][0]["kernels"]
@@ -126,6 +129,7 @@ def test_gemm_kernel_rows_get_achieved_figures_from_their_operators() -> None:
     assert att and all(r["achieved_tb_s"] is None for r in att)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_the_wrong_device_is_a_finding_not_a_share_above_100_percent() -> None:
     """On a Jetson's 204.8 GB/s, the MI300X step's attention would have read 2.28 TB/s: impossible."""
     doc = _analyze(str(DECODE), "--by", "step", "--model-config", str(QWEN3_8B), "--device", "jetson-orin-agx")
@@ -150,6 +154,7 @@ def test_without_model_facts_the_step_says_which_flag_to_pass() -> None:
     assert "--model-config" in done.stderr
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -198,6 +203,7 @@ def test_pairs_and_sliding_windows_by_hand() -> None:
     assert find_device("mi300x").peak_tflops["bf16"] == 1307.4
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_an_unnamed_rocm_device_is_told_by_its_properties() -> None:
     """vLLM's MI300X traces leave deviceProperties.name empty: gfx 9.4, 304 CUs and 192 GiB name it."""
     from tracekit.limits.devices import device_from_props
@@ -215,6 +221,7 @@ def test_an_unnamed_rocm_device_is_told_by_its_properties() -> None:
     assert step["attention_peak_share"] is not None and not step["attention_above_peak"]
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_each_engine_trace_keeps_its_own_model_facts_among_others() -> None:
     """The four engine traces together (two models: Qwen3-8B and gpt-oss) give each trace's steps
     the figures it gets alone: no trace borrows another's shapes (the gpt-oss full-graph decode

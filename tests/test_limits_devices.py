@@ -96,6 +96,7 @@ def test_an_unknown_device_names_the_flags_and_the_closest() -> None:
     assert "TB/s" not in msg
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_advise_on_an_unknown_device_names_on_not_device() -> None:
     done = run_cli("advise", "--preset", "mistral-7b", "--on", "jetson-orin", "--context", "16,1441")
     assert done.returncode == 2, done.stderr
@@ -103,6 +104,7 @@ def test_advise_on_an_unknown_device_names_on_not_device() -> None:
     assert "\n" not in msg and "pass --on with a name" in msg and "--device" not in msg, msg
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_tracekit_devices_lists_the_table() -> None:
     done = run_cli("devices", "--format", "json")
     assert done.returncode == 0, done.stderr

@@ -25,6 +25,7 @@ def _traces(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_steps_report_gives_each_step_its_distance_to_the_limit(tmp_path: Path) -> None:
     folder = _traces(tmp_path)
     r = run_cli("report", str(folder), "--model-config", str(QWEN3_8B), "--format", "json", "--out", "-")
@@ -40,12 +41,14 @@ def test_steps_report_gives_each_step_its_distance_to_the_limit(tmp_path: Path) 
     assert doc["limit_findings"] == []
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_bad_limit_flags_on_traces_are_one_line(tmp_path: Path) -> None:
     folder = _traces(tmp_path)
     r = run_cli("report", str(folder), "--device", "mi3000x", "--format", "json", "--out", "-")
     assert r.returncode == 2 and "--device" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # headless chromium
 def test_steps_report_roofline_seen_in_chromium(tmp_path: Path) -> None:
     chromium()
     folder = _traces(tmp_path)

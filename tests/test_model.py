@@ -29,6 +29,7 @@ def reference_logits(model: LlamaModel, ids: torch.Tensor) -> torch.Tensor:
     return model(ids, cache, all_logits=True)[0]
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("impl", ["sdpa", "math"])
 @pytest.mark.parametrize("chunk", [5, 64])
 def test_cached_streaming_matches_full_forward(impl: str, chunk: int) -> None:

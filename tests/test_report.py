@@ -157,6 +157,7 @@ def test_report_cli_writes_all_formats_and_checks_gate(small_run: Path, tmp_path
     assert malformed.returncode == 2 and "METRIC@CONTEXT" in malformed.stderr
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_report_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     r = run_cli("report", str(tmp_path))
     assert r.returncode == 2 and "no manifest.json" in r.stderr and "Traceback" not in r.stderr

@@ -92,6 +92,7 @@ def test_identity_reads_the_kernels_own_name(name: str, ident: str) -> None:
     assert identity(name) == ident
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(

@@ -132,6 +132,7 @@ def _steps_json(*args: str) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize(
     ("path", "phase", "requests", "query", "kv"), ENGINE_STEPS, ids=lambda x: getattr(x, "name", "")
 )
@@ -149,12 +150,14 @@ def test_engine_trace_steps_equal_their_annotation(path: Path, phase: str, reque
     assert doc["growth"]["attention_us_per_1k_kv"] is None and doc["growth"]["notes"]
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_nested_engine_annotations_are_one_step() -> None:
     """SGLang with TraceLens's patch annotates each step twice (execute_... around step[...])."""
     doc = _steps_json(str(SGLANG_EXTEND))
     assert len(doc["traces"][0]["steps"]) == 1
 
 
+@pytest.mark.slow  # starts Dask workers
 def test_engine_folder_in_process_and_on_dask_give_the_same_rows(tmp_path: Path) -> None:
     folder = tmp_path / "engines"
     shutil.copytree(ENGINES, folder)
@@ -174,6 +177,7 @@ def _rename_step(src: Path, dst: Path, new_name: str) -> None:
     dst.write_bytes(gzip.compress(json.dumps(doc).encode()))
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @pytest.mark.parametrize("bad", ["execute_context_1000000000(32)_generation_0(0)", "execute_32_context_0(sq0sk0)"])
 def test_bad_annotation_in_a_real_trace(tmp_path: Path, bad: str) -> None:
     p = tmp_path / "vllm-bad.json.gz"
@@ -233,6 +237,7 @@ def test_hf_generate_without_shapes_says_how_to_record_them(hf_traces: Path, tmp
     assert any("record_shapes=True" in n for n in out["traces"][0]["step_notes"])
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_hf_gpu_trace_step_from_shapes_matches_tracelens() -> None:
     """TraceLens's H100 Qwen1.5-0.5B trace (../shared/fixtures): one ProfilerStep#6 holding a batch of
     16 prompts of 559 tokens; its attention time is TraceLens's own figure (24 flash kernels, 2722.7 µs)."""

@@ -8,9 +8,12 @@ import shutil
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from tests.helpers import HF_BATCH, HF_CONTEXTS, ROOT, assert_not_blank, chromium, dump_dom, run_cli, screenshot
 from tests.test_steps import ENGINES, SGLANG_DECODE, VLLM_DECODE
+
+pytestmark = pytest.mark.slow  # the real command line on whole traces, seconds a test
 
 
 def test_report_on_one_foreign_trace(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ def test_fixtures_load_with_links() -> None:
     assert "ProfilerStep#6" in chain
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_list_form_and_plain_json(tmp_path: Path) -> None:
     doc = json.loads(gzip.decompress(fixture_path(H100).read_bytes()))
     plain = tmp_path / "list.json"
@@ -118,6 +119,7 @@ def test_events_with_missing_or_wrong_fields_are_skipped(tmp_path: Path) -> None
     assert [h.name for h in t.host] == ["aten::mm", ""]
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_cli_reports_bad_files_in_one_line(tmp_path: Path) -> None:
     bad = _truncate(fixture_path(H100), tmp_path / "cut.json.gz", 0.3)
     r = run_cli("analyze", str(bad))
@@ -176,6 +178,7 @@ event = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event | values, max_size=25))
 def test_malformed_events_never_raise_unhandled(tmp_path_factory: pytest.TempPathFactory, events: list[object]) -> None:
@@ -188,6 +191,7 @@ def test_malformed_events_never_raise_unhandled(tmp_path_factory: pytest.TempPat
     analyze_trace(t)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @settings(max_examples=100, deadline=None)
 @given(st.lists(event, max_size=25))
 def test_event_conversion_and_analysis_are_total(events: list[dict[str, object]]) -> None:
@@ -464,6 +468,7 @@ def _assert_same_trace(serial: Trace, par: Trace) -> None:
     assert (serial.device_names, serial.rank, serial.skipped_events) == (par.device_names, par.rank, par.skipped_events)
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_parallel_pieces_fit_the_shared_slots_but_one_huge_event(tmp_path: Path) -> None:
     """Pieces go to the workers through shared memory slots of twice ``piece_bytes``; one longer
     than a slot (a single event of megabytes) must go through the pool's pipe instead, the pieces

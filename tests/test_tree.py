@@ -86,6 +86,7 @@ spans = st.lists(
 )
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @settings(max_examples=600, deadline=None)
 @given(spans)
 def test_nest_equals_the_stack_walk(rows: list[tuple[int, float, float]]) -> None:
@@ -143,6 +144,7 @@ def test_union_of_arrays_equals_the_loop(rows: list[tuple[float, float]], lo: fl
     assert union_length_arrays(s, e, lo, hi) == pytest.approx(union_length(iv, lo, hi))
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3000), st.booleans()), max_size=12))
 def test_column_store_equals_concatenating_the_parts(parts: list[tuple[int, bool]]) -> None:
@@ -177,6 +179,7 @@ def test_column_store_equals_concatenating_the_parts(parts: list[tuple[int, bool
     assert len(store) == 0 and len(store.take()) == 0
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.integers(-1, 40), max_size=60),

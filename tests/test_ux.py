@@ -57,6 +57,7 @@ def _widest(text: str) -> int:
 # 1. The headline ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the module's three real captures
 def test_the_headline_is_three_lines_that_agree_in_every_format(runs: dict[str, Path], tmp_path: Path) -> None:
     run = Path(shutil.copytree(runs["sdpa"], tmp_path / "run"))
     r = run_cli("report", str(run), "--format", "json", "--format", "md", "--format", "html")
@@ -88,6 +89,7 @@ def test_the_headline_is_three_lines_that_agree_in_every_format(runs: dict[str, 
     assert "the timer was honest" in lines[-1]
 
 
+@pytest.mark.slow  # the module's three real captures
 def test_a_missing_trace_leaves_the_split_by_category_unknown(runs: dict[str, Path], tmp_path: Path) -> None:
     run = Path(shutil.copytree(runs["sdpa"], tmp_path / "run"))
     m = json.loads((run / "manifest.json").read_text())
@@ -100,6 +102,7 @@ def test_a_missing_trace_leaves_the_split_by_category_unknown(runs: dict[str, Pa
     assert "gemm" not in grew and "attention" not in grew
 
 
+@pytest.mark.slow  # the module's three real captures
 def test_a_headline_line_is_one_more_function(runs: dict[str, Path]) -> None:
     from tracekit.report.data import build_report
 
@@ -133,6 +136,7 @@ def _facts(cs: list[ContextFigures], load: BackgroundLoad | None = None) -> Repo
     )  # fmt: skip
 
 
+@pytest.mark.slow  # the module's three real captures
 def test_two_points_are_an_exact_fit_without_r2(runs: dict[str, Path]) -> None:
     r = run_cli("report", str(runs["sdpa"]), "--format", "md", "--out", "-")
     assert r.returncode == 0, r.stderr
@@ -213,6 +217,7 @@ def test_the_diff_verdict_follows_the_interval_of_the_ratio() -> None:
     assert verdict(None) == "cannot tell"
 
 
+@pytest.mark.slow  # the module's three real captures
 def test_diff_of_real_runs_fits_100_columns_and_flags_settings(runs: dict[str, Path]) -> None:
     env = {"COLUMNS": WIDTH}
     r = run_cli("diff", str(runs["sdpa"]), str(runs["math"]), env=env)
@@ -248,6 +253,7 @@ def _rows(table: str) -> list[list[str]]:
     return [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_kernel_table_fits_100_columns_with_whole_numbers() -> None:
     trace = str(fixture_path(H100))
     r = run_cli("analyze", trace, "--by", "kernel", env={"COLUMNS": WIDTH})
@@ -269,6 +275,7 @@ def test_kernel_table_fits_100_columns_with_whole_numbers() -> None:
     assert "(top 3 of" in wide
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_step_table_splits_columns_instead_of_numbers_and_csv_ends_lines_with_lf() -> None:
     trace = str(fixture_path(H100))
     r = run_cli("analyze", trace, "--by", "step", env={"COLUMNS": "80"})
@@ -295,6 +302,7 @@ def _head(part: str) -> list[str]:
 # 6. Run folders and ranks -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the module's three real captures
 def test_a_run_folder_is_analyzed_over_its_decode_steps(runs: dict[str, Path]) -> None:
     r = run_cli("analyze", str(runs["sdpa"]), "--format", "json")
     assert r.returncode == 0 and "decode steps only" in r.stderr, r.stderr
@@ -316,6 +324,7 @@ def test_a_run_folder_is_analyzed_over_its_decode_steps(runs: dict[str, Path]) -
     assert "traces:" not in table and "2 traces" not in table  # no sum over different context lengths
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_a_phase_the_trace_lacks_is_one_line() -> None:
     foreign = str(fixture_path(H100))
     none = run_cli("analyze", foreign, "--phase", "decode")
@@ -323,6 +332,7 @@ def test_a_phase_the_trace_lacks_is_one_line() -> None:
     assert "no decode phase in this trace (phases: step); use --phase all" in none.stderr
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_unrelated_traces_are_not_called_ranks(runs: dict[str, Path], tmp_path: Path) -> None:
     traces = sorted(runs["sdpa"].glob("context-*.pt.trace.json.gz"))
     folder = tmp_path / "job"
@@ -348,6 +358,7 @@ def test_unrelated_traces_are_not_called_ranks(runs: dict[str, Path], tmp_path: 
 # 7. Windows ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the module's three real captures
 def test_window_patterns_say_what_they_took_and_sum_on_request(runs: dict[str, Path]) -> None:
     trace = str(sorted(runs["sdpa"].glob("context-*.pt.trace.json.gz"))[0])
     listed = run_cli("analyze", trace, "--list-windows").stdout.splitlines()
@@ -376,6 +387,7 @@ def test_window_patterns_say_what_they_took_and_sum_on_request(runs: dict[str, P
 # 9. Capture's messages ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real capture
 def test_capture_reports_progress_when_piped_and_refuses_too_few_tokens(tmp_path: Path) -> None:
     r = run_cli("capture", *TINY[:2], "--tokens", "4", "--rounds", "1", "--profile-steps", "1", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
@@ -390,6 +402,7 @@ def test_capture_reports_progress_when_piped_and_refuses_too_few_tokens(tmp_path
     ]
 
 
+@pytest.mark.slow  # a real capture
 def test_hf_without_a_model_says_it_runs_a_random_model(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     r = run_cli("capture", "--backend", "hf", "--context", "16", "--tokens", "4", "--rounds", "1",
@@ -413,6 +426,7 @@ def test_a_thread_count_that_changed_between_rounds_is_a_finding() -> None:
 # 10. --version, -h, presets in --help --------------------------------------------------------------
 
 
+@pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_version_short_help_and_every_preset_in_capture_help() -> None:
     from tracekit import __version__
     from tracekit.capture.presets import BACKEND_PRESETS
