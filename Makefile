@@ -44,8 +44,10 @@ typecheck: $(STAMP) ## mypy --strict (the package, and the notebook example as a
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples/notebook.py
 
-unit: $(STAMP) ## The fast lane: every test not marked slow (no capture, Dask, chromium or ../shared)
-	$(BIN)/python -m pytest -q -m "not slow"
+# The slowest fast-lane tests are printed so that one drifting past a second shows up (it belongs in
+# the slow lane: tests/conftest.py says what is slow).
+unit: $(STAMP) ## The fast lane: tests not marked slow (no capture, Dask, chromium, ../shared or test of 1 s+)
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 test: $(STAMP) chromium lint typecheck ## Set up, then lint, type check and run every test
 	$(BIN)/python -m pytest -q -ra --durations=15

@@ -50,8 +50,10 @@ def hf_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_traces(tmp_path_factory.mktemp("generate"))
 
 
-# Every test that asks for a real capture is in the slow lane, whichever file it is in: the capture
-# runs the real profiler (the session fixtures once, but each costs seconds of torch and Kineto).
+# What is slow: a real capture (whatever file asks for one: the session fixtures run once, but each
+# costs seconds of torch and Kineto), Dask, headless chromium, a trace only ../shared has, and any
+# test of about a second or more (`make unit` prints its slowest ten). Tests that ask for one of these
+# fixtures are marked here; the others carry @pytest.mark.slow with the reason beside it.
 CAPTURES = frozenset({"small_run", "run", "sweep_math", "sweep_sdpa", "hf_run", "hf_traces"})
 
 

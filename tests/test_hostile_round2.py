@@ -837,6 +837,7 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path: Path, capfd:
     assert "\x1b[" not in err and "\x1b[" not in out and len(err.splitlines()) <= 1, err  # no raw load report
 
 
+@pytest.mark.slow  # imports transformers and writes a tiny model (seconds)
 @pytest.mark.parametrize(("key", "value"), [("num_hidden_layers", -1), ("hidden_size", 0), ("vocab_size", 10**30)])
 def test_absurd_shapes_in_config_json_are_one_line(key: str, value: int, tmp_path: Path) -> None:
     pytest.importorskip("transformers")
