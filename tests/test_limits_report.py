@@ -24,7 +24,7 @@ def test_attention_and_step_bandwidth_against_the_measured(small_run: Path) -> N
     m = read_manifest(small_run)
     bw = m.device.measured_bandwidth_gbps
     assert bw and bw > 0, "the capture measured no bandwidth"
-    d = build_report(small_run)
+    d = build_report(small_run).facts
     assert d.roof is not None and d.roof.measured and d.roof.bandwidth_tb_s == pytest.approx(bw / 1000)
     model = m.model
     elem = model.dtype_bytes or 4
@@ -60,7 +60,7 @@ def test_attention_and_step_bandwidth_against_the_measured(small_run: Path) -> N
 
 
 def test_a_device_flag_and_a_config_change_the_roof_and_facts(small_run: Path) -> None:
-    d = build_report(small_run, device="h100-sxm", model_config=QWEN3_8B)
+    d = build_report(small_run, device="h100-sxm", model_config=QWEN3_8B).facts
     assert d.roof is not None and d.roof.key == "h100-sxm" and d.roof.bandwidth_tb_s == 3.35
     assert d.shape is not None and d.shape.layers == 36 and d.shape.source["layers"] == "config.json"
     c = [c for c in d.ok_contexts() if c.ceiling_tokens_per_s][-1]

@@ -43,7 +43,7 @@ def test_fit_line_recovers_a_known_line() -> None:
 @pytest.mark.parametrize("which", ["sweep_math", "sweep_sdpa"])
 def test_attention_grows_faster_than_the_rest(which: str, request: pytest.FixtureRequest) -> None:
     run: Path = request.getfixturevalue(which)
-    d = build_report(run)
+    d = build_report(run).facts
     fits = d.fits
     att, other, total = fits["attention"], fits["other"], fits["total"]
     print(
@@ -270,8 +270,8 @@ def test_report_intervals_are_the_manifests(small_run: Path) -> None:
     """The report redraws each interval from the manifest's raw steps with the same seed: the
     same run folder always gives the same figures, and capture and report agree."""
     m = read_manifest(small_run)
-    d = build_report(small_run)
-    again = build_report(small_run)
+    d = build_report(small_run).facts
+    again = build_report(small_run).facts
     for e, c, c2 in zip(m.contexts, d.contexts, again.contexts):
         t = e.timings
         assert c.decode_ms_per_token == pytest.approx(t.decode_ms_per_token, abs=1e-6)

@@ -1,4 +1,4 @@
-"""Report plots (matplotlib, Agg): each function draws one figure from ReportData."""
+"""Report plots (matplotlib, Agg): each function draws one figure from ReportFacts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tracekit.sanitize import printable
 
 if TYPE_CHECKING:
     from tracekit.limits.roofline import Roof
-    from tracekit.report.model import ReportData
+    from tracekit.report.model import ReportFacts
 
 # A fixed color per category so every plot and run reads the same way.
 COLORS = {
@@ -53,7 +53,7 @@ def to_bytes(fig: Any, fmt: str, **savefig: Any) -> bytes:
     return buf.getvalue()
 
 
-def stacked_categories(d: ReportData) -> Any:
+def stacked_categories(d: ReportFacts) -> Any:
     ok = [c for c in d.ok_contexts() if c.categories_ms_per_token]
     fig, ax = figure(7, 4)
     labels = [str(c.context_tokens) for c in ok]
@@ -98,7 +98,7 @@ def stacked_categories(d: ReportData) -> Any:
     return fig
 
 
-def tokens_vs_bound(d: ReportData) -> Any:
+def tokens_vs_bound(d: ReportFacts) -> Any:
     ok = d.ok_contexts()
     fig, ax = figure(7, 4)
     xs = [c.context_tokens for c in ok]
@@ -143,7 +143,7 @@ def tokens_vs_bound(d: ReportData) -> Any:
     return fig
 
 
-def attention_share(d: ReportData) -> Any:
+def attention_share(d: ReportFacts) -> Any:
     ok = [c for c in d.ok_contexts() if c.attention_share is not None]
     fig, ax = figure(7, 3.5)
     shares = [100 * (c.attention_share or 0) for c in ok]
@@ -164,7 +164,7 @@ def attention_share(d: ReportData) -> Any:
     return fig
 
 
-def _fit_band(d: ReportData, grid: list[float]) -> tuple[list[float], list[float]] | None:
+def _fit_band(d: ReportFacts, grid: list[float]) -> tuple[list[float], list[float]] | None:
     """The 95 % band of the fitted tokens/s over ``grid``: the fit redone on every bootstrap replicate."""
     import numpy as np
 
@@ -229,7 +229,7 @@ def roofline_figure(roof: Roof | None, dtype: str, series: list[tuple[str, str, 
     return fig
 
 
-def roofline(d: ReportData) -> Any:
+def roofline(d: ReportFacts) -> Any:
     """Attention and the weight GEMMs of a decode step at each context, under the device's roof;
     the smallest and largest contexts labelled (the rest sit between)."""
     ok = d.ok_contexts()
@@ -262,7 +262,7 @@ PLOTS = {
 }
 
 
-def available(d: ReportData) -> list[str]:
+def available(d: ReportFacts) -> list[str]:
     """The plots this report has data for (the roofline needs achieved figures)."""
     names = [n for n in PLOTS if n != "roofline"]
     if any(c.attention is not None or c.gemm is not None for c in d.ok_contexts()):
@@ -270,6 +270,6 @@ def available(d: ReportData) -> list[str]:
     return names
 
 
-def render(d: ReportData, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
+def render(d: ReportFacts, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
     """The plots named (default: all) as ``fmt`` ("png" or "svg") bytes, by name."""
     return {name: to_bytes(PLOTS[name](d), fmt, dpi=110) for name in (names if names is not None else available(d))}
