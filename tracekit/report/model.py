@@ -60,7 +60,7 @@ class ContextFigures:
     rounds: int = 0
     decode_ms_by_round: list[float] = field(default_factory=list)  # each round's median step
     # The samples the intervals come from: decode steps (ms) and profiled steps' attention shares,
-    # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty.apply_samples``.
+    # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty``.
     decode_samples_ms: list[list[float]] = field(default_factory=list)
     prefill_samples_s: list[float] = field(default_factory=list)  # each timed prefill (synchronized)
     attention_share_samples: list[list[float]] = field(default_factory=list)

@@ -25,12 +25,12 @@ Reps = NDArray[np.float64]
 
 
 def decode_reps(c: ContextFigures) -> Reps | None:
-    """Replicates of the median decode ms per token (drawn by ``apply_samples``)."""
+    """Replicates of the median decode ms per token (drawn by ``draw_decode``)."""
     return c.decode_reps
 
 
 def share_reps(c: ContextFigures) -> Reps | None:
-    """Replicates of the mean attention share of the profiled steps (drawn by ``apply_samples``)."""
+    """Replicates of the mean attention share of the profiled steps (drawn by ``draw_share``)."""
     return c.share_reps
 
 
@@ -39,27 +39,31 @@ def attention_reps(c: ContextFigures) -> Reps | None:
     return None if d is None or s is None else d * s
 
 
-def apply_samples(c: ContextFigures) -> None:
-    """Set a context's replicates, medians and intervals from its samples (decode steps, attention
-    shares); samples whose replicates are drawn already are not drawn again."""
-    if c.decode_samples_ms:
-        if c.decode_reps is None:
-            c.decode_reps = stats.replicates(c.decode_samples_ms, "median", seed=stats.decode_seed(c.context_tokens))
-        c.decode_ms_per_token = stats.point(c.decode_samples_ms, "median")
-        c.decode_ms_per_token_ci95 = stats.interval(decode_reps(c))
-        c.decode_ms_by_round = [float(np.median(r)) for r in c.decode_samples_ms if r]
-        c.rounds = c.rounds or len(c.decode_samples_ms)
-        if c.decode_ms_per_token:
-            c.tokens_per_s = 1000.0 / c.decode_ms_per_token
-        c.tokens_per_s_ci95 = stats.per_second(c.decode_ms_per_token_ci95)
-    if c.attention_share_samples:
-        if c.share_reps is None:
-            c.share_reps = stats.replicates(c.attention_share_samples, "mean", seed=stats.share_seed(c.context_tokens))
-        c.attention_share = stats.point(c.attention_share_samples, "mean")
-        c.attention_share_ci95 = stats.interval(share_reps(c))
-        if c.decode_ms_per_token is not None and c.attention_share is not None:
-            c.attention_ms_per_token = c.attention_share * c.decode_ms_per_token
-            c.attention_ms_per_token_ci95 = stats.interval(attention_reps(c))
+def draw_decode(c: ContextFigures) -> None:
+    """Set a context's decode replicates, median, interval and tokens/s from its decode samples."""
+    if not c.decode_samples_ms:
+        return
+    c.decode_reps = stats.replicates(c.decode_samples_ms, "median", seed=stats.decode_seed(c.context_tokens))
+    c.decode_ms_per_token = stats.point(c.decode_samples_ms, "median")
+    c.decode_ms_per_token_ci95 = stats.interval(c.decode_reps)
+    c.decode_ms_by_round = [float(np.median(r)) for r in c.decode_samples_ms if r]
+    c.rounds = c.rounds or len(c.decode_samples_ms)
+    if c.decode_ms_per_token:
+        c.tokens_per_s = 1000.0 / c.decode_ms_per_token
+    c.tokens_per_s_ci95 = stats.per_second(c.decode_ms_per_token_ci95)
+
+
+def draw_share(c: ContextFigures) -> None:
+    """Set a context's attention-share replicates, mean and interval from its profiled steps, and
+    attention ms per token (share times the decode median: ``draw_decode`` goes first)."""
+    if not c.attention_share_samples:
+        return
+    c.share_reps = stats.replicates(c.attention_share_samples, "mean", seed=stats.share_seed(c.context_tokens))
+    c.attention_share = stats.point(c.attention_share_samples, "mean")
+    c.attention_share_ci95 = stats.interval(c.share_reps)
+    if c.decode_ms_per_token is not None and c.attention_share is not None:
+        c.attention_ms_per_token = c.attention_share * c.decode_ms_per_token
+        c.attention_ms_per_token_ci95 = stats.interval(attention_reps(c))
 
 
 def stacked(cs: list[ContextFigures], get: Callable[[ContextFigures], Reps | None]) -> Reps | None:
