@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import numpy as np
 
-from tracekit.analysis.growth import Growth
-from tracekit.analysis.steps import StepTable
-from tracekit.limits.steps import Limits
-
-
-class TracesReport(Protocol):
-    """What the plots read of a step report (``report.traces.TracesReport``)."""
-
-    steps: StepTable
-    growth: Growth
-    limits: Limits | None
-    limit_rows: list[dict[str, Any]]
+from tracekit.report.traces import TracesReport
 
 
 def _roofline(r: TracesReport, fmt: str) -> bytes:
