@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracekit.sanitize import printable
@@ -31,11 +32,19 @@ COLORS = {
 }
 
 
-def _err(values: list[float], intervals: list[tuple[float, float] | None], scale: float = 1.0) -> Any:
-    """Asymmetric error bars (below, above) from 95 % intervals; zero where a point has none."""
+def _errorbar(
+    ax: Any,
+    xs: Sequence[Any],
+    values: list[float],
+    intervals: list[tuple[float, float] | None],
+    scale: float = 1.0,
+    **style: Any,
+) -> None:
+    """Points with asymmetric error bars (below, above) from their 95 % intervals, each interval
+    in the values' unit once multiplied by ``scale``; no bar where a point has no interval."""
     lo = [max(0.0, v - iv[0] * scale) if iv else 0.0 for v, iv in zip(values, intervals)]
     hi = [max(0.0, iv[1] * scale - v) if iv else 0.0 for v, iv in zip(values, intervals)]
-    return [lo, hi]
+    ax.errorbar(xs, values, yerr=[lo, hi], capsize=4, **style)
 
 
 def figure(width: float, height: float) -> tuple[Any, Any]:
@@ -80,15 +89,9 @@ def stacked_categories(d: ReportFacts) -> Any:
     )
     totals = [c.decode_ms_per_token or 0.0 for c in ok]
     if any(c.decode_ms_per_token_ci95 for c in ok):
-        ax.errorbar(
-            labels,
-            totals,
-            yerr=_err(totals, [c.decode_ms_per_token_ci95 for c in ok]),
-            fmt="none",
-            ecolor="#222222",
-            capsize=4,
-            linewidth=1,
-            label="95% interval of the step",
+        intervals = [c.decode_ms_per_token_ci95 for c in ok]
+        _errorbar(
+            ax, labels, totals, intervals, fmt="none", ecolor="#222222", linewidth=1, label="95% interval of the step"
         )
     ax.set_xlabel("context tokens")
     ax.set_ylabel("ms per decoded token")
@@ -103,15 +106,8 @@ def tokens_vs_bound(d: ReportFacts) -> Any:
     fig, ax = figure(7, 4)
     xs = [c.context_tokens for c in ok]
     tps = [c.tokens_per_s or 0.0 for c in ok]
-    ax.errorbar(
-        xs,
-        tps,
-        yerr=_err(tps, [c.tokens_per_s_ci95 for c in ok]),
-        fmt="o-",
-        color="#1f77b4",
-        capsize=4,
-        label="measured tokens/s (95% interval)",
-    )
+    intervals = [c.tokens_per_s_ci95 for c in ok]
+    _errorbar(ax, xs, tps, intervals, fmt="o-", color="#1f77b4", label="measured tokens/s (95% interval)")
     bound = [(c.context_tokens, 1000.0 / c.bound_ms_per_token) for c in ok if c.bound_ms_per_token]
     if bound:
         ax.plot(
@@ -147,14 +143,8 @@ def attention_share(d: ReportFacts) -> Any:
     ok = [c for c in d.ok_contexts() if c.attention_share is not None]
     fig, ax = figure(7, 3.5)
     shares = [100 * (c.attention_share or 0) for c in ok]
-    ax.errorbar(
-        [c.context_tokens for c in ok],
-        shares,
-        yerr=_err(shares, [c.attention_share_ci95 for c in ok], 100.0),
-        fmt="o-",
-        color=COLORS["attention"],
-        capsize=4,
-    )
+    intervals = [c.attention_share_ci95 for c in ok]
+    _errorbar(ax, [c.context_tokens for c in ok], shares, intervals, 100.0, fmt="o-", color=COLORS["attention"])
     ax.axhline(50, color="#999999", linewidth=0.8, linestyle="--")
     ax.set_xlabel("context tokens")
     ax.set_ylabel("attention share of a decode step (%)")
