@@ -1,13 +1,15 @@
 """Bootstrap replicates of each context's figures, and every interval drawn from them.
 
 A context's decode time per token is the median of its kept decode steps; its attention share is
-the mean over its profiled steps of attention time / step span. Both are redrawn 2,000 times by
-the two-stage bootstrap of ``tracekit.stats`` (rounds, then steps within each drawn round), with
-a fixed seed per figure and context, so the same run folder always gives the same intervals and
-the capture's manifest agrees with the report. Attention ms per token is the product of the two
-replicates (drawn independently: the timed and the profiled steps are different steps). Fits and
-differences between contexts are computed replicate by replicate, so their intervals carry the
-spread of every point they use.
+the mean over its profiled steps of attention time / step span. Both are redrawn
+``stats.REPLICATES`` times by the two-stage bootstrap of ``tracekit.stats`` (rounds, then steps
+within each drawn round), with a fixed seed per figure and context, so the same run folder always
+gives the same intervals and the capture's manifest agrees with the report. Each context's
+replicates are drawn once (``draw_decode``, then ``draw_share``) and kept on it; the functions
+that hand them out only read. Attention ms per token is the product of the two replicates (drawn
+independently: the timed and the profiled steps are different steps). Fits and differences
+between contexts are computed replicate by replicate, so their intervals carry the spread of
+every point they use.
 """
 
 from __future__ import annotations
