@@ -3,6 +3,7 @@ Markdown and HTML renderers show the same content and cannot drift apart."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tracekit.advice.model import AdviceSet
@@ -263,6 +264,15 @@ def limit_row(c: ContextFigures) -> list[str]:
     ]
 
 
+def sources_text(source: Mapping[str, str]) -> str:
+    """Where the model facts come from, the facts of one source together: "layers, heads:
+    config.json; kv_bits: manifest"."""
+    by_source: dict[str, list[str]] = {}
+    for fact, src in source.items():
+        by_source.setdefault(src, []).append(fact)
+    return "; ".join(f"{', '.join(facts)}: {src}" for src, facts in by_source.items())
+
+
 def _limits(d: ReportFacts) -> Section | None:
     ok = [c for c in d.ok_contexts() if c.attention is not None or c.step is not None]
     if not ok:
@@ -278,10 +288,7 @@ def _limits(d: ReportFacts) -> Section | None:
     else:
         lines.append(f"Roof: none ({d.roof_source}); achieved figures are shown without a share of peak")
     if shape is not None:
-        by_source: dict[str, list[str]] = {}
-        for k, src in shape.source.items():
-            by_source.setdefault(src, []).append(k)
-        facts = "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
+        facts = sources_text(shape.source)
         lines.append(
             f"Model facts: {shape.layers} layers, {shape.heads} heads / {shape.kv_heads} KV heads, head dim {shape.head_dim}, "
             f"{shape.params / 1e6:,.1f} M parameters at {shape.weight_bits:g} bits, KV cache at {shape.kv_bits:g} bits "

@@ -12,7 +12,7 @@ from typing import Any
 
 from tracekit.analysis.growth import Growth
 from tracekit.limits.roofline import bandwidth_gbs
-from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table, advice_section
+from tracekit.report.sections import Bullet, Bullets, Paragraph, Plots, Section, Table, advice_section, sources_text
 from tracekit.report.traces import TracesReport, headline, iv_text, limits
 from tracekit.report.traces_plots import plot
 
@@ -108,12 +108,9 @@ def _limits_section(r: TracesReport) -> Section | None:
         lines.append(f"Roof: {bandwidth_gbs(lim.roof.bandwidth_tb_s)}, dense TFLOP/s {flops}; {lim.roof_source}")
     if lim.shape is not None:
         sh = lim.shape
-        by_source: dict[str, list[str]] = {}
-        for k, src in sh.source.items():
-            by_source.setdefault(src, []).append(k)
         lines.append(
             f"Model facts: {sh.layers} layers, {sh.heads} heads / {sh.kv_heads} KV heads, head dim {sh.head_dim}, "
-            f"KV cache at {sh.kv_bits:g} bits; " + "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
+            f"KV cache at {sh.kv_bits:g} bits; {sources_text(sh.source)}"
         )
     lines += lim.notes + lim.step_notes
     items = [Bullet(x) for x in lines] + [Bullet(x, label="finding") for x in r.limit_findings]

@@ -41,13 +41,18 @@ def attention_reps(c: ContextFigures) -> Reps | None:
     return None if d is None or s is None else d * s
 
 
+def _drawn(samples: list[list[float]], stat: stats.Stat, seed: int) -> tuple[Reps | None, float | None, Interval | None]:
+    """The replicates of ``stat`` over ``samples`` (a list per round), its value and its interval."""
+    reps = stats.replicates(samples, stat, seed=seed)
+    return reps, stats.point(samples, stat), stats.interval(reps)
+
+
 def draw_decode(c: ContextFigures) -> None:
     """Set a context's decode replicates, median, interval and tokens/s from its decode samples."""
     if not c.decode_samples_ms:
         return
-    c.decode_reps = stats.replicates(c.decode_samples_ms, "median", seed=stats.decode_seed(c.context_tokens))
-    c.decode_ms_per_token = stats.point(c.decode_samples_ms, "median")
-    c.decode_ms_per_token_ci95 = stats.interval(c.decode_reps)
+    seed = stats.decode_seed(c.context_tokens)
+    c.decode_reps, c.decode_ms_per_token, c.decode_ms_per_token_ci95 = _drawn(c.decode_samples_ms, "median", seed)
     c.decode_ms_by_round = [float(np.median(r)) for r in c.decode_samples_ms if r]
     c.rounds = c.rounds or len(c.decode_samples_ms)
     if c.decode_ms_per_token:
@@ -60,9 +65,8 @@ def draw_share(c: ContextFigures) -> None:
     attention ms per token (share times the decode median: ``draw_decode`` goes first)."""
     if not c.attention_share_samples:
         return
-    c.share_reps = stats.replicates(c.attention_share_samples, "mean", seed=stats.share_seed(c.context_tokens))
-    c.attention_share = stats.point(c.attention_share_samples, "mean")
-    c.attention_share_ci95 = stats.interval(c.share_reps)
+    seed = stats.share_seed(c.context_tokens)
+    c.share_reps, c.attention_share, c.attention_share_ci95 = _drawn(c.attention_share_samples, "mean", seed)
     if c.decode_ms_per_token is not None and c.attention_share is not None:
         c.attention_ms_per_token = c.attention_share * c.decode_ms_per_token
         c.attention_ms_per_token_ci95 = stats.interval(attention_reps(c))
