@@ -221,6 +221,14 @@ def test_html_escapes_kernel_names(small_run: Path, tmp_path: Path) -> None:
     }
 
 
+def test_html_report_is_the_same_bytes_twice(small_run: Path) -> None:
+    # SVG plots carry a date and random element ids unless the renderer pins them; a report that
+    # differs on every render cannot be compared with diff or cached.
+    pages = [html_renderer.render(build_report(small_run)).text for _ in range(2)]
+    assert "<svg" in pages[0]
+    assert pages[0] == pages[1]
+
+
 def test_html_report_renders_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
     chromium()
     run = _gpu_run(tmp_path, small_run)

@@ -57,8 +57,15 @@ def figure(width: float, height: float) -> tuple[Any, Any]:
 
 
 def to_bytes(fig: Any, fmt: str, **savefig: Any) -> bytes:
+    """The figure in ``fmt``. An SVG carries no date and salts its element ids with a constant, so
+    the same report renders to the same bytes and two reports can be compared with ``diff``."""
+    from matplotlib import rc_context
+
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, **savefig)
+    if fmt == "svg":
+        savefig.setdefault("metadata", {"Date": None})
+    with rc_context({"svg.hashsalt": "tracekit"}):
+        fig.savefig(buf, format=fmt, **savefig)
     return buf.getvalue()
 
 

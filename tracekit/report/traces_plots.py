@@ -64,4 +64,4 @@ def plot(r: TracesReport, name: str, fmt: str) -> bytes:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return to_bytes(fig, fmt, metadata={"Date": None} if fmt == "svg" else None)
+    return to_bytes(fig, fmt)
