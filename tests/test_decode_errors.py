@@ -13,9 +13,9 @@ import pytest
 import tomllib
 from packaging.requirements import Requirement
 
-from tracekit.trace import decode_errors
-from tracekit.trace.lenient import loose_doc
 from tracekit.trace.model import TraceDoc
+from tracekit.trace.read import decode_errors
+from tracekit.trace.read.lenient import loose_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 _doc = msgspec.json.Decoder(TraceDoc)

@@ -23,8 +23,7 @@ from tracekit.errors import UserError
 from tracekit.fleet.inputs import expand
 from tracekit.fleet.merge import summarize
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file, memory_needed
-from tracekit.trace.load import load_trace
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions, load_trace
 
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
 

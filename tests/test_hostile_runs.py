@@ -24,7 +24,7 @@ from tests.hostile import (
     tk,
 )
 from tracekit.errors import UserError
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 # -- path policy and manifests ---------------------------------------------------------------------
 

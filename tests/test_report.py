@@ -21,7 +21,7 @@ from tracekit.report.fit import crossing, fit_line
 from tracekit.report.renderers import htmlreport as html_renderer
 from tracekit.report.renderers import write_report
 from tracekit.report.renderers.jsonreport import to_json
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "report.schema.json").read_text())
 

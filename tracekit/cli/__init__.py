@@ -173,7 +173,7 @@ _SIZES = {"TRACEKIT_EXPORT_MEMORY": (10**6, 10**15)}
 
 def _check_environment() -> None:
     from tracekit.errors import SettingError
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
     from tracekit.units import format_size, parse_size
 
     ReadOptions.from_env()

@@ -122,7 +122,7 @@ def analyze(
     from tracekit.fleet.run import run as run_tasks
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_tables
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     check_choice(by, analyze_tables.GROUPINGS, "--by")
     check_choice(fmt, analyze_tables.FORMATS, "--format")
@@ -245,7 +245,7 @@ def _list_windows(paths: list[str], partial: bool) -> None:
     """Each trace's annotation names, in natural order, with how often each occurs."""
     from tracekit.analysis.window import annotation_counts
     from tracekit.sanitize import printable
-    from tracekit.trace.load import load_trace
+    from tracekit.trace.read import load_trace
 
     for p in paths:
         counts = annotation_counts(load_trace(p, partial=partial))

@@ -94,7 +94,7 @@ def open_cmd(
 
     from tracekit.perfetto.export import enrich_data, enrich_file
     from tracekit.perfetto.serve import TraceServer
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     read = ReadOptions.from_env()
     raw, enriched = _trace_for(target, context)
@@ -172,7 +172,7 @@ def export(
     """
     from tracekit.fsutil import claim_output, record_outputs
     from tracekit.perfetto.export import enrich_data, enrich_file
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     read = ReadOptions.from_env()
     memory = export_memory()

@@ -123,7 +123,7 @@ def report(
     if not to_stdout:
         for target in targets.values():
             claim_output(target, force=force)
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     read = ReadOptions.from_env()
     data = build_report(

@@ -31,7 +31,7 @@ def report_traces(
     from tracekit.fleet.task import TaskOptions
     from tracekit.fsutil import claim_output, record_outputs, write_files_atomic
     from tracekit.report import traces
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     try:
         paths = expand(inputs)

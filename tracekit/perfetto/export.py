@@ -22,11 +22,8 @@ from tracekit.analysis.result import AnalysisResult, PhaseResult
 from tracekit.errors import UserError
 from tracekit.fsutil import atomic_open
 from tracekit.manifest import ContextEntry, enriched_file
-from tracekit.trace.lenient import as_number
-from tracekit.trace.load import decode_bytes
 from tracekit.trace.model import Trace
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.raw import read_document
+from tracekit.trace.read import ReadOptions, as_number, decode_bytes, read_document
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges
 
@@ -230,8 +227,7 @@ EXPORT_MEMORY_ENV = "TRACEKIT_EXPORT_MEMORY"
 def check_export_memory(src: Path, memory: int | None = None) -> None:
     """Refuse, before reading it, a trace whose export would need more than ``memory`` bytes
     (None: what this process may still allocate)."""
-    from tracekit.trace.load import decoded_size
-    from tracekit.trace.policy import available_memory
+    from tracekit.trace.read import available_memory, decoded_size
     from tracekit.units import format_size
 
     need = EXPORT_FACTOR * decoded_size(src)

@@ -27,14 +27,15 @@ from pathlib import Path
 
 from tracekit.errors import NotARegularFile, TraceFormatError
 from tracekit.fsutil import regular_file
-from tracekit.trace import chunked, policy, whole
-from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.gz import MAGIC as GZIP_MAGIC
-from tracekit.trace.gz import open_gz
+from tracekit.trace.build import TooManyNames
 from tracekit.trace.model import Trace
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.policy import WS, BudgetExceeded, TooDeep
-from tracekit.trace.scan import first_byte
+from tracekit.trace.read import chunked, policy, whole
+from tracekit.trace.read.gz import ERRORS as gz_errors
+from tracekit.trace.read.gz import MAGIC as GZIP_MAGIC
+from tracekit.trace.read.gz import open_gz
+from tracekit.trace.read.options import ReadOptions
+from tracekit.trace.read.policy import WS, BudgetExceeded, TooDeep
+from tracekit.trace.read.scan import first_byte
 
 _DEFAULTS = ReadOptions()
 
@@ -55,6 +56,8 @@ def load_trace(path: str | os.PathLike[str], *, partial: bool = False, options: 
         if max(len(trace.strings), len(trace.string_ids)) > opts.max_names:
             raise policy.too_many_names(str(path), opts.max_names)
         return trace
+    except TooManyNames as exc:
+        raise policy.too_many_names(exc.path, exc.limit) from None
     finally:
         if paused:
             gc.enable()
@@ -114,7 +117,7 @@ def _chunked(p: Path, gz: bool, partial: bool, size: int, budget: int, opts: Rea
     here); a document without an event array to the whole-file decoder, which names what it is."""
     spans = None
     if size > opts.parallel_from:
-        from tracekit.trace import parallel  # only for large files: it brings multiprocessing
+        from tracekit.trace.read import parallel  # only for large files: it brings multiprocessing
 
         workers = parallel.load_workers(opts.workers)
         if workers > 1:

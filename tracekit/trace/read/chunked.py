@@ -32,17 +32,17 @@ from typing import Any, Protocol, TypeVar, Union
 import msgspec
 
 from tracekit.errors import TraceFormatError
-from tracekit.trace import decode_errors, policy
 from tracekit.trace.build import TraceBuilder
-from tracekit.trace.decode_errors import TRUNCATED, Damage
-from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.gz import open_text
-from tracekit.trace.lenient import lenient_events, loose_doc
 from tracekit.trace.links import link_flows, needs_flows
 from tracekit.trace.model import FLOWS_ONLY, SPANS_DECODER, AnyEvent, FlowStart, Trace, TraceDoc
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.policy import BOM, WS, BudgetExceeded, TooDeep
-from tracekit.trace.scan import LEADING_WS, event_ends
+from tracekit.trace.read import decode_errors, policy
+from tracekit.trace.read.decode_errors import TRUNCATED, Damage
+from tracekit.trace.read.gz import ERRORS as gz_errors
+from tracekit.trace.read.gz import open_text
+from tracekit.trace.read.lenient import lenient_events, loose_doc
+from tracekit.trace.read.options import ReadOptions
+from tracekit.trace.read.policy import BOM, WS, BudgetExceeded, TooDeep
+from tracekit.trace.read.scan import LEADING_WS, event_ends
 
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")

@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, cast
 
-from tracekit.trace.policy import BudgetExceeded
+from tracekit.trace.read.policy import BudgetExceeded
 
 MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
 

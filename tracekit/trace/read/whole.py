@@ -15,14 +15,14 @@ import msgspec
 from msgspec import UnsetType
 
 from tracekit.errors import TraceFormatError
-from tracekit.trace import decode_errors, policy
 from tracekit.trace.build import build_trace
-from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.gz import read_gz
-from tracekit.trace.lenient import loose_doc, loose_records
 from tracekit.trace.model import AnyEvent, Trace, TraceDoc
-from tracekit.trace.policy import BOM, WS, BudgetExceeded, TooDeep
-from tracekit.trace.scan import first_byte
+from tracekit.trace.read import decode_errors, policy
+from tracekit.trace.read.gz import ERRORS as gz_errors
+from tracekit.trace.read.gz import read_gz
+from tracekit.trace.read.lenient import loose_doc, loose_records
+from tracekit.trace.read.policy import BOM, WS, BudgetExceeded, TooDeep
+from tracekit.trace.read.scan import first_byte
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])

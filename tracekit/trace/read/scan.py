@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
     from numpy.typing import NDArray
 
-from tracekit.trace.policy import BOM, WS
+from tracekit.trace.read.policy import BOM, WS
 
 
 def event_ends(piece: bytes | bytearray | memoryview) -> NDArray[np.int64]:

@@ -10,12 +10,12 @@ from typing import Any
 
 import msgspec
 
-from tracekit.trace import decode_errors, policy
-from tracekit.trace.lenient import decode_untyped
-from tracekit.trace.load import read_text
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.policy import BOM
-from tracekit.trace.scan import first_byte
+from tracekit.trace.read import decode_errors, policy
+from tracekit.trace.read.lenient import decode_untyped
+from tracekit.trace.read.load import read_text
+from tracekit.trace.read.options import ReadOptions
+from tracekit.trace.read.policy import BOM
+from tracekit.trace.read.scan import first_byte
 
 
 def _decode(text: bytes | memoryview) -> Any:

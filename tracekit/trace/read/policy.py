@@ -8,32 +8,23 @@ lets JSON nest, which numbers it keeps, and the words every loader path uses for
 * **Nesting.** Every path decodes with msgspec, which refuses JSON nested deeper than the
   interpreter's recursion limit (about ``MAX_DEPTH`` levels) with ``RecursionError``; the
   loaders turn that into ``too_deep``, before any deep value is built.
-* **Numbers.** After the columns are built (``in_range``): times must be finite, durations
+* **Numbers.** After the columns are built: times must be finite, durations
   non-negative, and starts within the trace's span (not hours away from every other event, as a
-  missing ``ts`` read as 0 or a ``1e30`` would be). Such events are dropped and counted.
+  missing ``ts`` read as 0 or a ``1e30`` would be). Such events are dropped and counted
+  (``build.in_range``, ``build.span_bounds``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
-
-import numpy as np
-
-if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
-    from numpy.typing import NDArray
 
 from tracekit.errors import TraceFormatError
-from tracekit.trace.decode_errors import Damage
-from tracekit.trace.options import BUDGET_ENV, ReadOptions
+from tracekit.trace.read.decode_errors import Damage
+from tracekit.trace.read.options import BUDGET_ENV, ReadOptions
 from tracekit.units import format_size
 
 MAX_DEPTH = 1000
 _MIN_BUDGET = 64 << 20
-# An event starting further than this from the middle of the trace, in interquartile ranges of the
-# trace's starts (and at least an hour), lies outside the trace's span.
-SPAN_IQRS = 1000.0
-SPAN_MIN_US = 3600e6
 
 
 def _read_int(path: str) -> int | None:
@@ -189,25 +180,3 @@ def no_usable_events(name: str, why: str) -> TraceFormatError:
     return TraceFormatError(
         name, f"contains no usable trace events (no cpu ops, annotations or kernels){why}", kind="no-events"
     )
-
-
-def in_range(ts: NDArray[np.float64], dur: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Which events have finite times and a non-negative duration (vectorized; the span check
-    is ``span_bounds``, over every kind of event at once)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        end = ts + dur
-        ok: NDArray[np.bool_] = np.isfinite(end) & np.isfinite(ts) & (dur >= 0)
-    return ok
-
-
-def span_bounds(starts: NDArray[np.float64]) -> tuple[float, float]:
-    """The trace's span: starts further from its median than ``SPAN_IQRS`` interquartile ranges
-    (and at least an hour) lie outside it."""
-    n = len(starts)
-    if n == 0:
-        return float("-inf"), float("inf")
-    at = [(n - 1) // 4, (n - 1) // 2, 3 * (n - 1) // 4]
-    # Order statistics by partition: np.percentile would load numpy.ma into every command's start-up.
-    q25, q50, q75 = np.partition(starts, at)[at].tolist()
-    reach = max(SPAN_IQRS * (q75 - q25), SPAN_MIN_US)
-    return q50 - reach, q50 + reach
