@@ -416,7 +416,7 @@ def test_chunked_path_reads_flows_again_only_when_ids_are_missing(tmp_path: Path
 
 
 def test_without_isal_the_standard_gzip_reads_the_same() -> None:
-    from tracekit.trace.read.gz import open_gz
+    from tracekit.trace.read.text import open_gz
 
     p = fixture_path(H100)
     with open_gz(p, isal=False) as fh:

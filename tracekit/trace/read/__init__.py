@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from tracekit.trace.read.options import ReadOptions
 
 if TYPE_CHECKING:
-    from tracekit.trace.read.gz import MAGIC as GZIP_MAGIC
     from tracekit.trace.read.lenient import as_number
     from tracekit.trace.read.load import decode_bytes, decoded_size, load_trace, read_text
-    from tracekit.trace.read.policy import available_memory
+    from tracekit.trace.read.options import available_memory
     from tracekit.trace.read.raw import RawDocument, read_document
+    from tracekit.trace.read.text import MAGIC as GZIP_MAGIC
 
 # name -> (module, its name there)
 _LAZY = {
@@ -26,9 +26,9 @@ _LAZY = {
     "decode_bytes": ("load", "decode_bytes"),
     "read_document": ("raw", "read_document"),
     "RawDocument": ("raw", "RawDocument"),
-    "available_memory": ("policy", "available_memory"),
+    "available_memory": ("options", "available_memory"),
     "as_number": ("lenient", "as_number"),
-    "GZIP_MAGIC": ("gz", "MAGIC"),
+    "GZIP_MAGIC": ("text", "MAGIC"),
 }
 
 
