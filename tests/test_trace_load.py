@@ -470,8 +470,8 @@ def test_parallel_pieces_fit_the_shared_slots_but_one_huge_event(tmp_path: Path)
     reader's trace is the serial one."""
     import io
 
-    from tracekit.trace.read.chunked import ChunkedReader
     from tracekit.trace.read.parallel import _Slots
+    from tracekit.trace.read.pieces import ChunkedReader
 
     events = []
     for i in range(20000):

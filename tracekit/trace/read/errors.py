@@ -111,6 +111,16 @@ def not_an_object(exc: msgspec.ValidationError) -> bool:
     return str(exc).startswith(_NOT_OBJECT)
 
 
+def text_at_fault(exc: msgspec.DecodeError, cut: int) -> bool:
+    """Whether decoding a piece cut after byte ``cut`` failed because of the text itself rather
+    than the cut: an error at or before the cut, or one no cut can cause (invalid UTF-8). A cut
+    inside an event fails just after it, or as truncated input (a cut inside a string)."""
+    if is_truncated(exc):
+        return False
+    at = offset(exc)
+    return at is None or at <= cut
+
+
 # The readers' signals to one another; ``load`` turns each into a ``TraceFormatError``.
 
 

@@ -118,8 +118,7 @@ def _decode_typed(name: str, text: bytes | memoryview, first: bytes) -> Trace:
     if first == b"{":
         doc = _doc_decoder.decode(text)
         trace = build_trace(name, doc.traceEvents)
-        trace.device_names = [d.name for d in doc.deviceProperties]
-        trace.rank = doc.distributedInfo.rank if doc.distributedInfo else None
+        trace.device_names, trace.rank = doc.metadata()
         return trace
     return build_trace(name, _list_decoder.decode(text))
 
