@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 
 from tracekit.trace.model import TraceDoc
 from tracekit.trace.read import errors
-from tracekit.trace.read.lenient import loose_doc
+from tracekit.trace.read.lenient import lenient_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 _doc = msgspec.json.Decoder(TraceDoc)
@@ -78,8 +78,8 @@ def test_the_shape_of_a_document(text: bytes, shape: str | None) -> None:
 
 def test_a_document_that_is_not_an_object() -> None:
     with pytest.raises(msgspec.ValidationError) as err:
-        loose_doc.decode(b"[1, 2]")
+        lenient_doc.decode(b"[1, 2]")
     assert errors.not_an_object(err.value)
     with pytest.raises(msgspec.ValidationError) as err:
-        loose_doc.decode(b'{"traceEvents": 5}')
+        lenient_doc.decode(b'{"traceEvents": 5}')
     assert not errors.not_an_object(err.value)

@@ -1,7 +1,9 @@
 """Lenient, event-by-event conversion for input the typed decoder refuses.
 
-A field of an unexpected type or a phase outside the Chrome format: each JSON value becomes the
-record the typed decoder would have made, or ``None`` when it is malformed.
+A field of an unexpected type or a phase outside the Chrome format: each event becomes the record
+the typed decoder would have made, or ``MALFORMED`` where it makes no sense (the record keeps the
+event's position). ``lenient_events`` reads a JSON array of events, ``lenient_records`` events
+already split out, ``lenient_doc`` a whole document.
 
 The text is split into events as raw JSON first (``msgspec.Raw``), then each event is read with
 the fields analysis needs as whatever JSON they hold and every other field skipped, exactly as
@@ -18,20 +20,12 @@ from msgspec import UNSET, Raw, UnsetType
 
 from tracekit.trace.model import MALFORMED, NO_ARGS, AnyEvent, Args, Event, FlowEnd, FlowStart, Malformed, Skipped
 
-# Untyped decoding for the lenient path: a float too large for a double reads as infinity (and is
-# then dropped by the range check) instead of failing the whole document.
-_untyped = msgspec.json.Decoder(float_hook=float)
 
-
-def decode_untyped(text: bytes | memoryview) -> Any:
-    return _untyped.decode(text)
-
-
-class _LooseArgs(msgspec.Struct):
+class _LenientArgs(msgspec.Struct):
     correlation: Any = None
 
 
-class _Loose(msgspec.Struct):
+class _LenientEvent(msgspec.Struct):
     """An event's fields that analysis reads, as any JSON; the others skipped (unvalidated, as the
     typed decoder leaves them)."""
 
@@ -46,16 +40,16 @@ class _Loose(msgspec.Struct):
     args: Raw | UnsetType = UNSET
 
 
-class _LooseDevice(msgspec.Struct):
+class _LenientDevice(msgspec.Struct):
     name: Any = ""
 
 
-class _LooseDist(msgspec.Struct):
+class _LenientDist(msgspec.Struct):
     rank: Any = None
 
 
-class LooseDoc(msgspec.Struct):
-    """A document read loosely: its events and metadata as raw JSON."""
+class LenientDoc(msgspec.Struct):
+    """A document read leniently: its events and metadata as raw JSON."""
 
     traceEvents: list[Raw] | UnsetType = UNSET  # noqa: N815 - Chrome trace field name
     deviceProperties: Raw | UnsetType = UNSET  # noqa: N815
@@ -68,12 +62,12 @@ class LooseDoc(msgspec.Struct):
         rank = None
         if isinstance(self.deviceProperties, Raw):
             try:
-                names = [str(d.name) for d in _loose_devices.decode(self.deviceProperties)]
+                names = [str(d.name) for d in _devices.decode(self.deviceProperties)]
             except msgspec.ValidationError:
                 pass
         if isinstance(self.distributedInfo, Raw):
             try:
-                r = _loose_dist.decode(self.distributedInfo).rank
+                r = _dist.decode(self.distributedInfo).rank
                 rank = r if isinstance(r, int) and not isinstance(r, bool) else None
             except msgspec.ValidationError:
                 pass
@@ -81,31 +75,24 @@ class LooseDoc(msgspec.Struct):
 
 
 _raw_list = msgspec.json.Decoder(list[Raw])
-_loose = msgspec.json.Decoder(_Loose, float_hook=float)
-_loose_args = msgspec.json.Decoder(_LooseArgs, float_hook=float)
-loose_doc = msgspec.json.Decoder(LooseDoc, float_hook=float)
-_loose_devices = msgspec.json.Decoder(list[_LooseDevice], float_hook=float)
-_loose_dist = msgspec.json.Decoder(_LooseDist, float_hook=float)
+_event = msgspec.json.Decoder(_LenientEvent, float_hook=float)
+_args = msgspec.json.Decoder(_LenientArgs, float_hook=float)
+lenient_doc = msgspec.json.Decoder(LenientDoc, float_hook=float)
+_devices = msgspec.json.Decoder(list[_LenientDevice], float_hook=float)
+_dist = msgspec.json.Decoder(_LenientDist, float_hook=float)
 
 
-def _loose_record(raw: Raw) -> AnyEvent | Malformed:
-    """One raw event as its record; raises ``msgspec.DecodeError`` where the typed decoder would
-    (invalid UTF-8 in a field tracekit reads)."""
+def lenient_events(text: bytes) -> list[AnyEvent | Malformed]:
+    """The records of a JSON array of events (raises ``msgspec.DecodeError`` on damage)."""
     try:
-        ev = _loose.decode(raw)
-    except msgspec.ValidationError:  # not an object
-        return MALFORMED
-    fields = {k: v for k in ev.__struct_fields__ if (v := getattr(ev, k)) is not UNSET}
-    if isinstance(ev.args, Raw):
-        try:
-            fields["args"] = {"correlation": _loose_args.decode(ev.args).correlation}
-        except msgspec.ValidationError:
-            fields["args"] = None
-    return record_of(fields)
+        return lenient_records(_raw_list.decode(text))
+    except msgspec.ValidationError:  # not an array
+        return []
 
 
-def loose_records(raws: list[Raw]) -> list[AnyEvent | Malformed]:
-    return list(map(_loose_record, raws))
+def lenient_records(raws: list[Raw]) -> list[AnyEvent | Malformed]:
+    """Each raw event as its record (``_record``)."""
+    return list(map(_record, raws))
 
 
 def as_number(v: Any) -> float | None:
@@ -141,59 +128,41 @@ def _id_like(v: Any) -> int | str | None:
 
 
 _SKIPPED = Skipped()
-_MISSING_TS = float("nan")  # as the typed decoder reads a missing ts: dropped later by the range check
 
 
-def event_from_obj(o: Any) -> AnyEvent | None:
-    """Convert one decoded JSON value to the record the typed decoder would give, or ``None`` if
-    it is malformed: an ``Event`` (complete span), a flow end, or ``Skipped`` (any other phase)."""
-    if not isinstance(o, dict):
-        return None
-    ph = o.get("ph")
-    if not isinstance(ph, str):
-        return None
-    ts = as_number(o.get("ts", _MISSING_TS))
-    if ts is None or (ts != ts and "ts" in o):
-        return None
-    pid = _id_like(o.get("pid", 0))
-    tid = _id_like(o.get("tid", 0))
-    cat = o.get("cat", "")
-    cat = cat if isinstance(cat, str) else ""
+def _record(raw: Raw) -> AnyEvent | Malformed:
+    """One raw event as the record the typed decoder would make: an ``Event`` (complete span), a
+    flow start or end, ``Skipped`` (any other phase), or ``MALFORMED`` where the fields analysis
+    reads make no sense. Raises ``msgspec.DecodeError`` where the typed decoder would (invalid
+    UTF-8 in a field tracekit reads)."""
+    try:
+        ev = _event.decode(raw)
+    except msgspec.ValidationError:  # not an object
+        return MALFORMED
+    args = NO_ARGS
+    if isinstance(ev.args, Raw):  # decoded first: its damage counts whatever the event's phase
+        try:
+            args = Args(correlation=_correlation(_args.decode(ev.args).correlation))
+        except msgspec.ValidationError:  # args that are not an object
+            pass
+    if not isinstance(ev.ph, str):
+        return MALFORMED
+    # A missing ts reads as NaN, as the typed decoder reads it: the range check drops the span later.
+    has_ts = ev.ts is not UNSET
+    ts = as_number(ev.ts) if has_ts else float("nan")
+    if ts is None or (ts != ts and has_ts):
+        return MALFORMED
+    pid, tid = _id_like(ev.pid), _id_like(ev.tid)
     pid = 0 if pid is None else pid
     tid = 0 if tid is None else tid
-    if ph == "s" or ph == "f":
-        flow = FlowEnd if ph == "f" else FlowStart
-        return flow(cat=cat, id=_id_like(o.get("id")), pid=pid, tid=tid, ts=ts if "ts" in o else 0.0)
-    if ph != "X":
+    cat = ev.cat if isinstance(ev.cat, str) else ""
+    if ev.ph == "s" or ev.ph == "f":
+        flow = FlowEnd if ev.ph == "f" else FlowStart
+        return flow(cat=cat, id=_id_like(ev.id), pid=pid, tid=tid, ts=ts if has_ts else 0.0)
+    if ev.ph != "X":
         return _SKIPPED
-    dur = as_number(o.get("dur", 0.0))
+    dur = as_number(ev.dur) if ev.dur is not UNSET else 0.0
     if dur is None or dur != dur:
-        return None
-    name = o.get("name", "")
-    a = o.get("args")
-    args = NO_ARGS
-    if isinstance(a, dict):
-        args = Args(correlation=_correlation(a.get("correlation", -1)))
-    return Event(
-        name=name if isinstance(name, str) else str(name),
-        cat=cat,
-        pid=pid,
-        tid=tid,
-        ts=ts,
-        dur=dur,
-        args=args,
-    )
-
-
-def record_of(o: Any) -> AnyEvent | Malformed:
-    """``event_from_obj``, with ``MALFORMED`` in place of None: the record keeps its event's position."""
-    ev = event_from_obj(o)
-    return MALFORMED if ev is None else ev
-
-
-def lenient_events(text: bytes) -> list[AnyEvent | Malformed]:
-    """The records of a JSON array of events (raises ``msgspec.DecodeError`` on damage)."""
-    try:
-        return loose_records(_raw_list.decode(text))
-    except msgspec.ValidationError:  # not an array
-        return []
+        return MALFORMED
+    name = "" if ev.name is UNSET else ev.name if isinstance(ev.name, str) else str(ev.name)
+    return Event(name=name, cat=cat, pid=pid, tid=tid, ts=ts, dur=dur, args=args)

@@ -40,7 +40,7 @@ from tracekit.trace.read.errors import (
     NoEventArray,
     TooDeep,
 )
-from tracekit.trace.read.lenient import loose_doc
+from tracekit.trace.read.lenient import lenient_doc
 from tracekit.trace.read.text import BOM, LEADING_WS, WS
 from tracekit.trace.read.text import ERRORS as gz_errors
 
@@ -386,8 +386,8 @@ def event_ends(piece: bytes | bytearray | memoryview) -> NDArray[np.int64]:
 
 def frame(text: bytes) -> tuple[list[str], int | None]:
     """The metadata of a document with its events left out, read typed and, where the types do
-    not fit, loosely (``DecodeError`` on damage either way)."""
+    not fit, leniently (``DecodeError`` on damage either way)."""
     try:
         return _meta.decode(text).metadata()
     except msgspec.ValidationError:
-        return loose_doc.decode(text).metadata()
+        return lenient_doc.decode(text).metadata()

@@ -11,17 +11,19 @@ from typing import Any
 import msgspec
 
 from tracekit.trace.read import errors
-from tracekit.trace.read.lenient import decode_untyped
 from tracekit.trace.read.load import read_text
 from tracekit.trace.read.options import ReadOptions
 from tracekit.trace.read.text import BOM, first_byte
+
+# A float too large for a double reads as infinity instead of failing the whole document.
+_untyped = msgspec.json.Decoder(float_hook=float)
 
 
 def _decode(text: bytes | memoryview) -> Any:
     try:
         return msgspec.json.decode(text)
     except msgspec.ValidationError:  # a number out of range for a double: read it as infinity
-        return decode_untyped(text)
+        return _untyped.decode(text)
 
 
 @dataclass

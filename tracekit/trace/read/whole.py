@@ -19,7 +19,7 @@ from tracekit.trace.build import build_trace
 from tracekit.trace.model import AnyEvent, Trace, TraceDoc
 from tracekit.trace.read import errors
 from tracekit.trace.read.errors import BudgetExceeded, TooDeep
-from tracekit.trace.read.lenient import loose_doc, loose_records
+from tracekit.trace.read.lenient import lenient_doc, lenient_records
 from tracekit.trace.read.text import BOM, WS, first_byte, open_gz
 from tracekit.trace.read.text import ERRORS as gz_errors
 
@@ -134,15 +134,15 @@ def _refuse_layout(name: str, exc: msgspec.ValidationError) -> None:
 
 def _decode_lenient(name: str, text: bytes | memoryview) -> Trace:
     try:
-        doc = loose_doc.decode(text)
+        doc = lenient_doc.decode(text)
     except msgspec.ValidationError as exc:
         if not errors.not_an_object(exc):
             raise errors.events_not_a_list(name) from None
-        return build_trace(name, loose_records(_raw_list.decode(text)))
+        return build_trace(name, lenient_records(_raw_list.decode(text)))
     if isinstance(doc.traceEvents, UnsetType):
         raise errors.no_event_array(name)
     names, rank = doc.metadata()
-    trace = build_trace(name, loose_records(doc.traceEvents))
+    trace = build_trace(name, lenient_records(doc.traceEvents))
     trace.device_names, trace.rank = names, rank
     return trace
 
