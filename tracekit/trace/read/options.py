@@ -27,8 +27,8 @@ _SIZES = {
     "inflate_budget": ("TRACEKIT_MAX_INFLATE", 10**6, 10**14),
 }
 _WORKERS = ("TRACEKIT_LOAD_WORKERS", 1, 4096)
-# A trace's distinct event names: each costs about 0.9 kB to read and analyze (1,000,000 unique
-# names in 80 MB of JSON took 888 MB and 25 s), so their number is bounded, not only the text.
+# A trace's distinct event names: each costs about 0.9 kB to read and analyze (docs/performance.md),
+# so their number is bounded, not only the text.
 _NAMES = ("TRACEKIT_MAX_NAMES", 1000, 10**8)
 BUDGET_ENV = _SIZES["inflate_budget"][0]
 _LOADER_ENV = "TRACEKIT_LOADER"
