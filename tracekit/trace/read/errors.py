@@ -38,6 +38,8 @@ from tracekit.units import format_size
 
 MAX_DEPTH = 1000
 
+# msgspec's wording, read nowhere else (pinned by tests/test_decode_errors.py).
+
 TRUNCATED = "Input data was truncated"  # text that ends inside a value
 _AT_BYTE = re.compile(r"\(byte (\d+)\)")
 _TRAILING = "trailing characters"  # a complete value, then more text
@@ -121,7 +123,7 @@ def text_at_fault(exc: msgspec.DecodeError, cut: int) -> bool:
     return at is None or at <= cut
 
 
-# The readers' signals to one another; ``load`` turns each into a ``TraceFormatError``.
+# The readers' signals to their callers, which turn each into a ``TraceFormatError`` below.
 
 
 class BudgetExceeded(Exception):
