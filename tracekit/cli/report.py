@@ -85,8 +85,8 @@ def report(
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
       tracekit report traces/RUN --device jetson-orin-agx --model-config Llama-3-8B/config.json
     """
-    from tracekit.fsutil import claim_output
     from tracekit.manifest import report_file
+    from tracekit.outputs import claim_output
     from tracekit.report.checks import evaluate, parse_check, unknown_metrics
     from tracekit.report.data import build_report
     from tracekit.report.renderers import render, write_report

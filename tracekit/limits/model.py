@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tracekit.errors import UserError
-from tracekit.fsutil import regular_file
+from tracekit.files import regular_file
 from tracekit.manifest import ModelFacts
 
 MAX_CONFIG_BYTES = 4 << 20  # a config.json is a few kB; a large one is not a config

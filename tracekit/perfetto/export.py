@@ -20,7 +20,7 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.result import AnalysisResult, PhaseResult
 from tracekit.errors import UserError
-from tracekit.fsutil import atomic_open
+from tracekit.files import atomic_open
 from tracekit.manifest import ContextEntry, enriched_file
 from tracekit.trace.lenient import as_number
 from tracekit.trace.load import decode_bytes
