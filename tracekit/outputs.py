@@ -1,14 +1,15 @@
 """The output policy: where a command may write, and never over what.
 
 A user-named output (``--out``) and each file written beside it (the report's plots) must pass
-``claim_output``: never a folder; never inside a run folder except the report's own files (a run is
-recognized by what its manifest says, not by how it is formatted), whatever ``--force`` says; never
-through a link that leaves the folder it names; and never an existing file that tracekit did not
-write there unless ``--force``. What tracekit wrote is recorded by ``record_outputs`` in a ledger
-beside the files (``.tracekit-outputs.json``: each name with the SHA-256 of what was written), so a
-file is recognized by that marker, not by its first bytes: a user's notes that happen to begin like
-a report, or a report the user edited since, are not replaced. A capture never reuses a run folder
-(``new_run_dir``). The writes themselves are ``tracekit.files``'s atomic ones.
+``claim_output``: never a folder; never a symbolic link (neither written through nor replaced);
+never inside a run folder except the report's own files (a run is recognized by what its manifest
+says, not by how it is formatted), whatever ``--force`` says; never through a link that leaves the
+folder it names; and never an existing file that tracekit did not write there unless ``--force``.
+What tracekit wrote is recorded by ``record_outputs`` in a ledger beside the files
+(``.tracekit-outputs.json``: each name with the SHA-256 of what was written), so a file is
+recognized by that marker, not by its first bytes: a user's notes that happen to begin like a
+report, or a report the user edited since, are not replaced. A capture never reuses a run folder (``new_run_dir``). The
+writes themselves are ``tracekit.files``'s atomic ones.
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ def claim_output(path: Path, *, force: bool, flag: str = "--out", attachments: I
 
     Refused, even with ``force``: a folder; a file inside a run folder other than the report's own
     (a run is the user's measurement); an attachment whose folder is a link leading out of the
-    output's folder. Refused unless ``force``: an existing regular file tracekit did not write
-    there (``owned``)."""
+    output's folder; a symbolic link (other than to a device such as ``/dev/stdout``). Refused
+    unless ``force``: an existing regular file tracekit did not write there (``owned``)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name")
@@ -170,6 +171,14 @@ def claim_output(path: Path, *, force: bool, flag: str = "--out", attachments: I
             )
         targets.append(p)
     for p in targets:
+        if os.path.islink(p) and not is_stream(p):
+            # Writing through a link writes where the user did not name, and replacing it drops the
+            # user's link: neither is a fresh name, so even --force does not apply.
+            dangling = "" if os.path.exists(p) else " that leads nowhere"
+            raise UserError(
+                f"{p} is a symbolic link{dangling}; tracekit never writes through or replaces a link: "
+                f"give {flag} a fresh file name"
+            )
         if is_stream(p) or not os.path.lexists(p) or force or owned(p):
             continue
         what = "exists and is not tracekit's own output" if p == path else "exists and tracekit did not write it"
