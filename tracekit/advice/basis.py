@@ -31,9 +31,16 @@ def _measured_line(points: tuple[Point, ...]) -> Line | None:
     return Line(intercept, slope, len(points), r2, min(xs), max(xs), over="speeds you measured")
 
 
-def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[int, float]], what: str) -> Basis:
-    """No trace: the model's facts, the device the speeds were measured on, and speeds in tokens/s
-    the user measured (``measured``: (context, tokens/s), ascending)."""
+def from_facts(
+    shape: ModelShape,
+    on: Device | None,
+    measured: Sequence[tuple[int, float]],
+    what: str,
+    max_context: int | None = None,
+) -> Basis:
+    """No trace: the model's facts (``max_context`` where they say it), the device the speeds were
+    measured on, and speeds in tokens/s the user measured (``measured``: (context, tokens/s),
+    ascending)."""
     points = tuple(Point(c, 1000.0 / tps) for c, tps in measured)
     decode = _measured_line(points)
     return Basis(
@@ -49,6 +56,7 @@ def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[in
         peak_tflops=None
         if on is None or on.peak_flops_for(shape.dtype) is None
         else on.peak_flops_for(shape.dtype) / 1e12,  # type: ignore[operator]
+        max_context=max_context,
     )
 
 
