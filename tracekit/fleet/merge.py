@@ -12,12 +12,11 @@ steps. The slowest rank has the longest step time; the skew is that time over th
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.analysis.ranks import ATTENTION
-from tracekit.analysis.result import CategoryTime, KernelRow
+from tracekit.analysis.result import CategoryTime, KernelRow, summed_rows
 from tracekit.fleet.task import TOP_KERNELS, Failure, TracePartial
 from tracekit.sanitize import printable
 from tracekit.stats import point
@@ -125,26 +124,16 @@ def summarize(
     traces themselves carry (``distributedInfo``); ranks read from file names count only when the
     user says the traces are ranks of one job (``ranks``): unrelated traces are not ranks."""
     s = Summary(traces=len(partials), failed=list(failed), interrupted=interrupted, cancelled=cancelled)
-    kernels: dict[tuple[str, str, str], KernelRow] = {}
+    s.categories, kernels = summed_rows(p.result for p in partials)
+    s.kernels = kernels[:SUMMARY_KERNELS]
     for p in partials:
         r = p.result
-        for name, c in r.categories.items():
-            m = s.categories.setdefault(name, CategoryTime())
-            m.time_us += c.time_us
-            m.count += c.count
         s.busy_us += r.busy_us
         s.idle_us += r.idle_us
         s.unlinked_us += r.unlinked_us
         s.unlinked_count += r.unlinked_count
         s.graph_us += r.graph_us
         s.graph_count += r.graph_count
-        for k in r.kernels:
-            row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
-            row.count += k.count
-            row.time_us += k.time_us
-            row.min_us = _fold(min, row.min_us, k.min_us)
-            row.max_us = _fold(max, row.max_us, k.max_us)
-    s.kernels = sorted(kernels.values(), key=lambda k: -k.time_us)[:SUMMARY_KERNELS]
     trusted = [p for p in partials if ranks or p.rank_source == "distributedInfo"]
     claimed = _claimed_twice(trusted)
     s.ranks = rank_table([p for p in trusted if p.rank not in claimed])
@@ -190,10 +179,6 @@ def _claimed_note(claimed: dict[int, list[str]]) -> str:
         "twice at once, so these ranks are left out of the per-rank table rather than counted twice; "
         "analyze each job's traces apart"
     )
-
-
-def _fold(pick: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else pick(a, b)
 
 
 def rank_table(partials: list[TracePartial]) -> RankTable | None:
