@@ -286,8 +286,8 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise UserError(f"{f}: {f.stat().st_size:,} bytes is far too large for a manifest; refused")
     data = f.read_bytes()
     try:
-        # Counted before they are built (a context costs kilobytes once decoded): 1,000,000
-        # contexts in 44 MB took 6 GB.
+        # Counted before they are built: a context costs kilobytes once decoded, so a small file can
+        # ask for more memory than the machine has (docs/reliability.md, limits).
         count = len(msgspec.json.decode(data, type=_Contexts).contexts)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         count = 0  # the full decode below says what is wrong
