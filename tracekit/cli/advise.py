@@ -9,7 +9,15 @@ from pathlib import Path
 
 import typer
 
-from tracekit.cli.common import MAX_TOKENS, Number, check_choice, parse_int_list
+from tracekit.cli.common import (
+    MAX_TOKENS,
+    DeviceFlag,
+    ModelConfigFlag,
+    Number,
+    PeakBandwidthFlag,
+    check_choice,
+    parse_int_list,
+)
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
 
@@ -99,11 +107,7 @@ def advise(
     preset: str | None = typer.Option(
         None, "--preset", help="No run: the model's shapes from a preset (mistral-7b, llama3-8b, ...)."
     ),
-    model_config: Path | None = typer.Option(
-        None,
-        "--model-config",
-        help="The model's shapes from a local config.json (with a run: instead of its manifest's).",
-    ),
+    model_config: ModelConfigFlag = None,
     measured: str | None = typer.Option(
         None, "--measured", help="No run: speeds you measured, CONTEXT:TOKENS_PER_S,... (e.g. 16:31,1441:20)."
     ),
@@ -112,15 +116,8 @@ def advise(
         "--compare",
         help="Another run of the same model (e.g. another --attn): the measured difference, with intervals.",
     ),
-    peak_bandwidth: float | None = typer.Option(
-        None,
-        "--peak-bandwidth",
-        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
-        help="The measuring device's memory bandwidth in GB/s (a run's, or the traces').",
-    ),
-    device_name: str | None = typer.Option(
-        None, "--device", help="With traces: the device they were recorded on (a name from 'tracekit devices')."
-    ),
+    peak_bandwidth: PeakBandwidthFlag = None,
+    device_name: DeviceFlag = None,
     fmt: str = typer.Option("text", "--format", "-f", help="text, md or json."),
 ) -> None:
     """Say what would help, with numbers: each piece of advice says what it rests on (a fit over N
