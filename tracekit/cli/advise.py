@@ -9,15 +9,8 @@ from pathlib import Path
 
 import typer
 
-from tracekit.cli.common import (
-    MAX_TOKENS,
-    DeviceFlag,
-    ModelConfigFlag,
-    Number,
-    PeakBandwidthFlag,
-    check_choice,
-    parse_int_list,
-)
+from tracekit.cli.common import MAX_TOKENS, Number, check_choice, parse_int_list
+from tracekit.cli.limit_flags import DeviceFlag, ModelConfigFlag, PeakBandwidthFlag
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
 

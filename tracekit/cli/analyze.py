@@ -9,17 +9,8 @@ from typing import Literal
 
 import typer
 
-from tracekit.cli.common import (
-    MAX_WORKERS,
-    DeviceFlag,
-    ModelConfigFlag,
-    Number,
-    PeakBandwidthFlag,
-    PeakFlopsFlag,
-    check_choice,
-    err,
-    out,
-)
+from tracekit.cli.common import MAX_WORKERS, Number, check_choice, err, out
+from tracekit.cli.limit_flags import DeviceFlag, ModelConfigFlag, PeakBandwidthFlag, PeakFlopsFlag
 from tracekit.errors import UserError
 from tracekit.limits.flags import LimitFlags
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from tracekit.errors import UserError
 
@@ -140,38 +137,3 @@ def check_choice(value: str, choices: tuple[str, ...] | list[str], flag: str) ->
     if value not in choices:
         raise UserError(f"{flag} {value!r} is not one of: {', '.join(choices)}")
     return value
-
-
-# The limit flags, declared once for every command that compares with a device (analyze --by
-# step/kernel, report, advise): each reads and says the same everywhere. ``LimitFlags.check``
-# validates them together, before any trace is read.
-DeviceFlag = Annotated[
-    str | None,
-    typer.Option(
-        "--device",
-        help="The device to compare with, a name from 'tracekit devices' (default: the one the traces or the run name).",
-    ),
-]
-PeakBandwidthFlag = Annotated[
-    float | None,
-    typer.Option(
-        "--peak-bandwidth",
-        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
-        help="Device memory bandwidth in GB/s, for a device the table lacks (replaces --device's).",
-    ),
-]
-PeakFlopsFlag = Annotated[
-    float | None,
-    typer.Option(
-        "--peak-flops",
-        parser=Number("--peak-flops", 0.001, 1e7, integer=False),
-        help="Device dense peak TFLOP/s, every dtype, for a device the table lacks (replaces --device's).",
-    ),
-]
-ModelConfigFlag = Annotated[
-    Path | None,
-    typer.Option(
-        "--model-config",
-        help="A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...).",
-    ),
-]

@@ -7,15 +7,8 @@ from pathlib import Path
 
 import typer
 
-from tracekit.cli.common import (
-    DeviceFlag,
-    ModelConfigFlag,
-    Number,
-    PeakBandwidthFlag,
-    PeakFlopsFlag,
-    check_choice,
-    err,
-)
+from tracekit.cli.common import Number, check_choice, err
+from tracekit.cli.limit_flags import DeviceFlag, ModelConfigFlag, PeakBandwidthFlag, PeakFlopsFlag
 from tracekit.errors import CheckFailed, UserError
 from tracekit.sanitize import printable
 
