@@ -233,7 +233,7 @@ def from_config(path: str | Path) -> ModelShape:
     source["weight_bits"] = "config.json quantization_config" if qbits is not None else dtype_source
     experts = cfg.get("num_local_experts", cfg.get("num_experts"))
     tied = bool(cfg.get("tie_word_embeddings", False))
-    params = dense_params(
+    dims = Dims(
         layers=layers,
         hidden=hidden,
         heads=heads,
@@ -241,8 +241,8 @@ def from_config(path: str | Path) -> ModelShape:
         head_dim=head_dim,
         intermediate=intermediate,
         vocab=vocab,
-        tied=tied,
     )
+    params = dense_params(**dims, tied=tied)
     source["params"] = "computed from config.json (Llama-shaped layers" + (", tied embeddings)" if tied else ")")
     if isinstance(experts, int) and experts > 1:
         raise UserError(
@@ -253,13 +253,7 @@ def from_config(path: str | Path) -> ModelShape:
     source["sliding_window"] = win_source
     source["sliding_layers"] = win_source
     return ModelShape(
-        layers=layers,
-        hidden=hidden,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate=intermediate,
-        vocab=vocab,
+        **dims,
         params=params,
         weight_bits=qbits if qbits is not None else bits,
         kv_bits=bits,
