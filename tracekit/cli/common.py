@@ -120,6 +120,13 @@ class Number:
         return int(x) if self.integer else float(x)
 
 
+def number_option(flag: str, lo: float, hi: float, help: str, *, integer: bool = True) -> Any:
+    """A numeric flag with no default under the number policy, its name written once."""
+    import typer
+
+    return typer.Option(None, flag, parser=Number(flag, lo, hi, integer=integer), help=help)
+
+
 def parse_int_list(text: str, flag: str, lo: int = 1, hi: int = 1 << 30) -> list[int]:
     """'128,1k,4096' -> [128, 1024, 4096], each within ``[lo, hi]``."""
     values = []
