@@ -110,7 +110,7 @@ def test_a_headline_line_is_one_more_function(runs: dict[str, Path]) -> None:
         after = headline(d).lines
     finally:
         LINES.pop()
-    assert after[:-1] == before and after[-1] == f"Distance: {d.ok_contexts()[-1].context_tokens} tokens measured."
+    assert after[:-1] == before and after[-1] == f"Distance: {d.facts.ok_contexts()[-1].context_tokens} tokens measured."
 
 
 # 2. Fits ---------------------------------------------------------------------------------------

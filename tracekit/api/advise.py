@@ -204,8 +204,8 @@ def advise(
             if given is not None:
                 raise UserError(f"{flag} describes a model without a run; with a run ({target}) leave it out")
         data = build_report(Path(target), peak_bandwidth=peak_bandwidth, device=device, model_config=config)
-        others = tuple(from_report(o, o.findings) for o in (build_report(Path(p)) for p in compare))
-        basis = from_report(data, data.findings)
+        others = tuple(from_report(o.facts, o.findings) for o in (build_report(Path(p)) for p in compare))
+        basis = from_report(data.facts, data.findings)
         return Advice(run_advice(basis, plan, on=on_device, compare=others, run=str(target)))
     if compare:
         raise UserError("--compare compares runs: give a run folder first (tracekit advise RUN --compare OTHER)")

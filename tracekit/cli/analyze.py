@@ -108,11 +108,11 @@ def analyze(
     from tracekit.fleet.run import default_workers
     from tracekit.fleet.run import run as run_tasks
     from tracekit.fleet.task import TaskOptions
-    from tracekit.render import analyze_tables
+    from tracekit.render import analyze_rows
     from tracekit.trace.options import ReadOptions
 
-    check_choice(by, analyze_tables.GROUPINGS, "--by")
-    check_choice(fmt, analyze_tables.FORMATS, "--format")
+    check_choice(by, analyze_rows.GROUPINGS, "--by")
+    check_choice(fmt, analyze_rows.FORMATS, "--format")
     if phase is not None:
         check_choice(phase, PHASES, "--phase")
     # A flag that shapes one grouping's output is an error with another, not silently dropped.

@@ -30,7 +30,7 @@ def report_traces(
     from tracekit.fleet.run import default_workers, run
     from tracekit.fleet.task import TaskOptions
     from tracekit.fsutil import claim_output, record_outputs, write_files_atomic
-    from tracekit.report import traces
+    from tracekit.report import traces, traces_sections
     from tracekit.trace.options import ReadOptions
 
     try:
@@ -77,9 +77,9 @@ def report_traces(
             text = json.dumps(finite(traces.to_json(data)), indent=2, allow_nan=False) + "\n"
             files = {target: text.encode("utf-8")}
         elif f == "html":
-            files = {target: traces.to_html(data).encode("utf-8")}
+            files = {target: traces_sections.to_html(data).encode("utf-8")}
         else:
-            md, plots = traces.to_markdown(data, stem=target.stem, attachments=not to_stdout)
+            md, plots = traces_sections.to_markdown(data, stem=target.stem, attachments=not to_stdout)
             files = {target.parent / rel: content for rel, content in plots.items()}
             files[target] = md.encode("utf-8")
         if to_stdout:
