@@ -263,6 +263,9 @@ def test_report_shows_what_would_help(small_run: Path, tmp_path: Path) -> None:
         (["--preset", "mistral-7b", "--context", "16", "--target-tps", "0"], "--target-tps"),
         (["--context", "16"], "--preset NAME or --model-config PATH"),
         (["--preset", "mistral-7b", "--on", "jetson-orin-agx", "--kv-bits", "0"], "--kv-bits"),
+        # --device says what a run or traces ran on; without either it was silently dropped.
+        (["--preset", "mistral-7b", "--context", "16", "--device", "h100-sxm"], "--device applies to a run or traces"),
+        (["--preset", "mistral-7b", "--context", "16", "--peak-bandwidth", "900"], "--peak-bandwidth applies to a run"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], says: str) -> None:

@@ -340,7 +340,7 @@ def test_hf_weights_that_do_not_load_are_one_line_and_run_nothing(
     pytest.importorskip("transformers")
     import pickle
 
-    from tracekit.capture.backends.hf import preset_config
+    from tracekit.capture.backends.hf_load import preset_config
 
     model = tmp_path / "model"
     preset_config("tiny").save_pretrained(model)
