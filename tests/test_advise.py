@@ -304,6 +304,16 @@ def test_a_plan_past_the_models_maximum_context_says_so(small_run: Path) -> None
         assert "maximum context" not in within["claim"]
 
 
+def test_a_config_json_gives_the_models_maximum_context() -> None:
+    """A config.json's max_position_embeddings (Qwen3-8B: 40,960) bounds a plan like a preset's."""
+    config = str(ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json")
+    speeds = ["--model-config", config, "--measured", "1000:50,8000:40"]
+    past = _one(_advise(*speeds, "--generate", "50000", "--prompt", "1000", "--every", "8000"), "progressive")
+    assert "runs to context 51,000, past the model's maximum context of 40,960" in past["claim"], past["claim"]
+    within = _one(_advise(*speeds, "--generate", "4000", "--prompt", "1000"), "progressive")
+    assert "maximum context" not in within["claim"]
+
+
 def test_a_run_refuses_model_flags(small_run: Path) -> None:
     r = run_cli("advise", str(small_run), "--preset", "mistral-7b")
     assert r.returncode == 2 and "--preset" in r.stderr and "Traceback" not in r.stderr

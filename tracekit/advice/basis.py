@@ -41,9 +41,8 @@ def from_facts(
     on: Device | None,
     measured: Sequence[tuple[int, float]],
     what: str,
-    max_context: int | None = None,
 ) -> Basis:
-    """No trace: the model's facts (``max_context`` where they say it), the device the speeds were
+    """No trace: the model's facts (its longest context where they say it), the device the speeds were
     measured on, and speeds in tokens/s the user measured (``measured``: (context, tokens/s),
     ascending)."""
     points = tuple(Point(c, 1000.0 / tps) for c, tps in measured)
@@ -59,7 +58,7 @@ def from_facts(
         bandwidth_source="" if on is None else on.source,
         checks=(OWN_TIMER,) if points else (),
         peak_tflops=None if on is None else _tera(on.peak_flops_for(shape.dtype)),
-        max_context=max_context,
+        max_context=shape.max_context,
     )
 
 
@@ -115,4 +114,5 @@ def from_steps(
         peak_tflops=None if shape is None or roof is None else _tera(roof.peak_flops(shape.dtype)),
         notes=tuple(notes),
         bandwidth_measured=roof is not None and roof.measured,
+        max_context=None if shape is None else shape.max_context,
     )

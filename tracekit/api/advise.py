@@ -218,7 +218,6 @@ def advise(
             "e.g. tracekit advise --preset mistral-7b --on jetson-orin-agx --context 16,1441"
         )
     from tracekit.advice.basis import from_facts
-    from tracekit.capture.presets import PRESETS
     from tracekit.limits.model import from_config, from_preset, with_sources
 
     shape = from_preset(preset) if preset is not None else from_config(config)  # type: ignore[arg-type]
@@ -231,8 +230,7 @@ def advise(
     what = f"preset {preset}" if preset is not None else str(config)
     # Without a run the bits describe the model; the precision advice halves from there.
     plan = replace(plan, on=None, kv_bits=None, weight_bits=None)
-    most = PRESETS[preset].max_context if preset is not None else None  # a config.json's is not read
-    return Advice(run_advice(from_facts(shape, on_device, list(measured), what, most), plan, run=""))
+    return Advice(run_advice(from_facts(shape, on_device, list(measured), what), plan, run=""))
 
 
 def _is_run(target: Path) -> bool:

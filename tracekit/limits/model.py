@@ -44,7 +44,7 @@ BITS_DTYPE = {32: "fp32", 16: "bf16", 8: "fp8"}
 
 
 # What a ModelShape holds besides the facts ``to_json`` reports, each with its source.
-_NOT_FACTS = ("source", "name", "tied_embeddings")
+_NOT_FACTS = ("source", "name", "tied_embeddings", "max_context")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class ModelShape:
     name: str = ""
     dtype: str = "bf16"  # the dtype attention and GEMMs compute in (its peak FLOP/s is the roof)
     tied_embeddings: bool = False
+    max_context: int | None = None  # the longest context the model was trained for, where its facts say
 
     def weight_bytes(self) -> float:
         return self.params * self.weight_bits / 8
@@ -109,6 +110,7 @@ def unwindowed(
     name: str,
     dtype: str,
     tied: bool = False,
+    max_context: int | None = None,
 ) -> ModelShape:
     """A model whose every layer attends to the whole context, weights and cache at ``bits``: a
     preset's, a manifest's or a trace's shapes. ``params`` None: those of a Llama-shaped decoder
@@ -123,6 +125,7 @@ def unwindowed(
         source=MappingProxyType(dict(source)),
         name=name,
         dtype=dtype,
+        max_context=max_context,
         tied_embeddings=tied,
     )
 
@@ -137,6 +140,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "vocab_size": (1, 100_000_000),
     "sliding_window": (1, 1 << 40),
     "max_window_layers": (0, 1000),
+    "max_position_embeddings": (1, 1 << 40),
 }
 
 
@@ -263,6 +267,7 @@ def from_config(path: str | Path) -> ModelShape:
         name=str(raw.get("_name_or_path") or (raw.get("architectures") or [""])[0] or p.parent.name),
         dtype=dtype,
         tied_embeddings=tied,
+        max_context=_int_field(cfg, "max_position_embeddings", where) if "max_position_embeddings" in cfg else None,
     )
 
 
@@ -295,7 +300,15 @@ def from_preset(name: str, *, dtype_bits: float = 16.0) -> ModelShape:
     source = dict.fromkeys((*SHAPES, "params", "sliding_window", "sliding_layers"), "preset")
     source |= dict.fromkeys(("weight_bits", "kv_bits", "dtype"), bits_src)
     dtype = BITS_DTYPE.get(int(dtype_bits), "bf16")
-    return unwindowed(s.dims(), params=s.parameter_count(), bits=dtype_bits, source=source, name=name, dtype=dtype)
+    return unwindowed(
+        s.dims(),
+        params=s.parameter_count(),
+        bits=dtype_bits,
+        source=source,
+        name=name,
+        dtype=dtype,
+        max_context=s.max_context,
+    )
 
 
 def from_manifest(model: ModelFacts) -> ModelShape | None:
@@ -314,7 +327,9 @@ def from_manifest(model: ModelFacts) -> ModelShape | None:
     source["sliding_window"] = source["sliding_layers"] = "manifest (no sliding window recorded)"
     dtype = (model.dtype or "").lower().removeprefix("torch.")
     compute = BITS_DTYPE.get(int(DTYPE_BITS.get(dtype, bits)), "bf16")
-    return unwindowed(dims, params=params, bits=bits, source=source, name=model.name, dtype=compute)
+    return unwindowed(
+        dims, params=params, bits=bits, source=source, name=model.name, dtype=compute, max_context=model.max_context
+    )
 
 
 def with_sources(shape: ModelShape, **changes: Any) -> ModelShape:
