@@ -164,7 +164,7 @@ def sampled_context(n: int, ms: float, share: float, noise: float, rng: Any, sha
     import numpy as np
 
     from tracekit.report.model import ContextFigures
-    from tracekit.report.uncertainty import apply_samples
+    from tracekit.report.uncertainty import draw_decode, draw_share
 
     rounds = [list(ms + rng.normal(0, noise) + rng.normal(0, noise / 2, 20)) for _ in range(4)]
     if share_noise is None:
@@ -178,7 +178,8 @@ def sampled_context(n: int, ms: float, share: float, noise: float, rng: Any, sha
         context_tokens=n, status="ok", prefill_s=0.1, prefill_s_unsynced=0.1, decode_samples_ms=rounds,
         attention_share_samples=shares,
     )  # fmt: skip
-    apply_samples(c)
+    draw_decode(c)
+    draw_share(c)
     assert c.decode_ms_per_token is not None and c.attention_ms_per_token is not None
     c.categories_ms_per_token = {
         "attention": c.attention_ms_per_token,

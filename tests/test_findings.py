@@ -118,7 +118,7 @@ class _Headings(html.parser.HTMLParser):
 
 def _data() -> ReportData:
     facts = _facts([_ctx(512, 20.0, 2.0, sync=0.5, unsync=0.02), _ctx(4096, 30.0, 12.0)])
-    return ReportData.of(facts, findings_for(facts))
+    return ReportData(facts, findings_for(facts))
 
 
 def test_markdown_and_html_show_the_same_sections_and_cells() -> None:
@@ -168,7 +168,7 @@ def test_attention_growth_whose_interval_spans_zero_is_inconclusive() -> None:
     assert not re.search(r"\b(grows|falls|rises|shrinks)\b", msg.split(";")[0]), msg
     assert f"{att.slope * 1000:.3g}" not in msg
     # The headline does not claim the attention cost either way beyond its interval.
-    h = headline(ReportData.of(facts, findings_for(facts)))
+    h = headline(ReportData(facts, findings_for(facts)))
     att = next(iv for name, _, iv in h.categories if name == "attention")
     assert att is not None and att[0] < h.figures["attention_added_ms_per_token"] < att[1]  # type: ignore[operator]
     assert f"attention {h.figures['attention_added_ms_per_token']:+.3g} [" in h.lines[0]
@@ -199,7 +199,7 @@ def test_overlapping_intervals_are_a_noisy_measurement_naming_the_figure() -> No
     assert noisy and noisy[0].severity == "warning"
     assert noisy[0].message.startswith("decode ms/token: the 95% intervals at context 1000")
     assert "attention share" not in " ".join(f.message for f in noisy)  # its intervals are apart
-    h = headline(ReportData.of(facts, findings_for(facts)))
+    h = headline(ReportData(facts, findings_for(facts)))
     assert not h.conclusive and "cannot tell the two contexts apart" in h.text
 
 
@@ -212,19 +212,19 @@ def test_a_busy_machine_is_an_error_finding_and_leads_the_headline() -> None:
     )  # fmt: skip
     found = [f for f in findings_for(facts) if f.kind == "busy-machine"]
     assert len(found) == 1 and found[0].severity == "error" and "1.4 of 2 cores" in found[0].message
-    h = headline(ReportData.of(facts, findings_for(facts)))
+    h = headline(ReportData(facts, findings_for(facts)))
     assert not h.machine_quiet and h.timer_honest and "too busy to measure honestly" in h.text
 
 
 def test_the_headline_leads_every_format_with_the_same_text() -> None:
     rng = np.random.default_rng(3)
     facts = _facts([_sampled(1000, 20.0, 0.10, 0.3, 0.01, rng), _sampled(3000, 24.0, 0.25, 0.3, 0.01, rng)])
-    d = ReportData.of(facts, findings_for(facts))
+    d = ReportData(facts, findings_for(facts))
     h = headline(d)
     assert [line.split(":")[0] for line in h.lines] == ["What grew", "Why", "Trust"]
     assert h.lines[0].startswith("What grew: from 1,000 to 3,000 tokens, decode went ")
     assert h.conclusive and "the timer was honest" in h.lines[2] and "bandwidth bound" in h.lines[1]
-    lo, hi = d.contexts[0].decode_ms_per_token_ci95 or (0, 0)
+    lo, hi = d.facts.contexts[0].decode_ms_per_token_ci95 or (0, 0)
     assert f"[{lo:.3g}–{hi:.3g}]" in h.lines[0]
     md = render(d, "md").text.splitlines()
     lead, rest = h.lines[0].split(": ", 1)

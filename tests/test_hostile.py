@@ -328,8 +328,8 @@ def test_markdown_report_escapes_markup_links_and_controls_from_trace_names(run:
     from tracekit.report.model import ReportData
     from tracekit.report.renderers import render
 
-    d = build_report(run)
+    d = build_report(run).facts
     d.gaps.append(HostDeviceGap(HOSTILE_NAME, host_start_us=0.0, host_dur_us=10.0, device_end_us=50.0, launched=1))
-    md = render(ReportData.of(d, findings_for(d)), "md").text
+    md = render(ReportData(d, findings_for(d)), "md").text
     assert "<script>" not in md and "&lt;script&gt;" in md and "![x]\\(http" in md and "![x](http" not in md
     assert "\x1b" not in md and "\u202e" not in md and "\\\\x1b]0;owned" in md  # shown as \x1b]0;owned

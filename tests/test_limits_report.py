@@ -24,7 +24,8 @@ def test_attention_and_step_bandwidth_against_the_measured(small_run: Path) -> N
     m = read_manifest(small_run)
     bw = m.device.measured_bandwidth_gbps
     assert bw and bw > 0, "the capture measured no bandwidth"
-    d = build_report(small_run)
+    data = build_report(small_run)
+    d = data.facts
     assert d.roof is not None and d.roof.measured and d.roof.bandwidth_tb_s == pytest.approx(bw / 1000)
     model = m.model
     elem = model.dtype_bytes or 4
@@ -48,7 +49,7 @@ def test_attention_and_step_bandwidth_against_the_measured(small_run: Path) -> N
         assert c.ceiling_tokens_per_s and c.ceiling_tokens_per_s > 0
         seen += 1
     assert seen >= 2
-    doc = to_json(d)
+    doc = to_json(data)
     jsonschema.validate(doc, json.loads((ROOT / "tracekit" / "schemas" / "report.schema.json").read_text()))
     assert doc["device"]["peak_bandwidth_tb_s"] == pytest.approx(bw / 1000)
     assert "measured during capture" in doc["device"]["source"]
@@ -60,7 +61,7 @@ def test_attention_and_step_bandwidth_against_the_measured(small_run: Path) -> N
 
 
 def test_a_device_flag_and_a_config_change_the_roof_and_facts(small_run: Path) -> None:
-    d = build_report(small_run, device="h100-sxm", model_config=QWEN3_8B)
+    d = build_report(small_run, device="h100-sxm", model_config=QWEN3_8B).facts
     assert d.roof is not None and d.roof.key == "h100-sxm" and d.roof.bandwidth_tb_s == 3.35
     assert d.shape is not None and d.shape.layers == 36 and d.shape.source["layers"] == "config.json"
     c = [c for c in d.ok_contexts() if c.ceiling_tokens_per_s][-1]
@@ -79,7 +80,14 @@ def test_above_peak_is_a_finding(small_run: Path) -> None:
 
 
 def test_report_flags_are_one_line(small_run: Path) -> None:
-    for args, needle in ((["--device", "h1OO"], "--device"), (["--model-config", "/no/config.json"], "--model-config")):
+    for args, needle in (
+        (["--device", "h1OO"], "--device"),
+        (["--device", ""], "--device ''"),
+        (["--device", "h200x"], "closest: h200"),
+        (["--model-config", "/no/config.json"], "--model-config"),
+        # --at-kv predicts from engine traces' steps; a run's report has its own predictions.
+        (["--at-kv", "32000"], "--at-kv predicts from engine traces' steps"),
+    ):
         done = run_cli("report", str(small_run), "-f", "json", "-o", "-", *args)
         assert done.returncode == 2 and needle in done.stderr and len(done.stderr.strip().splitlines()) == 1
 

@@ -42,8 +42,9 @@ def test_steps_report_gives_each_step_its_distance_to_the_limit(tmp_path: Path) 
 
 def test_bad_limit_flags_on_traces_are_one_line(tmp_path: Path) -> None:
     folder = _traces(tmp_path)
-    r = run_cli("report", str(folder), "--device", "mi3000x", "--format", "json", "--out", "-")
-    assert r.returncode == 2 and "--device" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for device in ("mi3000x", "mi300x;rm", ""):
+        r = run_cli("report", str(folder), "--device", device, "--format", "json", "--out", "-")
+        assert r.returncode == 2 and "--device" in r.stderr and len(r.stderr.strip().splitlines()) == 1, device
 
 
 def test_steps_report_roofline_seen_in_chromium(tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ def test_fit_line_recovers_a_known_line() -> None:
 @pytest.mark.parametrize("which", ["sweep_math", "sweep_sdpa"])
 def test_attention_grows_faster_than_the_rest(which: str, request: pytest.FixtureRequest) -> None:
     run: Path = request.getfixturevalue(which)
-    d = build_report(run)
+    data = build_report(run)
+    d = data.facts
     fits = d.fits
     att, other, total = fits["attention"], fits["other"], fits["total"]
     print(
@@ -59,7 +60,7 @@ def test_attention_grows_faster_than_the_rest(which: str, request: pytest.Fixtur
         assert c.decode_ms_per_token and c.bound_ms_per_token and c.decode_ms_per_token > c.bound_ms_per_token * 0.5
         # the fit stays within 35% of every measured point on this noisy 2-core machine
         assert total.at(c.context_tokens) == pytest.approx(c.decode_ms_per_token, rel=0.35)
-    doc = to_json(d)
+    doc = to_json(data)
     jsonschema.validate(doc, SCHEMA)
     assert {f["kind"] for f in doc["findings"]} >= {
         "attention-growth",
@@ -220,6 +221,14 @@ def test_html_escapes_kernel_names(small_run: Path, tmp_path: Path) -> None:
     }
 
 
+def test_html_report_is_the_same_bytes_twice(small_run: Path) -> None:
+    # SVG plots carry a date and random element ids unless the renderer pins them; a report that
+    # differs on every render cannot be compared with diff or cached.
+    pages = [html_renderer.render(build_report(small_run)).text for _ in range(2)]
+    assert "<svg" in pages[0]
+    assert pages[0] == pages[1]
+
+
 def test_html_report_renders_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
     chromium()
     run = _gpu_run(tmp_path, small_run)
@@ -272,7 +281,7 @@ def test_report_intervals_are_the_manifests(small_run: Path) -> None:
     m = read_manifest(small_run)
     d = build_report(small_run)
     again = build_report(small_run)
-    for e, c, c2 in zip(m.contexts, d.contexts, again.contexts):
+    for e, c, c2 in zip(m.contexts, d.facts.contexts, again.facts.contexts):
         t = e.timings
         assert c.decode_ms_per_token == pytest.approx(t.decode_ms_per_token, abs=1e-6)
         assert c.decode_ms_per_token_ci95 == pytest.approx(t.decode_ms_per_token_ci95, abs=1e-6)

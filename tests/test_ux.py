@@ -110,7 +110,7 @@ def test_a_headline_line_is_one_more_function(runs: dict[str, Path]) -> None:
         after = headline(d).lines
     finally:
         LINES.pop()
-    assert after[:-1] == before and after[-1] == f"Distance: {d.ok_contexts()[-1].context_tokens} tokens measured."
+    assert after[:-1] == before and after[-1] == f"Distance: {d.facts.ok_contexts()[-1].context_tokens} tokens measured."
 
 
 # 2. Fits ---------------------------------------------------------------------------------------
@@ -246,6 +246,20 @@ def test_diff_of_real_runs_fits_100_columns_and_flags_settings(runs: dict[str, P
 
 def _rows(table: str) -> list[list[str]]:
     return [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
+
+
+def test_a_tiny_terminal_width_still_draws_whole_cells() -> None:
+    """COLUMNS=10 wrapped every cell to a letter or two; tables are drawn at least MIN_WIDTH wide
+    (the terminal wraps whole lines) and every category and figure stays whole."""
+    trace = str(fixture_path(H100))
+    r = run_cli("analyze", trace, env={"COLUMNS": "10"})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(run_cli("analyze", trace, "--format", "json").stdout)
+    rows = {row[0]: row[1:] for row in _rows(r.stdout)}
+    for name, cat in doc["traces"][0]["categories"].items():
+        if cat["count"]:
+            assert rows[name][0] == f"{cat['time_us']:.1f}", (name, r.stdout)
+    assert "time_us" in r.stdout and _widest(r.stdout) >= 40
 
 
 def test_kernel_table_fits_100_columns_with_whole_numbers() -> None:

@@ -221,7 +221,7 @@ class Analysis:
         return dict(json.loads(self._json()))
 
     def _json(self, at_kv: int | None = None) -> str:
-        from tracekit.render.analyze_tables import to_json
+        from tracekit.render.analyze_rows import to_json
 
         if self.by != "step":
             return to_json(self.results, self.summary.to_json(), self.by)
@@ -325,7 +325,7 @@ def analyze(
     read of a file that holds GEMM or attention operators)."""
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.run import default_workers, run
-    from tracekit.render.analyze_tables import GROUPINGS
+    from tracekit.render.analyze_rows import GROUPINGS
 
     by = by or "category"
     if by not in GROUPINGS:

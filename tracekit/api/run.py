@@ -100,14 +100,14 @@ class Run:
     @property
     def contexts(self) -> Table:
         """One row per context length: the report's medians with their 95 % intervals."""
-        return Table.from_rows("contexts", CONTEXT_KINDS, [_context_row(c) for c in self.data.contexts])
+        return Table.from_rows("contexts", CONTEXT_KINDS, [_context_row(c) for c in self.data.facts.contexts])
 
     @property
     def categories(self) -> Table:
         """Device time per decode token, by context and category (ms per token)."""
         rows = [
             {"context_tokens": c.context_tokens, "category": k, "ms_per_token": v}
-            for c in self.data.contexts
+            for c in self.data.facts.contexts
             for k, v in c.categories_ms_per_token.items()
         ]
         return Table.from_rows("categories", CATEGORY_KINDS, rows)
@@ -117,7 +117,7 @@ class Run:
         """Each round's median decode step at each context (the rounds are interleaved)."""
         rows = [
             {"context_tokens": c.context_tokens, "round": i + 1, "decode_ms_per_token": ms, "steps": len(steps)}
-            for c in self.data.contexts
+            for c in self.data.facts.contexts
             for i, (ms, steps) in enumerate(zip(c.decode_ms_by_round, c.decode_samples_ms))
         ]
         return Table.from_rows("rounds", ROUND_KINDS, rows)
@@ -146,7 +146,7 @@ class Run:
     def fits(self) -> Table:
         """How each figure grows with context: a least-squares line and the slope's 95 % interval."""
         rows = []
-        for k, f in self.data.fits.items():
+        for k, f in self.data.facts.fits.items():
             ci = f.slope_ci95
             rows.append(
                 {
@@ -218,7 +218,7 @@ class Run:
         )
 
     def __repr__(self) -> str:
-        return f"<tracekit.Run {self.path}: {len(self.data.contexts)} contexts>"
+        return f"<tracekit.Run {self.path}: {len(self.data.facts.contexts)} contexts>"
 
 
 @dataclass
@@ -233,7 +233,7 @@ class RunPlots:
     """The report's figures as matplotlib figures (inline in a notebook)."""
 
     def __init__(self, data: ReportData) -> None:
-        self._d = data
+        self._d = data.facts
 
     def categories(self) -> Any:
         """Device time per decode token by category, stacked, at each context."""
@@ -270,4 +270,4 @@ def load_run(run_dir: str | PathLike[str], *, partial: bool = False) -> Run:
 
     path = Path(run_dir)
     data = build_report(path, partial=partial)
-    return Run(Path(data.run), read_manifest(Path(data.run)), data)
+    return Run(Path(data.facts.run), read_manifest(Path(data.facts.run)), data)

@@ -105,7 +105,7 @@ def _say(line: str) -> None:
 
 
 def _os_error(exc: OSError) -> str:
-    from tracekit.fsutil import os_problem
+    from tracekit.files import os_problem
 
     where = exc.filename if exc.filename is not None else None
     return f"{where}: {os_problem(exc)}" if where else os_problem(exc)

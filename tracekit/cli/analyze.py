@@ -10,6 +10,7 @@ from typing import Literal
 import typer
 
 from tracekit.cli.common import MAX_WORKERS, Number, check_choice, err, out
+from tracekit.cli.limit_flags import DeviceFlag, ModelConfigFlag, PeakBandwidthFlag, PeakFlopsFlag
 from tracekit.errors import UserError
 from tracekit.limits.flags import LimitFlags
 
@@ -68,24 +69,10 @@ def analyze(
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="With --by step/kernel: the device whose peaks to compare with (see 'tracekit devices')."
-    ),
-    peak_bandwidth: float | None = typer.Option(
-        None,
-        "--peak-bandwidth",
-        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
-        help="With --by step/kernel: device memory bandwidth in GB/s (a device the table lacks).",
-    ),
-    peak_flops: float | None = typer.Option(
-        None,
-        "--peak-flops",
-        parser=Number("--peak-flops", 0.001, 1e7, integer=False),
-        help="With --by step/kernel: device dense peak TFLOP/s, every dtype.",
-    ),
-    model_config: Path | None = typer.Option(
-        None, "--model-config", help="With --by step/kernel: a local Hugging Face config.json for the model facts."
-    ),
+    device: DeviceFlag = None,
+    peak_bandwidth: PeakBandwidthFlag = None,
+    peak_flops: PeakFlopsFlag = None,
+    model_config: ModelConfigFlag = None,
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
 
@@ -121,13 +108,18 @@ def analyze(
     from tracekit.fleet.run import default_workers
     from tracekit.fleet.run import run as run_tasks
     from tracekit.fleet.task import TaskOptions
-    from tracekit.render import analyze_tables
+    from tracekit.render import analyze_rows
     from tracekit.trace.read import ReadOptions
 
-    check_choice(by, analyze_tables.GROUPINGS, "--by")
-    check_choice(fmt, analyze_tables.FORMATS, "--format")
+    check_choice(by, analyze_rows.GROUPINGS, "--by")
+    check_choice(fmt, analyze_rows.FORMATS, "--format")
     if phase is not None:
         check_choice(phase, PHASES, "--phase")
+    # A flag that shapes one grouping's output is an error with another, not silently dropped.
+    if top is not None and by != "kernel":
+        raise UserError(f"--top {top} keeps the longest kernels of --by kernel: add --by kernel or leave --top out")
+    if at_kv is not None and by != "step":
+        raise UserError(f"--at-kv {at_kv} predicts from the decode steps of --by step: add --by step or leave it out")
     if window_all and window is None:
         raise UserError("--window-all sums the windows --window matches: give --window PATTERN too")
     if phase not in (None, "all") and window is not None:
@@ -166,8 +158,6 @@ def analyze(
         )
     plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
-    if at_kv is not None and not 0 < at_kv <= 10**12:
-        raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
     limits = by in ("step", "kernel")
     flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
     if limits:
@@ -234,8 +224,6 @@ def _capped(workers: int, traces: int) -> int:
 
 def _in_run_folders(paths: list[str]) -> bool:
     """Whether every trace is a context of a tracekit run (a manifest beside it)."""
-    from pathlib import Path
-
     from tracekit.manifest import MANIFEST
 
     return bool(paths) and all((Path(p).parent / MANIFEST).is_file() for p in paths)

@@ -15,7 +15,7 @@ from tracekit.cli.common import err, out
 from tracekit.fleet.merge import summarize
 from tracekit.fleet.plan import Outcome
 from tracekit.limits.flags import LimitFlags
-from tracekit.render import analyze_tables, fleet_tables
+from tracekit.render import analyze_rows, analyze_tables, fleet_tables
 from tracekit.sanitize import printable
 
 INTERRUPTED = 130
@@ -54,7 +54,7 @@ def emit(
             model_config=flags.model_config,
             paths=[p.result.path for p in outcome.partials],
         )
-        view = analyze_tables.LimitView(limits, facts)
+        view = analyze_rows.LimitView(limits, facts)
         shaped = any(f is not None and f.kernels for f in facts)
         for line in limits.notes_for(by, shaped):
             err.print(f"tracekit: note: {printable(line)}")
@@ -85,9 +85,9 @@ def emit(
     elif fmt == "json" and (results or outcome.interrupted):
         # After Ctrl-C the document still comes, with "interrupted" in its summary, even when no
         # trace had finished: a script reading stdout learns why it holds no traces.
-        print(analyze_tables.to_json(results, summary.to_json(), by, steps, grown, view, top=top))
+        print(analyze_rows.to_json(results, summary.to_json(), by, steps, grown, view, top=top))
     elif results and fmt == "csv":
-        print(analyze_tables.to_csv(results, by, steps, view, top=top), end="")
+        print(analyze_rows.to_csv(results, by, steps, view, top=top), end="")
         if grown is not None:
             for line in analyze_tables.growth_lines(grown):
                 err.print(f"tracekit: {printable(line)}")

@@ -45,7 +45,7 @@ def diff(
     for run in (d.a, d.b):
         for finding in run.findings:
             if finding.kind == "trace-problem":
-                err.print(printable(f"tracekit: warning: {run.run}: {finding.message}"))
+                err.print(printable(f"tracekit: warning: {run.facts.run}: {finding.message}"))
     if not d.rows:
         raise UserError(f"{run_a} and {run_b} share no successfully captured context length")
     if fmt == "json":
@@ -72,7 +72,7 @@ def _terminal(d: Diff) -> None:
     from tracekit.report.diff import ROWS_HEAD, SETTINGS_HEAD, context_rows, settings_rows, summary_lines
 
     width = out.rich.width
-    for line in [f"A = {d.a.run}", f"B = {d.b.run}", *summary_lines(d)]:
+    for line in [f"A = {d.a.facts.run}", f"B = {d.b.facts.run}", *summary_lines(d)]:
         out.print(textwrap.fill(printable(line), width, subsequent_indent="  "))
     t = Table(title="decode time per token (medians, 95% intervals; B/A < 1: B is faster)")
     for h in ROWS_HEAD:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tracekit.cli.common import err
 from tracekit.errors import UserError
-from tracekit.fsutil import TRACES_REPORT_STEM
 from tracekit.limits.flags import LimitFlags
+from tracekit.manifest import TRACES_REPORT_STEM
 from tracekit.sanitize import finite, printable
 
 
@@ -25,12 +25,13 @@ def report_traces(
 ) -> int:
     """Analyze ``inputs`` step by step and write the report; return the exit code (2: some trace failed)."""
     from tracekit.cli.progress import progress
+    from tracekit.files import write_files_atomic
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.plan import Plan
     from tracekit.fleet.run import default_workers, run
     from tracekit.fleet.task import TaskOptions
-    from tracekit.fsutil import claim_output, record_outputs, write_files_atomic
-    from tracekit.report import traces
+    from tracekit.outputs import claim_output, record_outputs
+    from tracekit.report import traces, traces_sections
     from tracekit.trace.read import ReadOptions
 
     try:
@@ -77,9 +78,9 @@ def report_traces(
             text = json.dumps(finite(traces.to_json(data)), indent=2, allow_nan=False) + "\n"
             files = {target: text.encode("utf-8")}
         elif f == "html":
-            files = {target: traces.to_html(data).encode("utf-8")}
+            files = {target: traces_sections.to_html(data).encode("utf-8")}
         else:
-            md, plots = traces.to_markdown(data, stem=target.stem, attachments=not to_stdout)
+            md, plots = traces_sections.to_markdown(data, stem=target.stem, attachments=not to_stdout)
             files = {target.parent / rel: content for rel, content in plots.items()}
             files[target] = md.encode("utf-8")
         if to_stdout:

@@ -12,13 +12,13 @@ steps. The slowest rank has the longest step time; the skew is that time over th
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.analysis.ranks import ATTENTION
-from tracekit.analysis.result import CategoryTime, KernelRow
+from tracekit.analysis.result import CategoryTime, KernelRow, summed_rows
 from tracekit.fleet.task import TOP_KERNELS, Failure, TracePartial
+from tracekit.sanitize import printable
 from tracekit.stats import point
 
 SUMMARY_KERNELS = 20
@@ -59,7 +59,8 @@ class Summary:
     graph_count: int = 0
     kernels: list[KernelRow] = field(default_factory=list)  # longest, from each trace's own longest
     ranks: RankTable | None = None
-    # Why there is no per-rank table although some traces look like ranks ("" when none do)
+    # Why some traces that look like ranks are not in the per-rank table, or why there is none ("" when
+    # every rank is in it)
     ranks_refused: str = ""
     interrupted: bool = False
     cancelled: int = 0  # traces not analyzed because of an interruption
@@ -123,41 +124,61 @@ def summarize(
     traces themselves carry (``distributedInfo``); ranks read from file names count only when the
     user says the traces are ranks of one job (``ranks``): unrelated traces are not ranks."""
     s = Summary(traces=len(partials), failed=list(failed), interrupted=interrupted, cancelled=cancelled)
-    kernels: dict[tuple[str, str, str], KernelRow] = {}
+    s.categories, kernels = summed_rows(p.result for p in partials)
+    s.kernels = kernels[:SUMMARY_KERNELS]
     for p in partials:
         r = p.result
-        for name, c in r.categories.items():
-            m = s.categories.setdefault(name, CategoryTime())
-            m.time_us += c.time_us
-            m.count += c.count
         s.busy_us += r.busy_us
         s.idle_us += r.idle_us
         s.unlinked_us += r.unlinked_us
         s.unlinked_count += r.unlinked_count
         s.graph_us += r.graph_us
         s.graph_count += r.graph_count
-        for k in r.kernels:
-            row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
-            row.count += k.count
-            row.time_us += k.time_us
-            row.min_us = _fold(min, row.min_us, k.min_us)
-            row.max_us = _fold(max, row.max_us, k.max_us)
-    s.kernels = sorted(kernels.values(), key=lambda k: -k.time_us)[:SUMMARY_KERNELS]
     trusted = [p for p in partials if ranks or p.rank_source == "distributedInfo"]
-    s.ranks = rank_table(trusted)
+    claimed = _claimed_twice(trusted)
+    s.ranks = rank_table([p for p in trusted if p.rank not in claimed])
     if s.ranks is not None:
         s.ranks.unranked += len(partials) - len(trusted)
+    notes = [_claimed_note(claimed)] if claimed else []
     named = [p for p in partials if p.rank is not None and p.rank_source != "distributedInfo"]
     if not ranks and len({p.rank for p in named}) >= 2:
-        s.ranks_refused = (
+        notes.append(
             f"{len(named)} traces have a rank in their file name only, not in the trace (distributedInfo): "
             "no per-rank table, as unrelated traces are not ranks of one job; pass --ranks if they are"
         )
+    s.ranks_refused = "; ".join(notes)
     return s
 
 
-def _fold(pick: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else pick(a, b)
+def _claimed_twice(partials: list[TracePartial]) -> dict[int, list[str]]:
+    """Each rank that traces overlapping in time claim, with those traces' paths. One rank is one
+    process: its profiled windows follow one another, and those are summed. Two windows of one
+    rank at once are two jobs (or a copy of one trace), and summing them would count that rank's
+    time twice (busy longer than the window)."""
+    by_rank: defaultdict[int, list[TracePartial]] = defaultdict(list)
+    for p in partials:
+        if p.rank is not None:
+            by_rank[p.rank].append(p)
+    claimed: dict[int, list[str]] = {}
+    for rank, ps in sorted(by_rank.items()):
+        ps = sorted(ps, key=lambda p: p.result.window.start_us)
+        clash = [b for a, b in zip(ps, ps[1:], strict=False) if b.result.window.start_us < a.result.window.end_us]
+        if clash:
+            claimed[rank] = [p.result.path for p in ps]
+    return claimed
+
+
+def _claimed_note(claimed: dict[int, list[str]]) -> str:
+    shown = [
+        f"rank {rank} by {', '.join(names[:2])}{f' and {len(names) - 2} more' if len(names) > 2 else ''}"
+        for rank, names in claimed.items()
+    ]
+    more = f" and {len(shown) - 3} more ranks" if len(shown) > 3 else ""
+    return printable(
+        f"traces overlapping in time claim the same rank ({'; '.join(shown[:3])}{more}): one rank cannot run "
+        "twice at once, so these ranks are left out of the per-rank table rather than counted twice; "
+        "analyze each job's traces apart"
+    )
 
 
 def rank_table(partials: list[TracePartial]) -> RankTable | None:

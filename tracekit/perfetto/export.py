@@ -20,7 +20,7 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.result import AnalysisResult, PhaseResult
 from tracekit.errors import UserError
-from tracekit.fsutil import atomic_open
+from tracekit.files import atomic_open
 from tracekit.manifest import ContextEntry, enriched_file
 from tracekit.trace.model import Trace
 from tracekit.trace.read import ReadOptions, as_number, decode_bytes, read_document
@@ -217,8 +217,7 @@ def _gz_size(data: bytes) -> int:
 
 
 # Peak memory of an export per byte of the trace's JSON: every event becomes a Python object, is
-# tagged, and is encoded again. Measured: 8.6x on 1,000,000 kernel events (176 MB of JSON, 1.5 GB,
-# this machine); 13.6x on 4,000,000 (issue 28); 21.6x with unique names. An export that would
+# tagged, and is encoded again (measured in docs/performance.md, "Export"). An export that would
 # need more than the memory this process may use (or TRACEKIT_EXPORT_MEMORY) is refused up front.
 EXPORT_FACTOR = 14
 EXPORT_MEMORY_ENV = "TRACEKIT_EXPORT_MEMORY"

@@ -66,4 +66,4 @@ def build_report(
         shape=shape,
     )
     findings = findings_for(facts)
-    return ReportData.of(facts, findings, advice_for(facts, findings))
+    return ReportData(facts, findings, advice_for(facts, findings))

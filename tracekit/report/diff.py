@@ -19,7 +19,7 @@ from typing import Any
 from tracekit import stats
 from tracekit.report.data import build_report
 from tracekit.report.findings import ci
-from tracekit.report.model import ContextFigures, ReportData
+from tracekit.report.model import ContextFigures, ReportData, ReportFacts
 from tracekit.report.sections import Answer, Bullet, Bullets, Section, Table
 from tracekit.stats import Interval
 
@@ -103,7 +103,7 @@ def compare(ca: ContextFigures, cb: ContextFigures) -> DiffRow:
     return row
 
 
-def _load(d: ReportData) -> str:
+def _load(d: ReportFacts) -> str:
     load = d.device.background_load
     if load is None or load.mean_cores is None:
         return "not recorded"
@@ -111,15 +111,15 @@ def _load(d: ReportData) -> str:
     return f"{load.mean_cores:.2f} of {load.cpus} cores ({state})"
 
 
-def _threads(d: ReportData) -> str:
+def _threads(d: ReportFacts) -> str:
     load = d.device.background_load
     if load is not None and load.threads_by_round:
         return "/".join(str(t) for t in sorted(set(load.threads_by_round)))
     return str(d.device.threads) if d.device.threads else "?"
 
 
-def settings(a: ReportData, b: ReportData) -> list[Setting]:
-    def one(d: ReportData) -> dict[str, str]:
+def settings(a: ReportFacts, b: ReportFacts) -> list[Setting]:
+    def one(d: ReportFacts) -> dict[str, str]:
         bw = d.device.measured_bandwidth_gbps
         return {
             "backend": str(d.settings.get("backend") or "?"),
@@ -147,7 +147,7 @@ def settings(a: ReportData, b: ReportData) -> list[Setting]:
     return out
 
 
-def warnings(a: ReportData, b: ReportData, table: list[Setting]) -> list[str]:
+def warnings(a: ReportFacts, b: ReportFacts, table: list[Setting]) -> list[str]:
     out = []
     other = [s.name for s in table if s.name in NOT_COMPARABLE and s.differs]
     if other:
@@ -166,11 +166,11 @@ def warnings(a: ReportData, b: ReportData, table: list[Setting]) -> list[str]:
 
 def diff_runs(run_a: Path, run_b: Path) -> Diff:
     a, b = build_report(run_a), build_report(run_b)
-    fa = {c.context_tokens: c for c in a.ok_contexts()}
-    fb = {c.context_tokens: c for c in b.ok_contexts()}
+    fa = {c.context_tokens: c for c in a.facts.ok_contexts()}
+    fb = {c.context_tokens: c for c in b.facts.ok_contexts()}
     rows = [compare(fa[ctx], fb[ctx]) for ctx in sorted(set(fa) & set(fb))]
-    table = settings(a, b)
-    return Diff(a, b, rows, table, warnings(a, b, table))
+    table = settings(a.facts, b.facts)
+    return Diff(a, b, rows, table, warnings(a.facts, b.facts, table))
 
 
 def _f(x: float | None, fmt: str = "{:.3g}") -> str:
@@ -221,7 +221,7 @@ def sections(d: Diff) -> list[Section]:
             "tracekit diff: B against A, decode time per token",
             [
                 Answer(summary_lines(d)),
-                Bullets([Bullet(f"A = {d.a.run}"), Bullet(f"B = {d.b.run}")]),
+                Bullets([Bullet(f"A = {d.a.facts.run}"), Bullet(f"B = {d.b.facts.run}")]),
             ],
         ),
         Section("Per context (medians; B/A < 1: B is faster)", [Table(ROWS_HEAD, context_rows(d))]),
@@ -232,8 +232,8 @@ def sections(d: Diff) -> list[Section]:
 def diff_json(d: Diff) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
-        "a": d.a.run,
-        "b": d.b.run,
+        "a": d.a.facts.run,
+        "b": d.b.facts.run,
         "comparable": d.comparable,
         "warnings": d.warnings,
         "summary": summary_lines(d),

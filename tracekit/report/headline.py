@@ -109,7 +109,7 @@ def why(g: Growth) -> str | None:
         return (
             "Why: the bandwidth bound is unknown (pass --peak-bandwidth GBPS to see what reading more bytes explains)."
         )
-    bw = f"{d.bandwidth_gbps:,.1f} GB/s" if d.bandwidth_gbps else "the peak bandwidth"
+    bw = f"{d.facts.bandwidth_gbps:,.1f} GB/s" if d.facts.bandwidth_gbps else "the peak bandwidth"
     if g.added_ci is not None and g.added_ci[0] <= 0.0 <= g.added_ci[1]:
         return (
             f"Why: reading the longer KV cache at {bw} adds {g.bound:.3g} ms per token; the total growth "
@@ -131,7 +131,7 @@ def why(g: Growth) -> str | None:
 def trust(d: ReportData, conclusive: bool | None, ends: tuple[int, int] | None) -> str:
     timer, _ = _timer(d)
     parts = [timer]
-    load = d.device.background_load
+    load = d.facts.device.background_load
     if load is not None and (load.high or load.too_busy):
         busy = f"other processes used {load.mean_cores or 0.0:.1f} of {load.cpus} cores"
         if load.too_busy:
@@ -160,7 +160,7 @@ def _trust_line(g: Growth) -> str:
 
 
 def _distance_line(g: Growth) -> str | None:
-    line = distance_line(g.d)
+    line = distance_line(g.d.facts)
     return None if line is None else f"Limit: {line}"
 
 
@@ -196,9 +196,9 @@ def growth(d: ReportData, a: ContextFigures, b: ContextFigures) -> Growth:
 
 
 def headline(d: ReportData) -> Headline:
-    ok = d.ok_contexts()
+    ok = d.facts.ok_contexts()
     honest = _timer(d)[1]
-    load = d.device.background_load
+    load = d.facts.device.background_load
     quiet = load is None or not (load.high or load.too_busy)
     if not ok:
         return Headline(
@@ -260,7 +260,7 @@ def _timer(d: ReportData) -> tuple[str, bool]:
     kinds = {f.kind for f in d.findings}
     if "unsynchronized-timer" in kinds:
         return "the timer was NOT honest (a reading taken without synchronizing stopped early: see the findings)", False
-    ratios = [c.prefill_s / c.prefill_s_unsynced for c in d.ok_contexts() if c.prefill_s and c.prefill_s_unsynced]
+    ratios = [c.prefill_s / c.prefill_s_unsynced for c in d.facts.ok_contexts() if c.prefill_s and c.prefill_s_unsynced]
     agree = f", the unsynchronized prefill reading within {max(ratios):.2f}x" if ratios else ""
     if "host-device-gap" in kinds:
         return f"the timer was honest (synchronized{agree}), but host spans end before their device work", True

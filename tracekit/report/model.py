@@ -3,7 +3,7 @@ every renderer. Findings are computed from the facts before ``ReportData`` exist
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,7 @@ class ContextFigures:
     rounds: int = 0
     decode_ms_by_round: list[float] = field(default_factory=list)  # each round's median step
     # The samples the intervals come from: decode steps (ms) and profiled steps' attention shares,
-    # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty.apply_samples``.
+    # one list per round; and their bootstrap replicates, drawn by ``report.uncertainty``.
     decode_samples_ms: list[list[float]] = field(default_factory=list)
     prefill_samples_s: list[float] = field(default_factory=list)  # each timed prefill (synchronized)
     attention_share_samples: list[list[float]] = field(default_factory=list)
@@ -120,12 +120,9 @@ class ReportFacts:
 
 
 @dataclass
-class ReportData(ReportFacts):
+class ReportData:
     """The facts and the findings drawn from them: what renderers show."""
 
+    facts: ReportFacts
     findings: list[Finding] = field(default_factory=list)
     advice: AdviceSet | None = None  # "What would help" (``tracekit.advise``)
-
-    @classmethod
-    def of(cls, facts: ReportFacts, findings: list[Finding], advice: AdviceSet | None = None) -> ReportData:
-        return cls(**{f.name: getattr(facts, f.name) for f in fields(ReportFacts)}, findings=findings, advice=advice)

@@ -1,15 +1,16 @@
-"""Report plots (matplotlib, Agg): each function draws one figure from ReportData."""
+"""Report plots (matplotlib, Agg): each function draws one figure from ReportFacts."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracekit.sanitize import printable
 
 if TYPE_CHECKING:
     from tracekit.limits.roofline import Roof
-    from tracekit.report.model import ReportData
+    from tracekit.report.model import ReportFacts
 
 # A fixed color per category so every plot and run reads the same way.
 COLORS = {
@@ -31,11 +32,19 @@ COLORS = {
 }
 
 
-def _err(values: list[float], intervals: list[tuple[float, float] | None], scale: float = 1.0) -> Any:
-    """Asymmetric error bars (below, above) from 95 % intervals; zero where a point has none."""
+def _errorbar(
+    ax: Any,
+    xs: Sequence[Any],
+    values: list[float],
+    intervals: list[tuple[float, float] | None],
+    scale: float = 1.0,
+    **style: Any,
+) -> None:
+    """Points with asymmetric error bars (below, above) from their 95 % intervals, each interval
+    in the values' unit once multiplied by ``scale``; no bar where a point has no interval."""
     lo = [max(0.0, v - iv[0] * scale) if iv else 0.0 for v, iv in zip(values, intervals)]
     hi = [max(0.0, iv[1] * scale - v) if iv else 0.0 for v, iv in zip(values, intervals)]
-    return [lo, hi]
+    ax.errorbar(xs, values, yerr=[lo, hi], capsize=4, **style)
 
 
 def figure(width: float, height: float) -> tuple[Any, Any]:
@@ -48,12 +57,19 @@ def figure(width: float, height: float) -> tuple[Any, Any]:
 
 
 def to_bytes(fig: Any, fmt: str, **savefig: Any) -> bytes:
+    """The figure in ``fmt``. An SVG carries no date and salts its element ids with a constant, so
+    the same report renders to the same bytes and two reports can be compared with ``diff``."""
+    from matplotlib import rc_context
+
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, **savefig)
+    if fmt == "svg":
+        savefig.setdefault("metadata", {"Date": None})
+    with rc_context({"svg.hashsalt": "tracekit"}):
+        fig.savefig(buf, format=fmt, **savefig)
     return buf.getvalue()
 
 
-def stacked_categories(d: ReportData) -> Any:
+def stacked_categories(d: ReportFacts) -> Any:
     ok = [c for c in d.ok_contexts() if c.categories_ms_per_token]
     fig, ax = figure(7, 4)
     labels = [str(c.context_tokens) for c in ok]
@@ -80,15 +96,9 @@ def stacked_categories(d: ReportData) -> Any:
     )
     totals = [c.decode_ms_per_token or 0.0 for c in ok]
     if any(c.decode_ms_per_token_ci95 for c in ok):
-        ax.errorbar(
-            labels,
-            totals,
-            yerr=_err(totals, [c.decode_ms_per_token_ci95 for c in ok]),
-            fmt="none",
-            ecolor="#222222",
-            capsize=4,
-            linewidth=1,
-            label="95% interval of the step",
+        intervals = [c.decode_ms_per_token_ci95 for c in ok]
+        _errorbar(
+            ax, labels, totals, intervals, fmt="none", ecolor="#222222", linewidth=1, label="95% interval of the step"
         )
     ax.set_xlabel("context tokens")
     ax.set_ylabel("ms per decoded token")
@@ -98,20 +108,13 @@ def stacked_categories(d: ReportData) -> Any:
     return fig
 
 
-def tokens_vs_bound(d: ReportData) -> Any:
+def tokens_vs_bound(d: ReportFacts) -> Any:
     ok = d.ok_contexts()
     fig, ax = figure(7, 4)
     xs = [c.context_tokens for c in ok]
     tps = [c.tokens_per_s or 0.0 for c in ok]
-    ax.errorbar(
-        xs,
-        tps,
-        yerr=_err(tps, [c.tokens_per_s_ci95 for c in ok]),
-        fmt="o-",
-        color="#1f77b4",
-        capsize=4,
-        label="measured tokens/s (95% interval)",
-    )
+    intervals = [c.tokens_per_s_ci95 for c in ok]
+    _errorbar(ax, xs, tps, intervals, fmt="o-", color="#1f77b4", label="measured tokens/s (95% interval)")
     bound = [(c.context_tokens, 1000.0 / c.bound_ms_per_token) for c in ok if c.bound_ms_per_token]
     if bound:
         ax.plot(
@@ -143,18 +146,12 @@ def tokens_vs_bound(d: ReportData) -> Any:
     return fig
 
 
-def attention_share(d: ReportData) -> Any:
+def attention_share(d: ReportFacts) -> Any:
     ok = [c for c in d.ok_contexts() if c.attention_share is not None]
     fig, ax = figure(7, 3.5)
     shares = [100 * (c.attention_share or 0) for c in ok]
-    ax.errorbar(
-        [c.context_tokens for c in ok],
-        shares,
-        yerr=_err(shares, [c.attention_share_ci95 for c in ok], 100.0),
-        fmt="o-",
-        color=COLORS["attention"],
-        capsize=4,
-    )
+    intervals = [c.attention_share_ci95 for c in ok]
+    _errorbar(ax, [c.context_tokens for c in ok], shares, intervals, 100.0, fmt="o-", color=COLORS["attention"])
     ax.axhline(50, color="#999999", linewidth=0.8, linestyle="--")
     ax.set_xlabel("context tokens")
     ax.set_ylabel("attention share of a decode step (%)")
@@ -164,7 +161,7 @@ def attention_share(d: ReportData) -> Any:
     return fig
 
 
-def _fit_band(d: ReportData, grid: list[float]) -> tuple[list[float], list[float]] | None:
+def _fit_band(d: ReportFacts, grid: list[float]) -> tuple[list[float], list[float]] | None:
     """The 95 % band of the fitted tokens/s over ``grid``: the fit redone on every bootstrap replicate."""
     import numpy as np
 
@@ -229,7 +226,7 @@ def roofline_figure(roof: Roof | None, dtype: str, series: list[tuple[str, str, 
     return fig
 
 
-def roofline(d: ReportData) -> Any:
+def roofline(d: ReportFacts) -> Any:
     """Attention and the weight GEMMs of a decode step at each context, under the device's roof;
     the smallest and largest contexts labelled (the rest sit between)."""
     ok = d.ok_contexts()
@@ -262,7 +259,7 @@ PLOTS = {
 }
 
 
-def available(d: ReportData) -> list[str]:
+def available(d: ReportFacts) -> list[str]:
     """The plots this report has data for (the roofline needs achieved figures)."""
     names = [n for n in PLOTS if n != "roofline"]
     if any(c.attention is not None or c.gemm is not None for c in d.ok_contexts()):
@@ -270,6 +267,6 @@ def available(d: ReportData) -> list[str]:
     return names
 
 
-def render(d: ReportData, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
+def render(d: ReportFacts, fmt: str, names: list[str] | None = None) -> dict[str, bytes]:
     """The plots named (default: all) as ``fmt`` ("png" or "svg") bytes, by name."""
     return {name: to_bytes(PLOTS[name](d), fmt, dpi=110) for name in (names if names is not None else available(d))}

@@ -17,7 +17,7 @@ from tracekit.limits.roofline import Roof, achieved, attention_work, decode_ceil
 from tracekit.manifest import ContextEntry, Manifest, run_file
 from tracekit.report.fit import crossing, fit_line, fit_replicates, with_intervals
 from tracekit.report.model import ContextFigures, Growth
-from tracekit.report.uncertainty import apply_samples, attention_reps, decode_reps, stacked
+from tracekit.report.uncertainty import attention_reps, decode_reps, draw_decode, draw_share, stacked
 from tracekit.stats import Interval, interval
 from tracekit.trace.read import ReadOptions, load_trace
 
@@ -66,7 +66,7 @@ def _timing_figures(f: ContextFigures, e: ContextEntry) -> None:
     rounds = t.decode_rounds()
     f.rounds = t.rounds or len(rounds)
     f.decode_samples_ms = [[1000.0 * s for s in r] for r in rounds]
-    apply_samples(f)
+    draw_decode(f)
     f.profiled_tokens_per_s = t.profiled_tokens_per_s
     if f.tokens_per_s and t.profiled_tokens_per_s:
         f.profiler_overhead = f.tokens_per_s / t.profiled_tokens_per_s
@@ -146,7 +146,7 @@ def context_figures(
                 cats, idle, top, share_samples = figs
                 f.attention_share_samples = share_samples.get("attention", [])
                 f.category_share_samples = share_samples
-                apply_samples(f)
+                draw_share(f)
                 f.categories_ms_per_token = {c: s * f.decode_ms_per_token for c, s in cats.items() if s > 0}
                 f.idle_share = idle
                 f.top_attention_kernels = top

@@ -3,6 +3,7 @@ Markdown and HTML renderers show the same content and cannot drift apart."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tracekit.advice.model import AdviceSet
@@ -11,7 +12,7 @@ from tracekit.report import plots
 from tracekit.report.distance import bandwidth_text
 from tracekit.report.findings import ci
 from tracekit.report.headline import headline
-from tracekit.report.model import ContextFigures, ReportData
+from tracekit.report.model import ContextFigures, ReportData, ReportFacts
 
 
 @dataclass
@@ -129,7 +130,7 @@ def latency_row(c: ContextFigures) -> list[str]:
     ]
 
 
-def summary(d: ReportData) -> list[str]:
+def summary(d: ReportFacts) -> list[str]:
     m = d.model
     lines = [
         f"Run: {d.run}",
@@ -150,7 +151,7 @@ def summary(d: ReportData) -> list[str]:
     return lines
 
 
-def _categories(d: ReportData) -> Table | None:
+def _categories(d: ReportFacts) -> Table | None:
     ok = [c for c in d.ok_contexts() if c.categories_ms_per_token]
     if not ok:
         return None
@@ -263,7 +264,16 @@ def limit_row(c: ContextFigures) -> list[str]:
     ]
 
 
-def _limits(d: ReportData) -> Section | None:
+def sources_text(source: Mapping[str, str]) -> str:
+    """Where the model facts come from, the facts of one source together: "layers, heads:
+    config.json; kv_bits: manifest"."""
+    by_source: dict[str, list[str]] = {}
+    for fact, src in source.items():
+        by_source.setdefault(src, []).append(fact)
+    return "; ".join(f"{', '.join(facts)}: {src}" for src, facts in by_source.items())
+
+
+def _limits(d: ReportFacts) -> Section | None:
     ok = [c for c in d.ok_contexts() if c.attention is not None or c.step is not None]
     if not ok:
         return None
@@ -278,10 +288,7 @@ def _limits(d: ReportData) -> Section | None:
     else:
         lines.append(f"Roof: none ({d.roof_source}); achieved figures are shown without a share of peak")
     if shape is not None:
-        by_source: dict[str, list[str]] = {}
-        for k, src in shape.source.items():
-            by_source.setdefault(src, []).append(k)
-        facts = "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
+        facts = sources_text(shape.source)
         lines.append(
             f"Model facts: {shape.layers} layers, {shape.heads} heads / {shape.kv_heads} KV heads, head dim {shape.head_dim}, "
             f"{shape.params / 1e6:,.1f} M parameters at {shape.weight_bits:g} bits, KV cache at {shape.kv_bits:g} bits "
@@ -296,12 +303,13 @@ def _limits(d: ReportData) -> Section | None:
 def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
     """The whole report, in order. The first section (titled ``TITLE``) is the summary."""
     h = headline(d)
+    facts = d.facts
     out = [
-        Section(TITLE, [Answer(h.lines), Bullets([Bullet(line) for line in summary(d)])]),
+        Section(TITLE, [Answer(h.lines), Bullets([Bullet(line) for line in summary(facts)])]),
         Section("Findings", [Bullets([Bullet(f.message, f.severity, f.kind) for f in d.findings])]),
-        Section("Per context (medians, 95% intervals)", [Table(list(COLUMNS), [context_row(c) for c in d.contexts])]),
+        Section("Per context (medians, 95% intervals)", [Table(list(COLUMNS), [context_row(c) for c in facts.contexts])]),
     ]
-    ok = d.ok_contexts()
+    ok = facts.ok_contexts()
     if ok:
         out.append(
             Section(
@@ -309,13 +317,13 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 [Table(list(LATENCY_COLUMNS), [latency_row(c) for c in ok])],
             )
         )
-    limits = _limits(d)
+    limits = _limits(facts)
     if limits is not None:
         out.append(limits)
-    cats = _categories(d)
+    cats = _categories(facts)
     if cats is not None:
         out.append(Section("ms per decoded token, by category", [cats]))
-    if d.fits:
+    if facts.fits:
         rows = [
             [
                 k,
@@ -323,7 +331,7 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 f"{f.slope * 1000:.4g}{ci(f.slope_ci95, '{:.4g}', 1000.0)}",
                 "exact (2 points)" if f.exact else f"{f.r2:.4f}",
             ]
-            for k, f in d.fits.items()
+            for k, f in facts.fits.items()
         ]
         out.append(
             Section(
@@ -331,7 +339,7 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
                 [Table(["part", "a (ms)", "b (ms per 1k tokens)", "R²"], rows)],
             )
         )
-    kern = [[str(c.context_tokens), n, f"{t:.1f}"] for c in d.ok_contexts() for n, t in c.top_attention_kernels]
+    kern = [[str(c.context_tokens), n, f"{t:.1f}"] for c in facts.ok_contexts() for n, t in c.top_attention_kernels]
     if kern:
         out.append(
             Section("Attention kernels and ops (per decode step)", [Table(["context", "name", "µs per step"], kern)])
@@ -348,5 +356,5 @@ def sections(d: ReportData, *, with_plots: bool = True) -> list[Section]:
     if d.advice is not None:
         out.append(advice_section(d.advice))
     if with_plots:
-        out.append(Section("Plots", [Plots(plots.available(d))]))
+        out.append(Section("Plots", [Plots(plots.available(facts))]))
     return out

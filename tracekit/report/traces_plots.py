@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import numpy as np
 
-from tracekit.analysis.growth import Growth
-from tracekit.analysis.steps import StepTable
-from tracekit.limits.steps import Limits
-
-
-class TracesReport(Protocol):
-    """What the plots read of a step report (``report.traces.TracesReport``)."""
-
-    steps: StepTable
-    growth: Growth
-    limits: Limits | None
-    limit_rows: list[dict[str, Any]]
+from tracekit.report.traces import TracesReport
 
 
 def _roofline(r: TracesReport, fmt: str) -> bytes:
@@ -77,4 +64,4 @@ def plot(r: TracesReport, name: str, fmt: str) -> bytes:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return to_bytes(fig, fmt, metadata={"Date": None} if fmt == "svg" else None)
+    return to_bytes(fig, fmt)

@@ -1,13 +1,15 @@
 """Bootstrap replicates of each context's figures, and every interval drawn from them.
 
 A context's decode time per token is the median of its kept decode steps; its attention share is
-the mean over its profiled steps of attention time / step span. Both are redrawn 2,000 times by
-the two-stage bootstrap of ``tracekit.stats`` (rounds, then steps within each drawn round), with
-a fixed seed per figure and context, so the same run folder always gives the same intervals and
-the capture's manifest agrees with the report. Attention ms per token is the product of the two
-replicates (drawn independently: the timed and the profiled steps are different steps). Fits and
-differences between contexts are computed replicate by replicate, so their intervals carry the
-spread of every point they use.
+the mean over its profiled steps of attention time / step span. Both are redrawn
+``stats.REPLICATES`` times by the two-stage bootstrap of ``tracekit.stats`` (rounds, then steps
+within each drawn round), with a fixed seed per figure and context, so the same run folder always
+gives the same intervals and the capture's manifest agrees with the report. Each context's
+replicates are drawn once (``draw_decode``, then ``draw_share``) and kept on it; the functions
+that hand them out only read. Attention ms per token is the product of the two replicates (drawn
+independently: the timed and the profiled steps are different steps). Fits and differences
+between contexts are computed replicate by replicate, so their intervals carry the spread of
+every point they use.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ Reps = NDArray[np.float64]
 
 
 def decode_reps(c: ContextFigures) -> Reps | None:
-    """Replicates of the median decode ms per token (drawn by ``apply_samples``)."""
+    """Replicates of the median decode ms per token (drawn by ``draw_decode``)."""
     return c.decode_reps
 
 
 def share_reps(c: ContextFigures) -> Reps | None:
-    """Replicates of the mean attention share of the profiled steps (drawn by ``apply_samples``)."""
+    """Replicates of the mean attention share of the profiled steps (drawn by ``draw_share``)."""
     return c.share_reps
 
 
@@ -39,27 +41,35 @@ def attention_reps(c: ContextFigures) -> Reps | None:
     return None if d is None or s is None else d * s
 
 
-def apply_samples(c: ContextFigures) -> None:
-    """Set a context's replicates, medians and intervals from its samples (decode steps, attention
-    shares); samples whose replicates are drawn already are not drawn again."""
-    if c.decode_samples_ms:
-        if c.decode_reps is None:
-            c.decode_reps = stats.replicates(c.decode_samples_ms, "median", seed=stats.decode_seed(c.context_tokens))
-        c.decode_ms_per_token = stats.point(c.decode_samples_ms, "median")
-        c.decode_ms_per_token_ci95 = stats.interval(decode_reps(c))
-        c.decode_ms_by_round = [float(np.median(r)) for r in c.decode_samples_ms if r]
-        c.rounds = c.rounds or len(c.decode_samples_ms)
-        if c.decode_ms_per_token:
-            c.tokens_per_s = 1000.0 / c.decode_ms_per_token
-        c.tokens_per_s_ci95 = stats.per_second(c.decode_ms_per_token_ci95)
-    if c.attention_share_samples:
-        if c.share_reps is None:
-            c.share_reps = stats.replicates(c.attention_share_samples, "mean", seed=stats.share_seed(c.context_tokens))
-        c.attention_share = stats.point(c.attention_share_samples, "mean")
-        c.attention_share_ci95 = stats.interval(share_reps(c))
-        if c.decode_ms_per_token is not None and c.attention_share is not None:
-            c.attention_ms_per_token = c.attention_share * c.decode_ms_per_token
-            c.attention_ms_per_token_ci95 = stats.interval(attention_reps(c))
+def _drawn(samples: list[list[float]], stat: stats.Stat, seed: int) -> tuple[Reps | None, float | None, Interval | None]:
+    """The replicates of ``stat`` over ``samples`` (a list per round), its value and its interval."""
+    reps = stats.replicates(samples, stat, seed=seed)
+    return reps, stats.point(samples, stat), stats.interval(reps)
+
+
+def draw_decode(c: ContextFigures) -> None:
+    """Set a context's decode replicates, median, interval and tokens/s from its decode samples."""
+    if not c.decode_samples_ms:
+        return
+    seed = stats.decode_seed(c.context_tokens)
+    c.decode_reps, c.decode_ms_per_token, c.decode_ms_per_token_ci95 = _drawn(c.decode_samples_ms, "median", seed)
+    c.decode_ms_by_round = [float(np.median(r)) for r in c.decode_samples_ms if r]
+    c.rounds = c.rounds or len(c.decode_samples_ms)
+    if c.decode_ms_per_token:
+        c.tokens_per_s = 1000.0 / c.decode_ms_per_token
+    c.tokens_per_s_ci95 = stats.per_second(c.decode_ms_per_token_ci95)
+
+
+def draw_share(c: ContextFigures) -> None:
+    """Set a context's attention-share replicates, mean and interval from its profiled steps, and
+    attention ms per token (share times the decode median: ``draw_decode`` goes first)."""
+    if not c.attention_share_samples:
+        return
+    seed = stats.share_seed(c.context_tokens)
+    c.share_reps, c.attention_share, c.attention_share_ci95 = _drawn(c.attention_share_samples, "mean", seed)
+    if c.decode_ms_per_token is not None and c.attention_share is not None:
+        c.attention_ms_per_token = c.attention_share * c.decode_ms_per_token
+        c.attention_ms_per_token_ci95 = stats.interval(attention_reps(c))
 
 
 def stacked(cs: list[ContextFigures], get: Callable[[ContextFigures], Reps | None]) -> Reps | None:

@@ -70,7 +70,7 @@ def _bullets(b: Bullets) -> str:
 
 def _plots(data: ReportData, p: Plots) -> str:
     parts = []
-    for name, svg in plots.render(data, "svg", p.names).items():
+    for name, svg in plots.render(data.facts, "svg", p.names).items():
         text = svg.decode("utf-8")
         parts.append(f'<div class="plot" id="plot-{e(name)}">{text[text.find("<svg") :]}</div>')
     return "".join(parts)

@@ -9,7 +9,7 @@ import msgspec
 
 from tracekit.advice.document import to_json as advice_json
 from tracekit.report.headline import headline
-from tracekit.report.model import ContextFigures, ReportData
+from tracekit.report.model import ContextFigures, ReportData, ReportFacts
 from tracekit.report.renderers.base import Output
 from tracekit.sanitize import finite
 from tracekit.stats import Interval
@@ -40,13 +40,13 @@ def _headline(d: ReportData) -> dict[str, Any]:
     }
 
 
-def _half(d: ReportData) -> int | None:
+def _half(d: ReportFacts) -> int | None:
     """Where attention becomes half a step, where the fits may say so (within the extrapolation limit)."""
     x, limit = d.growth.attention_half_at, d.growth.extrapolation_limit
     return None if x is None or (limit is not None and x > limit) else round(x)
 
 
-def _roof(d: ReportData) -> dict[str, Any]:
+def _roof(d: ReportFacts) -> dict[str, Any]:
     """The device's limits the achieved figures are compared with (``tracekit.limits``)."""
     roof = d.roof
     if roof is None:
@@ -76,19 +76,20 @@ def to_json(d: ReportData) -> dict[str, Any]:
     def r(x: float | None, n: int = 4) -> float | None:
         return None if x is None else round(x, n)
 
+    facts = d.facts
     return {
         "schema": SCHEMA,
         "headline": _headline(d),
-        "run": d.run,
+        "run": facts.run,
         "device": {
-            **msgspec.to_builtins(d.device),
-            "peak_bandwidth_gbps": d.bandwidth_gbps,
-            "peak_bandwidth_source": d.bandwidth_source,
-            **_roof(d),
+            **msgspec.to_builtins(facts.device),
+            "peak_bandwidth_gbps": facts.bandwidth_gbps,
+            "peak_bandwidth_source": facts.bandwidth_source,
+            **_roof(facts),
         },
-        "model_facts": None if d.shape is None else d.shape.to_json(),
-        "model": msgspec.to_builtins(d.model),
-        "complete": d.complete,
+        "model_facts": None if facts.shape is None else facts.shape.to_json(),
+        "model": msgspec.to_builtins(facts.model),
+        "complete": facts.complete,
         "contexts": [
             {
                 "context_tokens": c.context_tokens,
@@ -122,7 +123,7 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "itl_ms_p99": r(c.itl_ms_p99),
                 **_limits(c),
             }
-            for c in d.contexts
+            for c in facts.contexts
         ],
         "fit": {
             k: {
@@ -135,12 +136,12 @@ def to_json(d: ReportData) -> dict[str, Any]:
                 "slope_ci95": None if f.slope_ci95 is None else [round(x * 1000, 6) for x in f.slope_ci95],
                 "intercept_ci95": _ci(f.intercept_ci95, 6),
             }
-            for k, f in d.fits.items()
+            for k, f in facts.fits.items()
         },
-        "predictions": {k: round(v, 3) for k, v in d.growth.predictions.items()},
-        "predictions_ci95": {k: _ci(v, 3) for k, v in d.growth.prediction_ci95.items()},
-        "attention_half_at_context": _half(d),
-        "extrapolation_limit_context": d.growth.extrapolation_limit,
+        "predictions": {k: round(v, 3) for k, v in facts.growth.predictions.items()},
+        "predictions_ci95": {k: _ci(v, 3) for k, v in facts.growth.prediction_ci95.items()},
+        "attention_half_at_context": _half(facts),
+        "extrapolation_limit_context": facts.growth.extrapolation_limit,
         "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message} for f in d.findings],
         "advice": None if d.advice is None else advice_json(d.advice),
     }

@@ -97,7 +97,7 @@ def _render(data: ReportData, stem: str | None) -> Output:
 
     def plot(block: Plots) -> list[str]:
         out = []
-        for name, png in plots.render(data, "png", block.names).items():
+        for name, png in plots.render(data.facts, "png", block.names).items():
             rel = f"{stem}-plots/{name}.png"
             files[rel] = png
             out.append(f"![{name}]({rel})")

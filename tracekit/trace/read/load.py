@@ -26,7 +26,7 @@ import struct
 from pathlib import Path
 
 from tracekit.errors import NotARegularFile, TraceFormatError
-from tracekit.fsutil import regular_file
+from tracekit.files import regular_file
 from tracekit.trace.build import TooManyNames
 from tracekit.trace.model import Trace
 from tracekit.trace.read import chunked, errors, whole
@@ -152,7 +152,7 @@ def _usable(trace: Trace) -> Trace:
 
 
 def _check_file(p: Path) -> tuple[int, bool]:
-    """Refuse what is not a readable regular file (``fsutil.regular_file``); return its size and
+    """Refuse what is not a readable regular file (``files.regular_file``); return its size and
     whether it is gzipped."""
     try:
         st = regular_file(p, "trace file")
