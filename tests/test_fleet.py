@@ -140,12 +140,32 @@ def test_a_rank_claimed_twice_at_once_is_left_out_and_named() -> None:
     s = summarize([_partial(0, [10.0]), _partial(0, [12.0], start=25.0), _partial(1, [11.0])], [], ranks=True)
     assert s.ranks is not None and [(r.rank, r.traces, r.busy_us) for r in s.ranks.rows] == [(0, 2, 20.0), (1, 1, 10.0)]
     assert not s.ranks_refused
-    # Two windows of rank 0 at once: two jobs or a copy; the other ranks keep their rows.
-    parts = [_partial(0, [10.0]), _partial(0, [12.0], start=5.0), _partial(1, [11.0]), _partial(2, [13.0])]
-    s = summarize(parts, [], ranks=True)
+    # Two windows of rank 0 at once, busier together (30 µs) than the 25 µs they span: two jobs;
+    # the other ranks keep their rows.
+    busy = [_partial(0, [10.0], busy=15.0), _partial(0, [12.0], busy=15.0, start=5.0)]
+    s = summarize([*busy, _partial(1, [11.0]), _partial(2, [13.0])], [], ranks=True)
     assert s.ranks is not None and [(r.rank, r.traces) for r in s.ranks.rows] == [(1, 1), (2, 1)]
     assert "rank 0 by r0, r0" in s.ranks_refused and "left out of the per-rank table" in s.ranks_refused
-    assert s.busy_us == 40.0  # the summary over traces still counts every trace
+    assert s.busy_us == 50.0  # the summary over traces still counts every trace
+    # A copy of one window is two claims whatever its busy time.
+    s = summarize([_partial(0, [10.0], busy=1.0), _partial(0, [10.0], busy=1.0), _partial(1, [11.0])], [], ranks=True)
+    assert "rank 0 by r0, r0" in s.ranks_refused
+    # Overlapping windows one device can hold (an engine's extend and decode traces): summed.
+    calm = [_partial(0, [10.0], busy=5.0), _partial(0, [12.0], busy=5.0, start=5.0), _partial(1, [11.0])]
+    s = summarize(calm, [], ranks=True)
+    assert s.ranks is not None and [(r.rank, r.traces, r.busy_us) for r in s.ranks.rows] == [(0, 2, 10.0), (1, 1, 10.0)]
+    assert not s.ranks_refused
+    # One rank: no per-rank table, so nothing to leave out of it and nothing to say.
+    assert summarize(busy, [], ranks=True).ranks_refused == ""
+
+
+def test_single_gpu_engine_traces_get_no_rank_note() -> None:
+    """Four world-size-1 engine traces, SGLang's extend and decode traces overlapping in time: one
+    rank, so no per-rank table and no note (a reviewer found them named as claimed twice)."""
+    r = run_cli("analyze", str(ROOT / "tests" / "data" / "engines"), "--format", "json", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["summary"]["ranks_refused"] is None
+    assert "rank" not in r.stderr, r.stderr
 
 
 def test_copies_of_a_rank_are_named_not_summed(tmp_path: Path) -> None:

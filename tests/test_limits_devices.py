@@ -150,6 +150,18 @@ def test_qwen3_8b_config() -> None:
     assert m.source["layers"] == "config.json"
 
 
+@pytest.mark.parametrize("value", [None, 0, "long", 1.5, True])
+def test_an_odd_max_position_embeddings_loses_only_the_max_context(tmp_path: Path, value: object) -> None:
+    """Only advice's notes use the model's longest context: an odd value there must not refuse a
+    config.json that gives every figure (a reviewer found null refused as a missing field)."""
+    cfg = json.loads(QWEN3_8B.read_text())
+    cfg["max_position_embeddings"] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    shape = from_config(tmp_path / "config.json")
+    assert shape.max_context is None and shape.layers == 36
+    assert from_config(QWEN3_8B).max_context == 40_960
+
+
 def test_sliding_window_layers_read_at_most_their_window(tmp_path: Path) -> None:
     cfg = json.loads(QWEN3_8B.read_text())
     cfg.update(sliding_window=1024, layer_types=["sliding_attention", "full_attention"] * 18)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from tracekit.cli import limit_flags as limit
 from tracekit.cli.common import MAX_TOKENS, check_choice, number_option, parse_int_list
-from tracekit.cli.limit_flags import DeviceFlag, ModelConfigFlag, PeakBandwidthFlag
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
 
@@ -80,7 +81,10 @@ def advise(
     preset: str | None = typer.Option(
         None, "--preset", help="No run: the model's shapes from a preset (mistral-7b, llama3-8b, ...)."
     ),
-    model_config: ModelConfigFlag = None,
+    model_config: Annotated[
+        Path | None,
+        limit.model_config("The model's shapes from a local config.json (with a run: instead of its manifest's)."),
+    ] = None,
     measured: str | None = typer.Option(
         None, "--measured", help="No run: speeds you measured, CONTEXT:TOKENS_PER_S,... (e.g. 16:31,1441:20)."
     ),
@@ -89,8 +93,12 @@ def advise(
         "--compare",
         help="Another run of the same model (e.g. another --attn): the measured difference, with intervals.",
     ),
-    peak_bandwidth: PeakBandwidthFlag = None,
-    device_name: DeviceFlag = None,
+    peak_bandwidth: Annotated[
+        float | None, limit.peak_bandwidth("The measuring device's memory bandwidth in GB/s (a run's, or the traces').")
+    ] = None,
+    device_name: Annotated[
+        str | None, limit.device("With traces: the device they were recorded on (a name from 'tracekit devices').")
+    ] = None,
     fmt: str = typer.Option("text", "--format", "-f", help="text, md or json."),
 ) -> None:
     """Say what would help, with numbers: each piece of advice says what it rests on (a fit over N

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import typer
 
+from tracekit.cli import limit_flags as limit
 from tracekit.cli.common import MAX_WORKERS, Number, check_choice, err, out
-from tracekit.cli.limit_flags import DeviceFlag, ModelConfigFlag, PeakBandwidthFlag, PeakFlopsFlag
 from tracekit.errors import UserError
 from tracekit.limits.flags import LimitFlags
 
@@ -69,10 +69,20 @@ def analyze(
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
     ),
-    device: DeviceFlag = None,
-    peak_bandwidth: PeakBandwidthFlag = None,
-    peak_flops: PeakFlopsFlag = None,
-    model_config: ModelConfigFlag = None,
+    device: Annotated[
+        str | None,
+        limit.device("With --by step/kernel: the device whose peaks to compare with (see 'tracekit devices')."),
+    ] = None,
+    peak_bandwidth: Annotated[
+        float | None,
+        limit.peak_bandwidth("With --by step/kernel: device memory bandwidth in GB/s (a device the table lacks)."),
+    ] = None,
+    peak_flops: Annotated[
+        float | None, limit.peak_flops("With --by step/kernel: device dense peak TFLOP/s, every dtype.")
+    ] = None,
+    model_config: Annotated[
+        Path | None, limit.model_config("With --by step/kernel: a local Hugging Face config.json for the model facts.")
+    ] = None,
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
 

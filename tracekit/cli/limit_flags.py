@@ -1,38 +1,29 @@
-"""The limit flags, declared once for every command that compares with a device (analyze --by
-step/kernel, report, advise), so each reads and says the same everywhere. ``LimitFlags.check``
-validates them together, before any trace is read."""
+"""The limit flags of every command that compares with a device (analyze --by step/kernel, report,
+advise): each option's name and parser are declared once here, so every command parses and checks
+them the same way (``LimitFlags.check``, before any trace is read). The help is each command's own,
+since a flag means something a little different in each (advise's --device is the device the
+traces were recorded on; --on is the one to compare with)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from tracekit.cli.common import Number
 
 
-def _peak(flag: str, hi: float, what: str) -> Any:
-    return typer.Option(
-        flag,
-        parser=Number(flag, 0.001, hi, integer=False),
-        help=f"Device {what}, for a device the table lacks (replaces --device's).",
-    )
+def device(help: str) -> Any:
+    return typer.Option("--device", help=help)
 
 
-DeviceFlag = Annotated[
-    str | None,
-    typer.Option(
-        "--device",
-        help="The device to compare with, a name from 'tracekit devices' (default: the one the traces or the run name).",
-    ),
-]
-PeakBandwidthFlag = Annotated[float | None, _peak("--peak-bandwidth", 1e6, "memory bandwidth in GB/s")]
-PeakFlopsFlag = Annotated[float | None, _peak("--peak-flops", 1e7, "dense peak TFLOP/s, every dtype")]
-ModelConfigFlag = Annotated[
-    Path | None,
-    typer.Option(
-        "--model-config",
-        help="A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...).",
-    ),
-]
+def peak_bandwidth(help: str) -> Any:
+    return typer.Option("--peak-bandwidth", parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False), help=help)
+
+
+def peak_flops(help: str) -> Any:
+    return typer.Option("--peak-flops", parser=Number("--peak-flops", 0.001, 1e7, integer=False), help=help)
+
+
+def model_config(help: str) -> Any:
+    return typer.Option("--model-config", help=help)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from tracekit.cli import limit_flags as limit
 from tracekit.cli.common import Number, check_choice, err
-from tracekit.cli.limit_flags import DeviceFlag, ModelConfigFlag, PeakBandwidthFlag, PeakFlopsFlag
 from tracekit.errors import CheckFailed, UserError
 from tracekit.sanitize import printable
 
@@ -26,10 +27,20 @@ def report(
     check: list[str] = typer.Option(
         [], "--check", help="Gate: METRIC@CONTEXT OP VALUE, e.g. 'tokens_per_s@4096>=40'. Exit 1 if violated."
     ),
-    device: DeviceFlag = None,
-    peak_bandwidth: PeakBandwidthFlag = None,
-    peak_flops: PeakFlopsFlag = None,
-    model_config: ModelConfigFlag = None,
+    device: Annotated[
+        str | None,
+        limit.device("The device to compare with (a name from 'tracekit devices'), instead of the captured one."),
+    ] = None,
+    peak_bandwidth: Annotated[
+        float | None, limit.peak_bandwidth("Device memory bandwidth in GB/s for the bound.")
+    ] = None,
+    peak_flops: Annotated[
+        float | None, limit.peak_flops("Device dense peak TFLOP/s (every dtype), for a device the table lacks.")
+    ] = None,
+    model_config: Annotated[
+        Path | None,
+        limit.model_config("A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...)."),
+    ] = None,
     partial: bool = typer.Option(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
     ),

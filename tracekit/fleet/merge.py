@@ -151,21 +151,44 @@ def summarize(
 
 
 def _claimed_twice(partials: list[TracePartial]) -> dict[int, list[str]]:
-    """Each rank that traces overlapping in time claim, with those traces' paths. One rank is one
-    process: its profiled windows follow one another, and those are summed. Two windows of one
-    rank at once are two jobs (or a copy of one trace), and summing them would count that rank's
-    time twice (busy longer than the window)."""
+    """Each rank that two traces provably both claim, with those traces' paths. One rank is one
+    process: its profiled windows follow one another (or overlap, as an engine's extend and
+    decode traces do), and those are summed. Overlapping windows are two claims of one rank when
+    they are copies (the same window) or when together they are busier than the time they span,
+    which one device cannot be. With fewer than two ranks there is no per-rank table to guard."""
     by_rank: defaultdict[int, list[TracePartial]] = defaultdict(list)
     for p in partials:
         if p.rank is not None:
             by_rank[p.rank].append(p)
+    if len(by_rank) < 2:
+        return {}
     claimed: dict[int, list[str]] = {}
     for rank, ps in sorted(by_rank.items()):
-        ps = sorted(ps, key=lambda p: p.result.window.start_us)
-        clash = [b for a, b in zip(ps, ps[1:], strict=False) if b.result.window.start_us < a.result.window.end_us]
-        if clash:
+        if any(_impossible(group) for group in _overlapping(ps)):
             claimed[rank] = [p.result.path for p in ps]
     return claimed
+
+
+def _overlapping(ps: list[TracePartial]) -> list[list[TracePartial]]:
+    """The partials in groups whose windows overlap one another, in time order."""
+    groups: list[list[TracePartial]] = []
+    end = float("-inf")
+    for p in sorted(ps, key=lambda p: p.result.window.start_us):
+        w = p.result.window
+        if groups and w.start_us < end:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+        end = max(end, w.end_us) if len(groups[-1]) > 1 else w.end_us
+    return groups
+
+
+def _impossible(group: list[TracePartial]) -> bool:
+    if len(group) < 2:
+        return False
+    windows = [(p.result.window.start_us, p.result.window.dur_us) for p in group]
+    span = max(s + d for s, d in windows) - min(s for s, _ in windows)
+    return len(set(windows)) < len(windows) or sum(p.result.busy_us for p in group) > span
 
 
 def _claimed_note(claimed: dict[int, list[str]]) -> str:
@@ -175,9 +198,9 @@ def _claimed_note(claimed: dict[int, list[str]]) -> str:
     ]
     more = f" and {len(shown) - 3} more ranks" if len(shown) > 3 else ""
     return printable(
-        f"traces overlapping in time claim the same rank ({'; '.join(shown[:3])}{more}): one rank cannot run "
-        "twice at once, so these ranks are left out of the per-rank table rather than counted twice; "
-        "analyze each job's traces apart"
+        f"traces claim the same rank at once ({'; '.join(shown[:3])}{more}): copies of one window, or "
+        "windows busier together than the time they span, which one device cannot be; these ranks are left "
+        "out of the per-rank table rather than counted twice; analyze each job's traces apart"
     )
 
 

@@ -140,7 +140,6 @@ _RANGES: dict[str, tuple[int, int]] = {
     "vocab_size": (1, 100_000_000),
     "sliding_window": (1, 1 << 40),
     "max_window_layers": (0, 1000),
-    "max_position_embeddings": (1, 1 << 40),
 }
 
 
@@ -267,8 +266,16 @@ def from_config(path: str | Path) -> ModelShape:
         name=str(raw.get("_name_or_path") or (raw.get("architectures") or [""])[0] or p.parent.name),
         dtype=dtype,
         tied_embeddings=tied,
-        max_context=_int_field(cfg, "max_position_embeddings", where) if "max_position_embeddings" in cfg else None,
+        max_context=_max_context(cfg),
     )
+
+
+def _max_context(cfg: Mapping[str, Any]) -> int | None:
+    """``max_position_embeddings`` where it is a plausible whole number, else None: only advice's
+    notes use it, so an odd value loses those notes, never the facts the figures need."""
+    value = cfg.get("max_position_embeddings")
+    ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1 << 40
+    return value if ok else None
 
 
 def _sliding(cfg: Mapping[str, Any], layers: int, where: str) -> tuple[int | None, int, str]:
