@@ -288,6 +288,22 @@ def test_a_fit_that_falls_with_context_sets_no_budget(tps: str) -> None:
     assert plans["claim"].startswith("Inconclusive: the decode fit falls") and plans["predicted_gain"] is None
 
 
+def test_a_flat_fit_sets_no_budget_either() -> None:
+    """Equal speeds at two contexts give a slope of exactly zero: no more evidence than a falling
+    one (a reviewer found "Any context keeps" there, and "Inconclusive" a hair below zero)."""
+    doc = _advise("--preset", "mistral-7b", "--measured", "1000:50,4000:50", "--target-tps", "40")
+    budget = _one(doc, "context-budget")
+    assert budget["claim"].startswith("Inconclusive: the decode fit does not grow with context"), budget["claim"]
+    assert budget["figures"]["budget_tokens"] is None
+
+
+def test_a_budget_past_the_models_maximum_context_says_so() -> None:
+    """llama3-8b stops at 8,192 tokens; a line this flat reaches 25 tokens/s only near 85M."""
+    doc = _advise("--preset", "llama3-8b", "--measured", "16:30,1441:29.9999", "--target-tps", "25")
+    claim = _one(doc, "context-budget")["claim"]
+    assert "The model's maximum context is 8,192 tokens, so every context it supports keeps" in claim, claim
+
+
 def test_a_plan_past_the_models_maximum_context_says_so(small_run: Path) -> None:
     """The model facts know its longest context (the tiny preset's 8,192, in the run's manifest
     too): a plan that runs past it says so; one that stays within it says nothing of it."""

@@ -90,7 +90,7 @@ def test_find_device_takes_keys_and_names_without_case_or_spacing() -> None:
     assert find_device("NVIDIA H200 NVL 141GB").key == "h200-nvl"
 
 
-@pytest.mark.parametrize(("name", "closest"), [("h200x", "h200"), ("h100-sxm;rm", "h100-sxm"), ("H100 80GB", "")])
+@pytest.mark.parametrize(("name", "closest"), [("h200x", "h200"), ("h100-sxm;rm", "h100-sxm"), ("NVIDIA H100 80GB HBM3", "closest: h100-sxm")])
 def test_a_flag_matches_whole_names_only(name: str, closest: str) -> None:
     """A trace's "NVIDIA H100 80GB HBM3" is read by pattern; a name a user types is not: "h200x"
     compared with an H200's peaks would be a typo turned into figures."""

@@ -64,9 +64,10 @@ def test_attention_grows_faster_than_the_rest(which: str, request: pytest.Fixtur
     else:
         assert att.r2 > 0.8
         for c in d.ok_contexts():
-            assert c.decode_ms_per_token and c.bound_ms_per_token and c.decode_ms_per_token > c.bound_ms_per_token * 0.5
             # the fit stays within 35% of every measured point on a quiet 2-core machine
             assert total.at(c.context_tokens) == pytest.approx(c.decode_ms_per_token, rel=0.35)
+    for c in d.ok_contexts():
+        assert c.decode_ms_per_token and c.bound_ms_per_token and c.decode_ms_per_token > c.bound_ms_per_token * 0.5
     assert {f["kind"] for f in doc["findings"]} >= {
         "attention-growth",
         "decode-fit",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracekit.advice.common import ci, interval, tokens
+from tracekit.advice.common import ci, interval, no_growth, tokens
 from tracekit.advice.model import Advice, Basis, Line, Plan
 
 DEFAULT_SHARE = 0.8  # with no target given: keep 80 % of the speed at the smallest measured context
@@ -45,12 +45,10 @@ def _fit_text(line: Line) -> str:
 
 
 def _falling(line: Line, said: str, ms: float) -> Advice:
-    """No budget from a line that falls with context: a decode step reads the whole KV cache, so
-    a longer context never makes it faster; the fall is the measurement's noise, and a budget read
-    off it ("any context", "no context") would be the noise's."""
+    """No budget from a line that does not rise with context: a budget read off it ("any context",
+    "no context") would be the noise's."""
     claim = (
-        f"Inconclusive: the decode fit falls with context ({line.slope * 1000:.3g} ms per 1k tokens), which a decode "
-        f"step cannot do, so this measurement sets no context budget for {said}; measure more steps or rounds, "
+        f"{no_growth(line)}, so this measurement sets no context budget for {said}; measure more steps or rounds, "
         "over a wider range of contexts, on a quieter machine."
     )
     figures: dict[str, float | int | str | None] = {
@@ -67,7 +65,7 @@ def context_budget(b: Basis, plan: Plan) -> Advice | None:
     if line is None or target is None:
         return None
     ms, said = target
-    if line.slope < 0:
+    if line.slope <= 0:
         return _falling(line, said, ms)
     x = solve(line.intercept, line.slope, ms)
     reps = None
@@ -86,22 +84,20 @@ def context_budget(b: Basis, plan: Plan) -> Advice | None:
         )
         figures["budget_tokens"] = 0
         return Advice("context-budget", claim, None, None, tuple(rests), tuple(assumptions), figures=figures)
-    if not np.isfinite(x):
-        claim = (
-            f"Any context keeps {said}: the fit finds no growth with context "
-            f"(slope {line.slope * 1000:.3g} ms per 1k tokens)."
-        )
-        figures["budget_tokens"] = None
-        return Advice("context-budget", claim, None, None, tuple(rests), tuple(assumptions), figures=figures)
     where = ""
+    if b.max_context and x > b.max_context:
+        where = (
+            f" The model's maximum context is {b.max_context:,} tokens, so every context it supports keeps {said} "
+            "on this line."
+        )
     if x > line.hi:
         where = (
-            f" This is beyond the measured range: {x / line.hi:.1f}x the largest measured context ({line.hi:,.0f}), "
+            f"{where} This is beyond the measured range: {x / line.hi:.1f}x the largest measured context ({line.hi:,.0f}), "
             f"{x - line.hi:,.0f} tokens past it; measure there to confirm."
         )
         assumptions.append(f"the line holds {x - line.hi:,.0f} tokens beyond the largest measured context")
     elif x < line.lo:
-        where = f" This is below the smallest measured context ({line.lo:,.0f}): beyond the measured range."
+        where += f" This is below the smallest measured context ({line.lo:,.0f}): beyond the measured range."
         assumptions.append("the line holds below the smallest measured context")
     if iv is not None and iv[0] <= 0 and not np.isfinite(iv[1]):
         where += (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracekit.advice.common import ci, interval, pct, ratio_reps
+from tracekit.advice.common import ci, interval, no_growth, pct, ratio_reps
 from tracekit.advice.model import Advice, Basis, Line, Plan, Reps
 
 PARTS = 4  # with no --every: reset four times over the generation
@@ -81,12 +81,10 @@ def _lead(past: str) -> str:
 
 
 def _falling(b: Basis, line: Line, sch: Schedule, past: str) -> Advice:
-    """No comparison from a decode line that falls with context: a step reads the whole KV cache,
-    so a longer context never makes it faster, and both plans' times would be the noise's (far
-    enough out, below zero)."""
+    """No comparison from a decode line that does not rise with context: both plans' times would be
+    the noise's (far enough out, below zero)."""
     claim = _lead(past) + (
-        f"Inconclusive: the decode fit falls with context ({line.slope * 1000:.3g} ms per 1k tokens), which a "
-        f"decode step cannot do, so this measurement cannot compare generating {sch.generate:,} tokens with "
+        f"{no_growth(line)}, so this measurement cannot compare generating {sch.generate:,} tokens with "
         f"resetting to the last {sch.keep:,} every {sch.every:,}; measure more steps or rounds, over a wider "
         "range of contexts, on a quieter machine."
     )
@@ -121,7 +119,7 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
     if line is None or sch is None:
         return None
     past = _past_max_context(b, sch)
-    if line.slope < 0:
+    if line.slope <= 0:
         return _falling(b, line, sch, past)
     plain_segs = [(1, sch.generate, sch.prompt)]
     reset_segs = sch.segments()

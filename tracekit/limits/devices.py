@@ -153,9 +153,13 @@ def find_device(name: str, flag: str = "--device") -> Device:
         key=lambda pair: -pair[0],
     )
     close = [key for score, key in scored[:3] if score >= 0.35]
+    # A name as a trace spells it ("NVIDIA H100 80GB HBM3") is read by pattern for traces; offered
+    # here as the suggestion, never taken.
+    read = device_from_trace_name(name)
+    if read is not None:
+        close = [read.key, *(k for k in close if k != read.key)][:3]
     hint = f" (closest: {', '.join(close)})" if close else ""
-    # Only --device has figures to stand in for a device the table lacks (advise --on has none).
-    other = (
-        ", or --peak-bandwidth GB/s (and --peak-flops TFLOP/s) for another device" if flag == "--device" else ""
-    )
+    # Only --device has figures to stand in for a device the table lacks (advise --on has none);
+    # --peak-flops is not named, as advise takes only the bandwidth.
+    other = ", or --peak-bandwidth GB/s for another device" if flag == "--device" else ""
     raise UserError(f"unknown device {name!r}{hint}: pass {flag} with a name from 'tracekit devices'{other}")

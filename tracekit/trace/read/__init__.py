@@ -39,6 +39,10 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"{__name__}.{where[0]}"), where[1])
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
     "GZIP_MAGIC",
     "RawDocument",
