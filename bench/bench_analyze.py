@@ -302,7 +302,7 @@ def by_step(path: Path, n: int) -> None:
 
 def spans_in(path: Path) -> int:
     code = (
-        "import sys; from tracekit.trace.load import load_trace; t = load_trace(sys.argv[1]); "
+        "import sys; from tracekit.trace.read import load_trace; t = load_trace(sys.argv[1]); "
         "print(len(t.spans) + len(t.kernels))"
     )
     r = subprocess.run([PY, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -50,7 +50,7 @@ with open(sys.argv[1], "w") as fh:
 
 STAGES_CHILD = r"""
 import json, statistics, sys, time
-from tracekit.trace.load import load_trace, decoded_size
+from tracekit.trace.read import load_trace, decoded_size
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.analyze import analyze_trace
 path, rounds = sys.argv[1], int(sys.argv[2])

@@ -34,7 +34,7 @@ from tracekit.capture import cpuload, profiled  # noqa: E402
 from tracekit.capture.backends.base import CaptureOptions  # noqa: E402
 from tracekit.capture.backends.builtin import BuiltinBackend  # noqa: E402
 from tracekit.capture.sweep import synthetic_prompt  # noqa: E402
-from tracekit.trace.load import load_trace  # noqa: E402
+from tracekit.trace.read import load_trace  # noqa: E402
 
 CONTEXTS = [int(x) for x in os.environ.get("BENCH_CONTEXTS", "128,4096").split(",")]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))

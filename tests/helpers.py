@@ -194,9 +194,9 @@ GENERATE_SCRIPT = r"""
 import sys, torch
 from pathlib import Path
 from torch.profiler import profile, ProfilerActivity
-from tracekit.capture.backends.hf import preset_config, _import_transformers
+from tracekit.capture.backends.hf_load import import_transformers, preset_config
 
-tf = _import_transformers()
+tf = import_transformers()
 torch.manual_seed(0)
 torch.set_num_threads(1)
 out, new = Path(sys.argv[1]), int(sys.argv[2])

@@ -20,7 +20,7 @@ from tracekit.analysis.classify import Classifier
 from tracekit.analysis.rules import RULES
 from tracekit.errors import UserError
 from tracekit.manifest import read_manifest
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 SGLANG_DECODE = "sglang-qwen3-8b-decode-mi300x.json.gz"
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())

@@ -12,7 +12,7 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.classify import Classifier
 from tracekit.analysis.rules import RULES
 from tracekit.manifest import read_manifest
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 pytestmark = pytest.mark.slow  # real HF transformers captures
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,19 @@ def test_help_points_to_a_docs_page_that_exists(name: str) -> None:
     assert pages and pages[0] != "docs/README.md", r.stdout
     for page in pages:
         assert (ROOT / page).is_file(), page
+
+
+def test_limit_flags_say_what_they_mean_in_each_command() -> None:
+    """The limit flags share one parser but not one meaning: advise's --device is the device its
+    traces were recorded on (--on is the one to compare with); analyze's apply with --by step/kernel."""
+    import typer.main
+
+    group: Any = typer.main.get_command(app)  # typer's documented way to the command objects
+
+    def flag_help(command: str, flag: str) -> str:
+        return str(next(p for p in group.commands[command].params if flag in p.opts).help)
+
+    assert "recorded on" in flag_help("advise", "--device")
+    assert "compare with" in flag_help("report", "--device")
+    for flag in ("--device", "--peak-bandwidth", "--peak-flops", "--model-config"):
+        assert flag_help("analyze", flag).startswith("With --by step/kernel")

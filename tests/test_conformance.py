@@ -29,8 +29,8 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.classify import Classifier
 from tracekit.analysis.result import AnalysisResult
-from tracekit.trace.load import load_trace
 from tracekit.trace.model import OP_CATS
+from tracekit.trace.read import load_trace
 
 # file: busy ms, idle ms, attention ms (low, high), convolution ms (low, high or None)
 README = {

@@ -1,4 +1,4 @@
-"""msgspec's error wording, as ``trace/decode_errors.py`` reads it, pinned against the installed
+"""msgspec's error wording, as ``trace/read/errors.py`` reads it, pinned against the installed
 msgspec: a release that words an error differently fails here, not in what tracekit tells a user.
 The version bound in pyproject.toml must hold the installed msgspec (raise it after this file passes
 with a newer one)."""
@@ -13,9 +13,9 @@ import pytest
 import tomllib
 from packaging.requirements import Requirement
 
-from tracekit.trace import decode_errors
-from tracekit.trace.lenient import loose_doc
 from tracekit.trace.model import TraceDoc
+from tracekit.trace.read import errors
+from tracekit.trace.read.lenient import lenient_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 _doc = msgspec.json.Decoder(TraceDoc)
@@ -36,16 +36,16 @@ def test_the_installed_msgspec_is_inside_the_bound_this_test_guards() -> None:
 
 def test_text_that_ends_too_soon() -> None:
     exc = _decode_error(b'{"traceEvents": [{"ph": "X"')
-    assert decode_errors.is_truncated(exc) and decode_errors.offset(exc) is None
-    got = decode_errors.damage(exc, 100)
-    assert got.truncated and got.at is None and got.words == decode_errors.TRUNCATED
+    assert errors.is_truncated(exc) and errors.offset(exc) is None
+    got = errors.damage(exc, 100)
+    assert got.truncated and got.at is None and got.words == errors.TRUNCATED
 
 
 def test_invalid_json_names_its_byte_and_moves_with_the_piece() -> None:
     exc = _decode_error(b'{"traceEvents": [NaN]}')
-    assert not decode_errors.is_truncated(exc) and not decode_errors.ends_early(exc)
-    assert decode_errors.offset(exc) == 17
-    got = decode_errors.damage(exc, 1000)
+    assert not errors.is_truncated(exc) and not errors.ends_early(exc)
+    assert errors.offset(exc) == 17
+    got = errors.damage(exc, 1000)
     assert got.at == 1017 and "(byte 1017)" in got.words and "invalid character" in got.words
 
 
@@ -53,12 +53,12 @@ def test_a_value_then_more_text() -> None:
     # The byte after the first character that follows the value ("x" is byte 20): the chunked
     # reader finds where the event array closed from it.
     exc = _decode_error(b'{"traceEvents": []} x')
-    assert decode_errors.ends_early(exc) and decode_errors.offset(exc) == 21
+    assert errors.ends_early(exc) and errors.offset(exc) == 21
 
 
 def test_invalid_utf8_in_a_field_read() -> None:
     exc = _decode_error(b'{"traceEvents": [{"ph": "X", "name": "\xff"}]}')
-    assert decode_errors.bad_utf8(exc) and decode_errors.offset(exc) is None
+    assert errors.bad_utf8(exc) and errors.offset(exc) is None
 
 
 @pytest.mark.parametrize(
@@ -73,13 +73,13 @@ def test_invalid_utf8_in_a_field_read() -> None:
 def test_the_shape_of_a_document(text: bytes, shape: str | None) -> None:
     with pytest.raises(msgspec.ValidationError) as err:
         _doc.decode(text)
-    assert decode_errors.layout(err.value) == shape
+    assert errors.layout(err.value) == shape
 
 
 def test_a_document_that_is_not_an_object() -> None:
     with pytest.raises(msgspec.ValidationError) as err:
-        loose_doc.decode(b"[1, 2]")
-    assert decode_errors.not_an_object(err.value)
+        lenient_doc.decode(b"[1, 2]")
+    assert errors.not_an_object(err.value)
     with pytest.raises(msgspec.ValidationError) as err:
-        loose_doc.decode(b'{"traceEvents": 5}')
-    assert not decode_errors.not_an_object(err.value)
+        lenient_doc.decode(b'{"traceEvents": 5}')
+    assert not errors.not_an_object(err.value)

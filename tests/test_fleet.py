@@ -13,7 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from tests.helpers import H100, MI300X, RESNET_ROCM, ROOT, V100_DDP, fixture_path, run_cli
+from tests.helpers import CPU_ONLY, H100, MI300X, RESNET_ROCM, ROOT, V100_DDP, fixture_path, run_cli
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.ranks import communication_exposure, rank_of
@@ -23,8 +23,7 @@ from tracekit.errors import UserError
 from tracekit.fleet.inputs import expand
 from tracekit.fleet.merge import summarize
 from tracekit.fleet.task import Failure, TaskOptions, TracePartial, analyze_file, memory_needed
-from tracekit.trace.load import load_trace
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions, load_trace
 
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "analysis.schema.json").read_text())
 
@@ -110,9 +109,11 @@ def test_exposed_communication_on_v100_ddp_is_all_of_it() -> None:
     assert len(p.step_us) == 5 and len(p.result.kernels) == 20  # top kernels only
 
 
-def _partial(rank: int | None, steps: list[float], *, busy: float = 10.0, comm: float = 0.0) -> TracePartial:
+def _partial(
+    rank: int | None, steps: list[float], *, busy: float = 10.0, comm: float = 0.0, start: float = 0.0
+) -> TracePartial:
     cats = {"attention": CategoryTime(2.0, 1), "communication": CategoryTime(comm, 1 if comm else 0)}
-    res = AnalysisResult(f"r{rank}", "gpu", Window("whole trace", 0.0, 20.0), busy, 20.0 - busy, cats, [], [])
+    res = AnalysisResult(f"r{rank}", "gpu", Window("whole trace", start, 20.0), busy, 20.0 - busy, cats, [], [])
     return TracePartial(res, rank, "file name" if rank is not None else None, comm / 2, steps)
 
 
@@ -133,6 +134,56 @@ def test_summary_sums_and_the_rank_table() -> None:
     doc = s.to_json()
     assert doc["ranks"]["slowest_rank"] == 1 and doc["failed"] == [{"path": "bad.json", "error": "truncated"}]
     assert summarize([_partial(0, [1.0]), _partial(0, [2.0])], [], ranks=True).ranks is None  # one rank: no table
+
+
+def test_a_rank_claimed_twice_at_once_is_left_out_and_named() -> None:
+    # Windows of one rank that follow one another are that rank's profiled windows: summed.
+    s = summarize([_partial(0, [10.0]), _partial(0, [12.0], start=25.0), _partial(1, [11.0])], [], ranks=True)
+    assert s.ranks is not None and [(r.rank, r.traces, r.busy_us) for r in s.ranks.rows] == [(0, 2, 20.0), (1, 1, 10.0)]
+    assert not s.ranks_refused
+    # Two windows of rank 0 at once, busier together (30 µs) than the 25 µs they span: two jobs;
+    # the other ranks keep their rows.
+    busy = [_partial(0, [10.0], busy=15.0), _partial(0, [12.0], busy=15.0, start=5.0)]
+    s = summarize([*busy, _partial(1, [11.0]), _partial(2, [13.0])], [], ranks=True)
+    assert s.ranks is not None and [(r.rank, r.traces) for r in s.ranks.rows] == [(1, 1), (2, 1)]
+    assert "rank 0 by r0, r0" in s.ranks_refused and "left out of the per-rank table" in s.ranks_refused
+    assert s.busy_us == 50.0  # the summary over traces still counts every trace
+    # A copy of one window is two claims whatever its busy time.
+    s = summarize([_partial(0, [10.0], busy=1.0), _partial(0, [10.0], busy=1.0), _partial(1, [11.0])], [], ranks=True)
+    assert "rank 0 by r0, r0" in s.ranks_refused
+    # Overlapping windows one device can hold (an engine's extend and decode traces): summed.
+    calm = [_partial(0, [10.0], busy=5.0), _partial(0, [12.0], busy=5.0, start=5.0), _partial(1, [11.0])]
+    s = summarize(calm, [], ranks=True)
+    assert s.ranks is not None and [(r.rank, r.traces, r.busy_us) for r in s.ranks.rows] == [(0, 2, 10.0), (1, 1, 10.0)]
+    assert not s.ranks_refused
+    # One rank: no per-rank table, so nothing to leave out of it and nothing to say.
+    assert summarize(busy, [], ranks=True).ranks_refused == ""
+
+
+def test_single_gpu_engine_traces_get_no_rank_note() -> None:
+    """Four world-size-1 engine traces, SGLang's extend and decode traces overlapping in time: one
+    rank, so no per-rank table and no note (a reviewer found them named as claimed twice)."""
+    r = run_cli("analyze", str(ROOT / "tests" / "data" / "engines"), "--format", "json", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["summary"]["ranks_refused"] is None
+    assert "rank" not in r.stderr, r.stderr
+
+
+def test_copies_of_a_rank_are_named_not_summed(tmp_path: Path) -> None:
+    """Real traces: two copies of one that carries rank 34 (distributedInfo), and two others named
+    as ranks 0 and 1 (--ranks): ranks 0 and 1 keep their rows, rank 34 is named on stderr."""
+    for name, src in (("rank-0.json.gz", H100), ("rank-1.json.gz", MI300X)):
+        (tmp_path / name).write_bytes(fixture_path(src).read_bytes())
+    for copy in ("a", "b"):
+        (tmp_path / copy).mkdir()
+        (tmp_path / copy / "cpu.json.gz").write_bytes(fixture_path(CPU_ONLY).read_bytes())
+    r = run_cli("analyze", str(tmp_path), "--ranks", "--format", "json", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)["summary"]
+    assert [row["rank"] for row in summary["ranks"]["rows"]] == [0, 1]
+    assert "rank 34 by " in summary["ranks_refused"] and "cpu.json.gz" in summary["ranks_refused"]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tracekit: ") and "rank 34" in lines[0], r.stderr
 
 
 @pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)

@@ -31,8 +31,7 @@ from tests.hostile import (
 )
 from tracekit.errors import TraceFormatError
 from tracekit.sanitize import finite, printable
-from tracekit.trace.load import load_trace
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions, load_trace
 from tracekit.units import parse_size
 
 # Every way a file is read: whole; in chunks in this process; in chunks decoded by worker

@@ -841,7 +841,7 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path: Path, capfd:
 @pytest.mark.parametrize(("key", "value"), [("num_hidden_layers", -1), ("hidden_size", 0), ("vocab_size", 10**30)])
 def test_absurd_shapes_in_config_json_are_one_line(key: str, value: int, tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    from tracekit.capture.backends.hf import check_model_dir
+    from tracekit.capture.backends.hf_load import check_model_dir
     from tracekit.errors import UserError
 
     folder = _tiny_llama(tmp_path / "m")

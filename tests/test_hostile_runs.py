@@ -24,7 +24,7 @@ from tests.hostile import (
     tk,
 )
 from tracekit.errors import UserError
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 # -- path policy and manifests ---------------------------------------------------------------------
 
@@ -251,6 +251,24 @@ def test_export_refuses_what_is_not_its_to_replace(
     assert mine.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_a_link_given_as_out_is_neither_written_through_nor_replaced(
+    command: str, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = tmp_path / "kept.txt"
+    kept.write_text("keep me")
+    dangling, live = tmp_path / "dangling.json", tmp_path / "live.json"
+    os.symlink(tmp_path / "nowhere", dangling)
+    os.symlink(kept, live)
+    fmt = ["-f", "json"] if command == "report" else []
+    for force in ([], ["--force"]):
+        one_line_error(tk(capsys, command, run, *fmt, "--out", dangling, *force), "symbolic link", "fresh")
+        one_line_error(tk(capsys, command, run, *fmt, "--out", live, *force), "symbolic link", "fresh")
+    assert os.readlink(dangling) == str(tmp_path / "nowhere") and not (tmp_path / "nowhere").exists()
+    assert os.readlink(live) == str(kept) and kept.read_text() == "keep me"
+    assert leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("name", ["a/b", "../escape", "..", ".", "x" * 300, "bad\x1b[2Jname", ""])
 def test_capture_run_names_stay_one_folder_inside_out(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -322,7 +340,7 @@ def test_hf_weights_that_do_not_load_are_one_line_and_run_nothing(
     pytest.importorskip("transformers")
     import pickle
 
-    from tracekit.capture.backends.hf import preset_config
+    from tracekit.capture.backends.hf_load import preset_config
 
     model = tmp_path / "model"
     preset_config("tiny").save_pretrained(model)

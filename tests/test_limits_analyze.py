@@ -160,6 +160,9 @@ def test_without_model_facts_the_step_says_which_flag_to_pass() -> None:
     [
         (["--device", "mi300"], "--device"),
         (["--device", "tpu-v5e"], "--peak-bandwidth"),
+        (["--device", "h200x"], "closest: h200"),
+        (["--device", "h100-sxm;rm"], "closest: h100-sxm"),
+        (["--device", ""], "--device ''"),
         (["--peak-bandwidth", "-3"], "--peak-bandwidth"),
         (["--peak-flops", "nan"], "--peak-flops"),
         (["--model-config", "/nonexistent/config.json"], "--model-config"),
@@ -180,6 +183,22 @@ def test_an_absurd_config_names_its_field(tmp_path: Path) -> None:
     p.write_text(json.dumps(cfg))
     done = run_cli("analyze", str(DECODE), "--by", "step", "--model-config", str(p), "--workers", "1")
     assert done.returncode == 2 and "num_key_value_heads" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--top", "3"], "--top 3 keeps the longest kernels of --by kernel"),
+        (["--by", "step", "--top", "3"], "--top 3 keeps the longest kernels of --by kernel"),
+        (["--at-kv", "32000"], "--at-kv 32000 predicts from the decode steps of --by step"),
+        (["--by", "kernel", "--at-kv", "32000"], "--at-kv 32000 predicts from the decode steps of --by step"),
+    ],
+)
+def test_a_flag_of_another_grouping_is_an_error_not_ignored(args: list[str], needle: str) -> None:
+    done = run_cli("analyze", str(DECODE), *args, "--workers", "1")
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tracekit: error: ") and needle in lines[0], done.stderr
 
 
 def test_limit_flags_need_a_step_or_kernel_table() -> None:

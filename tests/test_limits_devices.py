@@ -11,6 +11,7 @@ from tests.helpers import ROOT, run_cli
 from tracekit.errors import UserError
 from tracekit.limits.devices import DTYPES, device_from_trace_name, devices, find_device
 from tracekit.limits.model import from_config, from_preset
+from tracekit.limits.roofline import choose_roof
 
 QWEN3_8B = ROOT / "tests" / "data" / "models" / "qwen3-8b" / "config.json"
 
@@ -79,12 +80,32 @@ def test_a_jetson_is_told_apart_by_its_memory() -> None:
     assert device_from_trace_name("Orin", memory_bytes=16 * 10**9) is None
 
 
-def test_find_device_takes_keys_names_and_trace_names() -> None:
+def test_find_device_takes_keys_and_names_without_case_or_spacing() -> None:
     assert find_device("h100-sxm").key == "h100-sxm"
     assert find_device("H100 SXM").key == "h100-sxm"
+    assert find_device("h100_sxm").key == "h100-sxm"
     assert find_device("RTX4090").key == "rtx-4090"
     assert find_device("AMD Instinct MI300X").key == "mi300x"
     assert find_device("jetson orin agx").key == "jetson-orin-agx"
+    assert find_device("NVIDIA H200 NVL 141GB").key == "h200-nvl"
+
+
+@pytest.mark.parametrize(("name", "closest"), [("h200x", "h200"), ("h100-sxm;rm", "h100-sxm"), ("NVIDIA H100 80GB HBM3", "closest: h100-sxm")])
+def test_a_flag_matches_whole_names_only(name: str, closest: str) -> None:
+    """A trace's "NVIDIA H100 80GB HBM3" is read by pattern; a name a user types is not: "h200x"
+    compared with an H200's peaks would be a typo turned into figures."""
+    assert device_from_trace_name(name) is not None  # what the trace reader would make of it
+    with pytest.raises(UserError) as err:
+        find_device(name)
+    msg = str(err.value)
+    assert "\n" not in msg and "unknown device" in msg and closest in msg, msg
+
+
+def test_an_empty_device_is_an_error_not_the_traces_own() -> None:
+    with pytest.raises(UserError, match="--device '': give a device name"):
+        find_device("")
+    with pytest.raises(UserError, match="--device"):
+        choose_roof(trace_device="NVIDIA H100 80GB HBM3", device="")
 
 
 def test_an_unknown_device_names_the_flags_and_the_closest() -> None:
@@ -129,6 +150,18 @@ def test_qwen3_8b_config() -> None:
     # only the per-head Q/K norms (36 x 256 weights).
     assert 8.15e9 < m.params < 8.25e9
     assert m.source["layers"] == "config.json"
+
+
+@pytest.mark.parametrize("value", [None, 0, "long", 1.5, True])
+def test_an_odd_max_position_embeddings_loses_only_the_max_context(tmp_path: Path, value: object) -> None:
+    """Only advice's notes use the model's longest context: an odd value there must not refuse a
+    config.json that gives every figure (a reviewer found null refused as a missing field)."""
+    cfg = json.loads(QWEN3_8B.read_text())
+    cfg["max_position_embeddings"] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    shape = from_config(tmp_path / "config.json")
+    assert shape.max_context is None and shape.layers == 36
+    assert from_config(QWEN3_8B).max_context == 40_960
 
 
 def test_sliding_window_layers_read_at_most_their_window(tmp_path: Path) -> None:
@@ -214,3 +247,22 @@ def test_a_config_that_is_not_a_file_is_refused_without_reading(tmp_path: Path) 
     with pytest.raises(UserError) as err:
         from_config(big)
     assert "too large" in str(err.value)
+
+
+@pytest.mark.parametrize("columns", ["10", "60"])
+def test_a_narrow_terminal_lists_the_devices_whole(columns: str) -> None:
+    """Too narrow for the table: a line a device, every key and figure whole (no empty borders,
+    no "h100-s…")."""
+    done = run_cli("devices", env={"COLUMNS": columns})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert not any(set(line) <= set("┏┳┓┃┡╇┩│└┴┘━─ ") for line in lines), done.stdout
+    h100 = find_device("h100-sxm")
+    line = next(line for line in lines if line.startswith("h100-sxm:"))
+    assert h100.name in line and f"{h100.peak_bandwidth_tb_s:.4g} TB/s" in line and "…" not in done.stdout
+    assert len(lines) == len(devices()) + 1
+
+
+def test_a_wide_terminal_keeps_the_table() -> None:
+    done = run_cli("devices", env={"COLUMNS": "160"})
+    assert done.returncode == 0 and "┃ device " in done.stdout and "…" not in done.stdout

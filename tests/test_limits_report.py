@@ -80,7 +80,14 @@ def test_above_peak_is_a_finding(small_run: Path) -> None:
 
 
 def test_report_flags_are_one_line(small_run: Path) -> None:
-    for args, needle in ((["--device", "h1OO"], "--device"), (["--model-config", "/no/config.json"], "--model-config")):
+    for args, needle in (
+        (["--device", "h1OO"], "--device"),
+        (["--device", ""], "--device ''"),
+        (["--device", "h200x"], "closest: h200"),
+        (["--model-config", "/no/config.json"], "--model-config"),
+        # --at-kv predicts from engine traces' steps; a run's report has its own predictions.
+        (["--at-kv", "32000"], "--at-kv predicts from engine traces' steps"),
+    ):
         done = run_cli("report", str(small_run), "-f", "json", "-o", "-", *args)
         assert done.returncode == 2 and needle in done.stderr and len(done.stderr.strip().splitlines()) == 1
 

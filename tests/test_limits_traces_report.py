@@ -44,8 +44,9 @@ def test_steps_report_gives_each_step_its_distance_to_the_limit(tmp_path: Path) 
 @pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)
 def test_bad_limit_flags_on_traces_are_one_line(tmp_path: Path) -> None:
     folder = _traces(tmp_path)
-    r = run_cli("report", str(folder), "--device", "mi3000x", "--format", "json", "--out", "-")
-    assert r.returncode == 2 and "--device" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for device in ("mi3000x", "mi300x;rm", ""):
+        r = run_cli("report", str(folder), "--device", device, "--format", "json", "--out", "-")
+        assert r.returncode == 2 and "--device" in r.stderr and len(r.stderr.strip().splitlines()) == 1, device
 
 
 @pytest.mark.slow  # headless chromium

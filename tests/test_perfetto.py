@@ -18,7 +18,7 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.errors import UserError
 from tracekit.perfetto.export import TRACEKIT_PID, enrich_file
 from tracekit.perfetto.serve import PERFETTO_ORIGIN, TraceServer, perfetto_url
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from tracekit.report.fit import crossing, fit_line
 from tracekit.report.renderers import htmlreport as html_renderer
 from tracekit.report.renderers import write_report
 from tracekit.report.renderers.jsonreport import to_json
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 SCHEMA = json.loads((ROOT / "tracekit" / "schemas" / "report.schema.json").read_text())
 
@@ -53,15 +53,21 @@ def test_attention_grows_faster_than_the_rest(which: str, request: pytest.Fixtur
     )
     assert att.slope > 0
     assert att.slope > other.slope
-    assert att.r2 > 0.8
     shares = [c.attention_share for c in d.ok_contexts()]
     assert shares[-1] > shares[0]  # attention takes a growing share of each step
-    for c in d.ok_contexts():
-        assert c.decode_ms_per_token and c.bound_ms_per_token and c.decode_ms_per_token > c.bound_ms_per_token * 0.5
-        # the fit stays within 35% of every measured point on this noisy 2-core machine
-        assert total.at(c.context_tokens) == pytest.approx(c.decode_ms_per_token, rel=0.35)
     doc = to_json(data)
     jsonschema.validate(doc, SCHEMA)
+    if any(f["kind"] == "busy-machine" for f in doc["findings"]):
+        # Other work shared the cores (the capture measured it): the fit may be loose, and the report
+        # must say so rather than present its figures as clean.
+        assert "other work ran beside the capture" in doc["headline"]["text"] or "too busy" in doc["headline"]["text"]
+    else:
+        assert att.r2 > 0.8
+        for c in d.ok_contexts():
+            # the fit stays within 35% of every measured point on a quiet 2-core machine
+            assert total.at(c.context_tokens) == pytest.approx(c.decode_ms_per_token, rel=0.35)
+    for c in d.ok_contexts():
+        assert c.decode_ms_per_token and c.bound_ms_per_token and c.decode_ms_per_token > c.bound_ms_per_token * 0.5
     assert {f["kind"] for f in doc["findings"]} >= {
         "attention-growth",
         "decode-fit",

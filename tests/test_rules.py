@@ -364,7 +364,7 @@ def test_router_topk_is_moe_routing_only_inside_an_moe_block(block: str, rule: s
 def test_vllm_moe_trace_routing_is_its_own_category() -> None:
     """vLLM gpt-oss (TraceLens's trace): triton_kernels routing is moe_routing, expert GEMMs gemm,
     and sampling holds only the sampler's kernels."""
-    from tracekit.trace.load import load_trace
+    from tracekit.trace.read import load_trace
 
     res = analyze_trace(
         load_trace(Path(__file__).parent / "data" / "engines" / "vllm-gptoss-decode-fullgraph-mi300x.json.gz")

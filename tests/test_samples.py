@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tracekit.analysis.analyze import analyze_trace
-from tracekit.trace.load import load_trace
+from tracekit.trace.read import load_trace
 
 SAMPLES = sorted(p for p in (ROOT / "traces" / "samples").glob("*") if (p / "manifest.json").exists())
 

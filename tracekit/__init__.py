@@ -25,8 +25,7 @@ if TYPE_CHECKING:
     from tracekit.api.analysis import Analysis, analyze
     from tracekit.api.run import Run, load_run
     from tracekit.api.table import Table
-    from tracekit.trace.load import load_trace
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions, load_trace
 
 __version__ = "0.1.0"
 
@@ -42,8 +41,8 @@ _LAZY = {
     "Attribution": "tracekit.analysis.attribute",
     "analyze_trace": "tracekit.analysis.analyze",
     "attribute": "tracekit.analysis.attribute",
-    "load_trace": "tracekit.trace.load",
-    "ReadOptions": "tracekit.trace.options",
+    "load_trace": "tracekit.trace.read",
+    "ReadOptions": "tracekit.trace.read",
 }
 
 

@@ -1,8 +1,9 @@
 """The run folder and its manifest: what a capture recorded, per context length (pure Python, no torch).
 
-Contract: fields may be added, never renamed. ``schema`` names the version. The names of the
-files a capture writes are decided here (``trace_file``, ``enriched_file``); the folder's fixed
-names (the manifest's, the report's stem) come from ``fsutil``, which this module builds on.
+Contract: fields may be added, never renamed. ``schema`` names the version. Every name in a run
+folder is decided here: the manifest's, the report's (``report_file``, ``REPORT_PLOTS``) and the
+traces a capture writes (``trace_file``, ``enriched_file``). The output policy
+(``tracekit.outputs``) reads them to tell a run folder and the report's own files.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from typing import Any
 import msgspec
 
 from tracekit.errors import UserError
-from tracekit.fsutil import MANIFEST_NAME, MAX_MANIFEST_BYTES, REPORT_STEM, regular_file, write_text_atomic
+from tracekit.files import regular_file, write_text_atomic
 
 SCHEMA = "tracekit.manifest/1"
-MANIFEST = MANIFEST_NAME  # the file that makes a folder a run (fsutil.is_run_folder)
+MANIFEST = "manifest.json"  # the file that makes a folder a run (``outputs.is_run_folder``)
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest is a few kilobytes; anything this large is not one
+
+# What a command may write inside a run folder: the report's own files, nothing else.
+REPORT_STEM = "report"
+TRACES_REPORT_STEM = "steps-report"  # the report ``tracekit report`` writes beside foreign traces
+REPORT_FORMATS = ("md", "html", "json")
+REPORT_FILES = tuple(f"{REPORT_STEM}.{ext}" for ext in REPORT_FORMATS)
+REPORT_PLOTS = f"{REPORT_STEM}-plots"  # where the Markdown report's plots go (``<stem>-plots``)
 
 
 TRACE_SUFFIX = ".pt.trace.json.gz"
@@ -277,8 +286,8 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise UserError(f"{f}: {f.stat().st_size:,} bytes is far too large for a manifest; refused")
     data = f.read_bytes()
     try:
-        # Counted before they are built (a context costs kilobytes once decoded): 1,000,000
-        # contexts in 44 MB took 6 GB.
+        # Counted before they are built: a context costs kilobytes once decoded, so a small file can
+        # ask for more memory than the machine has (docs/reliability.md, limits).
         count = len(msgspec.json.decode(data, type=_Contexts).contexts)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         count = 0  # the full decode below says what is wrong

@@ -31,9 +31,20 @@ def _measured_line(points: tuple[Point, ...]) -> Line | None:
     return Line(intercept, slope, len(points), r2, min(xs), max(xs), over="speeds you measured")
 
 
-def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[int, float]], what: str) -> Basis:
-    """No trace: the model's facts, the device the speeds were measured on, and speeds in tokens/s
-    the user measured (``measured``: (context, tokens/s), ascending)."""
+def _tera(flops: float | None) -> float | None:
+    """A dense peak in TFLOP/s (the device tables give FLOP/s; None where they do not know it)."""
+    return None if flops is None else flops / 1e12
+
+
+def from_facts(
+    shape: ModelShape,
+    on: Device | None,
+    measured: Sequence[tuple[int, float]],
+    what: str,
+) -> Basis:
+    """No trace: the model's facts (its longest context where they say it), the device the speeds were
+    measured on, and speeds in tokens/s the user measured (``measured``: (context, tokens/s),
+    ascending)."""
     points = tuple(Point(c, 1000.0 / tps) for c, tps in measured)
     decode = _measured_line(points)
     return Basis(
@@ -46,9 +57,8 @@ def from_facts(shape: ModelShape, on: Device | None, measured: Sequence[tuple[in
         bandwidth_gbps=None if on is None else on.peak_bandwidth_tb_s * 1000.0,
         bandwidth_source="" if on is None else on.source,
         checks=(OWN_TIMER,) if points else (),
-        peak_tflops=None
-        if on is None or on.peak_flops_for(shape.dtype) is None
-        else on.peak_flops_for(shape.dtype) / 1e12,  # type: ignore[operator]
+        peak_tflops=None if on is None else _tera(on.peak_flops_for(shape.dtype)),
+        max_context=shape.max_context,
     )
 
 
@@ -101,9 +111,8 @@ def from_steps(
         bandwidth_gbps=None if roof is None else roof.bandwidth_tb_s * 1000.0,
         bandwidth_source=(roof_source or roof.source) if roof is not None else "",
         batch=max(1, batch),
-        peak_tflops=None
-        if shape is None or roof is None or roof.peak_flops(shape.dtype) is None
-        else roof.peak_flops(shape.dtype) / 1e12,  # type: ignore[operator]
+        peak_tflops=None if shape is None or roof is None else _tera(roof.peak_flops(shape.dtype)),
         notes=tuple(notes),
         bandwidth_measured=roof is not None and roof.measured,
+        max_context=None if shape is None else shape.max_context,
     )

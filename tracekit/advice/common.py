@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracekit import stats
-from tracekit.advice.model import Reps
+from tracekit.advice.model import Line, Reps
 from tracekit.stats import Interval
 
 _HUGE = 1e300  # stands in for +inf inside a percentile (inf - inf is NaN in numpy's interpolation)
@@ -60,3 +60,11 @@ def pct(x: float) -> str:
 
 def mb(x: float) -> str:
     return f"{x / 1e6:,.1f} MB" if x < 1e9 else f"{x / 1e9:,.2f} GB"
+
+
+def no_growth(line: Line) -> str:
+    """Why a decode line that does not rise with context carries no advice: a decode step reads the
+    whole KV cache, so a longer context never makes it faster; a flat or falling fit is the
+    measurement's noise (or speeds rounded to the same figure)."""
+    how = "falls with context" if line.slope < 0 else "does not grow with context"
+    return f"Inconclusive: the decode fit {how} ({line.slope * 1000:.3g} ms per 1k tokens), which a decode step cannot do"

@@ -84,6 +84,7 @@ class Basis:
     notes: tuple[str, ...] = ()  # what the input could not carry
     peak_tflops: float | None = None  # the device's dense peak in the model's dtype, where known (a prefill floor)
     bandwidth_measured: bool = False  # a copy bandwidth capture measured (a floor: a step may beat its ceiling)
+    max_context: int | None = None  # the model's longest context, where its facts say (a run's manifest, a preset)
 
     @property
     def measured(self) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracekit.advice.common import ci, interval, pct, ratio_reps
+from tracekit.advice.common import ci, interval, no_growth, pct, ratio_reps
 from tracekit.advice.model import Advice, Basis, Line, Plan, Reps
 
 PARTS = 4  # with no --every: reset four times over the generation
@@ -57,6 +57,49 @@ def schedule(b: Basis, plan: Plan) -> Schedule | None:
     return Schedule(generate, prompt, keep, every, chosen)
 
 
+def _past_max_context(b: Basis, sch: Schedule) -> str:
+    """What to say when a plan runs past the model's longest context ("" when it does not, or the
+    model's facts do not say): the model cannot decode there, so those steps are the line's alone."""
+    most = b.max_context
+    plain = sch.prompt + sch.generate
+    if not most or plain <= most:
+        return ""
+    reset = max(c0 + n for _, n, c0 in sch.segments())
+    also = (
+        f", and the reset plan to {reset:,}"
+        if reset > most
+        else f"; the reset plan stays within it (at most {reset:,})"
+    )
+    return (
+        f"the plain plan runs to context {plain:,}, past the model's maximum context of {most:,}{also}: "
+        "the model cannot decode past its maximum as it is, so those steps are the fitted line's, not the model's"
+    )
+
+
+def _lead(past: str) -> str:
+    return f"{past[0].upper()}{past[1:]}. " if past else ""
+
+
+def _falling(b: Basis, line: Line, sch: Schedule, past: str) -> Advice:
+    """No comparison from a decode line that does not rise with context: both plans' times would be
+    the noise's (far enough out, below zero)."""
+    claim = _lead(past) + (
+        f"{no_growth(line)}, so this measurement cannot compare generating {sch.generate:,} tokens with "
+        f"resetting to the last {sch.keep:,} every {sch.every:,}; measure more steps or rounds, over a wider "
+        "range of contexts, on a quieter machine."
+    )
+    figures: dict[str, float | int | str | None] = {
+        "generate": sch.generate,
+        "prompt": sch.prompt,
+        "keep": sch.keep,
+        "every": sch.every,
+        "resets": sch.resets,
+    }
+    return Advice(
+        "progressive", claim, None, None, (f"the decode fit over {line.n} {line.over} ({b.source})",), figures=figures
+    )
+
+
 def _decode_ms(a: Reps | float, s: Reps | float, segments: list[tuple[int, int, int]]) -> Reps | float:
     total: Reps | float = 0.0
     for k, n, c0 in segments:
@@ -75,6 +118,9 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
     sch = schedule(b, plan)
     if line is None or sch is None:
         return None
+    past = _past_max_context(b, sch)
+    if line.slope <= 0:
+        return _falling(b, line, sch, past)
     plain_segs = [(1, sch.generate, sch.prompt)]
     reset_segs = sch.segments()
     resets = sch.resets
@@ -104,6 +150,7 @@ def progressive(b: Basis, plan: Plan) -> Advice | None:
     plan_text = f"Generating {sch.generate:,} tokens from a {sch.prompt:,}-token prompt{each}" + (
         " (a plan tracekit chose; pick yours with --generate, --prompt, --keep, --every)" if sch.chosen else ""
     )
+    plan_text = _lead(past) + plan_text
     prefill = b.prefill
     if prefill is not None:
         # A batch re-prefills every sequence's kept tokens (the prefill line is against all of them).

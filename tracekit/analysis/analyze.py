@@ -15,7 +15,7 @@ from tracekit.analysis.breakdown import (
     phase_results,
     unlinked_and_graph,
 )
-from tracekit.analysis.result import AnalysisResult, CategoryTime, KernelRow
+from tracekit.analysis.result import AnalysisResult, summed_rows
 from tracekit.analysis.window import Window, find_window, find_windows, merged_window
 from tracekit.errors import InputError
 from tracekit.trace.model import Trace
@@ -107,17 +107,7 @@ def _phase_result(trace: Trace, att: Attribution, phase: str) -> AnalysisResult:
 
 def _summed(trace: Trace, parts: list[AnalysisResult], pattern: str, n: int) -> AnalysisResult:
     """Several windows' results as one: sums of times and counts, kernels merged by row."""
-    cats: dict[str, CategoryTime] = {}
-    kernels: dict[tuple[str, str, str], KernelRow] = {}
-    for r in parts:
-        for name, c in r.categories.items():
-            m = cats.setdefault(name, CategoryTime())
-            m.time_us += c.time_us
-            m.count += c.count
-        for k in r.kernels:
-            row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
-            row.count += k.count
-            row.time_us += k.time_us
+    cats, kernels = summed_rows(parts)
     win = Window(
         f"{pattern} ({n} windows summed)", parts[0].window.start_us, sum(r.window.dur_us for r in parts), "sum"
     )
@@ -130,7 +120,7 @@ def _summed(trace: Trace, parts: list[AnalysisResult], pattern: str, n: int) -> 
         idle_us=sum(r.idle_us for r in parts),
         categories=cats,
         phases=[p for r in parts for p in r.phases],
-        kernels=sorted(kernels.values(), key=lambda k: -k.time_us),
+        kernels=kernels,
         unlinked_us=sum(r.unlinked_us for r in parts),
         unlinked_count=sum(r.unlinked_count for r in parts),
         graph_us=sum(r.graph_us for r in parts),

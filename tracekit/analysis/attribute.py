@@ -23,6 +23,10 @@ from tracekit.analysis.window import Window
 from tracekit.annotations import PhaseKey
 from tracekit.trace.model import OP_CATS, Codes, Trace
 
+# The columns with one row an item (a selection takes each alike); busy_ts/busy_end are per item on
+# a GPU only, so each selection says what becomes of them.
+_ITEM_COLUMNS = ("origin", "name", "ts", "end", "time", "node", "graph", "code", "category", "phase", "phase_node")
+
 
 @dataclass
 class Attribution:
@@ -64,21 +68,11 @@ class Attribution:
         """The items of every phase called ``phase`` (``decode``: every decode step)."""
         names = np.array([k.phase == phase for k in self.phase_keys] + [False], bool)
         keep = names[self.phase]  # -1 (no phase) reads the trailing False
-        return replace(
-            self,
-            origin=self.origin[keep],
-            name=self.name[keep],
-            ts=self.ts[keep],
-            end=self.end[keep],
-            time=self.time[keep],
-            node=self.node[keep],
-            graph=self.graph[keep],
-            code=self.code[keep],
-            category=self.category[keep],
-            phase=self.phase[keep],
-            phase_node=self.phase_node[keep],
-            busy_ts=self.busy_ts[keep] if self.device == "gpu" else self.busy_ts,
-            busy_end=self.busy_end[keep] if self.device == "gpu" else self.busy_end,
+        gpu = self.device == "gpu"
+        return self._take(
+            keep,
+            busy_ts=self.busy_ts[keep] if gpu else self.busy_ts,
+            busy_end=self.busy_end[keep] if gpu else self.busy_end,
         )
 
     def within(self, window: Window) -> Attribution:
@@ -94,23 +88,11 @@ class Attribution:
             keep = (lo <= self.ts) & (self.ts < hi)
             time = self.time[keep]
             busy_ts, busy_end = self.busy_ts, self.busy_end
-        return replace(
-            self,
-            origin=self.origin[keep],
-            name=self.name[keep],
-            ts=self.ts[keep],
-            end=self.end[keep],
-            time=time,
-            node=self.node[keep],
-            graph=self.graph[keep],
-            code=self.code[keep],
-            category=self.category[keep],
-            phase=self.phase[keep],
-            phase_node=self.phase_node[keep],
-            busy_ts=busy_ts,
-            busy_end=busy_end,
-            window=window,
-        )
+        return self._take(keep, time=time, busy_ts=busy_ts, busy_end=busy_end, window=window)
+
+    def _take(self, keep: NDArray[np.bool_], **changes: Any) -> Attribution:
+        """The items ``keep`` selects, every per-item column alike, with ``changes`` on top."""
+        return replace(self, **{**{f: getattr(self, f)[keep] for f in _ITEM_COLUMNS}, **changes})
 
 
 def attribute(trace: Trace, classifier: Classifier | None = None) -> Attribution:

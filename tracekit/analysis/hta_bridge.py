@@ -19,9 +19,9 @@ from typing import Any
 
 import msgspec
 
-from tracekit.trace.gz import MAGIC
 from tracekit.trace.model import Trace
-from tracekit.trace.raw import read_document
+from tracekit.trace.read import GZIP_MAGIC as MAGIC
+from tracekit.trace.read import read_document
 
 
 def _frame(df: Any, limit: int = 20) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -117,3 +118,27 @@ class AnalysisResult:
         if self.extra:
             out.update(self.extra)
         return out
+
+
+def summed_rows(results: Iterable[AnalysisResult]) -> tuple[dict[str, CategoryTime], list[KernelRow]]:
+    """The categories and kernel rows of several results, summed: categories in the order first
+    seen, kernel rows longest first (a merged row keeps the least min and the greatest max; a
+    median does not merge)."""
+    cats: dict[str, CategoryTime] = {}
+    kernels: dict[tuple[str, str, str], KernelRow] = {}
+    for r in results:
+        for name, c in r.categories.items():
+            m = cats.setdefault(name, CategoryTime())
+            m.time_us += c.time_us
+            m.count += c.count
+        for k in r.kernels:
+            row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
+            row.count += k.count
+            row.time_us += k.time_us
+            row.min_us = _fold(min, row.min_us, k.min_us)
+            row.max_us = _fold(max, row.max_us, k.max_us)
+    return cats, sorted(kernels.values(), key=lambda k: -k.time_us)
+
+
+def _fold(pick: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else pick(a, b)

@@ -108,7 +108,7 @@ def attention_context(
 ) -> dict[int, tuple[int, int, int]]:
     """For each step of ``result.phases`` that needs a context and holds an attention operator
     with recorded shapes: its index -> (requests, query tokens, KV tokens). ``text`` reads the
-    trace's JSON (``trace.load.read_text``), called only when some step can use it; a document
+    trace's JSON (``trace.read.read_text``), called only when some step can use it; a document
     that does not decode gives nothing."""
     ts, origin, layouts = _candidates(att)
     want = [i for i, p in enumerate(result.phases) if p.kv_tokens is None and p.source in SHAPE_SOURCES]

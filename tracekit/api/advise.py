@@ -209,8 +209,9 @@ def advise(
         return Advice(run_advice(basis, plan, on=on_device, compare=others, run=str(target)))
     if compare:
         raise UserError("--compare compares runs: give a run folder first (tracekit advise RUN --compare OTHER)")
-    if peak_bandwidth is not None:
-        raise UserError("--peak-bandwidth applies to a run; without one, name the device with --on")
+    for flag, said in (("--peak-bandwidth", peak_bandwidth), ("--device", device)):
+        if said is not None:
+            raise UserError(f"{flag} applies to a run or traces; without one, name the device with --on")
     if (preset is None) == (config is None):
         raise UserError(
             "give a run folder, or the model with --preset NAME or --model-config PATH (one of them), "

@@ -37,7 +37,7 @@ from tracekit.fleet.task import Failure, TaskOptions, TracePartial
 from tracekit.limits.steps import Limits
 from tracekit.sanitize import printable
 from tracekit.trace.model import Trace
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions
 
 Paths = str | PathLike[str] | Trace | Iterable[str | PathLike[str] | Trace]
 

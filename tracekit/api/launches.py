@@ -10,9 +10,8 @@ from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.window import find_window
 from tracekit.api.columns import LAUNCH_KINDS
 from tracekit.api.table import Table
-from tracekit.trace.load import load_trace
 from tracekit.trace.model import Trace
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions, load_trace
 
 
 def launches(results: list[AnalysisResult], traces: dict[str, Trace], window: str | None, read: ReadOptions) -> Table:

@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict, get_type_hints
+
+
+class Dims(TypedDict):
+    """A decoder's layer shapes, named as ``ModelFacts`` (the manifest) and the limits' model
+    facts name them."""
+
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+
+
+SHAPES = tuple(get_type_hints(Dims))
 
 
 @dataclass(frozen=True)
@@ -20,14 +36,33 @@ class ModelShape:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
 
+    def dims(self) -> Dims:
+        return Dims(
+            layers=self.layers,
+            hidden=self.hidden,
+            heads=self.heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            intermediate=self.intermediate,
+            vocab=self.vocab,
+        )
+
     def parameter_count(self) -> int:
-        attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
-        mlp = 3 * self.hidden * self.intermediate
-        per_layer = attn + mlp + 2 * self.hidden
-        return self.vocab * self.hidden * 2 + self.layers * per_layer + self.hidden
+        return dense_params(**self.dims(), tied=False)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def dense_params(
+    *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, intermediate: int, vocab: int, tied: bool
+) -> int:
+    """Parameters of a Llama-shaped decoder: Q, K, V, O projections, a gated MLP (3 matrices), two
+    norms per layer, the embedding and (unless tied) the output head."""
+    attn = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
+    mlp = 3 * hidden * intermediate
+    per_layer = attn + mlp + 2 * hidden
+    return vocab * hidden * (1 if tied else 2) + layers * per_layer + hidden
 
 
 PRESETS: dict[str, ModelShape] = {

@@ -33,7 +33,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 from tracekit import annotations as ann
 from tracekit.capture.backends.base import Backend, Generation, StepCallback
 from tracekit.errors import UserError
-from tracekit.fsutil import atomic_open
+from tracekit.files import atomic_open
 
 
 @contextmanager

@@ -38,8 +38,8 @@ from tracekit.capture.cpuload import LoadMonitor
 from tracekit.capture.profiled import kineto_quiet
 from tracekit.capture.timings import Measured
 from tracekit.errors import Interrupted, UserError
-from tracekit.fsutil import new_run_dir
 from tracekit.manifest import SCHEMA, ContextEntry, Manifest, trace_file, write_manifest
+from tracekit.outputs import new_run_dir
 
 # Five rounds keep `make demo` (128, 1024, 4096 x 32 tokens, builtin tiny) near half a minute of
 # capture on 2 cores; three timed prefills per context bound the cost of the 4096-token one.

@@ -105,7 +105,7 @@ def _say(line: str) -> None:
 
 
 def _os_error(exc: OSError) -> str:
-    from tracekit.fsutil import os_problem
+    from tracekit.files import os_problem
 
     where = exc.filename if exc.filename is not None else None
     return f"{where}: {os_problem(exc)}" if where else os_problem(exc)
@@ -173,7 +173,7 @@ _SIZES = {"TRACEKIT_EXPORT_MEMORY": (10**6, 10**15)}
 
 def _check_environment() -> None:
     from tracekit.errors import SettingError
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
     from tracekit.units import format_size, parse_size
 
     ReadOptions.from_env()

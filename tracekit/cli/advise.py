@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from tracekit.cli.common import MAX_TOKENS, Number, check_choice, parse_int_list
+from tracekit.cli import limit_flags as limit
+from tracekit.cli.common import MAX_TOKENS, check_choice, number_option, parse_int_list
 from tracekit.errors import UserError
 from tracekit.sanitize import printable
 
@@ -40,17 +42,11 @@ def advise(
     target: Path | None = typer.Argument(
         None, help="A run folder from 'tracekit capture' (omit for a projection from model facts)."
     ),
-    target_tps: float | None = typer.Option(
-        None,
-        "--target-tps",
-        parser=Number("--target-tps", 0.001, 1e7, integer=False),
-        help="Context budget: keep at least this many tokens/s.",
+    target_tps: float | None = number_option(
+        "--target-tps", 0.001, 1e7, "Context budget: keep at least this many tokens/s.", integer=False
     ),
-    target_itl: float | None = typer.Option(
-        None,
-        "--target-itl",
-        parser=Number("--target-itl", 0.001, 1e7, integer=False),
-        help="Context budget: keep at most this many ms per token.",
+    target_itl: float | None = number_option(
+        "--target-itl", 0.001, 1e7, "Context budget: keep at most this many ms per token.", integer=False
     ),
     on: str | None = typer.Option(
         None,
@@ -60,50 +56,35 @@ def advise(
     context: str | None = typer.Option(
         None, "--context", "-c", help="Contexts to project at, e.g. 16,1441 (a run adds its own)."
     ),
-    generate: int | None = typer.Option(
-        None,
-        "--generate",
-        parser=Number("--generate", 1, MAX_TOKENS),
-        help="Progressive generation: tokens to generate.",
+    generate: int | None = number_option("--generate", 1, MAX_TOKENS, "Progressive generation: tokens to generate."),
+    prompt: int | None = number_option(
+        "--prompt", 0, MAX_TOKENS, "Progressive generation: prompt tokens to start from."
     ),
-    prompt: int | None = typer.Option(
-        None,
-        "--prompt",
-        parser=Number("--prompt", 0, MAX_TOKENS),
-        help="Progressive generation: prompt tokens to start from.",
+    keep: int | None = number_option("--keep", 0, MAX_TOKENS, "Progressive generation: tokens kept at each reset."),
+    every: int | None = number_option(
+        "--every", 1, MAX_TOKENS, "Progressive generation: reset every this many tokens."
     ),
-    keep: int | None = typer.Option(
-        None,
-        "--keep",
-        parser=Number("--keep", 0, MAX_TOKENS),
-        help="Progressive generation: tokens kept at each reset.",
-    ),
-    every: int | None = typer.Option(
-        None,
-        "--every",
-        parser=Number("--every", 1, MAX_TOKENS),
-        help="Progressive generation: reset every this many tokens.",
-    ),
-    kv_bits: float | None = typer.Option(
-        None,
+    kv_bits: float | None = number_option(
         "--kv-bits",
-        parser=Number("--kv-bits", 1, 64, integer=False),
-        help="With a run: the KV-cache precision to project to (default: half). Without: the model's.",
+        1,
+        64,
+        "With a run: the KV-cache precision to project to (default: half). Without: the model's.",
+        integer=False,
     ),
-    weight_bits: float | None = typer.Option(
-        None,
+    weight_bits: float | None = number_option(
         "--weight-bits",
-        parser=Number("--weight-bits", 1, 64, integer=False),
-        help="With a run: the weight precision to project to (default: half). Without: the model's.",
+        1,
+        64,
+        "With a run: the weight precision to project to (default: half). Without: the model's.",
+        integer=False,
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="No run: the model's shapes from a preset (mistral-7b, llama3-8b, ...)."
     ),
-    model_config: Path | None = typer.Option(
-        None,
-        "--model-config",
-        help="The model's shapes from a local config.json (with a run: instead of its manifest's).",
-    ),
+    model_config: Annotated[
+        Path | None,
+        limit.model_config("The model's shapes from a local config.json (with a run: instead of its manifest's)."),
+    ] = None,
     measured: str | None = typer.Option(
         None, "--measured", help="No run: speeds you measured, CONTEXT:TOKENS_PER_S,... (e.g. 16:31,1441:20)."
     ),
@@ -112,15 +93,12 @@ def advise(
         "--compare",
         help="Another run of the same model (e.g. another --attn): the measured difference, with intervals.",
     ),
-    peak_bandwidth: float | None = typer.Option(
-        None,
-        "--peak-bandwidth",
-        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
-        help="The measuring device's memory bandwidth in GB/s (a run's, or the traces').",
-    ),
-    device_name: str | None = typer.Option(
-        None, "--device", help="With traces: the device they were recorded on (a name from 'tracekit devices')."
-    ),
+    peak_bandwidth: Annotated[
+        float | None, limit.peak_bandwidth("The measuring device's memory bandwidth in GB/s (a run's, or the traces').")
+    ] = None,
+    device_name: Annotated[
+        str | None, limit.device("With traces: the device they were recorded on (a name from 'tracekit devices').")
+    ] = None,
     fmt: str = typer.Option("text", "--format", "-f", help="text, md or json."),
 ) -> None:
     """Say what would help, with numbers: each piece of advice says what it rests on (a fit over N

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import typer
 
+from tracekit.cli import limit_flags as limit
 from tracekit.cli.common import MAX_WORKERS, Number, check_choice, err, out
 from tracekit.errors import UserError
 from tracekit.limits.flags import LimitFlags
@@ -68,24 +69,20 @@ def analyze(
     memory_limit: str | None = typer.Option(
         None, help="Memory per worker of the embedded cluster (e.g. 4GB; default: an equal share of this machine's)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="With --by step/kernel: the device whose peaks to compare with (see 'tracekit devices')."
-    ),
-    peak_bandwidth: float | None = typer.Option(
-        None,
-        "--peak-bandwidth",
-        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
-        help="With --by step/kernel: device memory bandwidth in GB/s (a device the table lacks).",
-    ),
-    peak_flops: float | None = typer.Option(
-        None,
-        "--peak-flops",
-        parser=Number("--peak-flops", 0.001, 1e7, integer=False),
-        help="With --by step/kernel: device dense peak TFLOP/s, every dtype.",
-    ),
-    model_config: Path | None = typer.Option(
-        None, "--model-config", help="With --by step/kernel: a local Hugging Face config.json for the model facts."
-    ),
+    device: Annotated[
+        str | None,
+        limit.device("With --by step/kernel: the device whose peaks to compare with (see 'tracekit devices')."),
+    ] = None,
+    peak_bandwidth: Annotated[
+        float | None,
+        limit.peak_bandwidth("With --by step/kernel: device memory bandwidth in GB/s (a device the table lacks)."),
+    ] = None,
+    peak_flops: Annotated[
+        float | None, limit.peak_flops("With --by step/kernel: device dense peak TFLOP/s, every dtype.")
+    ] = None,
+    model_config: Annotated[
+        Path | None, limit.model_config("With --by step/kernel: a local Hugging Face config.json for the model facts.")
+    ] = None,
 ) -> None:
     """Attribute device time to attention and everything else, per window, phase and step.
 
@@ -122,12 +119,17 @@ def analyze(
     from tracekit.fleet.run import run as run_tasks
     from tracekit.fleet.task import TaskOptions
     from tracekit.render import analyze_rows
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     check_choice(by, analyze_rows.GROUPINGS, "--by")
     check_choice(fmt, analyze_rows.FORMATS, "--format")
     if phase is not None:
         check_choice(phase, PHASES, "--phase")
+    # A flag that shapes one grouping's output is an error with another, not silently dropped.
+    if top is not None and by != "kernel":
+        raise UserError(f"--top {top} keeps the longest kernels of --by kernel: add --by kernel or leave --top out")
+    if at_kv is not None and by != "step":
+        raise UserError(f"--at-kv {at_kv} predicts from the decode steps of --by step: add --by step or leave it out")
     if window_all and window is None:
         raise UserError("--window-all sums the windows --window matches: give --window PATTERN too")
     if phase not in (None, "all") and window is not None:
@@ -166,8 +168,6 @@ def analyze(
         )
     plan = Plan(workers or default_workers(paths), address, memory_limit)
     kernels: Literal["top", "all", "match"] = "match" if pattern is not None else "all" if by == "kernel" else "top"
-    if at_kv is not None and not 0 < at_kv <= 10**12:
-        raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
     limits = by in ("step", "kernel")
     flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
     if limits:
@@ -234,8 +234,6 @@ def _capped(workers: int, traces: int) -> int:
 
 def _in_run_folders(paths: list[str]) -> bool:
     """Whether every trace is a context of a tracekit run (a manifest beside it)."""
-    from pathlib import Path
-
     from tracekit.manifest import MANIFEST
 
     return bool(paths) and all((Path(p).parent / MANIFEST).is_file() for p in paths)
@@ -245,7 +243,7 @@ def _list_windows(paths: list[str], partial: bool) -> None:
     """Each trace's annotation names, in natural order, with how often each occurs."""
     from tracekit.analysis.window import annotation_counts
     from tracekit.sanitize import printable
-    from tracekit.trace.load import load_trace
+    from tracekit.trace.read import load_trace
 
     for p in paths:
         counts = annotation_counts(load_trace(p, partial=partial))

@@ -94,7 +94,7 @@ def capture(
     from tracekit.capture.backends.base import CaptureOptions
     from tracekit.capture.sweep import SweepOptions, run_capture, validate
     from tracekit.cli.progress import bar, wanted
-    from tracekit.fsutil import check_out_folder, check_run_name
+    from tracekit.outputs import check_out_folder, check_run_name
     from tracekit.perfetto.export import enrich_context
 
     check_choice(backend, tuple(BACKENDS), "--backend")

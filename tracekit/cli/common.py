@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # Tables fit this width when the output goes to a file or a pipe: room for every column tracekit
 # draws; kernel names are shortened to fit (``--wide`` shows them whole).
 PIPED_WIDTH = 100
+# The narrowest width tables are drawn at: narrower, every cell wraps to a letter or two and a
+# table says nothing; at this width the terminal wraps whole lines, which stay readable.
+MIN_WIDTH = 60
 
 
 class LazyConsole:
@@ -40,13 +43,19 @@ class LazyConsole:
         return self._console
 
     def width(self) -> int | None:
-        """The terminal's width (None: rich asks the terminal), ``$COLUMNS`` where set, else
-        ``PIPED_WIDTH`` when the output is not a terminal (rich would take 80 columns)."""
+        """``$COLUMNS`` where set, else the terminal's width, at least ``MIN_WIDTH``; else
+        ``PIPED_WIDTH`` when the output is not a terminal (rich would take 80 columns), and None
+        (rich's choice) for a stderr that is not one."""
         columns = os.environ.get("COLUMNS", "")
         if columns.isdigit() and int(columns) > 0:
-            return int(columns)
+            return max(int(columns), MIN_WIDTH)
         stream = sys.stderr if self._stderr else sys.stdout
-        return None if self._stderr or stream.isatty() else PIPED_WIDTH
+        if stream.isatty():
+            try:
+                return max(os.get_terminal_size(stream.fileno()).columns, MIN_WIDTH)
+            except (OSError, ValueError):
+                return None
+        return None if self._stderr else PIPED_WIDTH
 
     def print(self, *objects: Any) -> None:
         self.rich.print(*objects)
@@ -109,6 +118,13 @@ class Number:
             value = repr(value)  # a default: checked like any other value
         x = bounded_number(str(value), self.flag, self.lo, self.hi, integer=self.integer)
         return int(x) if self.integer else float(x)
+
+
+def number_option(flag: str, lo: float, hi: float, help: str, *, integer: bool = True) -> Any:
+    """A numeric flag with no default under the number policy, its name written once."""
+    import typer
+
+    return typer.Option(None, flag, parser=Number(flag, lo, hi, integer=integer), help=help)
 
 
 def parse_int_list(text: str, flag: str, lo: int = 1, hi: int = 1 << 30) -> list[int]:

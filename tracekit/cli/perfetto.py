@@ -19,7 +19,7 @@ def _trace_for(target: Path, context: int | None) -> tuple[Path, Path | None]:
     is always the raw one's twin beside it (``enriched_file``): whatever a manifest's
     ``enriched_trace`` says, tracekit writes nowhere else."""
     if not target.is_dir():
-        from tracekit.fsutil import regular_file
+        from tracekit.files import regular_file
 
         regular_file(target, "trace file")
         if context is not None:
@@ -94,7 +94,7 @@ def open_cmd(
 
     from tracekit.perfetto.export import enrich_data, enrich_file
     from tracekit.perfetto.serve import TraceServer
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     read = ReadOptions.from_env()
     raw, enriched = _trace_for(target, context)
@@ -170,9 +170,9 @@ def export(
       tracekit export traces/RUN --out enriched.json.gz --max-steps 8
       tracekit export trace.json.gz --out step6.json.gz --window ProfilerStep#6
     """
-    from tracekit.fsutil import claim_output, record_outputs
+    from tracekit.outputs import claim_output, record_outputs
     from tracekit.perfetto.export import enrich_data, enrich_file
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     read = ReadOptions.from_env()
     memory = export_memory()

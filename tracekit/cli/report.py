@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from tracekit.cli import limit_flags as limit
 from tracekit.cli.common import Number, check_choice, err
 from tracekit.errors import CheckFailed, UserError
 from tracekit.sanitize import printable
@@ -26,28 +27,20 @@ def report(
     check: list[str] = typer.Option(
         [], "--check", help="Gate: METRIC@CONTEXT OP VALUE, e.g. 'tokens_per_s@4096>=40'. Exit 1 if violated."
     ),
-    peak_bandwidth: float | None = typer.Option(
-        None,
-        "--peak-bandwidth",
-        parser=Number("--peak-bandwidth", 0.001, 1e6, integer=False),
-        help="Device memory bandwidth in GB/s for the bound.",
-    ),
-    device: str | None = typer.Option(
-        None,
-        "--device",
-        help="The device to compare with (a name from 'tracekit devices'), instead of the captured one.",
-    ),
-    peak_flops: float | None = typer.Option(
-        None,
-        "--peak-flops",
-        parser=Number("--peak-flops", 0.001, 1e7, integer=False),
-        help="Device dense peak TFLOP/s (every dtype), for a device the table lacks.",
-    ),
-    model_config: Path | None = typer.Option(
-        None,
-        "--model-config",
-        help="A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...).",
-    ),
+    device: Annotated[
+        str | None,
+        limit.device("The device to compare with (a name from 'tracekit devices'), instead of the captured one."),
+    ] = None,
+    peak_bandwidth: Annotated[
+        float | None, limit.peak_bandwidth("Device memory bandwidth in GB/s for the bound.")
+    ] = None,
+    peak_flops: Annotated[
+        float | None, limit.peak_flops("Device dense peak TFLOP/s (every dtype), for a device the table lacks.")
+    ] = None,
+    model_config: Annotated[
+        Path | None,
+        limit.model_config("A local Hugging Face config.json for the model facts (layers, heads, KV heads, ...)."),
+    ] = None,
     partial: bool = typer.Option(
         False, help="Use the usable prefix of a truncated trace (with a warning) instead of leaving its figures out."
     ),
@@ -85,8 +78,9 @@ def report(
       tracekit report traces/RUN --format json --out - --check 'tokens_per_s@4096>=40'
       tracekit report traces/RUN --device jetson-orin-agx --model-config Llama-3-8B/config.json
     """
-    from tracekit.fsutil import claim_output
+    from tracekit.limits.flags import LimitFlags
     from tracekit.manifest import report_file
+    from tracekit.outputs import claim_output
     from tracekit.report.checks import evaluate, parse_check, unknown_metrics
     from tracekit.report.data import build_report
     from tracekit.report.renderers import render, write_report
@@ -96,24 +90,23 @@ def report(
         check_choice(f, ("md", "html", "json"), "--format")
     if out is not None and len(fmt) > 1:
         raise UserError("--out names one file; with several --format values leave it out")
-    if at_kv is not None and not 0 < at_kv <= 10**12:
-        raise UserError(f"--at-kv {at_kv}: give a number of KV tokens between 1 and 10^12")
+    flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
+    flags.check()  # a bad --device or config.json fails before any trace is read
     if not (len(inputs) == 1 and _run_folder_meant(inputs[0])):
         if check:
             raise UserError("--check needs a run folder (tracekit capture); these are traces")
         from tracekit.cli.report_traces import report_traces
-        from tracekit.limits.flags import LimitFlags
 
-        flags = LimitFlags(device, peak_bandwidth, peak_flops, model_config)
-        flags.check()  # a bad --device or config.json fails before any trace is read
         code = report_traces(inputs, fmt, out, force=force, partial=partial, at_kv=at_kv, flags=flags)
         if code:
             raise typer.Exit(code)
         return
+    if at_kv is not None:
+        raise UserError(
+            "--at-kv predicts from engine traces' steps; a run's report predicts at 2x its largest context: leave it out"
+        )
     run_dir = Path(inputs[0])
     checks = [parse_check(c) for c in check]
-    if peak_bandwidth is not None and not (math.isfinite(peak_bandwidth) and peak_bandwidth > 0):
-        raise UserError(f"--peak-bandwidth {peak_bandwidth:g}: give the device's bandwidth in GB/s, a positive number")
     if out is not None and len(fmt) > 1:
         raise UserError("--out names one file; with several --format values leave it out (files go into RUN_DIR)")
     to_stdout = out is not None and str(out) == "-"
@@ -123,7 +116,7 @@ def report(
     if not to_stdout:
         for target in targets.values():
             claim_output(target, force=force)
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     read = ReadOptions.from_env()
     data = build_report(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tracekit.cli.common import err
 from tracekit.errors import UserError
-from tracekit.fsutil import TRACES_REPORT_STEM
 from tracekit.limits.flags import LimitFlags
+from tracekit.manifest import TRACES_REPORT_STEM
 from tracekit.sanitize import finite, printable
 
 
@@ -25,13 +25,14 @@ def report_traces(
 ) -> int:
     """Analyze ``inputs`` step by step and write the report; return the exit code (2: some trace failed)."""
     from tracekit.cli.progress import progress
+    from tracekit.files import write_files_atomic
     from tracekit.fleet.inputs import expand
     from tracekit.fleet.plan import Plan
     from tracekit.fleet.run import default_workers, run
     from tracekit.fleet.task import TaskOptions
-    from tracekit.fsutil import claim_output, record_outputs, write_files_atomic
+    from tracekit.outputs import claim_output, record_outputs
     from tracekit.report import traces, traces_sections
-    from tracekit.trace.options import ReadOptions
+    from tracekit.trace.read import ReadOptions
 
     try:
         paths = expand(inputs)

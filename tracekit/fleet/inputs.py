@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tracekit.errors import UserError
-from tracekit.fsutil import REPORT_STEM, TRACES_REPORT_STEM
-from tracekit.manifest import ENRICHED_SUFFIX, MANIFEST
+from tracekit.manifest import ENRICHED_SUFFIX, MANIFEST, REPORT_STEM, TRACES_REPORT_STEM
 
 SUFFIXES = (".json", ".json.gz")
 _GLOB_CHARS = frozenset("*?[")

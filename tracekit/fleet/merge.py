@@ -12,13 +12,13 @@ steps. The slowest rank has the longest step time; the skew is that time over th
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.analysis.ranks import ATTENTION
-from tracekit.analysis.result import CategoryTime, KernelRow
+from tracekit.analysis.result import CategoryTime, KernelRow, summed_rows
 from tracekit.fleet.task import TOP_KERNELS, Failure, TracePartial
+from tracekit.sanitize import printable
 from tracekit.stats import point
 
 SUMMARY_KERNELS = 20
@@ -59,7 +59,8 @@ class Summary:
     graph_count: int = 0
     kernels: list[KernelRow] = field(default_factory=list)  # longest, from each trace's own longest
     ranks: RankTable | None = None
-    # Why there is no per-rank table although some traces look like ranks ("" when none do)
+    # Why some traces that look like ranks are not in the per-rank table, or why there is none ("" when
+    # every rank is in it)
     ranks_refused: str = ""
     interrupted: bool = False
     cancelled: int = 0  # traces not analyzed because of an interruption
@@ -123,41 +124,84 @@ def summarize(
     traces themselves carry (``distributedInfo``); ranks read from file names count only when the
     user says the traces are ranks of one job (``ranks``): unrelated traces are not ranks."""
     s = Summary(traces=len(partials), failed=list(failed), interrupted=interrupted, cancelled=cancelled)
-    kernels: dict[tuple[str, str, str], KernelRow] = {}
+    s.categories, kernels = summed_rows(p.result for p in partials)
+    s.kernels = kernels[:SUMMARY_KERNELS]
     for p in partials:
         r = p.result
-        for name, c in r.categories.items():
-            m = s.categories.setdefault(name, CategoryTime())
-            m.time_us += c.time_us
-            m.count += c.count
         s.busy_us += r.busy_us
         s.idle_us += r.idle_us
         s.unlinked_us += r.unlinked_us
         s.unlinked_count += r.unlinked_count
         s.graph_us += r.graph_us
         s.graph_count += r.graph_count
-        for k in r.kernels:
-            row = kernels.setdefault((k.name, k.category, k.rule), KernelRow(k.name, k.category, k.rule, 0, 0.0))
-            row.count += k.count
-            row.time_us += k.time_us
-            row.min_us = _fold(min, row.min_us, k.min_us)
-            row.max_us = _fold(max, row.max_us, k.max_us)
-    s.kernels = sorted(kernels.values(), key=lambda k: -k.time_us)[:SUMMARY_KERNELS]
     trusted = [p for p in partials if ranks or p.rank_source == "distributedInfo"]
-    s.ranks = rank_table(trusted)
+    claimed = _claimed_twice(trusted)
+    s.ranks = rank_table([p for p in trusted if p.rank not in claimed])
     if s.ranks is not None:
         s.ranks.unranked += len(partials) - len(trusted)
+    notes = [_claimed_note(claimed)] if claimed else []
     named = [p for p in partials if p.rank is not None and p.rank_source != "distributedInfo"]
     if not ranks and len({p.rank for p in named}) >= 2:
-        s.ranks_refused = (
+        notes.append(
             f"{len(named)} traces have a rank in their file name only, not in the trace (distributedInfo): "
             "no per-rank table, as unrelated traces are not ranks of one job; pass --ranks if they are"
         )
+    s.ranks_refused = "; ".join(notes)
     return s
 
 
-def _fold(pick: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else pick(a, b)
+def _claimed_twice(partials: list[TracePartial]) -> dict[int, list[str]]:
+    """Each rank that two traces provably both claim, with those traces' paths. One rank is one
+    process: its profiled windows follow one another (or overlap, as an engine's extend and
+    decode traces do), and those are summed. Overlapping windows are two claims of one rank when
+    they are copies (the same window) or when together they are busier than the time they span,
+    which one device cannot be. With fewer than two ranks there is no per-rank table to guard."""
+    by_rank: defaultdict[int, list[TracePartial]] = defaultdict(list)
+    for p in partials:
+        if p.rank is not None:
+            by_rank[p.rank].append(p)
+    if len(by_rank) < 2:
+        return {}
+    claimed: dict[int, list[str]] = {}
+    for rank, ps in sorted(by_rank.items()):
+        if any(_impossible(group) for group in _overlapping(ps)):
+            claimed[rank] = [p.result.path for p in ps]
+    return claimed
+
+
+def _overlapping(ps: list[TracePartial]) -> list[list[TracePartial]]:
+    """The partials in groups whose windows overlap one another, in time order."""
+    groups: list[list[TracePartial]] = []
+    end = float("-inf")
+    for p in sorted(ps, key=lambda p: p.result.window.start_us):
+        w = p.result.window
+        if groups and w.start_us < end:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+        end = max(end, w.end_us) if len(groups[-1]) > 1 else w.end_us
+    return groups
+
+
+def _impossible(group: list[TracePartial]) -> bool:
+    if len(group) < 2:
+        return False
+    windows = [(p.result.window.start_us, p.result.window.dur_us) for p in group]
+    span = max(s + d for s, d in windows) - min(s for s, _ in windows)
+    return len(set(windows)) < len(windows) or sum(p.result.busy_us for p in group) > span
+
+
+def _claimed_note(claimed: dict[int, list[str]]) -> str:
+    shown = [
+        f"rank {rank} by {', '.join(names[:2])}{f' and {len(names) - 2} more' if len(names) > 2 else ''}"
+        for rank, names in claimed.items()
+    ]
+    more = f" and {len(shown) - 3} more ranks" if len(shown) > 3 else ""
+    return printable(
+        f"traces claim the same rank at once ({'; '.join(shown[:3])}{more}): copies of one window, or "
+        "windows busier together than the time they span, which one device cannot be; these ranks are left "
+        "out of the per-rank table rather than counted twice; analyze each job's traces apart"
+    )
 
 
 def rank_table(partials: list[TracePartial]) -> RankTable | None:

@@ -21,9 +21,8 @@ from tracekit.analysis.steps import StepTable
 from tracekit.analysis.window import find_windows, merged_window
 from tracekit.errors import InputError, TraceFormatError, TracekitError
 from tracekit.limits.trace_facts import TraceFacts
-from tracekit.trace.load import decoded_size, load_trace
 from tracekit.trace.model import Trace
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions, decoded_size, load_trace
 
 TOP_KERNELS = 20
 
@@ -153,7 +152,7 @@ def partial_of(trace: Trace, options: TaskOptions, *, source: str | None = None)
     facts = None
     if options.limits and source is not None:  # the facts' shapes pass reads the file again
         from tracekit.limits.trace_facts import trace_facts
-        from tracekit.trace.load import read_text
+        from tracekit.trace.read import read_text
 
         file = source
         facts = trace_facts(sel, res, lambda: read_text(file, options.read))
@@ -184,7 +183,7 @@ def _steps(res: AnalysisResult, att: Attribution, source: str | None, read: Read
     trace built in memory has no file to read, and its steps keep an unknown context)."""
     from tracekit.analysis.shapes import attention_context, needs_shapes
     from tracekit.analysis.steps import step_table
-    from tracekit.trace.load import read_text
+    from tracekit.trace.read import read_text
 
     if source is None or not needs_shapes(res):
         return step_table(res, {})

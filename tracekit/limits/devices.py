@@ -94,10 +94,10 @@ def devices() -> tuple[Device, ...]:
 
 
 def _norm(name: str) -> str:
-    """A name reduced to what tells devices apart: lowercase, vendor words and punctuation gone."""
-    low = re.sub(r"[^a-z0-9]+", " ", name.lower())
-    words = [w for w in low.split() if w not in ("nvidia", "amd", "instinct", "geforce", "tesla", "gpu", "accelerator")]
-    return "".join(words)
+    """A name as a user may spell it: lowercase, spaces, hyphens, underscores and vendor words
+    gone; any other character stays, so a name with extra text matches no device."""
+    words = re.split(r"[\s_-]+", name.lower())
+    return "".join(w for w in words if w not in ("nvidia", "amd", "instinct", "geforce", "tesla", "gpu", "accelerator"))
 
 
 def device_from_trace_name(name: str, *, memory_bytes: int | None = None) -> Device | None:
@@ -137,25 +137,29 @@ def by_key(key: str) -> Device:
 
 
 def find_device(name: str, flag: str = "--device") -> Device:
-    """A device by its key ('h100-sxm'), its table name or a trace's device name, compared without
-    case, punctuation or vendor words. Unknown: a UserError naming ``flag`` (the option that gave
-    ``name``), the closest names and, for --device, --peak-bandwidth / --peak-flops."""
+    """A device by its key ('h100-sxm') or its table name, compared without case, spacing or
+    vendor words. A name a user types is matched whole: "h200x" is no H200 (a typo must not
+    compare with another device's peaks); names read from traces go through
+    ``device_from_trace_name`` instead. Unknown or empty: a UserError naming ``flag`` (the option
+    that gave ``name``), the closest names and, for --device, --peak-bandwidth / --peak-flops."""
     wanted = _norm(name)
-    if wanted:
-        for dev in devices():
-            if wanted in (_norm(dev.key), _norm(dev.name)):
-                return dev
-        found = device_from_trace_name(name)
-        if found is not None:
-            return found
+    if not wanted:
+        raise UserError(f"{flag} {name!r}: give a device name from 'tracekit devices'")
+    for dev in devices():
+        if wanted in (_norm(dev.key), _norm(dev.name)):
+            return dev
     scored = sorted(
         ((difflib.SequenceMatcher(None, wanted, _norm(d.key)).ratio(), d.key) for d in devices()),
         key=lambda pair: -pair[0],
     )
     close = [key for score, key in scored[:3] if score >= 0.35]
+    # A name as a trace spells it ("NVIDIA H100 80GB HBM3") is read by pattern for traces; offered
+    # here as the suggestion, never taken.
+    read = device_from_trace_name(name)
+    if read is not None:
+        close = [read.key, *(k for k in close if k != read.key)][:3]
     hint = f" (closest: {', '.join(close)})" if close else ""
-    # Only --device has figures to stand in for a device the table lacks (advise --on has none).
-    other = (
-        ", or --peak-bandwidth GB/s (and --peak-flops TFLOP/s) for another device" if flag == "--device" else ""
-    )
+    # Only --device has figures to stand in for a device the table lacks (advise --on has none);
+    # --peak-flops is not named, as advise takes only the bandwidth.
+    other = ", or --peak-bandwidth GB/s for another device" if flag == "--device" else ""
     raise UserError(f"unknown device {name!r}{hint}: pass {flag} with a name from 'tracekit devices'{other}")

@@ -1,5 +1,6 @@
-"""The limit flags of ``analyze`` (``--device``, ``--peak-bandwidth``, ``--peak-flops``,
-``--model-config``), checked before any trace is read and resolved once the traces are."""
+"""The limit flags (``--device``, ``--peak-bandwidth``, ``--peak-flops``, ``--model-config``) of
+``analyze``, ``report`` and ``advise``, checked before any trace is read and resolved once the
+traces are."""
 
 from __future__ import annotations
 

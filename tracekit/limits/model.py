@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
+from tracekit.capture.presets import PRESETS, SHAPES, Dims, dense_params
 from tracekit.errors import UserError
-from tracekit.fsutil import regular_file
+from tracekit.files import regular_file
 from tracekit.manifest import ModelFacts
 
 MAX_CONFIG_BYTES = 4 << 20  # a config.json is a few kB; a large one is not a config
@@ -42,6 +43,10 @@ DTYPE_BITS: dict[str, float] = {
 BITS_DTYPE = {32: "fp32", 16: "bf16", 8: "fp8"}
 
 
+# What a ModelShape holds besides the facts ``to_json`` reports, each with its source.
+_NOT_FACTS = ("source", "name", "tied_embeddings", "max_context")
+
+
 @dataclass(frozen=True)
 class ModelShape:
     layers: int
@@ -60,6 +65,7 @@ class ModelShape:
     name: str = ""
     dtype: str = "bf16"  # the dtype attention and GEMMs compute in (its peak FLOP/s is the roof)
     tied_embeddings: bool = False
+    max_context: int | None = None  # the longest context the model was trained for, where its facts say
 
     def weight_bytes(self) -> float:
         return self.params * self.weight_bits / 8
@@ -86,21 +92,7 @@ class ModelShape:
 
     def to_json(self) -> dict[str, Any]:
         """The facts, each with where it came from (``model_facts`` in the JSON outputs)."""
-        facts: dict[str, Any] = {
-            "layers": self.layers,
-            "hidden": self.hidden,
-            "heads": self.heads,
-            "kv_heads": self.kv_heads,
-            "head_dim": self.head_dim,
-            "intermediate": self.intermediate,
-            "vocab": self.vocab,
-            "params": self.params,
-            "weight_bits": self.weight_bits,
-            "kv_bits": self.kv_bits,
-            "sliding_window": self.sliding_window,
-            "sliding_layers": self.sliding_layers,
-            "dtype": self.dtype,
-        }
+        facts = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_FACTS}
         return {
             "name": self.name,
             "facts": {k: {"value": v, "source": self.source.get(k, "")} for k, v in facts.items()},
@@ -109,15 +101,33 @@ class ModelShape:
         }
 
 
-def dense_params(
-    *, layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, intermediate: int, vocab: int, tied: bool
-) -> int:
-    """Parameters of a Llama-shaped decoder: Q, K, V, O projections, a gated MLP (3 matrices), two
-    norms per layer, the embedding and (unless tied) the output head."""
-    attn = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
-    mlp = 3 * hidden * intermediate
-    per_layer = attn + mlp + 2 * hidden
-    return vocab * hidden * (1 if tied else 2) + layers * per_layer + hidden
+def unwindowed(
+    dims: Dims,
+    *,
+    params: int | None,
+    bits: float,
+    source: Mapping[str, str],
+    name: str,
+    dtype: str,
+    tied: bool = False,
+    max_context: int | None = None,
+) -> ModelShape:
+    """A model whose every layer attends to the whole context, weights and cache at ``bits``: a
+    preset's, a manifest's or a trace's shapes. ``params`` None: those of a Llama-shaped decoder
+    of these shapes."""
+    return ModelShape(
+        **dims,
+        params=dense_params(**dims, tied=tied) if params is None else params,
+        weight_bits=bits,
+        kv_bits=bits,
+        sliding_window=None,
+        sliding_layers=0,
+        source=MappingProxyType(dict(source)),
+        name=name,
+        dtype=dtype,
+        max_context=max_context,
+        tied_embeddings=tied,
+    )
 
 
 _RANGES: dict[str, tuple[int, int]] = {
@@ -226,7 +236,7 @@ def from_config(path: str | Path) -> ModelShape:
     source["weight_bits"] = "config.json quantization_config" if qbits is not None else dtype_source
     experts = cfg.get("num_local_experts", cfg.get("num_experts"))
     tied = bool(cfg.get("tie_word_embeddings", False))
-    params = dense_params(
+    dims = Dims(
         layers=layers,
         hidden=hidden,
         heads=heads,
@@ -234,8 +244,8 @@ def from_config(path: str | Path) -> ModelShape:
         head_dim=head_dim,
         intermediate=intermediate,
         vocab=vocab,
-        tied=tied,
     )
+    params = dense_params(**dims, tied=tied)
     source["params"] = "computed from config.json (Llama-shaped layers" + (", tied embeddings)" if tied else ")")
     if isinstance(experts, int) and experts > 1:
         raise UserError(
@@ -246,13 +256,7 @@ def from_config(path: str | Path) -> ModelShape:
     source["sliding_window"] = win_source
     source["sliding_layers"] = win_source
     return ModelShape(
-        layers=layers,
-        hidden=hidden,
-        heads=heads,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate=intermediate,
-        vocab=vocab,
+        **dims,
         params=params,
         weight_bits=qbits if qbits is not None else bits,
         kv_bits=bits,
@@ -262,7 +266,16 @@ def from_config(path: str | Path) -> ModelShape:
         name=str(raw.get("_name_or_path") or (raw.get("architectures") or [""])[0] or p.parent.name),
         dtype=dtype,
         tied_embeddings=tied,
+        max_context=_max_context(cfg),
     )
+
+
+def _max_context(cfg: Mapping[str, Any]) -> int | None:
+    """``max_position_embeddings`` where it is a plausible whole number, else None: only advice's
+    notes use it, so an odd value loses those notes, never the facts the figures need."""
+    value = cfg.get("max_position_embeddings")
+    ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1 << 40
+    return value if ok else None
 
 
 def _sliding(cfg: Mapping[str, Any], layers: int, where: str) -> tuple[int | None, int, str]:
@@ -287,106 +300,42 @@ def _sliding(cfg: Mapping[str, Any], layers: int, where: str) -> tuple[int | Non
 
 def from_preset(name: str, *, dtype_bits: float = 16.0) -> ModelShape:
     """One of tracekit's capture presets (``capture/presets.py``; pure Python, no torch)."""
-    from tracekit.capture.presets import PRESETS
-
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     s = PRESETS[name]
-    src = "preset"
     bits_src = "preset (weights and cache assumed bf16)" if dtype_bits == 16.0 else "given"
-    return ModelShape(
-        layers=s.layers,
-        hidden=s.hidden,
-        heads=s.heads,
-        kv_heads=s.kv_heads,
-        head_dim=s.head_dim,
-        intermediate=s.intermediate,
-        vocab=s.vocab,
+    source = dict.fromkeys((*SHAPES, "params", "sliding_window", "sliding_layers"), "preset")
+    source |= dict.fromkeys(("weight_bits", "kv_bits", "dtype"), bits_src)
+    dtype = BITS_DTYPE.get(int(dtype_bits), "bf16")
+    return unwindowed(
+        s.dims(),
         params=s.parameter_count(),
-        weight_bits=dtype_bits,
-        kv_bits=dtype_bits,
-        sliding_window=None,
-        sliding_layers=0,
-        source=MappingProxyType(
-            {
-                k: src
-                for k in (
-                    "layers",
-                    "hidden",
-                    "heads",
-                    "kv_heads",
-                    "head_dim",
-                    "intermediate",
-                    "vocab",
-                    "params",
-                    "sliding_window",
-                    "sliding_layers",
-                )
-            }
-            | {"weight_bits": bits_src, "kv_bits": bits_src, "dtype": bits_src}
-        ),
+        bits=dtype_bits,
+        source=source,
         name=name,
-        dtype=BITS_DTYPE.get(int(dtype_bits), "bf16"),
+        dtype=dtype,
+        max_context=s.max_context,
     )
 
 
 def from_manifest(model: ModelFacts) -> ModelShape | None:
     """The facts a tracekit run's manifest recorded (the backend read them off the loaded model);
     None where a shape the bytes need is missing."""
-    need = (model.layers, model.heads, model.kv_heads, model.head_dim)
-    if any(not x for x in need):
+    if any(not x for x in (model.layers, model.heads, model.kv_heads, model.head_dim)):
         return None
     bits = float(8 * (model.dtype_bytes or 2))
-    src = "manifest"
-    hidden = model.hidden or int(model.heads or 0) * int(model.head_dim or 0)
-    source = {
-        k: src
-        for k in (
-            "layers",
-            "heads",
-            "kv_heads",
-            "head_dim",
-            "hidden",
-            "intermediate",
-            "vocab",
-            "dtype",
-            "kv_bits",
-            "weight_bits",
-        )
-    }
-    if model.parameter_bytes:
-        params = int(model.parameter_bytes * 8 / bits)
-        source["params"] = "manifest (parameter bytes)"
-    else:
-        params = dense_params(
-            layers=int(model.layers or 0),
-            hidden=hidden,
-            heads=int(model.heads or 0),
-            kv_heads=int(model.kv_heads or 0),
-            head_dim=int(model.head_dim or 0),
-            intermediate=int(model.intermediate or 0),
-            vocab=int(model.vocab or 0),
-            tied=False,
-        )
-        source["params"] = "computed from the manifest's shapes"
+    dims = cast(Dims, {k: int(getattr(model, k) or 0) for k in SHAPES})
+    dims["hidden"] = dims["hidden"] or dims["heads"] * dims["head_dim"]
+    # In the order reports list the facts a source gave.
+    facts = ("layers", "heads", "kv_heads", "head_dim", "hidden", "intermediate", "vocab", "dtype", "kv_bits")
+    source = dict.fromkeys((*facts, "weight_bits"), "manifest")
+    params = int(model.parameter_bytes * 8 / bits) if model.parameter_bytes else None
+    source["params"] = "manifest (parameter bytes)" if params is not None else "computed from the manifest's shapes"
     source["sliding_window"] = source["sliding_layers"] = "manifest (no sliding window recorded)"
     dtype = (model.dtype or "").lower().removeprefix("torch.")
-    return ModelShape(
-        layers=int(model.layers or 0),
-        hidden=hidden,
-        heads=int(model.heads or 0),
-        kv_heads=int(model.kv_heads or 0),
-        head_dim=int(model.head_dim or 0),
-        intermediate=int(model.intermediate or 0),
-        vocab=int(model.vocab or 0),
-        params=params,
-        weight_bits=bits,
-        kv_bits=bits,
-        sliding_window=None,
-        sliding_layers=0,
-        source=MappingProxyType(source),
-        name=model.name,
-        dtype=BITS_DTYPE.get(int(DTYPE_BITS.get(dtype, bits)), "bf16"),
+    compute = BITS_DTYPE.get(int(DTYPE_BITS.get(dtype, bits)), "bf16")
+    return unwindowed(
+        dims, params=params, bits=bits, source=source, name=model.name, dtype=compute, max_context=model.max_context
     )
 
 

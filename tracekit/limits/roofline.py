@@ -75,7 +75,7 @@ def choose_roof(
             raise UserError(f"{flag} {value:g}: give a positive number ({'GB/s' if 'band' in flag else 'TFLOP/s'})")
     base: Device | None = None
     how = ""
-    if device:
+    if device is not None:  # "" is a mistake to report, not a request for the trace's device
         base = find_device(device)
         how = f"--device {device}"
     elif trace_device:

@@ -24,7 +24,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import msgspec
@@ -32,7 +31,8 @@ import numpy as np
 
 from tracekit.analysis.attribute import Attribution
 from tracekit.analysis.result import AnalysisResult
-from tracekit.limits.model import ModelShape
+from tracekit.capture.presets import Dims
+from tracekit.limits.model import ModelShape, unwindowed
 from tracekit.trace.input_dims import InputArgs, input_args
 from tracekit.trace.tree import nearest_marked
 
@@ -346,7 +346,7 @@ def shape_from_facts(facts: TraceFacts) -> ModelShape | None:
     for k in ("intermediate", "vocab"):
         src[k] = "unknown (not recorded in the trace)"
     src["sliding_window"] = src["sliding_layers"] = "trace shapes (none seen; pass --model-config for sliding windows)"
-    return ModelShape(
+    dims = Dims(
         layers=facts.layers,
         hidden=facts.hidden or facts.heads * facts.head_dim,
         heads=facts.heads,
@@ -354,13 +354,13 @@ def shape_from_facts(facts: TraceFacts) -> ModelShape | None:
         head_dim=facts.head_dim,
         intermediate=0,
         vocab=0,
+    )
+    return unwindowed(
+        dims,
         params=params,
-        weight_bits=bits,
-        kv_bits=bits,
-        sliding_window=None,
-        sliding_layers=0,
-        source=MappingProxyType(src),
+        bits=bits,
+        source=src,
         name="from trace shapes",
         dtype=dtype if dtype in ("fp32", "bf16", "fp16", "fp8") else "bf16",
-        tied_embeddings=True,  # the GEMM weights seen are exactly those read: no embedding to take out
+        tied=True,  # the GEMM weights seen are exactly those read: no embedding to take out
     )

@@ -20,13 +20,10 @@ from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import attribute
 from tracekit.analysis.result import AnalysisResult, PhaseResult
 from tracekit.errors import UserError
-from tracekit.fsutil import atomic_open
+from tracekit.files import atomic_open
 from tracekit.manifest import ContextEntry, enriched_file
-from tracekit.trace.lenient import as_number
-from tracekit.trace.load import decode_bytes
 from tracekit.trace.model import Trace
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.raw import read_document
+from tracekit.trace.read import ReadOptions, as_number, decode_bytes, read_document
 
 TRACEKIT_PID = 2_000_000_000  # a pid no real process has, so the tracekit track never merges
 
@@ -220,8 +217,7 @@ def _gz_size(data: bytes) -> int:
 
 
 # Peak memory of an export per byte of the trace's JSON: every event becomes a Python object, is
-# tagged, and is encoded again. Measured: 8.6x on 1,000,000 kernel events (176 MB of JSON, 1.5 GB,
-# this machine); 13.6x on 4,000,000 (issue 28); 21.6x with unique names. An export that would
+# tagged, and is encoded again (measured in docs/performance.md, "Export"). An export that would
 # need more than the memory this process may use (or TRACEKIT_EXPORT_MEMORY) is refused up front.
 EXPORT_FACTOR = 14
 EXPORT_MEMORY_ENV = "TRACEKIT_EXPORT_MEMORY"
@@ -230,8 +226,7 @@ EXPORT_MEMORY_ENV = "TRACEKIT_EXPORT_MEMORY"
 def check_export_memory(src: Path, memory: int | None = None) -> None:
     """Refuse, before reading it, a trace whose export would need more than ``memory`` bytes
     (None: what this process may still allocate)."""
-    from tracekit.trace.load import decoded_size
-    from tracekit.trace.policy import available_memory
+    from tracekit.trace.read import available_memory, decoded_size
     from tracekit.units import format_size
 
     need = EXPORT_FACTOR * decoded_size(src)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit.errors import UserError
-from tracekit.fsutil import regular_file
+from tracekit.files import regular_file
 from tracekit.perfetto import DEFAULT_PORT
 
 PERFETTO_ORIGIN = "https://ui.perfetto.dev"

@@ -92,6 +92,7 @@ def from_report(d: ReportFacts, findings: Sequence[Finding]) -> Basis:
         rounds=int(d.settings.get("rounds") or 0) or None,
         peak_tflops=None if peak is None else peak / 1e12,
         bandwidth_measured=d.roof is not None and d.roof.measured,
+        max_context=d.model.max_context or None,
     )
 
 

@@ -12,7 +12,7 @@ from tracekit.report.advice import advice_for
 from tracekit.report.findings import findings_for
 from tracekit.report.model import ReportData, ReportFacts
 from tracekit.report.run_analysis import context_figures, growth
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions
 
 
 def run_roof(

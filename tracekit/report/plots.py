@@ -41,7 +41,7 @@ def _errorbar(
     **style: Any,
 ) -> None:
     """Points with asymmetric error bars (below, above) from their 95 % intervals, each interval
-    in the values' unit once multiplied by ``scale``; no bar where a point has no interval."""
+    in the values' unit once multiplied by ``scale``; a point without an interval gets a bar of no length."""
     lo = [max(0.0, v - iv[0] * scale) if iv else 0.0 for v, iv in zip(values, intervals)]
     hi = [max(0.0, iv[1] * scale - v) if iv else 0.0 for v, iv in zip(values, intervals)]
     ax.errorbar(xs, values, yerr=[lo, hi], capsize=4, **style)

@@ -19,8 +19,7 @@ from tracekit.report.fit import crossing, fit_line, fit_replicates, with_interva
 from tracekit.report.model import ContextFigures, Growth
 from tracekit.report.uncertainty import attention_reps, decode_reps, draw_decode, draw_share, stacked
 from tracekit.stats import Interval, interval
-from tracekit.trace.load import load_trace
-from tracekit.trace.options import ReadOptions
+from tracekit.trace.read import ReadOptions, load_trace
 
 
 def _decode_figures(

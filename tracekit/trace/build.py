@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.annotations import python_frame_filter
-from tracekit.trace import policy
 from tracekit.trace.heap import release_freed_memory
 from tracekit.trace.links import CorrelationIds, link_by_id, link_flows, recode
 from tracekit.trace.model import (
@@ -36,7 +35,6 @@ from tracekit.trace.model import (
     code_table,
     encode,
 )
-from tracekit.trace.policy import in_range, span_bounds
 from tracekit.trace.tree import nest_sorted, nesting_order
 
 _CAT = attrgetter("cat")
@@ -44,6 +42,20 @@ _NAME = attrgetter("name")
 _TS = attrgetter("ts")
 _DUR = attrgetter("dur")
 _THREAD = attrgetter("pid", "tid")
+# An event starting further than this from the middle of the trace, in interquartile ranges of the
+# trace's starts (and at least an hour), lies outside the trace's span.
+SPAN_IQRS = 1000.0
+SPAN_MIN_US = 3600e6
+
+
+class TooManyNames(Exception):
+    """The trace holds more distinct event names than the builder's ``max_names``; the reader
+    words it for the user."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(path)
+        self.path = path
+        self.limit = limit
 
 
 @dataclass
@@ -120,7 +132,7 @@ class TraceBuilder:
 
     def _check_names(self) -> None:
         if self.max_names is not None and len(self.trace.string_ids) > self.max_names:
-            raise policy.too_many_names(self.trace.path, self.max_names)
+            raise TooManyNames(self.trace.path, self.max_names)
 
     def _grow_cats(self) -> None:
         """Refresh the per-category lookups after new categories appeared."""
@@ -229,7 +241,7 @@ class TraceBuilder:
 def _keep_in_range(tr: Trace, host: Columns, kernels: Columns) -> tuple[Columns, Columns]:
     """The input policy's number check, vectorized over the columns: drop (and count in
     ``tr.out_of_range``) spans whose times are not finite, whose duration is negative, or that lie
-    outside the trace's span (``policy.span_bounds``); the GPU annotations likewise."""
+    outside the trace's span (``span_bounds``); the GPU annotations likewise."""
     ok_h, ok_k = in_range(host.ts, host.dur), in_range(kernels.ts, kernels.dur)
     # The bounds are quartiles with a wide margin: a systematic sample of the starts (every one up to
     # 200,000 spans) finds them as well, without copying and partitioning every start of a huge trace.
@@ -252,6 +264,28 @@ def _keep_in_range(tr: Trace, host: Columns, kernels: Columns) -> tuple[Columns,
     if not ok_k.all():
         kernels = kernels.take(np.flatnonzero(ok_k))
     return host, kernels
+
+
+def in_range(ts: NDArray[np.float64], dur: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which events have finite times and a non-negative duration (vectorized; the span check
+    is ``span_bounds``, over every kind of event at once)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        end = ts + dur
+        ok: NDArray[np.bool_] = np.isfinite(end) & np.isfinite(ts) & (dur >= 0)
+    return ok
+
+
+def span_bounds(starts: NDArray[np.float64]) -> tuple[float, float]:
+    """The trace's span: starts further from its median than ``SPAN_IQRS`` interquartile ranges
+    (and at least an hour) lie outside it."""
+    n = len(starts)
+    if n == 0:
+        return float("-inf"), float("inf")
+    at = [(n - 1) // 4, (n - 1) // 2, 3 * (n - 1) // 4]
+    # Order statistics by partition: np.percentile would load numpy.ma into every command's start-up.
+    q25, q50, q75 = np.partition(starts, at)[at].tolist()
+    reach = max(SPAN_IQRS * (q75 - q25), SPAN_MIN_US)
+    return q50 - reach, q50 + reach
 
 
 def _positions(index: NDArray[np.int64], base: int) -> NDArray[np.integer[Any]]:

@@ -129,6 +129,10 @@ class TraceDoc(msgspec.Struct):
     deviceProperties: list[DeviceProps] = []  # noqa: N815
     distributedInfo: DistributedInfo | None = None  # noqa: N815
 
+    def metadata(self) -> tuple[list[str], int | None]:
+        """Device names and rank."""
+        return [d.name for d in self.deviceProperties], self.distributedInfo.rank if self.distributedInfo else None
+
 
 def code_table() -> defaultdict[Any, int]:
     """A value-to-code table that numbers new values as it meets them (0, 1, ...): looking a

@@ -54,13 +54,7 @@ class BuiltinBackend(Backend):
         s = self.shape
         return ModelFacts(
             name=f"builtin/{s.name}",
-            layers=s.layers,
-            heads=s.heads,
-            kv_heads=s.kv_heads,
-            head_dim=s.head_dim,
-            hidden=s.hidden,
-            intermediate=s.intermediate,
-            vocab=s.vocab,
+            **s.dims(),
             dtype=str(self.dtype).removeprefix("torch."),
             dtype_bytes=torch.empty(0, dtype=self.dtype).element_size(),
             parameter_bytes=self.model.parameter_bytes(),

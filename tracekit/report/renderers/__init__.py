@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracekit.fsutil import claim_output, record_outputs, write_files_atomic
+from tracekit.files import write_files_atomic
+from tracekit.outputs import claim_output, record_outputs
 from tracekit.report.model import ReportData
 from tracekit.report.renderers import htmlreport, jsonreport, markdown
 from tracekit.report.renderers.base import Output, Renderer, WritesFiles

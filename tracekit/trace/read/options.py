@@ -27,8 +27,8 @@ _SIZES = {
     "inflate_budget": ("TRACEKIT_MAX_INFLATE", 10**6, 10**14),
 }
 _WORKERS = ("TRACEKIT_LOAD_WORKERS", 1, 4096)
-# A trace's distinct event names: each costs about 0.9 kB to read and analyze (1,000,000 unique
-# names in 80 MB of JSON took 888 MB and 25 s), so their number is bounded, not only the text.
+# A trace's distinct event names: each costs about 0.9 kB to read and analyze (docs/performance.md),
+# so their number is bounded, not only the text.
 _NAMES = ("TRACEKIT_MAX_NAMES", 1000, 10**8)
 BUDGET_ENV = _SIZES["inflate_budget"][0]
 _LOADER_ENV = "TRACEKIT_LOADER"
@@ -121,3 +121,59 @@ def _size_range(lo: int, hi: int) -> str:
 
 def _count_range() -> str:
     return f"give a whole number from {_WORKERS[1]} to {_WORKERS[2]}"
+
+
+_MIN_BUDGET = 64 << 20
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the least of the system's available memory, the
+    cgroup's remaining allowance and the address-space limit."""
+    avail: int | None = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 4 << 30
+    limit, usage = _read_int("/sys/fs/cgroup/memory.max"), _read_int("/sys/fs/cgroup/memory.current")
+    if limit is not None and usage is not None:
+        avail = min(avail, max(0, limit - usage))
+
+    import resource  # here: one import less in every command's start-up
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        avail = min(avail, max(0, soft - _vm_size()))
+    return avail
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def inflate_budget(options: ReadOptions) -> int:
+    """The most text one file may inflate to, in bytes."""
+    if options.inflate_budget is not None:
+        return options.inflate_budget
+    return max(_MIN_BUDGET, available_memory() // 4)

@@ -1,4 +1,5 @@
-"""Reading gzipped traces, with Intel ISA-L's inflate where it is installed.
+"""A trace file's text: opened as a byte stream (inflated, with Intel ISA-L's inflate where it is
+installed), and where its content starts.
 
 Kineto writes ``.json.gz``; inflating is a fixed share of every load. ISA-L (the ``isal`` package,
 a dependency on the platforms it ships wheels for) inflates the same stream several times faster
@@ -10,13 +11,14 @@ where ISA-L is missing (or ``ReadOptions.isal`` is off). Either way a truncated 
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from pathlib import Path
 from typing import IO, Any, cast
 
-from tracekit.trace.policy import BudgetExceeded
-
 MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
+BOM = b"\xef\xbb\xbf"
+WS = b" \t\n\r"  # JSON's whitespace (bytes.strip() would take \v and \f too)
 
 _isal: Any
 try:
@@ -46,13 +48,18 @@ def open_text(path: Path, gz: bool, *, isal: bool = True) -> IO[bytes]:
     return open_gz(path, isal=isal) if gz else open(path, "rb")
 
 
-def read_gz(path: Path, limit: int = 1 << 62, *, isal: bool = True) -> bytes:
-    """The whole decompressed content (raises one of ``ERRORS`` on a damaged file, and
-    ``policy.BudgetExceeded`` past ``limit`` bytes, having inflated at most 16 MB more)."""
-    out = bytearray()
-    with open_gz(path, isal=isal) as fh:
-        while block := fh.read(1 << 24):
-            out += block
-            if len(out) > limit:
-                raise BudgetExceeded
-    return bytes(out)
+LEADING_WS = re.compile(b"[%s]*" % WS)
+
+
+def content_start(data: bytes | bytearray, end: int | None = None) -> int:
+    """Where ``data[:end]`` stops being whitespace (a UTF-8 byte-order mark counts as such)."""
+    stop = len(data) if end is None else end
+    start = 3 if data[:3] == BOM else 0
+    lead = LEADING_WS.match(data, start, stop)
+    return lead.end() if lead else start
+
+
+def first_byte(data: bytes) -> bytes:
+    """The first non-whitespace byte (b"" if none), without copying the buffer."""
+    start = content_start(data)
+    return data[start : start + 1]

@@ -1,6 +1,6 @@
 """The raw document: a trace file as generic JSON, for code that rewrites the file (the Perfetto
 export, the HTA bridge) rather than analyzes it. Read through the same reader as ``load``, under
-the same input policy and in the same words (``policy``)."""
+the same input policy and in the same words (``errors``)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,20 @@ from typing import Any
 
 import msgspec
 
-from tracekit.trace import decode_errors, policy
-from tracekit.trace.lenient import decode_untyped
-from tracekit.trace.load import read_text
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.policy import BOM
-from tracekit.trace.scan import first_byte
+from tracekit.trace.read import errors
+from tracekit.trace.read.load import read_text
+from tracekit.trace.read.options import ReadOptions
+from tracekit.trace.read.text import BOM, first_byte
+
+# A float too large for a double reads as infinity instead of failing the whole document.
+_untyped = msgspec.json.Decoder(float_hook=float)
 
 
 def _decode(text: bytes | memoryview) -> Any:
     try:
         return msgspec.json.decode(text)
     except msgspec.ValidationError:  # a number out of range for a double: read it as infinity
-        return decode_untyped(text)
+        return _untyped.decode(text)
 
 
 @dataclass
@@ -42,21 +43,21 @@ def read_document(path: str | os.PathLike[str], options: ReadOptions | None = No
     body: bytes | memoryview = memoryview(text)[3:] if text[:3] == BOM else text
     first = first_byte(text)
     if first not in (b"{", b"["):
-        raise policy.not_json(name, bytes(body[:64]))
+        raise errors.not_json(name, bytes(body[:64]))
     try:
         doc = _decode(body)
     except msgspec.DecodeError as exc:
-        if not decode_errors.bad_utf8(exc):
-            raise policy.damaged(name, decode_errors.damage(exc)) from None
+        if not errors.bad_utf8(exc):
+            raise errors.damaged(name, errors.damage(exc)) from None
         # The loader lets invalid UTF-8 pass in fields it skips (and names it where it reads
         # one); the rewritten document carries U+FFFD for such bytes.
         doc = _decode(bytes(body).decode("utf-8", "replace").encode())
     except RecursionError:
-        raise policy.too_deep(name) from None
+        raise errors.too_deep(name) from None
     if isinstance(doc, list):
         doc = {"traceEvents": doc}
     if not isinstance(doc, dict) or "traceEvents" not in doc:
-        raise policy.no_event_array(name)
+        raise errors.no_event_array(name)
     if not isinstance(doc["traceEvents"], list):
-        raise policy.events_not_a_list(name)
+        raise errors.events_not_a_list(name)
     return RawDocument(text, doc)

@@ -15,14 +15,13 @@ import msgspec
 from msgspec import UnsetType
 
 from tracekit.errors import TraceFormatError
-from tracekit.trace import decode_errors, policy
 from tracekit.trace.build import build_trace
-from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.gz import read_gz
-from tracekit.trace.lenient import loose_doc, loose_records
 from tracekit.trace.model import AnyEvent, Trace, TraceDoc
-from tracekit.trace.policy import BOM, WS, BudgetExceeded, TooDeep
-from tracekit.trace.scan import first_byte
+from tracekit.trace.read import errors
+from tracekit.trace.read.errors import BudgetExceeded, TooDeep
+from tracekit.trace.read.lenient import lenient_doc, lenient_records
+from tracekit.trace.read.text import BOM, WS, first_byte, open_gz
+from tracekit.trace.read.text import ERRORS as gz_errors
 
 _doc_decoder = msgspec.json.Decoder(TraceDoc)
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -53,10 +52,10 @@ def read(p: Path, gz: bool, *, limit: int, isal: bool) -> Trace:
     data, gz_error = read_all(p, gz, limit=limit, isal=isal)
     if gz_error is None:
         if not data.strip(WS):
-            raise policy.empty(name)
+            raise errors.empty(name)
         return decode_text(name, data)
     if not data.strip(WS):
-        raise policy.gzip_damaged(name, gz_error, has_prefix=False)
+        raise errors.gzip_damaged(name, gz_error, has_prefix=False)
     # Damage in the text well before the gzip breaks comes first, as a streaming reader meets it.
     refusal = None
     try:
@@ -72,7 +71,7 @@ def read(p: Path, gz: bool, *, limit: int, isal: bool) -> Trace:
             raise
     except TraceFormatError as exc:
         refusal = exc  # the broken gzip comes first; the prefix's shape only where its events are wanted
-    raise DamagedText(policy.gzip_damaged(name, gz_error, has_prefix=True), data, refusal)
+    raise DamagedText(errors.gzip_damaged(name, gz_error, has_prefix=True), data, refusal)
 
 
 def read_all(p: Path, gz: bool, *, limit: int, isal: bool) -> tuple[bytes, str | None]:
@@ -101,7 +100,7 @@ def decode_text(name: str, data: bytes) -> Trace:
     text: bytes | memoryview = memoryview(data)[3:] if data[:3] == BOM else data
     first = first_byte(data)
     if first not in (b"{", b"["):
-        raise policy.not_json(name, bytes(data[:64]))
+        raise errors.not_json(name, bytes(data[:64]))
     try:
         try:
             return _decode_typed(name, text, first)
@@ -110,7 +109,7 @@ def decode_text(name: str, data: bytes) -> Trace:
             # Some events have fields of unexpected types: decode leniently, event by event.
             return _decode_lenient(name, text)
     except msgspec.DecodeError as exc:
-        raise DamagedText(policy.damaged(name, decode_errors.damage(exc)), text) from None
+        raise DamagedText(errors.damaged(name, errors.damage(exc)), text) from None
     except RecursionError:
         raise TooDeep from None
 
@@ -119,31 +118,42 @@ def _decode_typed(name: str, text: bytes | memoryview, first: bytes) -> Trace:
     if first == b"{":
         doc = _doc_decoder.decode(text)
         trace = build_trace(name, doc.traceEvents)
-        trace.device_names = [d.name for d in doc.deviceProperties]
-        trace.rank = doc.distributedInfo.rank if doc.distributedInfo else None
+        trace.device_names, trace.rank = doc.metadata()
         return trace
     return build_trace(name, _list_decoder.decode(text))
 
 
 def _refuse_layout(name: str, exc: msgspec.ValidationError) -> None:
     """A typed-decode failure that no event-by-event decode can fix: the document's shape."""
-    shape = decode_errors.layout(exc)
+    shape = errors.layout(exc)
     if shape == "no-events":
-        raise policy.no_event_array(name)
+        raise errors.no_event_array(name)
     if shape == "events-not-a-list":
-        raise policy.events_not_a_list(name)
+        raise errors.events_not_a_list(name)
 
 
 def _decode_lenient(name: str, text: bytes | memoryview) -> Trace:
     try:
-        doc = loose_doc.decode(text)
+        doc = lenient_doc.decode(text)
     except msgspec.ValidationError as exc:
-        if not decode_errors.not_an_object(exc):
-            raise policy.events_not_a_list(name) from None
-        return build_trace(name, loose_records(_raw_list.decode(text)))
+        if not errors.not_an_object(exc):
+            raise errors.events_not_a_list(name) from None
+        return build_trace(name, lenient_records(_raw_list.decode(text)))
     if isinstance(doc.traceEvents, UnsetType):
-        raise policy.no_event_array(name)
+        raise errors.no_event_array(name)
     names, rank = doc.metadata()
-    trace = build_trace(name, loose_records(doc.traceEvents))
+    trace = build_trace(name, lenient_records(doc.traceEvents))
     trace.device_names, trace.rank = names, rank
     return trace
+
+
+def read_gz(path: Path, limit: int = 1 << 62, *, isal: bool = True) -> bytes:
+    """The whole decompressed content (raises one of ``ERRORS`` on a damaged file, and
+    ``BudgetExceeded`` past ``limit`` bytes, having inflated at most 16 MB more)."""
+    out = bytearray()
+    with open_gz(path, isal=isal) as fh:
+        while block := fh.read(1 << 24):
+            out += block
+            if len(out) > limit:
+                raise BudgetExceeded
+    return bytes(out)

@@ -13,7 +13,7 @@ made here:
 Both readers feed one builder (``build.TraceBuilder``, the columnar model). A trace whose events
 do not fit the typed table is decoded leniently, event by event (``lenient``). Malformed input
 never escapes as a traceback: each failure becomes a ``TraceFormatError`` naming the file and the
-problem, in the same words on every path (``policy``), and ``partial=True`` keeps the events
+problem, in the same words on every path (``errors``), and ``partial=True`` keeps the events
 before the damage, found the same way on every path (``chunked.salvage``). Every path keeps to
 the input policy: regular files only, the inflate budget, bounded nesting, range-checked numbers.
 """
@@ -26,15 +26,15 @@ import struct
 from pathlib import Path
 
 from tracekit.errors import NotARegularFile, TraceFormatError
-from tracekit.fsutil import regular_file
-from tracekit.trace import chunked, policy, whole
-from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.gz import MAGIC as GZIP_MAGIC
-from tracekit.trace.gz import open_gz
+from tracekit.files import regular_file
+from tracekit.trace.build import TooManyNames
 from tracekit.trace.model import Trace
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.policy import WS, BudgetExceeded, TooDeep
-from tracekit.trace.scan import first_byte
+from tracekit.trace.read import chunked, errors, whole
+from tracekit.trace.read.errors import BudgetExceeded, GzipDamaged, NoEventArray, TooDeep
+from tracekit.trace.read.options import ReadOptions, inflate_budget
+from tracekit.trace.read.text import ERRORS as gz_errors
+from tracekit.trace.read.text import MAGIC as GZIP_MAGIC
+from tracekit.trace.read.text import WS, first_byte, open_gz
 
 _DEFAULTS = ReadOptions()
 
@@ -53,8 +53,10 @@ def load_trace(path: str | os.PathLike[str], *, partial: bool = False, options: 
         trace = _load(Path(path), partial, opts)
         # The chunked readers stop as the table passes the limit; a text read whole is checked here.
         if max(len(trace.strings), len(trace.string_ids)) > opts.max_names:
-            raise policy.too_many_names(str(path), opts.max_names)
+            raise errors.too_many_names(str(path), opts.max_names)
         return trace
+    except TooManyNames as exc:
+        raise errors.too_many_names(exc.path, exc.limit) from None
     finally:
         if paused:
             gc.enable()
@@ -64,7 +66,7 @@ def _load(p: Path, partial: bool, opts: ReadOptions) -> Trace:
     name = str(p)
     file_size, gz = _check_file(p)
     _check_head(p, gz, opts)
-    budget = policy.inflate_budget(opts)
+    budget = inflate_budget(opts)
     size = _decompressed_size(p, gz, file_size)
     try:
         try:
@@ -80,9 +82,9 @@ def _load(p: Path, partial: bool, opts: ReadOptions) -> Trace:
                         raise
             return _chunked(p, gz, partial, size, budget, opts)
         except TooDeep:
-            raise policy.too_deep(name) from None
+            raise errors.too_deep(name) from None
     except BudgetExceeded:
-        raise policy.over_budget(name, budget, opts.budget_source()) from None
+        raise errors.over_budget(name, budget, opts.budget_source()) from None
 
 
 def _whole(p: Path, gz: bool, partial: bool, limit: int, opts: ReadOptions) -> Trace:
@@ -92,7 +94,7 @@ def _whole(p: Path, gz: bool, partial: bool, limit: int, opts: ReadOptions) -> T
         return _damaged(exc, partial, opts)
     except TraceFormatError as exc:
         if partial and exc.kind == "gzip" and not exc.has_prefix:
-            raise policy.no_gzip_prefix(exc.path) from None
+            raise errors.no_gzip_prefix(exc.path) from None
         raise
 
 
@@ -114,7 +116,7 @@ def _chunked(p: Path, gz: bool, partial: bool, size: int, budget: int, opts: Rea
     here); a document without an event array to the whole-file decoder, which names what it is."""
     spans = None
     if size > opts.parallel_from:
-        from tracekit.trace import parallel  # only for large files: it brings multiprocessing
+        from tracekit.trace.read import parallel  # only for large files: it brings multiprocessing
 
         workers = parallel.load_workers(opts.workers)
         if workers > 1:
@@ -122,12 +124,12 @@ def _chunked(p: Path, gz: bool, partial: bool, size: int, budget: int, opts: Rea
     if spans is None:
         try:
             spans = chunked.read_spans(p, gz, budget, opts)
-        except chunked.NoEventArray as exc:
+        except NoEventArray as exc:
             try:
                 return _usable(whole.decode_text(str(p), exc.text))
             except whole.DamagedText as damaged:
                 return _damaged(damaged, partial, opts)
-        except chunked.GzipDamaged:
+        except GzipDamaged:
             return _whole(p, gz, partial, budget, opts)
         if spans.damage is not None and gz:
             return _whole(p, gz, partial, budget, opts)
@@ -145,12 +147,12 @@ def _usable(trace: Trace) -> Trace:
         dropped = [f"{trace.skipped_events} malformed events"] if trace.skipped_events else []
         dropped += [f"{trace.out_of_range} events with times out of range"] if trace.out_of_range else []
         why = f" (skipped {' and '.join(dropped)})" if dropped else ""
-        raise policy.no_usable_events(trace.path, why)
+        raise errors.no_usable_events(trace.path, why)
     return trace
 
 
 def _check_file(p: Path) -> tuple[int, bool]:
-    """Refuse what is not a readable regular file (``fsutil.regular_file``); return its size and
+    """Refuse what is not a readable regular file (``files.regular_file``); return its size and
     whether it is gzipped."""
     try:
         st = regular_file(p, "trace file")
@@ -169,7 +171,7 @@ def _check_head(p: Path, gz: bool, opts: ReadOptions) -> None:
     except gz_errors:
         return  # damaged from the start: each reader says so in its own place
     if head.strip(WS) and first_byte(head) not in (b"{", b"["):
-        raise policy.not_json(str(p), head[:64])
+        raise errors.not_json(str(p), head[:64])
 
 
 def _decompressed_size(p: Path, gz: bool, size: int) -> int:
@@ -202,15 +204,15 @@ def read_text(path: str | os.PathLike[str], options: ReadOptions | None = None) 
     p = Path(path)
     _, gz = _check_file(p)
     _check_head(p, gz, opts)
-    budget = policy.inflate_budget(opts)
+    budget = inflate_budget(opts)
     try:
         data, gz_error = whole.read_all(p, gz, limit=budget, isal=opts.isal)
     except BudgetExceeded:
-        raise policy.over_budget(str(p), budget, opts.budget_source()) from None
+        raise errors.over_budget(str(p), budget, opts.budget_source()) from None
     if gz_error is not None:
-        raise policy.gzip_damaged(str(p), gz_error, has_prefix=bool(data.strip(WS)))
+        raise errors.gzip_damaged(str(p), gz_error, has_prefix=bool(data.strip(WS)))
     if not data.strip(WS):
-        raise policy.empty(str(p))
+        raise errors.empty(str(p))
     return data
 
 
@@ -223,12 +225,12 @@ def decode_bytes(name: str, data: bytes, options: ReadOptions | None = None) -> 
     try:
         trace = _usable(whole.decode_text(name, data))
         if max(len(trace.strings), len(trace.string_ids)) > most:
-            raise policy.too_many_names(name, most)
+            raise errors.too_many_names(name, most)
         return trace
     except whole.DamagedText as exc:
         raise exc.error from None
     except TooDeep:
-        raise policy.too_deep(name) from None
+        raise errors.too_deep(name) from None
     finally:
         if paused:
             gc.enable()

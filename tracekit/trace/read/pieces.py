@@ -1,78 +1,54 @@
-"""Decode a trace's event array in chunks with msgspec, so memory follows the kept events.
+"""The event array of a trace's text, cut into pieces that each decode: the chunked reader's engine.
 
-The decompressed text is read into a buffer of twice ``chunk_size``; each fill is cut after the last
-event that is complete in it and decoded as ``[...]`` into typed events. A cut is only a candidate
-(the bytes ``}``, ``,``, ``{`` with optional whitespace between two objects); it is accepted when
-the piece decodes, which proves it: a piece that ends inside an object, a nested list or a string
-is not valid JSON. Where 64 candidates in a row fall inside one event, a structural scan
-(``scan.event_ends``) finds the real ends. The text around the event array
-(``deviceProperties``, ``distributedInfo``) is decoded on its own at the end.
+The decompressed text is read into a buffer of twice ``chunk_size``; each fill is cut after the
+last event that is complete in it and decoded as ``[...]`` into typed events. A cut is only a
+candidate (the bytes ``}``, ``,``, ``{`` with optional whitespace between two objects); it is
+accepted when the piece decodes, which proves it: a piece that ends inside an object, a nested list
+or a string is not valid JSON. Where 64 candidates in a row fall inside one event, a structural
+scan (``event_ends``) finds the real ends. The text around the event array (``deviceProperties``,
+``distributedInfo``) is decoded on its own at the end (``ChunkedReader.metadata``).
 
-It is one of the two readers ``load`` chooses between (the other is ``whole``); it knows nothing
-of the other. A document whose event array is not found is handed back whole (``NoEventArray``),
-for the caller to have it named. Damage raises ``Damaged`` with the decoder's own words and the
-byte offset in the whole text, once the events before it are out, so the message is the one the
-whole-file reader gives for the same file. The text read is counted against the inflate budget
-(``policy.BudgetExceeded``); a run of whitespace between events is skipped, not buffered.
-
-``read_spans`` reads a file's spans serially, ``complete`` adds what a second pass and the text
-around the event array give (flows where ids are missing, device names, rank), and ``salvage``
-keeps the events before the damage in a text already in memory.
+A document whose event array is not found is handed back whole (``NoEventArray``). Damage raises
+``Damaged`` with the decoder's own words and the byte offset in the whole text, once the events
+before it are out, so the message is the one the whole-file reader gives for the same file. The
+text read is counted against the inflate budget (``BudgetExceeded``); a run of whitespace between
+events is skipped, not buffered.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
+import numpy as np
 
-from tracekit.errors import TraceFormatError
-from tracekit.trace import decode_errors, policy
-from tracekit.trace.build import TraceBuilder
-from tracekit.trace.decode_errors import TRUNCATED, Damage
-from tracekit.trace.gz import ERRORS as gz_errors
-from tracekit.trace.gz import open_text
-from tracekit.trace.lenient import lenient_events, loose_doc
-from tracekit.trace.links import link_flows, needs_flows
-from tracekit.trace.model import FLOWS_ONLY, SPANS_DECODER, AnyEvent, FlowStart, Trace, TraceDoc
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.policy import BOM, WS, BudgetExceeded, TooDeep
-from tracekit.trace.scan import LEADING_WS, event_ends
+if TYPE_CHECKING:  # annotations only: numpy.typing costs start-up time
+    from numpy.typing import NDArray
+
+from tracekit.trace.model import AnyEvent, TraceDoc
+from tracekit.trace.read import errors
+from tracekit.trace.read.errors import (
+    TRUNCATED,
+    BudgetExceeded,
+    Damage,
+    Damaged,
+    EmptyText,
+    GzipDamaged,
+    NoEventArray,
+    TooDeep,
+)
+from tracekit.trace.read.lenient import lenient_doc
+from tracekit.trace.read.text import BOM, LEADING_WS, WS
+from tracekit.trace.read.text import ERRORS as gz_errors
 
 _EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 _BOUNDARY = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 _events = msgspec.json.Decoder(list[AnyEvent])
 T = TypeVar("T")
 _meta = msgspec.json.Decoder(TraceDoc)
-
-
-class Damaged(Exception):
-    """The text ends or breaks inside the event array (a truncated or corrupt file)."""
-
-    def __init__(self, damage: Damage) -> None:
-        super().__init__(damage.words)
-        self.damage = damage
-
-
-class GzipDamaged(Exception):
-    """The gzip stream is truncated or corrupt (the message is the error's class name)."""
-
-
-class EmptyText(Exception):
-    """The text is whitespace only."""
-
-
-class NoEventArray(Exception):
-    """A JSON object with no ``"traceEvents": [`` in it; ``text`` is the whole document."""
-
-    def __init__(self, text: bytes) -> None:
-        super().__init__("no traceEvents array")
-        self.text = text
 
 
 class Readable(Protocol):
@@ -198,9 +174,9 @@ class ChunkedReader:
         try:
             frame(self.head + b"[]}")
         except msgspec.DecodeError as exc:
-            where = decode_errors.offset(exc)
+            where = errors.offset(exc)
             if where is None or where <= len(self.head):
-                raise Damaged(decode_errors.damage(exc, at)) from None
+                raise Damaged(errors.damage(exc, at)) from None
         except RecursionError:
             raise TooDeep from None
 
@@ -285,8 +261,8 @@ class ChunkedReader:
             with memoryview(buf) as mv:
                 return self._decode(mv[lo : end + 2])
         except msgspec.DecodeError as exc:
-            if self._damage is None and _real_damage(exc, end - lo):
-                self._damage = decode_errors.damage(exc, self._offset + lo)
+            if self._damage is None and errors.text_at_fault(exc, end - lo):
+                self._damage = errors.damage(exc, self._offset + lo)
             return None
         finally:
             buf[end + 1] = saved
@@ -361,20 +337,20 @@ class ChunkedReader:
             with memoryview(self._buf) as mv:
                 return Damage(TRUNCATED, None), self._decode(mv[lo:hi])
         except msgspec.DecodeError as exc:
-            at = decode_errors.offset(exc)
-            if at is None or not decode_errors.ends_early(exc):
-                return decode_errors.damage(exc, self._offset + lo), None
+            at = errors.offset(exc)
+            if at is None or not errors.ends_early(exc):
+                return errors.damage(exc, self._offset + lo), None
             # The array closed before ``at`` (msgspec names the byte after the first one that
             # follows a value): the damage is in the rest of the document.
             rest = lo + at - 1
             with memoryview(self._buf) as mv:
                 events = self._decode(mv[lo:rest])
             if self.list_form:
-                return decode_errors.damage(exc, self._offset + lo), events
+                return errors.damage(exc, self._offset + lo), events
             try:
                 msgspec.json.decode(b'{"_":0' + bytes(self._buf[rest:hi]))
             except msgspec.DecodeError as tail_exc:
-                return decode_errors.damage(tail_exc, self._offset + rest - 6), events
+                return errors.damage(tail_exc, self._offset + rest - 6), events
             return Damage(TRUNCATED, None), events
 
     def metadata(self) -> tuple[list[str], int | None] | None:
@@ -385,111 +361,33 @@ class ChunkedReader:
         try:
             return frame(self.head + b"[]" + self.tail)
         except msgspec.DecodeError as exc:
-            raise Damaged(decode_errors.damage(exc)) from None
+            raise Damaged(errors.damage(exc)) from None
         except RecursionError:
             raise TooDeep from None
 
 
+def event_ends(piece: bytes | bytearray | memoryview) -> NDArray[np.int64]:
+    """Offsets of the ``}`` that end the array's elements, for a piece starting at its ``[``."""
+    a = np.frombuffer(piece, np.uint8)
+    n = len(a)
+    if n == 0:
+        return np.empty(0, np.int64)
+    idx = np.arange(n)
+    last_other = np.maximum.accumulate(np.where(a != 92, idx, -1))  # last non-backslash at or before i
+    run = np.zeros(n, np.int64)  # backslashes just before position i
+    run[1:] = idx[:-1] - last_other[:-1]
+    quotes = (a == 34) & (run % 2 == 0)
+    outside = np.cumsum(quotes) % 2 == 0
+    opens = ((a == 123) | (a == 91)) & outside
+    closes = ((a == 125) | (a == 93)) & outside
+    depth = np.cumsum(opens.astype(np.int64) - closes)
+    return np.flatnonzero((a == 125) & closes & (depth == 1))
+
+
 def frame(text: bytes) -> tuple[list[str], int | None]:
     """The metadata of a document with its events left out, read typed and, where the types do
-    not fit, loosely (``DecodeError`` on damage either way)."""
+    not fit, leniently (``DecodeError`` on damage either way)."""
     try:
-        doc = _meta.decode(text)
-        return [d.name for d in doc.deviceProperties], doc.distributedInfo.rank if doc.distributedInfo else None
+        return _meta.decode(text).metadata()
     except msgspec.ValidationError:
-        return loose_doc.decode(text).metadata()
-
-
-def _real_damage(exc: msgspec.DecodeError, cut: int) -> bool:
-    """Whether decoding a piece cut after byte ``cut`` failed because of the text itself rather
-    than the cut: an error at or before the cut, or one no cut can cause (invalid UTF-8). A cut
-    inside an event fails just after it, or as truncated input (a cut inside a string)."""
-    if decode_errors.is_truncated(exc):
-        return False
-    at = decode_errors.offset(exc)
-    return at is None or at <= cut
-
-
-@dataclass
-class Spans:
-    """A file's spans as read so far: the builder holding them, the reader (for the text around
-    the event array), and the damage met, if any (the events before it are in the builder)."""
-
-    builder: TraceBuilder
-    reader: ChunkedReader
-    damage: TraceFormatError | None = None
-
-
-_flows_decoder = msgspec.json.Decoder(list[Union[FLOWS_ONLY]])  # type: ignore[valid-type]  # noqa: UP007
-
-
-def read_spans(p: Path, gz: bool, budget: int, options: ReadOptions) -> Spans:
-    """Decode ``p``'s event array chunk by chunk into a builder, skipping flows (launches link to
-    their kernels by correlation id). Raises ``NoEventArray`` for a document without one,
-    ``GzipDamaged`` for a broken gzip stream (whose last read is lost here), ``BudgetExceeded``,
-    ``TooDeep`` and ``TraceFormatError`` (empty text)."""
-    builder = TraceBuilder(str(p), options.max_names)
-    reader, damage = _pass(p, gz, SPANS_DECODER, builder.add, budget, options)
-    return Spans(builder, reader, damage)
-
-
-def complete(
-    spans: Spans, p: Path, gz: bool, budget: int, options: ReadOptions
-) -> tuple[Trace, TraceFormatError | None]:
-    """The trace the spans make, with flows read in a second pass where some launch or device
-    event has no correlation id, and the device names and rank from around the event array; and
-    the damage met, if any."""
-    builder, damage = spans.builder, spans.damage
-    trace = builder.finish()
-    if not builder.saw_flows and needs_flows(trace):
-        flows: list[Any] = []
-
-        def keep_flows(chunk: list[Any]) -> None:
-            flows.extend(f for f in chunk if isinstance(f, FlowStart) and f.cat == "ac2g")
-
-        _pass(p, gz, _flows_decoder, keep_flows, budget, options)
-        link_flows(trace, flows)
-    if damage is None:
-        try:
-            meta = spans.reader.metadata()
-        except Damaged as exc:
-            damage = policy.damaged(str(p), exc.damage)
-        else:
-            if meta is not None:
-                trace.device_names, trace.rank = meta
-    return trace, damage
-
-
-def _pass(
-    p: Path,
-    gz: bool,
-    decoder: msgspec.json.Decoder[Any],
-    take: Callable[[list[Any]], None],
-    budget: int,
-    options: ReadOptions,
-) -> tuple[ChunkedReader, TraceFormatError | None]:
-    """Decode the file chunk by chunk, handing each chunk to ``take``; the reader and the damage met."""
-    with open_text(p, gz, isal=options.isal) as fh:
-        reader = ChunkedReader(
-            fh, chunk_size=options.chunk_bytes, lenient=lenient_events, decoder=decoder, budget=budget
-        )
-        try:
-            for chunk in reader.events():
-                take(chunk)
-        except Damaged as exc:
-            return reader, policy.damaged(str(p), exc.damage)
-        except EmptyText:
-            raise policy.empty(str(p)) from None
-    return reader, None
-
-
-def salvage(name: str, text: bytes | memoryview, options: ReadOptions) -> Trace:
-    """The events before the damage in a damaged text already in memory, as this reader finds them
-    reading the file (``TooDeep`` if the JSON nests too deep)."""
-    builder = TraceBuilder(name, options.max_names)
-    try:
-        for chunk in ChunkedReader(io.BytesIO(text), chunk_size=options.chunk_bytes, lenient=lenient_events).events():
-            builder.add(chunk)
-    except (Damaged, NoEventArray, EmptyText):
-        pass
-    return builder.finish()
+        return lenient_doc.decode(text).metadata()

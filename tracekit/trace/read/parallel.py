@@ -28,13 +28,14 @@ import msgspec
 
 from tracekit import cores
 from tracekit.trace.build import Piece, TraceBuilder
-from tracekit.trace.chunked import ChunkedReader, Damaged, EmptyText, GzipDamaged, NoEventArray, Spans
-from tracekit.trace.gz import open_text
 from tracekit.trace.heap import WORKER_MMAP_THRESHOLD, set_mmap_threshold
-from tracekit.trace.lenient import lenient_events
 from tracekit.trace.model import SPANS_DECODER
-from tracekit.trace.options import ReadOptions
-from tracekit.trace.policy import BudgetExceeded, TooDeep
+from tracekit.trace.read.chunked import Spans
+from tracekit.trace.read.errors import BudgetExceeded, Damaged, EmptyText, GzipDamaged, NoEventArray, TooDeep
+from tracekit.trace.read.lenient import lenient_events
+from tracekit.trace.read.options import ReadOptions
+from tracekit.trace.read.pieces import ChunkedReader
+from tracekit.trace.read.text import open_text
 
 _log = logging.getLogger(__name__)
 
