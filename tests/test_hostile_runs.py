@@ -333,6 +333,7 @@ def test_hta_failure_on_the_h100_fixture_is_one_line(capsys: pytest.CaptureFixtu
     assert "idle_time_breakdown" in json.loads(out)["traces"][0]["hta"]
 
 
+@pytest.mark.slow  # imports transformers (2.1 s, the slowest of make unit)
 @pytest.mark.parametrize("weights", ["damaged safetensors", "pickle that runs code"])
 def test_hf_weights_that_do_not_load_are_one_line_and_run_nothing(
     weights: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
