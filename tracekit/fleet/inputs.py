@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,16 +38,22 @@ def _is_trace_name(p: Path) -> bool:
 MAX_WALK_ENTRIES = 1_000_000  # a walk visits at most this many names (TRACEKIT_MAX_WALK raises it)
 
 
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 def _walk(root: Path, depth: int | None = None) -> Iterator[tuple[Path, bool]]:
     """Every (path, is_folder) below ``root`` (not ``root`` itself), breadth first, at most ``depth``
     levels down; each real folder once, so links back into the tree end the walk instead of
     looping. An unreadable folder is a ``UserError`` naming it."""
     most = int(os.environ.get("TRACEKIT_MAX_WALK", "") or MAX_WALK_ENTRIES)
-    seen = {os.path.realpath(root)}
-    queue: list[tuple[Path, int]] = [(root, 0)]
+    # A folder is known by its (device, inode): resolving each folder's real path would read every
+    # level above it again, quadratic in the depth.
+    seen = {_identity(os.stat(root))}
+    queue: deque[tuple[Path, int]] = deque([(root, 0)])
     count = 0
     while queue:
-        folder, level = queue.pop(0)
+        folder, level = queue.popleft()
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -64,13 +71,13 @@ def _walk(root: Path, depth: int | None = None) -> Iterator[tuple[Path, bool]]:
             p = Path(folder) / e.name
             try:
                 is_dir = e.is_dir()
+                ident = _identity(e.stat()) if is_dir else None
             except OSError:
-                is_dir = False
-            if is_dir:
-                real = os.path.realpath(p)
-                if real in seen:
+                is_dir, ident = False, None
+            if ident is not None:
+                if ident in seen:
                     continue  # a link back into the tree, or to a folder already walked
-                seen.add(real)
+                seen.add(ident)
                 if depth is None or level + 1 < depth:
                     queue.append((p, level + 1))
             yield p, is_dir
