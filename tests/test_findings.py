@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import sampled_context
-from tracekit.analysis.gaps import HostDeviceGap
+from tracekit.analysis.timer_gaps import HostDeviceGap
 from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
 from tracekit.report.findings import findings_for
 from tracekit.report.headline import headline

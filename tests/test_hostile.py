@@ -327,7 +327,7 @@ def test_exporting_an_enriched_trace_adds_tracekit_events_once(
 
 
 def test_markdown_report_escapes_markup_links_and_controls_from_trace_names(run: Path) -> None:
-    from tracekit.analysis.gaps import HostDeviceGap
+    from tracekit.analysis.timer_gaps import HostDeviceGap
     from tracekit.report.data import build_report
     from tracekit.report.findings import findings_for
     from tracekit.report.model import ReportData

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from tests.helpers import H100, ROOT, assert_not_blank, chromium, dump_dom, fixture_path, run_cli, screenshot
-from tracekit.analysis.gaps import host_device_gaps
+from tracekit.analysis.timer_gaps import timer_underreads
 from tracekit.manifest import read_manifest
 from tracekit.report.data import build_report
 from tracekit.report.fit import crossing, fit_line
@@ -109,7 +109,7 @@ def test_unsynchronized_prefill_reading_is_a_finding(small_run: Path, tmp_path: 
 
 
 def test_host_device_gap_detector_on_h100_fixture() -> None:
-    gaps = host_device_gaps(load_trace(fixture_path(H100)))
+    gaps = timer_underreads(load_trace(fixture_path(H100)))
     step = next(g for g in gaps if g.name == "ProfilerStep#6")
     # The host span ends at ts + dur; its GPU work ends with the GPU-side annotation of the step.
     host_end = 1428625731896.179 + 47151.395

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from tracekit.analysis.intervals import union_length_arrays
+from tracekit.analysis.busy import union_length_arrays
 from tracekit.trace.tree import END_TOLERANCE_US, child_time, nearest_marked, nest_sorted, nesting_order
 
 
@@ -170,13 +170,13 @@ def test_column_store_equals_concatenating_the_parts(parts: list[tuple[int, bool
     for c in cols:
         store.append(c)
     assert len(store) == sum(n for n, _ in parts)
-    got = store.take()
+    got = store.drain()
     given = [c for c in cols if len(c)]
     for f in _COLUMNS:
         want = np.concatenate([getattr(c, f) for c in given]) if given else getattr(Columns(), f)
         assert np.array_equal(getattr(got, f), want), f
         assert getattr(got, f).dtype == want.dtype, f
-    assert len(store) == 0 and len(store.take()) == 0
+    assert len(store) == 0 and len(store.drain()) == 0
 
 
 @pytest.mark.slow  # about a second or more (pytest --durations, 2 cores)

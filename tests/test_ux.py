@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import H100, fixture_path, run_cli, sampled_context
+from tests.helpers import H100, capture, fixture_path, run_cli, sampled_context
 from tracekit.manifest import BackgroundLoad, DeviceFacts, ModelFacts
 from tracekit.report.diff import compare, verdict
 from tracekit.report.findings import findings_for
@@ -33,20 +33,17 @@ WIDTH = "100"
 TINY = ["--context", "16,96", "--tokens", "6", "--rounds", "2", "--profile-steps", "2", "--chunk", "64"]
 
 
-def _capture(out: Path, *extra: str) -> Path:
-    r = run_cli("capture", *TINY, *extra, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return Path(r.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three real tiny captures: sdpa, math attention, and bfloat16 (another dtype)."""
+    """Three real tiny captures: sdpa, math attention, and bfloat16 (another dtype), made through
+    the library in this process (a subprocess would import torch again for each; the command
+    line's own capture is tested in test_capture.py and below)."""
     out = tmp_path_factory.mktemp("ux")
+    tiny: dict[str, object] = {"rounds": 2, "profile_steps": 2, "chunk": 64}
     return {
-        "sdpa": _capture(out, "--name", "sdpa"),
-        "math": _capture(out, "--name", "math", "--attn", "math"),
-        "bf16": _capture(out, "--name", "bf16", "--dtype", "bfloat16"),
+        "sdpa": capture(out, [16, 96], 6, name="sdpa", **tiny),
+        "math": capture(out, [16, 96], 6, name="math", attn="math", **tiny),
+        "bf16": capture(out, [16, 96], 6, name="bf16", dtype="bfloat16", **tiny),
     }
 
 

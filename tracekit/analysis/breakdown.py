@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.analysis.attribute import Attribution
-from tracekit.analysis.intervals import union_length_arrays
+from tracekit.analysis.busy import union_length_arrays
 from tracekit.analysis.result import CategoryTime, KernelRow, PhaseResult
 from tracekit.analysis.rules import CATEGORIES
 

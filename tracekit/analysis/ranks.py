@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tracekit.analysis.attribute import Attribution
-from tracekit.analysis.intervals import union_length_arrays
+from tracekit.analysis.busy import union_length_arrays
 from tracekit.analysis.result import AnalysisResult
 
 COMMUNICATION = "communication"

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tracekit.advice.model import AdviceSet
-from tracekit.analysis.gaps import HostDeviceGap
+from tracekit.analysis.timer_gaps import HostDeviceGap
 from tracekit.limits.model import ModelShape
 from tracekit.limits.roofline import Achieved, Roof
 from tracekit.manifest import DeviceFacts, ModelFacts

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from tracekit.analysis.analyze import analyze_trace
-from tracekit.analysis.gaps import HostDeviceGap, host_device_gaps
 from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.rules import CATEGORIES
+from tracekit.analysis.timer_gaps import HostDeviceGap, timer_underreads
 from tracekit.errors import TraceFormatError
 from tracekit.limits.model import ModelShape
 from tracekit.limits.roofline import Roof, achieved, attention_work, decode_ceiling_tokens_per_s, decode_gemm_work
@@ -139,7 +139,7 @@ def context_figures(
             if trace.partial:
                 f.error = f"trace file {e.trace} is truncated; its figures come from the usable prefix only"
             res = analyze_trace(trace)
-            gaps.extend(host_device_gaps(trace))
+            gaps.extend(timer_underreads(trace))
             f.top_kernels = [(k.name, k.category, k.rule, k.count, k.time_us) for k in res.kernels[:12]]
             figs = _decode_figures(res, _step_rounds(e))
             if figs and f.decode_ms_per_token is not None:

@@ -160,9 +160,9 @@ class TraceBuilder:
         tr = self.trace
         return Piece(
             events=self._seen,
-            host=self._host.take(),
-            py=self._py.take(),
-            device=self._device.take(),
+            host=self._host.drain(),
+            py=self._py.drain(),
+            device=self._device.drain(),
             strings=list(tr.string_ids),
             threads=list(self._threads),
             corr_ids=self._ids.codes,
@@ -203,9 +203,9 @@ class TraceBuilder:
         tr = self.trace
         tr.strings = list(tr.string_ids)
         tr.threads = list(self._threads)
-        self._host.append(self._py.take())  # the kept Python frames after the ops, in the order they always had
-        host = self._host.take()
-        kernels = self._device.take()
+        self._host.append(self._py.drain())  # the kept Python frames after the ops, in the order they always had
+        host = self._host.drain()
+        kernels = self._device.drain()
         release_freed_memory()
         host, tr.kernels = _keep_in_range(tr, host, kernels)
         # Link by correlation id first, then drop the ids (8 bytes a span) before nesting, the

@@ -249,7 +249,7 @@ class ColumnStore:
             buf[self._n : end] = src
         self._n = end
 
-    def take(self) -> Columns:
+    def drain(self) -> Columns:
         """The columns, trimmed to their length (in place, without a copy); the store is left empty."""
         cols = self._cols
         for buf in cols.values():

@@ -32,7 +32,7 @@ class HostDeviceGap:
         return max(self.host_dur_us, self.device_end_us - self.host_start_us)
 
 
-def host_device_gaps(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us: float = 100.0) -> list[HostDeviceGap]:
+def timer_underreads(trace: Trace, *, min_gap_fraction: float = 0.01, min_gap_us: float = 100.0) -> list[HostDeviceGap]:
     """Annotation spans whose launched device work ends well after the span ends on the host."""
     spans = trace.spans
     if not len(trace.kernels):
