@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tracekit.analysis.analyze import analyze_trace
 from tracekit.analysis.attribute import Attribution, attribute
@@ -20,9 +20,11 @@ from tracekit.analysis.result import AnalysisResult
 from tracekit.analysis.steps import StepTable
 from tracekit.analysis.window import find_windows, merged_window
 from tracekit.errors import InputError, TraceFormatError, TracekitError
-from tracekit.limits.trace_facts import TraceFacts
 from tracekit.trace.model import Trace
 from tracekit.trace.read import ReadOptions, decoded_size, load_trace
+
+if TYPE_CHECKING:  # the facts' module loads only with TaskOptions.limits (analyze --by step/kernel)
+    from tracekit.limits.trace_facts import TraceFacts
 
 TOP_KERNELS = 20
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracekit.limits.roofline import choose_roof
-
 
 @dataclass(frozen=True)
 class LimitFlags:
@@ -21,8 +19,13 @@ class LimitFlags:
         return any(x is not None for x in (self.device, self.peak_bandwidth, self.peak_flops, self.model_config))
 
     def check(self) -> None:
-        """Raise the one-line UserError a bad flag deserves (unknown device, absurd number or config)."""
+        """Raise the one-line UserError a bad flag deserves (unknown device, absurd number or config).
+        The device table and the roofline load only when a flag is given: a plain ``analyze`` of a
+        small trace does not pay for them."""
+        if not self.given():
+            return
         from tracekit.limits.model import from_config
+        from tracekit.limits.roofline import choose_roof
 
         choose_roof(device=self.device, peak_bandwidth_gbps=self.peak_bandwidth, peak_tflops=self.peak_flops)
         if self.model_config is not None:
