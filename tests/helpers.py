@@ -6,10 +6,12 @@ Fixtures (pytest's) live in ``conftest.py``; plain functions and names live here
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +240,11 @@ def generate_traces(out: Path) -> Path:
     assert r.returncode == 0, r.stderr[-2000:]
     script.unlink()
     return out
+
+
+def edit_manifest(run: Path, edit: Callable[[dict[str, Any]], object]) -> None:
+    """Rewrite a run's manifest.json through ``edit`` (a hostile or odd manifest, made by hand)."""
+    m = run / "manifest.json"
+    d = json.loads(m.read_text())
+    edit(d)
+    m.write_text(json.dumps(d))

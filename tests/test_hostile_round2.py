@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
+from tests.helpers import edit_manifest
 from tests.hostile import doc, events, leftovers, one_line_error, tk, write
 from tracekit.cli import app
 from tracekit.cli.common import Number
@@ -179,13 +180,6 @@ def test_a_reformatted_manifest_still_makes_a_run(style: str, run: Path, capsys:
 # -- manifests: absurd numbers, duplicates, and work bounded by limits --------------------------------
 
 
-def _edit(run: Path, edit: object) -> None:
-    m = run / "manifest.json"
-    d = json.loads(m.read_text())
-    edit(d)  # type: ignore[operator]
-    m.write_text(json.dumps(d))
-
-
 @pytest.mark.parametrize(
     ("where", "value"),
     [("context_tokens", 2**63 + 5), ("step", 1e308), ("step", 5e-324), ("prefill_s", 1e300), ("bandwidth", 1e300)],
@@ -205,14 +199,14 @@ def test_absurd_manifest_numbers_are_refused_in_one_line(
         else:
             c["timings"][where] = value
 
-    _edit(run, edit)
+    edit_manifest(run, edit)
     args = [run, run] if command == "diff" else [run, "-f", "json", "--out", "-"]
     line = one_line_error(tk(capsys, command, *args), "manifest.json", "outside the range")
     assert "Warning" not in line
 
 
 def test_a_context_listed_twice_is_refused(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _edit(run, lambda d: d["contexts"].append(d["contexts"][-1]))
+    edit_manifest(run, lambda d: d["contexts"].append(d["contexts"][-1]))
     one_line_error(tk(capsys, "report", run, "--check", "tokens_per_s@160>=1"), "listed twice")
 
 
@@ -221,7 +215,7 @@ def test_many_contexts_stop_at_the_limit_before_they_are_built(
 ) -> None:
     # 1,000,000 failed contexts took 6 GB; the same refusal, at a limit lowered for the test.
     monkeypatch.setenv("TRACEKIT_MAX_CONTEXTS", "100")
-    _edit(run, lambda d: d.__setitem__("contexts", [
+    edit_manifest(run, lambda d: d.__setitem__("contexts", [
         {"context_tokens": i + 1, "status": "failed", "error": "x"} for i in range(3000)
     ]))  # fmt: skip
     one_line_error(tk(capsys, "report", run), "3,000 contexts", "limit of 100", "TRACEKIT_MAX_CONTEXTS=3000")
@@ -234,7 +228,7 @@ def test_many_steps_stop_at_the_limit(
 ) -> None:
     # 3 contexts x 1000 rounds x 2000 steps ran for minutes; the same refusal, at a lower limit.
     monkeypatch.setenv("TRACEKIT_MAX_STEPS", "5000")
-    _edit(run, lambda d: [c["timings"].__setitem__("decode_s_by_round", [[0.01] * 200] * 20) for c in d["contexts"]])
+    edit_manifest(run, lambda d: [c["timings"].__setitem__("decode_s_by_round", [[0.01] * 200] * 20) for c in d["contexts"]])
     one_line_error(tk(capsys, "report", run), "decode steps", "limit of 5,000", "TRACEKIT_MAX_STEPS=")
 
 
@@ -244,7 +238,7 @@ def test_contexts_naming_one_trace_are_refused(run: Path, capsys: pytest.Capture
         first = d["contexts"][0]
         d["contexts"] += [{**first, "context_tokens": 1000 + i} for i in range(3)]
 
-    _edit(run, edit)
+    edit_manifest(run, edit)
     one_line_error(tk(capsys, "report", run), "name the same trace")
 
 
@@ -529,11 +523,11 @@ def test_open_writes_the_enriched_trace_only_beside_its_raw_trace(
     for p in run.glob("*.enriched.json.gz"):
         p.unlink()
     (run / "report.md").write_text("the report")
-    _edit(run, lambda d: [c.__setitem__("enriched_trace", "report.md") for c in d["contexts"]])
+    edit_manifest(run, lambda d: [c.__setitem__("enriched_trace", "report.md") for c in d["contexts"]])
     code, out, err = tk(capsys, "open", run, "--no-browser", "--timeout", "0.5")
     assert code == 2 and "nothing fetched" in err
     assert (run / "report.md").read_text() == "the report"
-    _edit(run, lambda d: [c.__setitem__("enriched_trace", "sub/deeper/new.json.gz") for c in d["contexts"]])
+    edit_manifest(run, lambda d: [c.__setitem__("enriched_trace", "sub/deeper/new.json.gz") for c in d["contexts"]])
     tk(capsys, "open", run, "--no-browser", "--timeout", "0.5")
     assert not (run / "sub").exists() and any(run.glob("*.enriched.json.gz"))
 
@@ -666,7 +660,7 @@ def test_csv_cells_never_start_a_spreadsheet_formula(tmp_path: Path, capsys: pyt
 
 
 def test_the_html_report_escapes_a_device_name_like_markdown(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _edit(run, lambda d: d["device"].__setitem__("name", "GPU\x1b]0;owned\x07\u202eevil"))
+    edit_manifest(run, lambda d: d["device"].__setitem__("name", "GPU\x1b]0;owned\x07\u202eevil"))
     for fmt in ("html", "md"):
         assert tk(capsys, "report", run, "-f", fmt)[0] == 0
         text = (run / f"report.{fmt}").read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, edit_manifest
 from tests.hostile import (
     leftovers,
     one_line_error,
@@ -27,13 +27,6 @@ from tracekit.errors import UserError
 from tracekit.trace.read import load_trace
 
 # -- path policy and manifests ---------------------------------------------------------------------
-
-
-def _edit_manifest(run: Path, edit: object) -> None:
-    m = run / "manifest.json"
-    d = json.loads(m.read_text())
-    edit(d)  # type: ignore[operator]
-    m.write_text(json.dumps(d))
 
 
 @pytest.mark.parametrize(
@@ -52,7 +45,7 @@ def test_manifest_paths_never_leave_the_run(
 ) -> None:
     (run.parent / "secret.txt").write_text("the content of a file outside the run")
     os.symlink(run.parent / "secret.txt", run / "link-out.json.gz")
-    _edit_manifest(run, lambda d: d["contexts"][-1].__setitem__(field, value))
+    edit_manifest(run, lambda d: d["contexts"][-1].__setitem__(field, value))
     args = {"report": ["--format", "json", "--out", "-"], "open": ["--no-browser", "--timeout", "1"]}
     args["export"] = ["--out", run.parent / "out.json"]
     result = tk(capsys, command, run, *args[command])
@@ -81,13 +74,13 @@ def test_broken_manifest_is_one_line(
         text = text[:-1] + ', "deep": ' + "[" * 3000 + "]" * 3000 + "}"
         (run / "manifest.json").write_text(text)
     else:
-        _edit_manifest(run, edit)
+        edit_manifest(run, edit)
     args = ["report", run, "-f", "json", "--out", "-"] if command == "report" else ["diff", small_run, run]
     one_line_error(tk(capsys, *args), "manifest", problem)
 
 
 def test_null_model_fields_are_fine(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _edit_manifest(run, lambda d: d["model"].update(layers=None, heads=None))
+    edit_manifest(run, lambda d: d["model"].update(layers=None, heads=None))
     code, out, err = tk(capsys, "report", run, "-f", "json", "--out", "-")
     assert code == 0 and json.loads(out)["model"].get("layers") is None, err
 
@@ -311,7 +304,7 @@ def test_unknown_check_metric_is_a_usage_error_not_a_failed_gate(run: Path, caps
 
 
 def test_report_json_is_strict_json(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _edit_manifest(run, lambda d: d["device"].update(measured_bandwidth_gbps=1e15, name="?"))  # the extremes allowed
+    edit_manifest(run, lambda d: d["device"].update(measured_bandwidth_gbps=1e15, name="?"))  # the extremes allowed
     code, out, err = tk(capsys, "report", run, "-f", "json", "--out", "-", "--peak-bandwidth", "0.001")
     assert code == 0, err
 
